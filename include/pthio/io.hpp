@@ -1,0 +1,91 @@
+// pthio — bytes in and out.
+//
+// byte_source: read-only bytes plus whatever keeps them alive (an mmap of a file, a heap buffer,
+// or nothing when the caller owns them). Spans handed out stay valid while any copy of the
+// source, or any storage wrapping it, lives.
+// sink: where a writer's bytes go. file_sink writes to a temporary file beside the target,
+// fsyncs it and renames it over the target only in commit(); destroyed without commit it removes
+// the temporary, so a failure or a kill mid-save never replaces a good file with a partial one.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace pthio {
+
+class byte_source {
+ public:
+  byte_source() = default;
+  byte_source(std::shared_ptr<const void> owner, std::span<const std::byte> bytes, std::string name)
+      : owner_(std::move(owner)), bytes_(bytes), name_(std::move(name)) {}
+
+  // Memory-maps `path` read-only (copy-on-write private map, so views may be written in-process).
+  static byte_source map_file(const std::filesystem::path& path);
+  // Reads the whole of `path` into memory with large reads.
+  static byte_source read_file(const std::filesystem::path& path);
+  // Takes ownership of a buffer.
+  static byte_source from_vector(std::vector<std::byte> data, std::string name = "<memory>");
+  // Borrows caller-owned bytes.
+  static byte_source borrow(std::span<const std::byte> data, std::string name = "<memory>");
+
+  std::span<const std::byte> bytes() const noexcept { return bytes_; }
+  std::size_t size() const noexcept { return bytes_.size(); }
+  const std::string& name() const noexcept { return name_; }
+  const std::shared_ptr<const void>& owner() const noexcept { return owner_; }
+  bool is_mapped() const noexcept { return mapped_; }
+
+ private:
+  std::shared_ptr<const void> owner_;
+  std::span<const std::byte> bytes_;
+  std::string name_;
+  bool mapped_ = false;
+};
+
+class sink {
+ public:
+  virtual ~sink() = default;
+  virtual void write(const void* data, std::size_t n) = 0;
+  virtual std::uint64_t position() const = 0;
+  void write(std::span<const std::byte> b) { write(b.data(), b.size()); }
+};
+
+class memory_sink final : public sink {
+ public:
+  void write(const void* data, std::size_t n) override;
+  std::uint64_t position() const override { return buffer_.size(); }
+  std::vector<std::byte>& buffer() noexcept { return buffer_; }
+
+ private:
+  std::vector<std::byte> buffer_;
+};
+
+class file_sink final : public sink {
+ public:
+  // Creates "<target>.pthio-tmp-<random>" in the target's folder.
+  explicit file_sink(std::filesystem::path target);
+  ~file_sink() override;  // removes the temporary unless committed
+  file_sink(const file_sink&) = delete;
+  file_sink& operator=(const file_sink&) = delete;
+
+  void write(const void* data, std::size_t n) override;
+  std::uint64_t position() const override { return position_; }
+  // Flushes, fsyncs, renames over the target, fsyncs the folder.
+  void commit();
+  const std::filesystem::path& temp_path() const noexcept { return temp_; }
+
+ private:
+  void flush();
+  std::filesystem::path target_;
+  std::filesystem::path temp_;
+  int fd_ = -1;
+  std::uint64_t position_ = 0;
+  std::vector<std::byte> buffer_;
+  bool committed_ = false;
+};
+
+}  // namespace pthio

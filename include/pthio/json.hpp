@@ -1,0 +1,33 @@
+// pthio — the JSON renderings of the `pthio` command's contract (DESIGN.md).
+//
+// dump: None -> null; bool; int -> integer when |v| <= 2^53 else {"int": "<decimal>"}; float -> the
+// shortest round-tripping repr, always with '.' or 'e' (as Python's repr), non-finite as
+// {"float": "nan"|"inf"|"-inf"}; str -> string; bytes -> {"bytes": "<base64>"}; list -> array;
+// tuple -> {"tuple": [...]}; dict -> {"dict": [[k, v], ...]} plus "class" for an OrderedDict and
+// "attrs" for attributes set on it; tensor -> {"tensor": {ls fields but key}}; a global ->
+// {"global": "module.name"}; anything else -> {"object": "module.name", "args": ..., "state": ...}.
+// ls: one object per tensor {"key", "dtype", "shape", "stride", "storage_offset", "device",
+// "requires_grad", "sha256"}; sha256 covers the elements in row-major order, little-endian.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "pthio/checkpoint.hpp"
+
+namespace pthio {
+
+// Python's repr() of a finite double: "0.1", "1e-08", "1e+16", "100.0".
+std::string python_float_repr(double d);
+// A JSON string literal (UTF-8 passed through, control characters and invalid bytes escaped).
+std::string json_quote(std::string_view s);
+// Lowercase hex SHA-256 of the tensor's elements (row-major, little-endian; host copy if needed).
+std::string tensor_sha256(const tensor& t);
+// The ls fields of one tensor; with a key, "key" comes first.
+std::string tensor_json(const value& t, const std::string* key);
+// The whole `dump --json` rendering of a value.
+std::string dump_json(const value& v);
+// The whole `ls --json` object for a loaded file.
+std::string ls_json(const checkpoint& ck, std::string_view file);
+
+}  // namespace pthio

@@ -1,0 +1,133 @@
+// pthio — pickle: a reader for every opcode of protocols 0-5, and a protocol-2 writer.
+//
+// The unpickler is a stack machine over an untrusted byte stream. It never executes anything:
+// a GLOBAL / STACK_GLOBAL / INST / OBJ names a class or function, which is looked up in a
+// global_table; REDUCE/NEWOBJ/OBJ/INST on an entry with a handler call that handler (pure C++
+// provided by pthio, never code from the file); on anything else they build an inert
+// object_object. Built in, always available: collections.OrderedDict (an ordered dict),
+// _codecs.encode (bytes from protocol 2), builtins.bytes / bytearray (bytes), copyreg's
+// _reconstructor and __newobj__ (objects). Python 2 module names (__builtin__, copy_reg) map to
+// their Python 3 names.
+//
+// Limits (unpickle_limits) bound nesting depth, marks, memo entries, container sizes and the
+// bytes held by strings and containers; every length field is checked against the bytes
+// remaining before anything is allocated. Values built are checked for cycles and depth; on
+// any error everything built so far is torn down without recursion.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "pthio/value.hpp"
+
+namespace pthio {
+
+struct unpickle_limits {
+  std::size_t max_depth = 1000;          // nesting of containers in the result, and of MARKs
+  std::size_t max_memo = 1u << 24;       // highest memo index + 1
+  std::size_t max_stack = 1u << 24;      // values on the stack
+  std::uint64_t max_memory = 64u << 20;  // bytes of strings, bytes and container slots built
+};
+
+// Handler for REDUCE (and NEWOBJ / OBJ / INST) applied to a global: gets the argument tuple,
+// returns the value it builds. Throws pthio::error to refuse.
+using reduce_fn = std::function<value(const std::vector<value>& args)>;
+
+class global_table {
+ public:
+  // Allow module.name; with a handler, REDUCE on it calls the handler.
+  void add(std::string module, std::string name, reduce_fn handler = nullptr);
+  // nullptr when absent; *entry is empty (no handler) for a global allowed without one.
+  const reduce_fn* find(std::string_view module, std::string_view name) const;
+  bool contains(std::string_view module, std::string_view name) const {
+    return find(module, name) != nullptr;
+  }
+
+ private:
+  std::unordered_map<std::string, reduce_fn> entries_;  // key "module\nname"
+};
+
+struct unpickle_options {
+  // Globals with handlers (torch's rebuild functions, numpy); nullptr for the built-ins only.
+  const global_table* globals = nullptr;
+  // Weights-only mode: any global that is neither built in nor in `globals` raises
+  // errc::unsafe_global at the opcode's offset.
+  bool strict = false;
+  // Resolves PERSID/BINPERSID ids; without it, a persistent id is an error.
+  std::function<value(const value& pid)> persistent_load;
+  // Observes every global the stream names, with the offset of its opcode (used by scan).
+  std::function<void(const global_ref& g, std::size_t offset)> on_global;
+  unpickle_limits limits;
+  // Name used in errors: "archive/data.pkl".
+  std::string context;
+};
+
+struct unpickle_result {
+  value root;
+  std::size_t consumed = 0;  // bytes up to and including STOP
+};
+
+// Reads one pickle from the start of `data` (which may continue past STOP).
+unpickle_result unpickle(std::span<const std::byte> data, const unpickle_options& options);
+
+// The globals allowed without a table in strict mode (OrderedDict, _codecs.encode, ...).
+bool is_builtin_safe_global(std::string_view module, std::string_view name);
+
+// ---------------------------------------------------------------------------------------------
+// Writer: protocol 2, memoizing as CPython's pickler does for the objects torch.save writes
+// (containers and tuples by identity, str by content since CPython interns the literals torch
+// uses, globals by name), so pthio's data.pkl matches torch's byte for byte.
+
+class pickler;
+
+struct pickle_options {
+  // Called for tensors and storages (and any value): return true after writing the value
+  // through `p` (e.g. a torch rebuild call with a persistent id), false to use the default.
+  std::function<bool(pickler& p, const value& v)> save_hook;
+};
+
+class pickler {
+ public:
+  explicit pickler(pickle_options options = {});
+
+  // Writes PROTO 2, the value, STOP; returns the stream.
+  std::vector<std::byte> dump(const value& root);
+
+  // Building blocks for save_hook.
+  void save(const value& v);                        // any value, memoized
+  void save_global(std::string_view module, std::string_view name);  // GLOBAL, memoized
+  void save_persistent_id(const value& pid);        // pid then BINPERSID
+  void reduce();                                    // REDUCE + memoize the result
+  void put_memo(const void* identity);              // BINPUT for a new object
+  bool get_memo(const void* identity);              // BINGET if memoized; true when written
+  void save_empty_ordered_dict();                   // OrderedDict() as torch writes it
+  void write_raw(std::span<const std::byte> bytes);
+
+ private:
+  pickle_options options_;
+  std::vector<std::byte> out_;
+  std::unordered_map<const void*, std::uint32_t> memo_;
+  std::unordered_map<std::string, std::uint32_t> str_memo_;
+  std::unordered_map<std::string, std::uint32_t> global_memo_;
+  std::uint32_t next_memo_ = 0;
+  void emit(std::uint8_t op);
+  void emit_put();
+  void save_str(const std::string& s);
+  void save_int(std::int64_t i);
+  void save_big(const big_int& b);
+  void save_float(double d);
+  void save_bytes(const std::string& b);
+  void save_list(const value& v);
+  void save_tuple(const value& v);
+  void save_dict(const value& v);
+  void save_object(const value& v);
+  void save_setitems(const std::vector<std::pair<value, value>>& items);
+};
+
+}  // namespace pthio

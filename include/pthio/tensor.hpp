@@ -1,0 +1,155 @@
+// pthio — tensor: a strided view of a storage.
+//
+// tensor = storage + storage_offset + shape + strides + dtype + requires_grad, as in torch.
+// Offsets and strides count elements, not bytes. Views (transpose, as_strided, narrow) share the
+// storage. Construction checks that every element the view can reach lies inside the storage:
+// (storage_offset + sum((shape[i]-1) * stride[i]) + 1) * element_size <= storage.nbytes(),
+// with checked arithmetic; an empty tensor (a zero in shape) reaches nothing.
+// Element access is typed and checks the dtype; Eigen maps honour strides without copying.
+#pragma once
+
+#include <Eigen/Core>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "pthio/dtype.hpp"
+#include "pthio/error.hpp"
+#include "pthio/storage.hpp"
+
+namespace pthio {
+
+using shape_t = std::vector<std::int64_t>;
+
+// Row-major (C-contiguous) strides for a shape.
+shape_t contiguous_strides(std::span<const std::int64_t> shape);
+// Product of the extents; throws limit_exceeded on overflow.
+std::int64_t shape_numel(std::span<const std::int64_t> shape);
+// "[2, 3]"
+std::string shape_string(std::span<const std::int64_t> shape);
+
+class tensor {
+ public:
+  tensor() = default;
+  // A view of `s`. Throws pthio::error(corrupt_checkpoint) if the view reaches outside `s`,
+  // or an extent or stride is negative.
+  tensor(storage s, dtype t, shape_t shape, shape_t strides, std::int64_t storage_offset = 0,
+         bool requires_grad = false);
+
+  // A new contiguous, zero-filled tensor.
+  static tensor zeros(dtype t, shape_t shape, const device& dev = cpu_device);
+  // A new contiguous tensor holding a copy of `values` (numel(shape) of them).
+  template <class T>
+  static tensor from_values(std::span<const T> values, shape_t shape) {
+    tensor r = zeros(dtype_of<T>, std::move(shape));
+    if (static_cast<std::size_t>(r.numel()) != values.size())
+      throw error(errc::invalid_argument, "from_values: " + std::to_string(values.size()) +
+                                              " values for shape " + shape_string(r.shape()));
+    std::copy(values.begin(), values.end(), r.data<T>());
+    return r;
+  }
+  template <class T>
+  static tensor from_values(std::initializer_list<T> values, shape_t shape) {
+    return from_values(std::span<const T>(values.begin(), values.size()), std::move(shape));
+  }
+
+  bool defined() const noexcept { return storage_.defined(); }
+  pthio::dtype dtype() const noexcept { return dtype_; }
+  const shape_t& shape() const noexcept { return shape_; }
+  const shape_t& strides() const noexcept { return strides_; }
+  std::int64_t storage_offset() const noexcept { return offset_; }
+  std::int64_t dim() const noexcept { return static_cast<std::int64_t>(shape_.size()); }
+  std::int64_t size(std::int64_t d) const;
+  std::int64_t numel() const noexcept { return numel_; }
+  std::size_t element_size() const noexcept { return pthio::element_size(dtype_); }
+  // numel * element size: the bytes of the elements, not of the storage.
+  std::size_t nbytes() const noexcept { return static_cast<std::size_t>(numel_) * element_size(); }
+  bool requires_grad() const noexcept { return requires_grad_; }
+  void set_requires_grad(bool r) noexcept { requires_grad_ = r; }
+  const pthio::storage& get_storage() const noexcept { return storage_; }
+  const device& dev() const noexcept { return storage_.dev(); }
+  bool is_contiguous() const noexcept;
+
+  // Address of element 0 (storage data + offset * element size). Host tensors only for typed access.
+  std::byte* raw_data() const noexcept {
+    return storage_.data() + static_cast<std::size_t>(offset_) * element_size();
+  }
+  template <class T>
+  T* data() const {
+    check_access(dtype_of<T>);
+    return reinterpret_cast<T*>(raw_data());
+  }
+  // The element at a full index, bounds-checked.
+  template <class T>
+  T& at(std::initializer_list<std::int64_t> index) const {
+    check_access(dtype_of<T>);
+    return reinterpret_cast<T*>(raw_data())[element_offset(index)];
+  }
+  // The value of a one-element tensor.
+  template <class T>
+  T item() const {
+    if (numel_ != 1)
+      throw error(errc::invalid_argument, "item() needs one element, tensor has " +
+                                              std::to_string(numel_));
+    check_access(dtype_of<T>);
+    return *reinterpret_cast<const T*>(raw_data());
+  }
+
+  // Views sharing the storage.
+  tensor as_strided(shape_t shape, shape_t strides, std::int64_t storage_offset) const;
+  tensor transpose(std::int64_t d0, std::int64_t d1) const;
+  tensor narrow(std::int64_t d, std::int64_t start, std::int64_t length) const;
+  tensor reshape(shape_t shape) const;  // a view when contiguous, else a contiguous copy
+  // Same shape and dtype in fresh contiguous memory on the same device.
+  tensor clone() const;
+  // *this when already contiguous, else clone().
+  tensor contiguous() const;
+  // A copy on `dev` (host<->cuda needs CUDA); *this when already there.
+  tensor to(const device& dev) const;
+  // A converted copy (floating, integer, bool; float16/bfloat16 via float). *this when same dtype.
+  tensor to(pthio::dtype t) const;
+  // The elements in row-major order, each little-endian at the element size (host tensors).
+  std::vector<std::byte> bytes() const;
+  // Copies `src` (same shape) into this tensor's elements, converting dtype if needed.
+  void copy_from(const tensor& src);
+
+  // Eigen views over host memory, honouring strides; dtype must match T exactly.
+  template <class T>
+  using matrix_map = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>,
+                                Eigen::Unaligned, Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>>;
+  template <class T>
+  using vector_map = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>, Eigen::Unaligned,
+                                Eigen::InnerStride<Eigen::Dynamic>>;
+  // A 2-D tensor as a row-major matrix view (rows = shape[0]).
+  template <class T>
+  matrix_map<T> matrix() const {
+    if (dim() != 2)
+      throw error(errc::invalid_argument, "matrix() needs a 2-D tensor, got " + shape_string(shape_));
+    return matrix_map<T>(data<T>(), shape_[0], shape_[1],
+                         Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(strides_[0], strides_[1]));
+  }
+  // A 1-D tensor as a vector view.
+  template <class T>
+  vector_map<T> vector() const {
+    if (dim() != 1)
+      throw error(errc::invalid_argument, "vector() needs a 1-D tensor, got " + shape_string(shape_));
+    return vector_map<T>(data<T>(), shape_[0], Eigen::InnerStride<Eigen::Dynamic>(strides_[0]));
+  }
+
+ private:
+  void check_access(pthio::dtype want) const;
+  std::int64_t element_offset(std::initializer_list<std::int64_t> index) const;
+
+  pthio::storage storage_;
+  pthio::dtype dtype_ = pthio::dtype::float32;
+  shape_t shape_;
+  shape_t strides_;
+  std::int64_t offset_ = 0;
+  std::int64_t numel_ = 0;
+  bool requires_grad_ = false;
+};
+
+}  // namespace pthio

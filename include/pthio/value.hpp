@@ -1,0 +1,193 @@
+// pthio — value: the Python object model a checkpoint's pickle describes.
+//
+// A value is one of: None, bool, int (64-bit), big int (any size), float, str (UTF-8), bytes,
+// list, tuple, dict (insertion ordered; an OrderedDict remembers its class and the attributes set
+// on it, such as a state_dict's `_metadata`), tensor (a Parameter keeps a flag), storage (a torch
+// storage saved on its own), a global reference ("collections.OrderedDict") and an opaque object
+// (class, constructor args, state, items appended to it). Nothing in a value ever executes.
+//
+// Lists, dicts and objects are shared handles, as in Python: copying a value copies the handle,
+// and pickle's memo hands out the same container twice. Tuples are immutable and shared too.
+// Values produced by the unpickler are acyclic and nested at most load_options' depth limit.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "pthio/tensor.hpp"
+
+namespace pthio {
+
+class value;
+
+// An integer outside int64, as little-endian two's-complement bytes (pickle's LONG1 layout).
+struct big_int {
+  std::vector<std::uint8_t> le_bytes;
+  std::string to_string() const;                       // decimal
+  static big_int from_decimal(std::string_view text);  // "-123..."; throws invalid_argument
+  bool negative() const noexcept { return !le_bytes.empty() && (le_bytes.back() & 0x80); }
+  friend bool operator==(const big_int&, const big_int&) = default;
+};
+
+struct global_ref {
+  std::string module;
+  std::string name;
+  std::string qualified() const { return module + "." + name; }
+  friend bool operator==(const global_ref&, const global_ref&) = default;
+};
+
+// A torch storage as a value (the result of a persistent id, or a storage saved on its own).
+struct storage_value {
+  pthio::storage data;
+  pthio::dtype dtype = pthio::dtype::uint8;  // element type of a typed storage; uint8 untyped
+  std::uint64_t numel = 0;                   // elements of dtype (bytes when untyped)
+  std::string key;                           // the record name under data/
+  device location;                           // the location tag saved with it
+};
+
+struct list_object {
+  std::vector<value> items;
+};
+
+class dict_object;
+struct object_object;
+
+using list_ptr = std::shared_ptr<list_object>;
+using tuple_ptr = std::shared_ptr<const std::vector<value>>;
+using dict_ptr = std::shared_ptr<dict_object>;
+using object_ptr = std::shared_ptr<object_object>;
+using storage_ptr = std::shared_ptr<const storage_value>;
+
+class value {
+ public:
+  enum class kind : std::uint8_t {
+    none, boolean, integer, big_integer, floating, string, bytes,
+    list, tuple, dict, tensor, storage, global, object,
+  };
+
+  value() = default;
+  value(std::nullptr_t) {}
+  value(bool b) : v_(b) {}
+  template <class I>
+    requires(std::is_integral_v<I> && !std::is_same_v<I, bool>)
+  value(I i) : v_(static_cast<std::int64_t>(i)) {}
+  value(double d) : v_(d) {}
+  value(std::string s) : v_(str_box{std::move(s)}) {}
+  value(std::string_view s) : v_(str_box{std::string(s)}) {}
+  value(const char* s) : v_(str_box{s}) {}
+  value(pthio::tensor t, bool parameter = false) : v_(tensor_box{std::move(t), parameter}) {}
+  value(big_int b);  // normalised: fits int64 -> integer
+
+  static value make_bytes(std::string data);
+  static value make_list(std::vector<value> items = {});
+  static value make_tuple(std::vector<value> items = {});
+  static value make_dict();
+  static value make_ordered_dict();
+  static value make_global(std::string module, std::string name);
+  static value make_object(global_ref type, value args = {});
+  static value make_storage(storage_value s);
+  static value from(list_ptr p) { value v; v.v_ = std::move(p); return v; }
+  static value from(dict_ptr p) { value v; v.v_ = std::move(p); return v; }
+  static value from(object_ptr p) { value v; v.v_ = std::move(p); return v; }
+  static value from(tuple_ptr p) { value v; v.v_ = std::move(p); return v; }
+
+  kind type() const noexcept { return static_cast<kind>(v_.index()); }
+  std::string_view type_name() const noexcept;  // "None", "int", "dict", ...
+  bool is_none() const noexcept { return type() == kind::none; }
+  bool is_bool() const noexcept { return type() == kind::boolean; }
+  bool is_int() const noexcept { return type() == kind::integer; }
+  bool is_float() const noexcept { return type() == kind::floating; }
+  bool is_str() const noexcept { return type() == kind::string; }
+  bool is_list() const noexcept { return type() == kind::list; }
+  bool is_tuple() const noexcept { return type() == kind::tuple; }
+  bool is_dict() const noexcept { return type() == kind::dict; }
+  bool is_tensor() const noexcept { return type() == kind::tensor; }
+  bool is_object() const noexcept { return type() == kind::object; }
+  bool is_global() const noexcept { return type() == kind::global; }
+
+  // Typed access; throws pthio::error(invalid_argument) naming both types on a mismatch.
+  bool as_bool() const;
+  std::int64_t as_int() const;
+  const big_int& as_big_int() const;
+  double as_float() const;  // an int converts
+  const std::string& as_str() const;
+  const std::string& as_bytes() const;
+  list_object& as_list() const;
+  const std::vector<value>& as_tuple() const;
+  dict_object& as_dict() const;
+  const pthio::tensor& as_tensor() const;
+  bool is_parameter() const noexcept;
+  const storage_value& as_storage() const;
+  const global_ref& as_global() const;
+  object_object& as_object() const;
+  // The items of a list or tuple.
+  const std::vector<value>& items() const;
+
+  // Dict lookup by str key; nullptr when absent or not a dict.
+  const value* find(std::string_view key) const;
+
+  // Deep equality (tensors: dtype, shape and elements; floats bitwise-equal or both NaN).
+  friend bool operator==(const value& a, const value& b);
+
+  // Identity of a shared container (list, tuple, dict, object) for memo and cycle checks; null otherwise.
+  const void* identity() const noexcept;
+
+ private:
+  struct str_box { std::string s; };
+  struct bytes_box { std::string s; };
+  struct tensor_box { pthio::tensor t; bool parameter = false; };
+  std::variant<std::monostate, bool, std::int64_t, std::shared_ptr<const big_int>, double, str_box,
+               bytes_box, list_ptr, tuple_ptr, dict_ptr, tensor_box, storage_ptr, global_ref,
+               object_ptr>
+      v_;
+};
+
+// A dict in insertion order with a hash index for str, int, bool, None, bytes, float and tuple keys.
+class dict_object {
+ public:
+  using entry = std::pair<value, value>;
+
+  // "" for a plain dict, "collections.OrderedDict", or another dict subclass's qualified name.
+  std::string class_name;
+  // Attributes set on the object by BUILD (a state_dict's `_metadata`), in order.
+  std::vector<std::pair<std::string, value>> attrs;
+
+  const std::vector<entry>& entries() const noexcept { return entries_; }
+  std::size_t size() const noexcept { return entries_.size(); }
+  // Python's d[k] = v: replaces the value of an equal key, else appends.
+  void set(value key, value val);
+  const value* get(const value& key) const;
+  const value* get(std::string_view key) const { return get(value(key)); }
+  bool erase(const value& key);
+  void clear();
+  const value* attr(std::string_view name) const;
+
+ private:
+  std::vector<entry> entries_;
+  std::vector<std::pair<std::size_t, std::size_t>> index_;  // open addressing: (hash, entry+1)
+  void rebuild_index();
+  std::size_t slot_of(const value& key, std::size_t hash) const;
+};
+
+// An instance of a class pthio does not model: kept inert.
+struct object_object {
+  global_ref type;
+  value args;  // the tuple given to REDUCE / NEWOBJ (None when built otherwise)
+  value state; // BUILD's argument (None when none)
+  bool has_state = false;
+  std::vector<value> list_items;                  // APPEND/APPENDS on it
+  std::vector<std::pair<value, value>> dict_items; // SETITEM/SETITEMS on it
+};
+
+// The hash pthio's dict uses (Python-compatible equality: 1 == 1.0 == True).
+std::size_t hash_value(const value& v);
+
+// Breaks every container reachable from `root` apart without recursion (for adversarial depth).
+void flatten_destroy(value& root);
+
+}  // namespace pthio

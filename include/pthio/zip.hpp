@@ -1,0 +1,125 @@
+// pthio — zip: the container of torch checkpoints (APPNOTE 6.3.x subset).
+//
+// Layout torch writes (caffe2/serialize/inline_container.cc):
+//   [local header 30 B + name + extra (zip64, then "FB" padding to a 64-byte data boundary)]
+//   [data][data descriptor 16 B, or 24 B with zip64] ... repeated per record
+//   [central directory: 46 B + name + extra per record]
+//   [zip64 end record "PK\6\6" 56 B][zip64 locator "PK\6\7" 20 B][end record "PK\5\6" 22 B + comment]
+// Local headers carry flags 0x0808 (descriptor + UTF-8) with zero CRC and sizes; the central
+// directory holds the real values. Records are stored (method 0); other writers may deflate (8).
+//
+// zip_reader trusts the central directory for sizes and CRCs, reads each local header only to find
+// where data starts, and checks relations: every structure inside the file, the central directory
+// before the end record, local name equal to central name, data inside the file and not
+// overlapping the central directory, entry data ranges not overlapping each other, no duplicate
+// names, zip64 values used only where the classic field is 0xFFFF / 0xFFFFFFFF. Stored entries
+// are zero-copy spans over the source; deflated ones are inflated into a buffer of exactly the
+// declared size (libdeflate), so a zip bomb cannot allocate more than it declares, and the
+// declared size is bounded by zip_read_options.
+//
+// zip_writer writes what torch writes: stored records, data aligned to 64 bytes through an "FB"
+// extra field, data descriptors, CRC-32 (libdeflate), zip64 records (always, like torch), per-entry
+// zip64 extras once sizes or offsets pass 0xFFFFFFFF, and entry data streamed in pieces.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "pthio/io.hpp"
+
+namespace pthio {
+
+struct zip_entry {
+  std::string name;
+  std::uint64_t local_header_offset = 0;
+  std::uint64_t data_offset = 0;        // from the local header
+  std::uint64_t compressed_size = 0;    // from the central directory (zip64-resolved)
+  std::uint64_t uncompressed_size = 0;
+  std::uint32_t crc32 = 0;              // 0 may mean "not computed" (torch's CRC switch)
+  std::uint16_t method = 0;             // 0 stored, 8 deflated
+  std::uint16_t flags = 0;
+};
+
+struct zip_read_options {
+  // Largest uncompressed size accepted for a deflated entry (bounds what inflating allocates).
+  std::uint64_t max_inflated_size = std::uint64_t{16} << 30;
+  // Largest number of entries.
+  std::uint64_t max_entries = 10'000'000;
+};
+
+// Where a zip file starts; true when `bytes` begins with a local header or is an empty zip.
+bool looks_like_zip(std::span<const std::byte> bytes) noexcept;
+
+// CRC-32 (ISO-HDLC, as zip) through libdeflate; `crc` continues a running value.
+std::uint32_t crc32(std::span<const std::byte> bytes, std::uint32_t crc = 0) noexcept;
+
+class zip_reader {
+ public:
+  // Parses the archive's structure; throws pthio::error(corrupt_zip) with the offset.
+  explicit zip_reader(byte_source source, zip_read_options options = {});
+
+  const std::vector<zip_entry>& entries() const noexcept { return entries_; }
+  const zip_entry* find(std::string_view name) const;
+  const byte_source& source() const noexcept { return source_; }
+
+  // The entry's bytes: a zero-copy span for a stored entry; for a deflated one, a span over an
+  // inflated copy that lives as long as the reader. Verifies the CRC when `verify_crc` and the
+  // central directory's CRC is not 0 (throws corrupt_zip on mismatch).
+  std::span<const std::byte> read(const zip_entry& e, bool verify_crc = false) const;
+  // Owner keeping read()'s bytes alive (the source's owner, or the inflated buffer).
+  std::shared_ptr<const void> owner_of(const zip_entry& e) const;
+  // Recomputes the CRC-32 of the entry's uncompressed bytes.
+  std::uint32_t compute_crc(const zip_entry& e) const;
+
+ private:
+  byte_source source_;
+  zip_read_options options_;
+  std::vector<zip_entry> entries_;
+  std::unordered_map<std::string_view, std::size_t> by_name_;
+  mutable std::unordered_map<std::size_t, std::shared_ptr<std::vector<std::byte>>> inflated_;
+};
+
+class zip_writer {
+ public:
+  // Writes to `out`, which must outlive the writer. Alignment of entry data: 64 like torch.
+  explicit zip_writer(sink& out, std::uint32_t alignment = 64);
+
+  // A whole entry at once.
+  void add(std::string_view name, std::span<const std::byte> data);
+  // Streaming: begin, any number of write()s, end. Pass the entry's size when known: torch
+  // sizes the local header's zip64 field and its flags from it (an empty entry has no data
+  // descriptor), so only then are the bytes exactly torch's; end_entry() checks it was met.
+  void begin_entry(std::string_view name, std::optional<std::uint64_t> size = std::nullopt);
+  void write(std::span<const std::byte> data);
+  void end_entry();
+  // Central directory and end records; the writer is then finished.
+  void finish();
+
+ private:
+  struct written {
+    std::string name;
+    std::uint64_t local_offset;
+    std::uint64_t size;
+    std::uint32_t crc;
+    std::uint16_t flags;
+  };
+  sink& out_;
+  std::uint32_t alignment_;
+  std::vector<written> done_;
+  bool in_entry_ = false;
+  bool finished_ = false;
+  std::string cur_name_;
+  std::uint64_t cur_local_ = 0;
+  std::uint64_t cur_size_ = 0;
+  std::uint32_t cur_crc_ = 0;
+  std::optional<std::uint64_t> cur_declared_;
+};
+
+}  // namespace pthio

@@ -1,0 +1,27 @@
+// Pieces shared by the checkpoint loaders and savers (not part of the public API).
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "pthio/checkpoint.hpp"
+
+namespace pthio::detail {
+
+[[noreturn]] void bad_args(const char* fn, const std::string& why);
+std::vector<std::int64_t> int_sequence(const value& v, const char* fn, const char* what);
+
+// Replaces, in place, every value for which fn returns a replacement (iterative walk; shared
+// containers visited once; replaced values are not descended into).
+void transform_values(value& root, const std::function<std::optional<value>(const value&)>& fn);
+
+// Host bytes to a storage on `target` (cpu: a copy).
+storage copy_to_device(std::span<const std::byte> bytes, const device& target);
+
+checkpoint load_safetensors(const byte_source& src, const load_options& options);
+void save_safetensors(sink& out, const value& root, const save_options& options);
+
+}  // namespace pthio::detail

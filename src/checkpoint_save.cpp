@@ -1,0 +1,232 @@
+// Saving checkpoints as torch.save does (torch/serialization.py `_save` and `_legacy_save`,
+// torch/_tensor.py `_reduce_ex_internal`): tensors pickle as REDUCE of a rebuild function over a
+// persistent id naming their storage; each storage is written once, keyed "0", "1", ... in the
+// order the pickle first meets it; records are laid out as the chosen torch version lays them.
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <random>
+#include <unordered_map>
+
+#include "checkpoint_internal.h"
+#include "pthio/checkpoint.hpp"
+
+namespace pthio {
+
+namespace {
+
+struct storage_entry {
+  storage data;
+  std::string key;
+  dtype first_dtype;
+  device location;
+};
+
+class storage_registry {
+ public:
+  // The key of `s`, registering it on first sight.
+  const storage_entry& key_for(const storage& s, dtype t) {
+    auto it = index_.find(s.id());
+    if (it != index_.end()) {
+      const storage_entry& e = entries_[it->second];
+      bool typed_a = !storage_class_name(e.first_dtype).empty(), typed_b = !storage_class_name(t).empty();
+      if (e.first_dtype != t && typed_a && typed_b)
+        throw error(errc::invalid_argument,
+                    "cannot save tensors that view one storage as different types (" +
+                        std::string(dtype_name(e.first_dtype)) + " and " + std::string(dtype_name(t)) +
+                        "), as torch.save refuses too");
+      return e;
+    }
+    index_.emplace(s.id(), entries_.size());
+    entries_.push_back({s, std::to_string(entries_.size()), t, s.dev()});
+    return entries_.back();
+  }
+  const std::vector<storage_entry>& entries() const { return entries_; }
+
+ private:
+  std::unordered_map<const void*, std::size_t> index_;
+  std::vector<storage_entry> entries_;
+};
+
+// ('storage', class, key, location, numel[, None]) for a storage seen as dtype t.
+value persistent_id(const storage_entry& e, dtype t, bool legacy) {
+  std::string_view cls = storage_class_name(t);
+  bool typed = !cls.empty();
+  std::size_t es = typed ? element_size(t) : 1;
+  std::vector<value> pid{value("storage"),
+                         typed ? value::make_global("torch", std::string(cls))
+                               : value::make_global("torch.storage", "UntypedStorage"),
+                         value(e.key), value(e.location.str()),
+                         value(static_cast<std::int64_t>(e.data.nbytes() / es))};
+  if (legacy) pid.emplace_back();
+  return value::make_tuple(std::move(pid));
+}
+
+value int_tuple(const shape_t& v) {
+  std::vector<value> items;
+  items.reserve(v.size());
+  for (auto x : v) items.emplace_back(x);
+  return value::make_tuple(std::move(items));
+}
+
+// The pickle of `root` with storages registered in `reg`.
+std::vector<std::byte> pickle_root(const value& root, storage_registry& reg, bool legacy) {
+  pickle_options po;
+  po.save_hook = [&reg, legacy](pickler& p, const value& v) -> bool {
+    if (v.type() == value::kind::storage) {
+      const storage_value& s = v.as_storage();
+      p.save_persistent_id(persistent_id(reg.key_for(s.data, s.dtype), s.dtype, legacy));
+      return true;
+    }
+    if (!v.is_tensor()) return false;
+    const tensor& t = v.as_tensor();
+    if (!t.defined()) throw error(errc::invalid_argument, "cannot save an undefined tensor");
+    if (v.is_parameter()) {
+      // Parameter.__reduce_ex__: _rebuild_parameter(data, requires_grad, OrderedDict()).
+      tensor data = t;
+      data.set_requires_grad(false);
+      value args = value::make_tuple({value(data), value(t.requires_grad()), value::make_ordered_dict()});
+      p.save(value::make_object({"torch._utils", "_rebuild_parameter"}, std::move(args)));
+      return true;
+    }
+    const bool v3 = storage_class_name(t.dtype()).empty();
+    storage_value sv;
+    sv.data = t.get_storage();
+    sv.dtype = v3 ? dtype::uint8 : t.dtype();
+    std::vector<value> args{value::make_storage(std::move(sv)), value(t.storage_offset()), int_tuple(t.shape()),
+                            int_tuple(t.strides()), value(t.requires_grad()), value::make_ordered_dict()};
+    if (v3) args.push_back(value::make_global("torch", std::string(dtype_name(t.dtype()))));
+    p.save(value::make_object({"torch._utils", v3 ? "_rebuild_tensor_v3" : "_rebuild_tensor_v2"},
+                              value::make_tuple(std::move(args))));
+    return true;
+  };
+  pickler pk(po);
+  return pk.dump(root);
+}
+
+// Host bytes of a storage (device storages copied back through the CUDA layer).
+std::vector<std::byte> host_copy(const storage& s) {
+  tensor t(s, dtype::uint8, {static_cast<std::int64_t>(s.nbytes())}, {1}, 0);
+  return t.to(cpu_device).bytes();
+}
+
+template <class F>
+void with_host_bytes(const storage& s, F&& fn) {
+  if (s.dev().is_cpu()) {
+    fn(std::span<const std::byte>(s.data(), s.nbytes()));
+  } else if (s.dev().type() == device_type::meta) {
+    throw error(errc::unsupported, "cannot save a meta tensor's storage: it has no data");
+  } else {
+    auto b = host_copy(s);
+    fn(std::span<const std::byte>(b.data(), b.size()));
+  }
+}
+
+std::string random_serialization_id() {
+  std::random_device rd;
+  std::mt19937_64 rng((static_cast<std::uint64_t>(rd()) << 32) ^ rd());
+  std::string id;
+  for (int i = 0; i < 40; ++i) id += static_cast<char>('0' + rng() % 10);
+  return id;
+}
+
+std::span<const std::byte> text_bytes(std::string_view s) {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+
+void save_zip(sink& out, const value& root, const save_options& o, const std::string& archive) {
+  storage_registry reg;
+  std::vector<std::byte> pkl = pickle_root(root, reg, false);
+  const std::string prefix = archive + "/";
+  zip_writer zip(out);
+  zip.add(prefix + "data.pkl", pkl);
+  if (o.layout == torch_layout::v2) {
+    zip.add(prefix + ".format_version", text_bytes("1"));
+    zip.add(prefix + ".storage_alignment", text_bytes("64"));
+    zip.add(prefix + "byteorder", text_bytes("little"));
+  }
+  // torch writes data records in the lexicographic order of their keys: 0, 1, 10, 11, 2, ...
+  std::vector<const storage_entry*> order;
+  for (const auto& e : reg.entries()) order.push_back(&e);
+  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->key < b->key; });
+  for (const auto* e : order) {
+    zip.begin_entry(prefix + "data/" + e->key);
+    with_host_bytes(e->data, [&](std::span<const std::byte> b) {
+      constexpr std::size_t chunk = 64u << 20;
+      for (std::size_t off = 0; off < b.size(); off += chunk) zip.write(b.subspan(off, std::min(chunk, b.size() - off)));
+    });
+    zip.end_entry();
+  }
+  zip.add(prefix + "version", text_bytes("3\n"));
+  if (o.layout == torch_layout::v2) {
+    std::string id = o.serialization_id.empty() ? random_serialization_id() : o.serialization_id;
+    if (id.size() != 40 || !std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      throw error(errc::invalid_argument, "serialization_id must be 40 decimal digits");
+    zip.add(prefix + ".data/serialization_id", text_bytes(id));
+  }
+  zip.finish();
+}
+
+void write_pickled(sink& out, const value& v) {
+  pickler p;
+  auto b = p.dump(v);
+  out.write(b);
+}
+
+void save_legacy(sink& out, const value& root) {
+  // magic number, protocol version, sys_info, object, sorted keys, then each storage as an
+  // 8-byte little-endian element count and its bytes (torch/serialization.py _legacy_save).
+  write_pickled(out, value(big_int::from_decimal("119547037146038801333356")));
+  write_pickled(out, value(1001));
+  value sys_info = value::make_dict();
+  sys_info.as_dict().set(value("protocol_version"), value(1001));
+  sys_info.as_dict().set(value("little_endian"), value(true));
+  value sizes = value::make_dict();
+  sizes.as_dict().set(value("short"), value(2));
+  sizes.as_dict().set(value("int"), value(4));
+  sizes.as_dict().set(value("long"), value(4));
+  sys_info.as_dict().set(value("type_sizes"), sizes);
+  write_pickled(out, sys_info);
+  storage_registry reg;
+  out.write(pickle_root(root, reg, true));
+  std::vector<const storage_entry*> order;
+  for (const auto& e : reg.entries()) order.push_back(&e);
+  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->key < b->key; });
+  std::vector<value> keys;
+  for (const auto* e : order) keys.emplace_back(e->key);
+  write_pickled(out, value::make_list(std::move(keys)));
+  for (const auto* e : order) {
+    std::size_t es = storage_class_name(e->first_dtype).empty() ? 1 : element_size(e->first_dtype);
+    std::uint64_t count = e->data.nbytes() / es;
+    std::byte le[8];
+    for (int i = 0; i < 8; ++i) le[i] = static_cast<std::byte>(count >> (8 * i));
+    out.write(le, 8);
+    with_host_bytes(e->data, [&](std::span<const std::byte> b) { out.write(b.first(static_cast<std::size_t>(count * es))); });
+  }
+}
+
+}  // namespace
+
+void save(sink& out, const value& root, const save_options& options) {
+  if (options.format == checkpoint_format::legacy) return save_legacy(out, root);
+  if (options.format == checkpoint_format::safetensors) return detail::save_safetensors(out, root, options);
+  if (options.format != checkpoint_format::zip)
+    throw error(errc::invalid_argument, "save writes the zip, legacy or safetensors format");
+  save_zip(out, root, options, options.archive_name.empty() ? std::string("archive") : options.archive_name);
+}
+
+void save(const std::filesystem::path& path, const value& root, const save_options& options) {
+  try {
+    save_options o = options;
+    // torch names the archive folder after the file's stem ("model.pth" -> "model").
+    if (o.archive_name.empty()) o.archive_name = path.stem().string();
+    if (o.archive_name.empty()) o.archive_name = "archive";
+    file_sink out(path);
+    save(out, root, o);
+    out.commit();
+  } catch (const error& e) {
+    throw e.with_outer_context(path.string());
+  }
+}
+
+}  // namespace pthio

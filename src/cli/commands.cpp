@@ -1,0 +1,155 @@
+// diff and convert.
+#include <cmath>
+#include <cstdio>
+#include <map>
+
+#include "pthio/json.hpp"
+#include "scan.h"
+
+namespace pthio::cli {
+
+namespace {
+
+// Leaves of a value by key path: tensors, and (for pickle-based files) scalar values.
+void leaves(const value& v, const std::string& path, int depth, bool scalars,
+            std::vector<std::pair<std::string, value>>& out) {
+  auto child = [&](const std::string& part, const value& c) {
+    leaves(c, depth > 0 ? path + "." + part : part, depth + 1, scalars, out);
+  };
+  switch (v.type()) {
+    case value::kind::dict:
+      for (const auto& [k, c] : v.as_dict().entries()) child(key_text(k), c);
+      break;
+    case value::kind::list:
+    case value::kind::tuple:
+      for (std::size_t i = 0; i < v.items().size(); ++i) child(std::to_string(i), v.items()[i]);
+      break;
+    case value::kind::object: {
+      const auto& o = v.as_object();
+      if (o.has_state && o.state.is_dict()) {
+        for (const auto& [k, c] : o.state.as_dict().entries()) child(key_text(k), c);
+      } else if (scalars) {
+        out.emplace_back(path, v);
+      }
+      break;
+    }
+    case value::kind::tensor: out.emplace_back(path, v); break;
+    default:
+      if (scalars) out.emplace_back(path, v);
+  }
+}
+
+std::string describe_tensor(const tensor& t) {
+  return std::string(dtype_name(t.dtype())) + " " + shape_string(t.shape());
+}
+
+// Empty when close; else a description of the largest difference.
+std::string compare_tensors(const tensor& a0, const tensor& b0, double atol, double rtol) {
+  if (a0.dtype() != b0.dtype() || a0.shape() != b0.shape())
+    return describe_tensor(a0) + " vs " + describe_tensor(b0);
+  tensor a = a0.dev().is_cpu() ? a0 : a0.to(cpu_device);
+  tensor b = b0.dev().is_cpu() ? b0 : b0.to(cpu_device);
+  if (atol == 0 && rtol == 0) {
+    if (a.bytes() == b.bytes()) return "";
+  }
+  bool convertible = is_floating_point(a.dtype()) || (!is_complex(a.dtype()) && !is_quantized(a.dtype()));
+  if (!convertible || a.dtype() == dtype::uint64 || a.dtype() == dtype::int64) {
+    if (atol == 0 && rtol == 0) return "elements differ";
+    if (a.bytes() == b.bytes()) return "";
+    if (!convertible) return "elements differ (exact comparison for " + std::string(dtype_name(a.dtype())) + ")";
+  }
+  tensor x = a.to(dtype::float64).contiguous(), y = b.to(dtype::float64).contiguous();
+  const double* px = x.numel() ? x.data<double>() : nullptr;
+  const double* py = y.numel() ? y.data<double>() : nullptr;
+  double worst = 0;
+  std::int64_t bad = 0, at = -1;
+  for (std::int64_t i = 0; i < x.numel(); ++i) {
+    double p = px[i], q = py[i];
+    if (std::isnan(p) && std::isnan(q)) continue;
+    if (p == q) continue;
+    double d = std::fabs(p - q);
+    if (!(d <= atol + rtol * std::fabs(q))) {
+      ++bad;
+      if (!(d <= worst)) {
+        worst = d;
+        at = i;
+      }
+    }
+  }
+  if (!bad) return "";
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "%lld of %lld elements differ; largest |a-b| = %s at flat index %lld",
+                static_cast<long long>(bad), static_cast<long long>(x.numel()),
+                std::isnan(worst) ? "nan" : python_float_repr(worst).c_str(), static_cast<long long>(at));
+  return buf;
+}
+
+}  // namespace
+
+int cmd_diff(const std::vector<std::string>& files, double atol, double rtol, const load_options& options) {
+  if (files.size() != 2) throw usage("diff takes two files, A and B");
+  auto a = load_checkpoint(files[0], options);
+  auto b = load_checkpoint(files[1], options);
+  auto pickled = [](checkpoint_format f) { return f != checkpoint_format::safetensors; };
+  bool scalars = pickled(a.format) && pickled(b.format);
+  std::vector<std::pair<std::string, value>> la, lb;
+  leaves(a.root, "", 0, scalars, la);
+  leaves(b.root, "", 0, scalars, lb);
+  std::map<std::string, const value*> mb;
+  for (const auto& [k, v] : lb) mb.emplace(k, &v);
+  std::size_t differences = 0;
+  std::map<std::string, bool> seen;
+  for (const auto& [k, v] : la) {
+    seen[k] = true;
+    auto it = mb.find(k);
+    std::string shown = k.empty() ? "\"\"" : k;
+    if (it == mb.end()) {
+      std::printf("only in A: %s\n", shown.c_str());
+      ++differences;
+      continue;
+    }
+    const value& w = *it->second;
+    if (v.is_tensor() != w.is_tensor()) {
+      std::printf("differs: %s: %s vs %s\n", shown.c_str(), std::string(v.type_name()).c_str(),
+                  std::string(w.type_name()).c_str());
+      ++differences;
+    } else if (v.is_tensor()) {
+      std::string why = compare_tensors(v.as_tensor(), w.as_tensor(), atol, rtol);
+      if (!why.empty()) {
+        std::printf("differs: %s: %s\n", shown.c_str(), why.c_str());
+        ++differences;
+      }
+    } else if (dump_json(v) != dump_json(w)) {
+      std::printf("differs: %s: %s vs %s\n", shown.c_str(), dump_json(v).c_str(), dump_json(w).c_str());
+      ++differences;
+    }
+  }
+  for (const auto& [k, v] : lb)
+    if (!seen.count(k)) {
+      std::printf("only in B: %s\n", k.empty() ? "\"\"" : k.c_str());
+      ++differences;
+    }
+  if (differences) {
+    std::printf("%zu difference%s\n", differences, differences == 1 ? "" : "s");
+    return 1;
+  }
+  std::printf("no differences (%zu entries compared)\n", la.size());
+  return 0;
+}
+
+int cmd_convert(const std::vector<std::string>& files, const std::string& to, const load_options& options) {
+  if (files.size() != 2) throw usage("convert takes IN and OUT");
+  std::string target = to;
+  if (target.empty()) target = files[1].ends_with(".safetensors") ? "safetensors" : "pth";
+  if (target != "pth" && target != "safetensors") throw usage("--to takes pth or safetensors, got '" + to + "'");
+  auto ck = load_checkpoint(files[0], options);
+  save_options so;
+  so.format = target == "pth" ? checkpoint_format::zip : checkpoint_format::safetensors;
+  save(files[1], ck.root, so);
+  std::size_t n = 0;
+  visit_tensors(ck.root, [&](const std::string&, const value&) { ++n; });
+  std::printf("wrote %s (%s, %zu tensors)\n", files[1].c_str(), target.c_str(), n);
+  return 0;
+}
+
+}  // namespace pthio::cli

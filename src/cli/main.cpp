@@ -1,0 +1,459 @@
+// The `pthio` command. Its interface is a contract (DESIGN.md): subcommands, --json shapes, key
+// paths and exit statuses (0 success, 1 a negative answer, 2 usage error, 3 unreadable file).
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pthio/pthio.hpp"
+#include "scan.h"
+
+namespace {
+
+constexpr int exit_ok = 0, exit_negative = 1, exit_usage = 2, exit_unreadable = 3;
+
+const char* usage_text =
+    "usage: pthio COMMAND [ARGS]\n"
+    "  ls FILE [--json]                 one row per tensor: key, dtype, shape, device, bytes\n"
+    "  dump FILE [--json]               the whole object tree\n"
+    "  cat FILE KEY [--limit N]         the values of one tensor\n"
+    "  diff A B [--atol X] [--rtol Y]   compare two checkpoints (exit 1 when they differ)\n"
+    "  convert IN OUT [--to pth|safetensors]\n"
+    "  scan FILE [--json]               globals referenced, and a verdict (exit 1 when unsafe)\n"
+    "  verify FILE                      structure and CRC-32 of every record (exit 1 when corrupt)\n"
+    "options that load: --map-location cpu|cuda:N, --strict (weights-only globals), --mmap\n";
+
+struct usage_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct args {
+  std::string command;
+  std::vector<std::string> positional;
+  bool json = false;
+  bool strict = false;
+  bool mmap = false;
+  std::string map_location = "cpu";
+  std::optional<long long> limit;
+  double atol = 0, rtol = 0;
+  std::string to;
+};
+
+double parse_double(const std::string& flag, const std::string& text) {
+  try {
+    std::size_t used = 0;
+    double d = std::stod(text, &used);
+    if (used != text.size() || !(d >= 0)) throw usage_error("");
+    return d;
+  } catch (...) {
+    throw usage_error(flag + " needs a non-negative number, got '" + text + "'");
+  }
+}
+
+args parse_args(int argc, char** argv) {
+  if (argc < 2) throw usage_error("no command given");
+  args a;
+  a.command = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    std::string s = argv[i];
+    auto value_of = [&](const std::string& flag) {
+      if (i + 1 >= argc) throw usage_error(flag + " needs a value");
+      return std::string(argv[++i]);
+    };
+    if (s == "--json") a.json = true;
+    else if (s == "--strict") a.strict = true;
+    else if (s == "--mmap") a.mmap = true;
+    else if (s == "--map-location") a.map_location = value_of(s);
+    else if (s.starts_with("--map-location=")) a.map_location = s.substr(15);
+    else if (s == "--limit") {
+      std::string v = value_of(s);
+      try {
+        std::size_t used = 0;
+        long long n = std::stoll(v, &used);
+        if (used != v.size() || n < 0) throw usage_error("");
+        a.limit = n;
+      } catch (...) {
+        throw usage_error("--limit needs a non-negative integer, got '" + v + "'");
+      }
+    } else if (s == "--atol") a.atol = parse_double(s, value_of(s));
+    else if (s == "--rtol") a.rtol = parse_double(s, value_of(s));
+    else if (s == "--to") a.to = value_of(s);
+    else if (s == "--") { for (++i; i < argc; ++i) a.positional.push_back(argv[i]); }
+    else if (s.size() > 1 && s[0] == '-') throw usage_error("unknown option '" + s + "'");
+    else a.positional.push_back(s);
+  }
+  return a;
+}
+
+void need_positional(const args& a, std::size_t n, const char* what) {
+  if (a.positional.size() != n) throw usage_error(a.command + " takes " + what);
+}
+
+pthio::load_options load_opts(const args& a) {
+  pthio::load_options o;
+  o.mode = a.mmap ? pthio::load_mode::mmap : pthio::load_mode::eager;
+  o.strict = a.strict;
+  try {
+    o.map_location = pthio::map_location(pthio::device::parse(a.map_location));
+  } catch (const pthio::error& e) {
+    throw usage_error("--map-location: " + e.message());
+  }
+  return o;
+}
+
+std::string human_shape(const pthio::shape_t& s) { return pthio::shape_string(s); }
+
+int cmd_ls(const args& a) {
+  need_positional(a, 1, "one FILE");
+  auto ck = pthio::load_checkpoint(a.positional[0], load_opts(a));
+  if (a.json) {
+    std::cout << pthio::ls_json(ck, a.positional[0]) << "\n";
+    return exit_ok;
+  }
+  struct row { std::string key, dtype, shape, device, bytes; };
+  std::vector<row> rows;
+  std::uint64_t total = 0;
+  pthio::visit_tensors(ck.root, [&](const std::string& key, const pthio::value& v) {
+    const auto& t = v.as_tensor();
+    total += t.nbytes();
+    rows.push_back({key.empty() ? "\"\"" : key, std::string(pthio::dtype_name(t.dtype())), human_shape(t.shape()),
+                    t.dev().str(), std::to_string(t.nbytes())});
+  });
+  std::size_t w[5] = {3, 5, 5, 6, 5};
+  for (const auto& r : rows) {
+    w[0] = std::max(w[0], r.key.size());
+    w[1] = std::max(w[1], r.dtype.size());
+    w[2] = std::max(w[2], r.shape.size());
+    w[3] = std::max(w[3], r.device.size());
+    w[4] = std::max(w[4], r.bytes.size());
+  }
+  auto line = [&](const std::string& k, const std::string& d, const std::string& s, const std::string& dev,
+                  const std::string& b) {
+    std::printf("%-*s  %-*s  %-*s  %-*s  %*s\n", int(w[0]), k.c_str(), int(w[1]), d.c_str(), int(w[2]), s.c_str(),
+                int(w[3]), dev.c_str(), int(w[4]), b.c_str());
+  };
+  line("key", "dtype", "shape", "device", "bytes");
+  for (const auto& r : rows) line(r.key, r.dtype, r.shape, r.device, r.bytes);
+  std::printf("%zu tensors, %llu bytes (%s format)\n", rows.size(), static_cast<unsigned long long>(total),
+              std::string(pthio::format_name(ck.format)).c_str());
+  return exit_ok;
+}
+
+// Python-like text rendering for `dump` without --json.
+void dump_text(const pthio::value& v, int indent, std::string& out);
+
+void dump_text_items(const std::vector<pthio::value>& items, int indent, std::string& out, char open, char close) {
+  if (items.empty()) {
+    out += open;
+    out += close;
+    return;
+  }
+  out += open;
+  out += '\n';
+  for (const auto& e : items) {
+    out += std::string(static_cast<std::size_t>(indent + 2), ' ');
+    dump_text(e, indent + 2, out);
+    out += ",\n";
+  }
+  out += std::string(static_cast<std::size_t>(indent), ' ');
+  out += close;
+}
+
+void dump_text(const pthio::value& v, int indent, std::string& out) {
+  using k = pthio::value::kind;
+  switch (v.type()) {
+    case k::none: out += "None"; break;
+    case k::boolean: out += v.as_bool() ? "True" : "False"; break;
+    case k::integer: out += std::to_string(v.as_int()); break;
+    case k::big_integer: out += v.as_big_int().to_string(); break;
+    case k::floating: {
+      double d = v.as_float();
+      out += std::isnan(d) ? "nan" : std::isinf(d) ? (d > 0 ? "inf" : "-inf") : pthio::python_float_repr(d);
+      break;
+    }
+    case k::string: out += pthio::json_quote(v.as_str()); break;
+    case k::bytes: out += "b<" + std::to_string(v.as_bytes().size()) + " bytes>"; break;
+    case k::list: dump_text_items(v.items(), indent, out, '[', ']'); break;
+    case k::tuple: dump_text_items(v.items(), indent, out, '(', ')'); break;
+    case k::dict: {
+      const auto& d = v.as_dict();
+      if (!d.class_name.empty()) out += d.class_name;
+      if (d.size() == 0) {
+        out += "{}";
+      } else {
+        out += "{\n";
+        for (const auto& [key, val] : d.entries()) {
+          out += std::string(static_cast<std::size_t>(indent + 2), ' ');
+          dump_text(key, indent + 2, out);
+          out += ": ";
+          dump_text(val, indent + 2, out);
+          out += ",\n";
+        }
+        out += std::string(static_cast<std::size_t>(indent), ' ') + "}";
+      }
+      for (const auto& [name, val] : d.attrs) {
+        out += "\n" + std::string(static_cast<std::size_t>(indent), ' ') + "." + name + " = ";
+        dump_text(val, indent, out);
+      }
+      break;
+    }
+    case k::tensor: {
+      const auto& t = v.as_tensor();
+      out += std::string(v.is_parameter() ? "Parameter" : "tensor") + "(" + std::string(pthio::dtype_name(t.dtype())) +
+             ", " + pthio::shape_string(t.shape()) + ", device=" + t.dev().str() +
+             (t.requires_grad() ? ", requires_grad=True" : "") + ")";
+      break;
+    }
+    case k::storage: out += "storage(" + std::string(pthio::dtype_name(v.as_storage().dtype)) + ")"; break;
+    case k::global: out += v.as_global().qualified(); break;
+    case k::object: {
+      const auto& o = v.as_object();
+      out += o.type.qualified();
+      if (!o.args.is_none()) dump_text(o.args, indent, out);
+      if (o.has_state) {
+        out += " state=";
+        dump_text(o.state, indent, out);
+      }
+      break;
+    }
+  }
+}
+
+int cmd_dump(const args& a) {
+  need_positional(a, 1, "one FILE");
+  auto ck = pthio::load_checkpoint(a.positional[0], load_opts(a));
+  if (a.json) {
+    std::cout << pthio::dump_json(ck.root) << "\n";
+  } else {
+    std::string out;
+    dump_text(ck.root, 0, out);
+    std::cout << out << "\n";
+  }
+  return exit_ok;
+}
+
+// float8 decoders (OCP FP8 and the fnuz variants) for printing.
+double fp8(std::uint8_t b, int exp_bits, int bias, bool fnuz, bool e4m3fn) {
+  int man_bits = 7 - exp_bits;
+  int sign = b >> 7;
+  int e = (b >> man_bits) & ((1 << exp_bits) - 1);
+  int m = b & ((1 << man_bits) - 1);
+  if (fnuz && b == 0x80) return NAN;
+  if (!fnuz) {
+    if (e4m3fn && e == 15 && m == 7) return NAN;
+    if (!e4m3fn && e == 31) return m ? NAN : (sign ? -INFINITY : INFINITY);
+  }
+  double v = e == 0 ? std::ldexp(m, 1 - bias - man_bits) : std::ldexp((1 << man_bits) + m, e - bias - man_bits);
+  return sign ? -v : v;
+}
+
+std::string element_text(const pthio::tensor& t, const std::byte* p) {
+  auto rd = [p]<class T>(T) { T v; std::memcpy(&v, p, sizeof v); return v; };
+  auto f = [](double d) {
+    if (std::isnan(d)) return std::string("nan");
+    if (std::isinf(d)) return std::string(d > 0 ? "inf" : "-inf");
+    return pthio::python_float_repr(d);
+  };
+  using pthio::dtype;
+  switch (t.dtype()) {
+    case dtype::float64: return f(rd(double{}));
+    case dtype::float32: return f(rd(float{}));
+    case dtype::float16: return f(pthio::half_to_float(rd(std::uint16_t{})));
+    case dtype::bfloat16: return f(pthio::bfloat16_to_float(rd(std::uint16_t{})));
+    case dtype::complex128: return "(" + f(rd(double{})) + "+" + f(rd.operator()<double>(0) * 0 + [&] { double im; std::memcpy(&im, p + 8, 8); return im; }()) + "j)";
+    case dtype::complex64: {
+      float re, im;
+      std::memcpy(&re, p, 4);
+      std::memcpy(&im, p + 4, 4);
+      return "(" + f(re) + "+" + f(im) + "j)";
+    }
+    case dtype::int64: return std::to_string(rd(std::int64_t{}));
+    case dtype::int32: case dtype::qint32: return std::to_string(rd(std::int32_t{}));
+    case dtype::int16: return std::to_string(rd(std::int16_t{}));
+    case dtype::int8: case dtype::qint8: return std::to_string(rd(std::int8_t{}));
+    case dtype::uint8: case dtype::quint8: return std::to_string(rd(std::uint8_t{}));
+    case dtype::uint16: return std::to_string(rd(std::uint16_t{}));
+    case dtype::uint32: return std::to_string(rd(std::uint32_t{}));
+    case dtype::uint64: return std::to_string(rd(std::uint64_t{}));
+    case dtype::bool_: return rd(std::uint8_t{}) ? "True" : "False";
+    case dtype::float8_e4m3fn: return f(fp8(rd(std::uint8_t{}), 4, 7, false, true));
+    case dtype::float8_e5m2: return f(fp8(rd(std::uint8_t{}), 5, 15, false, false));
+    case dtype::float8_e4m3fnuz: return f(fp8(rd(std::uint8_t{}), 4, 8, true, true));
+    case dtype::float8_e5m2fnuz: return f(fp8(rd(std::uint8_t{}), 5, 16, true, false));
+    default: {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "0x%02x", static_cast<unsigned>(rd(std::uint8_t{})));
+      return buf;
+    }
+  }
+}
+
+int cmd_cat(const args& a) {
+  need_positional(a, 2, "FILE KEY");
+  auto ck = pthio::load_checkpoint(a.positional[0], load_opts(a));
+  const std::string& want = a.positional[1];
+  std::optional<pthio::tensor> found;
+  std::vector<std::string> keys;
+  pthio::visit_tensors(ck.root, [&](const std::string& key, const pthio::value& v) {
+    if (!found && key == want) found = v.as_tensor();
+    keys.push_back(key);
+  });
+  if (!found) {
+    std::string msg = "no tensor with key '" + want + "'";
+    if (!keys.empty()) msg += " (keys: " + keys.front() + (keys.size() > 1 ? ", ... " + std::to_string(keys.size()) + " in all" : "") + ")";
+    throw pthio::error(pthio::errc::invalid_argument, msg, a.positional[0]);
+  }
+  pthio::tensor t = found->dev().is_cpu() ? *found : found->to(pthio::cpu_device);
+  if (t.dev().type() == pthio::device_type::meta)
+    throw pthio::error(pthio::errc::unsupported, "tensor '" + want + "' is on the meta device and has no values");
+  t = t.contiguous();
+  const long long limit = a.limit ? *a.limit : 1000;
+  std::printf("%s: %s %s\n", want.c_str(), std::string(pthio::dtype_name(t.dtype())).c_str(),
+              pthio::shape_string(t.shape()).c_str());
+  const std::int64_t n = t.numel();
+  const std::size_t es = t.element_size();
+  const std::byte* base = t.raw_data();
+  const auto& shape = t.shape();
+  if (n == 0) {
+    std::printf("[]\n");
+    return exit_ok;
+  }
+  if (t.dim() == 0) {
+    std::printf("%s\n", element_text(t, base).c_str());
+    return exit_ok;
+  }
+  // Nested rows; the last dimension on one line.
+  const std::int64_t shown = std::min<std::int64_t>(n, limit);
+  std::string out;
+  std::vector<std::int64_t> idx(shape.size(), 0);
+  for (std::int64_t i = 0; i < shown; ++i) {
+    std::size_t opened = 0;
+    for (std::size_t d = shape.size(); d-- > 0;) {
+      if (idx[d] != 0) break;
+      ++opened;
+    }
+    if (i == 0) opened = shape.size();
+    if (opened) out += std::string(shape.size() - opened, ' ') + std::string(opened, '[');
+    out += element_text(t, base + static_cast<std::size_t>(i) * es);
+    std::size_t closed = 0;
+    for (std::size_t d = shape.size(); d-- > 0;) {
+      if (++idx[d] < shape[d]) break;
+      idx[d] = 0;
+      ++closed;
+    }
+    if (closed) out += std::string(closed, ']') + (i + 1 < n ? ",\n" : "\n");
+    else out += ", ";
+  }
+  if (shown < n) out += "... (" + std::to_string(n - shown) + " more elements; --limit N shows more)\n";
+  std::fputs(out.c_str(), stdout);
+  return exit_ok;
+}
+
+int cmd_verify(const args& a) {
+  need_positional(a, 1, "one FILE");
+  const std::string& file = a.positional[0];
+  pthio::byte_source src = pthio::byte_source::map_file(file);
+  auto fmt = pthio::detect_format(src.bytes());
+  bool bad = false;
+  if (fmt == pthio::checkpoint_format::zip) {
+    std::optional<pthio::zip_reader> zip;
+    try {
+      zip.emplace(src);
+    } catch (const pthio::error& e) {
+      std::printf("CORRUPT  %s\n", e.what());
+      return exit_negative;
+    }
+    std::size_t absent = 0;
+    for (const auto& e : zip->entries()) {
+      try {
+        if (e.crc32 == 0 && e.uncompressed_size != 0) {
+          ++absent;
+          zip->read(e, false);
+          std::printf("no CRC   %s\n", e.name.c_str());
+          continue;
+        }
+        std::uint32_t got = zip->compute_crc(e);
+        if (got != e.crc32) {
+          bad = true;
+          char buf[64];
+          std::snprintf(buf, sizeof buf, "expected %08x, got %08x", e.crc32, got);
+          std::printf("BAD CRC  %s (%s)\n", e.name.c_str(), buf);
+        } else {
+          std::printf("ok       %s\n", e.name.c_str());
+        }
+      } catch (const pthio::error& err) {
+        bad = true;
+        std::printf("CORRUPT  %s: %s\n", e.name.c_str(), err.what());
+      }
+    }
+    if (absent) std::printf("%zu records carry no CRC-32 (written with CRC computation off)\n", absent);
+  } else if (fmt == pthio::checkpoint_format::legacy) {
+    std::printf("legacy format: records carry no CRC-32; checking structure only\n");
+  }
+  // Structure: the object tree and every storage it names.
+  try {
+    pthio::load_options o = load_opts(a);
+    o.mode = pthio::load_mode::mmap;
+    o.verify_crc = false;
+    auto ck = pthio::load_checkpoint(src, o);
+    std::size_t n = 0;
+    pthio::visit_tensors(ck.root, [&](const std::string&, const pthio::value&) { ++n; });
+    std::printf("structure ok: %s format, %zu tensors\n", std::string(pthio::format_name(ck.format)).c_str(), n);
+  } catch (const pthio::error& e) {
+    if (e.kind() == pthio::errc::io) throw;
+    bad = true;
+    std::printf("CORRUPT  %s\n", e.what());
+  }
+  std::printf(bad ? "verify: corruption found\n" : "verify: ok\n");
+  return bad ? exit_negative : exit_ok;
+}
+
+int cmd_scan(const args& a) {
+  need_positional(a, 1, "one FILE");
+  auto report = pthio::cli::scan_file(a.positional[0]);
+  std::fputs((a.json ? pthio::cli::scan_json(report) : pthio::cli::scan_text(report)).c_str(), stdout);
+  return report.unsafe.empty() ? exit_ok : exit_negative;
+}
+
+int run(int argc, char** argv) {
+  args a = parse_args(argc, argv);
+  if (a.command == "ls") return cmd_ls(a);
+  if (a.command == "dump") return cmd_dump(a);
+  if (a.command == "cat") return cmd_cat(a);
+  if (a.command == "scan") return cmd_scan(a);
+  if (a.command == "verify") return cmd_verify(a);
+  if (a.command == "diff") return pthio::cli::cmd_diff(a.positional, a.atol, a.rtol, load_opts(a));
+  if (a.command == "convert") return pthio::cli::cmd_convert(a.positional, a.to, load_opts(a));
+  if (a.command == "help" || a.command == "--help" || a.command == "-h") {
+    std::fputs(usage_text, stdout);
+    return exit_ok;
+  }
+  throw usage_error("unknown command '" + a.command + "'");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const usage_error& e) {
+    std::fprintf(stderr, "pthio: %s\n%s", e.what(), usage_text);
+    return exit_usage;
+  } catch (const pthio::cli::usage& e) {
+    std::fprintf(stderr, "pthio: %s\n%s", e.what(), usage_text);
+    return exit_usage;
+  } catch (const pthio::error& e) {
+    std::fprintf(stderr, "pthio: %s\n", e.what());
+    return exit_unreadable;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "pthio: out of memory\n");
+    return exit_unreadable;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pthio: %s\n", e.what());
+    return exit_unreadable;
+  }
+}

@@ -1,0 +1,152 @@
+// scan: lists the globals a file's pickles name, without building or running anything, and
+// judges them against torch's weights-only allowlist and a denylist of code-running globals.
+#include "scan.h"
+
+#include <cstring>
+
+#include "pthio/json.hpp"
+#include "pthio/pickle.hpp"
+#include "pthio/zip.hpp"
+
+namespace pthio::cli {
+
+bool is_dangerous_global(std::string_view module, std::string_view name) {
+  // Whole modules that reach the OS, spawn processes, load code or open connections.
+  static const char* modules[] = {
+      "os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "runpy", "pty", "commands",
+      "webbrowser", "httplib", "http.client", "requests", "aiohttp", "asyncio", "bdb", "pdb",
+      "pickle", "_pickle", "cPickle", "marshal", "importlib", "imp", "code", "codeop", "ctypes",
+      "multiprocessing", "threading", "_thread", "signal", "tempfile", "pip", "setuptools",
+      "distutils", "venv", "ensurepip", "dill", "cloudpickle", "joblib", "timeit", "trace",
+      "profile", "cProfile", "pydoc", "telnetlib", "ftplib", "smtplib", "urllib", "urllib2",
+      "urllib.request", "glob", "zipimport", "builtins.__import__", "platform", "sqlite3"};
+  for (const char* m : modules) {
+    std::string_view mv(m);
+    if (module == mv || (module.size() > mv.size() && module.starts_with(mv) && module[mv.size()] == '.')) return true;
+  }
+  struct pair { const char* module; const char* name; };
+  static const pair names[] = {
+      {"builtins", "eval"}, {"builtins", "exec"}, {"builtins", "execfile"}, {"builtins", "compile"},
+      {"builtins", "open"}, {"builtins", "getattr"}, {"builtins", "setattr"}, {"builtins", "delattr"},
+      {"builtins", "__import__"}, {"builtins", "apply"}, {"builtins", "input"}, {"builtins", "breakpoint"},
+      {"builtins", "globals"}, {"builtins", "locals"}, {"builtins", "vars"}, {"builtins", "file"},
+      {"__builtin__", "eval"}, {"__builtin__", "exec"}, {"__builtin__", "execfile"}, {"__builtin__", "open"},
+      {"__builtin__", "getattr"}, {"__builtin__", "__import__"}, {"__builtin__", "apply"}, {"__builtin__", "compile"},
+      {"operator", "attrgetter"}, {"operator", "methodcaller"}, {"_operator", "attrgetter"},
+      {"_operator", "methodcaller"}, {"functools", "partial"}, {"functools", "reduce"},
+      {"torch.serialization", "load"}, {"torch.serialization", "_load"}, {"torch", "load"},
+      {"torch.storage", "_load_from_bytes"}, {"torch._inductor.codecache", "compile_file"},
+      {"torch.jit", "load"}, {"torch.hub", "load"}, {"torch.hub", "load_state_dict_from_url"},
+      {"numpy.testing._private.utils", "runstring"}, {"numpy", "load"}, {"numpy.lib.npyio", "load"},
+      {"copyreg", "_reconstructor"}, {"types", "FunctionType"}, {"types", "CodeType"},
+      {"collections", "namedtuple"}, {"io", "open"}, {"_io", "open"}, {"_io", "FileIO"},
+      {"pathlib", "Path"}, {"posixpath", "join"}, {"linecache", "getline"}, {"site", "main"},
+  };
+  for (const auto& p : names)
+    if (module == p.module && name == p.name) return true;
+  return false;
+}
+
+namespace {
+
+using global_counts = std::vector<std::pair<global_ref, std::size_t>>;
+
+void scan_pickle(std::span<const std::byte> bytes, const std::string& context, scan_report& r,
+                 std::map<std::string, std::size_t>& index, global_counts& refs, std::size_t* consumed) {
+  unpickle_options u;
+  u.context = context;
+  u.persistent_load = [](const value& pid) { return pid; };  // inert: nothing is loaded
+  u.on_global = [&](const global_ref& g, std::size_t) {
+    std::string q = g.qualified();
+    auto [it, fresh] = index.emplace(q, r.globals.size());
+    if (fresh) {
+      r.globals.emplace_back(q, 0);
+      refs.emplace_back(g, 0);
+    }
+    ++r.globals[it->second].second;
+    ++refs[it->second].second;
+  };
+  auto res = unpickle(bytes, u);
+  if (consumed) *consumed = res.consumed;
+}
+
+}  // namespace
+
+scan_report scan_file(const std::string& path) {
+  scan_report r;
+  r.file = path;
+  byte_source src = byte_source::map_file(path);
+  std::map<std::string, std::size_t> index;
+  global_counts refs;
+  try {
+    auto fmt = detect_format(src.bytes());
+    if (!fmt) throw error(errc::corrupt_checkpoint, "not a pickle, zip or legacy checkpoint", "", 0);
+    r.format = std::string(format_name(*fmt));
+    if (*fmt == checkpoint_format::zip) {
+      zip_reader zip(src);
+      bool any = false, script = false;
+      for (const auto& e : zip.entries()) {
+        if (e.name.find("/code/") != std::string::npos || e.name.ends_with("/constants.pkl")) script = true;
+        if (!e.name.ends_with(".pkl")) continue;
+        any = true;
+        scan_pickle(zip.read(e), e.name, r, index, refs, nullptr);
+      }
+      if (script) r.format = "torchscript";
+      if (!any) throw error(errc::corrupt_checkpoint, "the archive holds no .pkl record");
+    } else if (*fmt == checkpoint_format::legacy) {
+      // magic, protocol, sys_info, object, storage keys: five pickles, then raw storage bytes.
+      std::size_t pos = 0;
+      for (int i = 0; i < 5 && pos < src.size(); ++i) {
+        std::size_t used = 0;
+        scan_pickle(src.bytes().subspan(pos), "legacy pickle " + std::to_string(i + 1), r, index, refs, &used);
+        pos += used;
+      }
+    } else if (*fmt == checkpoint_format::safetensors) {
+      // No pickle: nothing can run.
+    } else {
+      scan_pickle(src.bytes(), "pickle", r, index, refs, nullptr);
+    }
+  } catch (const error& e) {
+    throw e.with_outer_context(path);
+  }
+  for (const auto& [g, n] : refs) {
+    bool danger = is_dangerous_global(g.module, g.name);
+    bool allowed = !danger && (is_builtin_safe_global(g.module, g.name) || torch_globals().contains(g.module, g.name));
+    if (danger) r.dangerous.push_back(g.qualified());
+    if (!allowed) r.unsafe.push_back(g.qualified());
+  }
+  return r;
+}
+
+std::string scan_json(const scan_report& r) {
+  std::string out = "{\"globals\": [";
+  for (std::size_t i = 0; i < r.globals.size(); ++i)
+    out += (i ? ", " : "") + std::string("{\"name\": ") + json_quote(r.globals[i].first) +
+           ", \"count\": " + std::to_string(r.globals[i].second) + "}";
+  auto list = [](const std::vector<std::string>& v) {
+    std::string s = "[";
+    for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + json_quote(v[i]);
+    return s + "]";
+  };
+  out += "], \"unsafe\": " + list(r.unsafe) + ", \"dangerous\": " + list(r.dangerous) +
+         ", \"verdict\": " + (r.unsafe.empty() ? "\"safe\"" : "\"unsafe\"") + "}\n";
+  return out;
+}
+
+std::string scan_text(const scan_report& r) {
+  std::string out = r.file + " (" + r.format + " format)\n";
+  for (const auto& [q, n] : r.globals) {
+    std::string tag;
+    for (const auto& d : r.dangerous)
+      if (d == q) tag = "  DANGEROUS";
+    if (tag.empty())
+      for (const auto& u : r.unsafe)
+        if (u == q) tag = "  unsafe";
+    out += "  " + std::to_string(n) + "\t" + q + tag + "\n";
+  }
+  out += "verdict: " + std::string(r.unsafe.empty() ? "safe" : "unsafe") + " (" + std::to_string(r.unsafe.size()) +
+         " outside the weights-only allowlist, " + std::to_string(r.dangerous.size()) + " known to run code)\n";
+  return out;
+}
+
+}  // namespace pthio::cli

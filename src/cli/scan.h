@@ -1,0 +1,34 @@
+// The command's scan, diff and convert subcommands.
+#pragma once
+
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "pthio/checkpoint.hpp"
+
+namespace pthio::cli {
+
+struct usage : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct scan_report {
+  std::string file;
+  std::string format;
+  std::vector<std::pair<std::string, std::size_t>> globals;  // in first-seen order
+  std::vector<std::string> unsafe;     // outside torch's weights-only allowlist
+  std::vector<std::string> dangerous;  // known to run code
+};
+
+scan_report scan_file(const std::string& path);
+std::string scan_json(const scan_report& r);
+std::string scan_text(const scan_report& r);
+// True when module.name is known to execute code or reach the system when called.
+bool is_dangerous_global(std::string_view module, std::string_view name);
+
+int cmd_diff(const std::vector<std::string>& files, double atol, double rtol, const load_options& options);
+int cmd_convert(const std::vector<std::string>& files, const std::string& to, const load_options& options);
+
+}  // namespace pthio::cli

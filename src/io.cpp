@@ -1,0 +1,184 @@
+#include "pthio/io.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+#include "pthio/error.hpp"
+
+namespace pthio {
+
+namespace {
+
+[[noreturn]] void throw_io(const std::string& what, const std::filesystem::path& p, int err) {
+  throw error(errc::io, what + ": " + std::strerror(err), p.string());
+}
+
+struct fd_guard {
+  int fd;
+  ~fd_guard() { if (fd >= 0) ::close(fd); }
+};
+
+std::uint64_t file_size_of(int fd, const std::filesystem::path& p) {
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) throw_io("cannot stat", p, errno);
+  if (S_ISDIR(st.st_mode)) throw error(errc::io, "is a directory", p.string());
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
+}  // namespace
+
+byte_source byte_source::map_file(const std::filesystem::path& path) {
+  fd_guard f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (f.fd < 0) throw_io("cannot open", path, errno);
+  std::uint64_t size = file_size_of(f.fd, path);
+  if (size == 0) {
+    byte_source s(nullptr, {}, path.string());
+    s.mapped_ = true;
+    return s;
+  }
+  // MAP_PRIVATE with write access: tensors over the map may be modified in-process without
+  // touching the file (copy-on-write pages).
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, f.fd, 0);
+  if (p == MAP_FAILED) throw_io("cannot mmap", path, errno);
+  auto owner = std::shared_ptr<const void>(p, [size](const void* q) { ::munmap(const_cast<void*>(q), size); });
+  byte_source s(std::move(owner), {static_cast<const std::byte*>(p), static_cast<std::size_t>(size)},
+                path.string());
+  s.mapped_ = true;
+  return s;
+}
+
+byte_source byte_source::read_file(const std::filesystem::path& path) {
+  fd_guard f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (f.fd < 0) throw_io("cannot open", path, errno);
+  std::uint64_t size = file_size_of(f.fd, path);
+  auto buf = std::make_shared<std::vector<std::byte>>();
+  try {
+    buf->resize(static_cast<std::size_t>(size));
+  } catch (const std::bad_alloc&) {
+    throw error(errc::limit_exceeded, "cannot allocate " + std::to_string(size) + " bytes", path.string());
+  }
+  std::uint64_t done = 0;
+  while (done < size) {
+    std::size_t chunk = static_cast<std::size_t>(std::min<std::uint64_t>(size - done, 1u << 30));
+    ssize_t n = ::read(f.fd, buf->data() + done, chunk);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_io("cannot read", path, errno);
+    }
+    if (n == 0) throw error(errc::io, "file shrank while being read", path.string());
+    done += static_cast<std::uint64_t>(n);
+  }
+  std::span<const std::byte> view(buf->data(), buf->size());
+  return byte_source(std::shared_ptr<const void>(buf, buf.get()), view, path.string());
+}
+
+byte_source byte_source::from_vector(std::vector<std::byte> data, std::string name) {
+  auto buf = std::make_shared<std::vector<std::byte>>(std::move(data));
+  std::span<const std::byte> view(buf->data(), buf->size());
+  return byte_source(std::shared_ptr<const void>(buf, buf.get()), view, std::move(name));
+}
+
+byte_source byte_source::borrow(std::span<const std::byte> data, std::string name) {
+  return byte_source(nullptr, data, std::move(name));
+}
+
+void memory_sink::write(const void* data, std::size_t n) {
+  auto p = static_cast<const std::byte*>(data);
+  buffer_.insert(buffer_.end(), p, p + n);
+}
+
+namespace {
+constexpr std::size_t sink_buffer_size = 4u << 20;
+}
+
+file_sink::file_sink(std::filesystem::path target) : target_(std::move(target)) {
+  std::random_device rd;
+  std::mt19937_64 rng((static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^ static_cast<std::uint64_t>(::getpid()));
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    char suffix[32];
+    std::snprintf(suffix, sizeof suffix, ".pthio-tmp-%016llx", static_cast<unsigned long long>(rng()));
+    temp_ = target_;
+    temp_ += suffix;
+    fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd_ >= 0) break;
+    if (errno != EEXIST) throw_io("cannot create temporary file", temp_, errno);
+  }
+  if (fd_ < 0) throw error(errc::io, "cannot create a unique temporary file", target_.string());
+  buffer_.reserve(sink_buffer_size);
+}
+
+file_sink::~file_sink() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_) {
+    std::error_code ec;
+    std::filesystem::remove(temp_, ec);
+  }
+}
+
+void file_sink::flush() {
+  const std::byte* p = buffer_.data();
+  std::size_t left = buffer_.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd_, p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_io("cannot write", temp_, errno);
+    }
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+  buffer_.clear();
+}
+
+void file_sink::write(const void* data, std::size_t n) {
+  if (committed_ || fd_ < 0) throw error(errc::invalid_argument, "write after commit", target_.string());
+  auto p = static_cast<const std::byte*>(data);
+  if (buffer_.size() + n <= sink_buffer_size) {
+    buffer_.insert(buffer_.end(), p, p + n);
+  } else {
+    flush();
+    if (n >= sink_buffer_size) {  // large writes go straight to the file
+      while (n > 0) {
+        ssize_t w = ::write(fd_, p, n);
+        if (w < 0) {
+          if (errno == EINTR) continue;
+          throw_io("cannot write", temp_, errno);
+        }
+        p += w;
+        n -= static_cast<std::size_t>(w);
+        position_ += static_cast<std::uint64_t>(w);
+      }
+      return;
+    }
+    buffer_.insert(buffer_.end(), p, p + n);
+  }
+  position_ += n;
+}
+
+void file_sink::commit() {
+  if (committed_) return;
+  flush();
+  if (::fsync(fd_) != 0) throw_io("cannot fsync", temp_, errno);
+  if (::close(fd_) != 0) {
+    fd_ = -1;
+    throw_io("cannot close", temp_, errno);
+  }
+  fd_ = -1;
+  if (::rename(temp_.c_str(), target_.c_str()) != 0) throw_io("cannot rename into place", target_, errno);
+  committed_ = true;
+  auto dir = target_.parent_path();
+  if (dir.empty()) dir = ".";
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);  // best effort: makes the rename durable
+    ::close(dfd);
+  }
+}
+
+}  // namespace pthio

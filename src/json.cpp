@@ -1,0 +1,273 @@
+#include "pthio/json.hpp"
+
+#include <openssl/evp.h>
+
+#include <charconv>
+#include <cmath>
+#include <cstring>
+
+namespace pthio {
+
+std::string python_float_repr(double d) {
+  // Shortest round-trip digits, then Python's layout: fixed for -4 <= exponent < 16, else
+  // d.ddde+XX with at least two exponent digits (Python/pystrtod.c, format_float_short).
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof buf, d, std::chars_format::scientific);
+  std::string sci(buf, r.ptr);
+  bool neg = sci[0] == '-';
+  if (neg) sci.erase(0, 1);
+  auto epos = sci.find('e');
+  std::string mant = sci.substr(0, epos);
+  int exp = std::stoi(sci.substr(epos + 1));
+  std::string digits;
+  for (char c : mant)
+    if (c != '.') digits += c;
+  std::string out = neg ? "-" : "";
+  int n = static_cast<int>(digits.size());
+  if (exp >= -5 + 1 && exp < 16) {
+    if (exp < 0) {
+      out += "0." + std::string(static_cast<std::size_t>(-exp - 1), '0') + digits;
+    } else if (exp + 1 >= n) {
+      out += digits + std::string(static_cast<std::size_t>(exp + 1 - n), '0') + ".0";
+    } else {
+      out += digits.substr(0, static_cast<std::size_t>(exp + 1)) + "." + digits.substr(static_cast<std::size_t>(exp + 1));
+    }
+  } else {
+    out += digits.substr(0, 1);
+    if (n > 1) out += "." + digits.substr(1);
+    char e[16];
+    std::snprintf(e, sizeof e, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
+    out += e;
+  }
+  return out;
+}
+
+std::string json_quote(std::string_view s) {
+  std::string out = "\"";
+  auto hex4 = [&](unsigned c) {
+    char b[8];
+    std::snprintf(b, sizeof b, "\\u%04x", c);
+    out += b;
+  };
+  for (std::size_t i = 0; i < s.size();) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == '"') { out += "\\\""; ++i; continue; }
+    if (c == '\\') { out += "\\\\"; ++i; continue; }
+    if (c == '\n') { out += "\\n"; ++i; continue; }
+    if (c == '\r') { out += "\\r"; ++i; continue; }
+    if (c == '\t') { out += "\\t"; ++i; continue; }
+    if (c < 0x20 || c == 0x7f) { hex4(c); ++i; continue; }
+    if (c < 0x80) { out += static_cast<char>(c); ++i; continue; }
+    // Validate one UTF-8 sequence; pass it through, or escape the byte as U+FFFD.
+    int len = (c >= 0xf0 && c <= 0xf4) ? 4 : (c >= 0xe0) ? 3 : (c >= 0xc2 && c < 0xe0) ? 2 : 0;
+    bool ok = len > 0 && i + static_cast<std::size_t>(len) <= s.size();
+    for (int k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
+    if (ok) {
+      out.append(s.substr(i, static_cast<std::size_t>(len)));
+      i += static_cast<std::size_t>(len);
+    } else {
+      hex4(0xfffd);
+      ++i;
+    }
+  }
+  return out + "\"";
+}
+
+std::string tensor_sha256(const tensor& t) {
+  if (t.dev().type() == device_type::meta) return "";
+  std::vector<std::byte> b = t.dev().is_cpu() ? t.bytes() : t.to(cpu_device).bytes();
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(b.data(), b.size(), md, &len, EVP_sha256(), nullptr) != 1)
+    throw error(errc::io, "SHA-256 failed");
+  static const char* hexd = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) {
+    out += hexd[md[i] >> 4];
+    out += hexd[md[i] & 15];
+  }
+  return out;
+}
+
+namespace {
+
+std::string int_list(const shape_t& v) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
+std::string base64(std::string_view in) {
+  static const char* tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  std::size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    unsigned v = static_cast<unsigned char>(in[i]) << 16 | static_cast<unsigned char>(in[i + 1]) << 8 |
+                 static_cast<unsigned char>(in[i + 2]);
+    out += tbl[v >> 18];
+    out += tbl[(v >> 12) & 63];
+    out += tbl[(v >> 6) & 63];
+    out += tbl[v & 63];
+  }
+  if (i + 1 == in.size()) {
+    unsigned v = static_cast<unsigned char>(in[i]) << 16;
+    out += tbl[v >> 18];
+    out += tbl[(v >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == in.size()) {
+    unsigned v = static_cast<unsigned char>(in[i]) << 16 | static_cast<unsigned char>(in[i + 1]) << 8;
+    out += tbl[v >> 18];
+    out += tbl[(v >> 12) & 63];
+    out += tbl[(v >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+void render(std::string& out, const value& v);
+
+void render_items(std::string& out, const std::vector<value>& items) {
+  out += '[';
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ", ";
+    render(out, items[i]);
+  }
+  out += ']';
+}
+
+void render_dict(std::string& out, const dict_object& d) {
+  out += "{\"dict\": [";
+  bool first = true;
+  for (const auto& [k, val] : d.entries()) {
+    if (!first) out += ", ";
+    first = false;
+    out += '[';
+    render(out, k);
+    out += ", ";
+    render(out, val);
+    out += ']';
+  }
+  out += ']';
+  if (!d.class_name.empty()) out += ", \"class\": " + json_quote(d.class_name);
+  if (!d.attrs.empty()) {
+    out += ", \"attrs\": {";
+    for (std::size_t i = 0; i < d.attrs.size(); ++i) {
+      if (i) out += ", ";
+      out += json_quote(d.attrs[i].first) + ": ";
+      render(out, d.attrs[i].second);
+    }
+    out += '}';
+  }
+  out += '}';
+}
+
+void render(std::string& out, const value& v) {
+  switch (v.type()) {
+    case value::kind::none: out += "null"; break;
+    case value::kind::boolean: out += v.as_bool() ? "true" : "false"; break;
+    case value::kind::integer: {
+      std::int64_t i = v.as_int();
+      constexpr std::int64_t lim = std::int64_t{1} << 53;
+      if (i >= -lim && i <= lim)
+        out += std::to_string(i);
+      else
+        out += "{\"int\": \"" + std::to_string(i) + "\"}";
+      break;
+    }
+    case value::kind::big_integer: out += "{\"int\": \"" + v.as_big_int().to_string() + "\"}"; break;
+    case value::kind::floating: {
+      double d = v.as_float();
+      if (std::isnan(d)) out += "{\"float\": \"nan\"}";
+      else if (std::isinf(d)) out += d > 0 ? "{\"float\": \"inf\"}" : "{\"float\": \"-inf\"}";
+      else out += python_float_repr(d);
+      break;
+    }
+    case value::kind::string: out += json_quote(v.as_str()); break;
+    case value::kind::bytes: out += "{\"bytes\": \"" + base64(v.as_bytes()) + "\"}"; break;
+    case value::kind::list: render_items(out, v.items()); break;
+    case value::kind::tuple:
+      out += "{\"tuple\": ";
+      render_items(out, v.items());
+      out += '}';
+      break;
+    case value::kind::dict: render_dict(out, v.as_dict()); break;
+    case value::kind::tensor: out += "{\"tensor\": " + tensor_json(v, nullptr) + "}"; break;
+    case value::kind::storage: {
+      const auto& s = v.as_storage();
+      out += "{\"storage\": {\"dtype\": " + json_quote(dtype_name(s.dtype)) + ", \"numel\": " + std::to_string(s.numel) +
+             ", \"device\": " + json_quote(s.data.dev().str()) + "}}";
+      break;
+    }
+    case value::kind::global: out += "{\"global\": " + json_quote(v.as_global().qualified()) + "}"; break;
+    case value::kind::object: {
+      const auto& o = v.as_object();
+      if (o.type.module == "builtins" && (o.type.name == "set" || o.type.name == "frozenset") && !o.has_state &&
+          o.dict_items.empty() && (o.args.is_none() || (o.args.is_tuple() && o.args.items().empty()))) {
+        // As Python reduces a set: set([elements]).
+        out += "{\"object\": " + json_quote(o.type.qualified()) + ", \"args\": {\"tuple\": [";
+        render_items(out, o.list_items);
+        out += "]}, \"state\": null}";
+        break;
+      }
+      out += "{\"object\": " + json_quote(o.type.qualified()) + ", \"args\": ";
+      render(out, o.args);
+      out += ", \"state\": ";
+      if (o.has_state) render(out, o.state); else out += "null";
+      if (!o.list_items.empty()) {
+        out += ", \"items\": ";
+        render_items(out, o.list_items);
+      }
+      if (!o.dict_items.empty()) {
+        out += ", \"dict_items\": [";
+        for (std::size_t i = 0; i < o.dict_items.size(); ++i) {
+          out += i ? ", [" : "[";
+          render(out, o.dict_items[i].first);
+          out += ", ";
+          render(out, o.dict_items[i].second);
+          out += ']';
+        }
+        out += ']';
+      }
+      out += '}';
+      break;
+    }
+  }
+}
+
+}  // namespace
+
+std::string tensor_json(const value& v, const std::string* key) {
+  const tensor& t = v.as_tensor();
+  std::string out = "{";
+  if (key) out += "\"key\": " + json_quote(*key) + ", ";
+  out += "\"dtype\": " + json_quote(dtype_name(t.dtype()));
+  out += ", \"shape\": " + int_list(t.shape());
+  out += ", \"stride\": " + int_list(t.strides());
+  out += ", \"storage_offset\": " + std::to_string(t.storage_offset());
+  out += ", \"device\": " + json_quote(t.dev().str());
+  out += std::string(", \"requires_grad\": ") + (t.requires_grad() ? "true" : "false");
+  std::string sha = tensor_sha256(t);
+  out += ", \"sha256\": " + (sha.empty() ? std::string("null") : json_quote(sha));
+  return out + "}";
+}
+
+std::string dump_json(const value& v) {
+  std::string out;
+  render(out, v);
+  return out;
+}
+
+std::string ls_json(const checkpoint& ck, std::string_view file) {
+  std::string out = "{\"file\": " + json_quote(file) + ", \"format\": " + json_quote(format_name(ck.format)) +
+                    ", \"tensors\": [";
+  bool first = true;
+  visit_tensors(ck.root, [&](const std::string& key, const value& t) {
+    out += first ? "\n  " : ",\n  ";
+    first = false;
+    out += tensor_json(t, &key);
+  });
+  out += first ? "]}" : "\n]}";
+  return out;
+}
+
+}  // namespace pthio

@@ -1,0 +1,480 @@
+#include "pthio/value.hpp"
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+
+namespace pthio {
+
+// ---- big_int ------------------------------------------------------------------------------------
+
+std::string big_int::to_string() const {
+  if (le_bytes.empty()) return "0";
+  // Magnitude as little-endian bytes (two's complement negated when negative).
+  std::vector<std::uint8_t> mag = le_bytes;
+  bool neg = negative();
+  if (neg) {
+    unsigned carry = 1;
+    for (auto& b : mag) {
+      unsigned v = static_cast<std::uint8_t>(~b) + carry;
+      b = static_cast<std::uint8_t>(v);
+      carry = v >> 8;
+    }
+  }
+  // Repeated division by 10^9 over base-256 digits, most significant first.
+  std::vector<std::uint8_t> be(mag.rbegin(), mag.rend());
+  std::string digits;
+  while (true) {
+    std::size_t first = 0;
+    while (first < be.size() && be[first] == 0) ++first;
+    if (first == be.size()) break;
+    std::uint64_t rem = 0;
+    for (std::size_t i = first; i < be.size(); ++i) {
+      std::uint64_t cur = (rem << 8) | be[i];
+      be[i] = static_cast<std::uint8_t>(cur / 1000000000u);
+      rem = cur % 1000000000u;
+    }
+    for (int k = 0; k < 9; ++k) {
+      digits.push_back(static_cast<char>('0' + rem % 10));
+      rem /= 10;
+    }
+  }
+  while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
+  if (digits.empty()) digits = "0";
+  if (neg) digits.push_back('-');
+  return std::string(digits.rbegin(), digits.rend());
+}
+
+big_int big_int::from_decimal(std::string_view text) {
+  bool neg = false;
+  if (!text.empty() && (text[0] == '-' || text[0] == '+')) {
+    neg = text[0] == '-';
+    text.remove_prefix(1);
+  }
+  if (text.empty()) throw error(errc::invalid_argument, "empty integer text");
+  std::vector<std::uint8_t> mag;  // little-endian magnitude
+  for (char c : text) {
+    if (c < '0' || c > '9') throw error(errc::invalid_argument, "bad digit in integer text");
+    unsigned carry = static_cast<unsigned>(c - '0');
+    for (auto& b : mag) {
+      unsigned v = b * 10u + carry;
+      b = static_cast<std::uint8_t>(v);
+      carry = v >> 8;
+    }
+    while (carry) {
+      mag.push_back(static_cast<std::uint8_t>(carry));
+      carry >>= 8;
+    }
+  }
+  mag.push_back(0);  // room for the sign bit
+  if (neg) {
+    unsigned carry = 1;
+    for (auto& b : mag) {
+      unsigned v = static_cast<std::uint8_t>(~b) + carry;
+      b = static_cast<std::uint8_t>(v);
+      carry = v >> 8;
+    }
+  }
+  // Minimal two's complement.
+  while (mag.size() > 1) {
+    std::uint8_t top = mag.back(), next = mag[mag.size() - 2];
+    if ((top == 0 && !(next & 0x80)) || (top == 0xff && (next & 0x80)))
+      mag.pop_back();
+    else
+      break;
+  }
+  if (mag.size() == 1 && mag[0] == 0) mag.clear();
+  return big_int{std::move(mag)};
+}
+
+// ---- value --------------------------------------------------------------------------------------
+
+value::value(big_int b) {
+  if (b.le_bytes.size() <= 8) {
+    std::uint64_t u = b.negative() ? ~std::uint64_t{0} : 0;
+    for (std::size_t i = 0; i < b.le_bytes.size(); ++i) {
+      u &= ~(std::uint64_t{0xff} << (8 * i));
+      u |= std::uint64_t{b.le_bytes[i]} << (8 * i);
+    }
+    v_ = static_cast<std::int64_t>(u);
+  } else {
+    v_ = std::make_shared<const big_int>(std::move(b));
+  }
+}
+
+value value::make_bytes(std::string data) { value v; v.v_ = bytes_box{std::move(data)}; return v; }
+value value::make_list(std::vector<value> items) {
+  auto l = std::make_shared<list_object>();
+  l->items = std::move(items);
+  return from(std::move(l));
+}
+value value::make_tuple(std::vector<value> items) {
+  return from(tuple_ptr(std::make_shared<const std::vector<value>>(std::move(items))));
+}
+value value::make_dict() { return from(std::make_shared<dict_object>()); }
+value value::make_ordered_dict() {
+  auto d = std::make_shared<dict_object>();
+  d->class_name = "collections.OrderedDict";
+  return from(std::move(d));
+}
+value value::make_global(std::string module, std::string name) {
+  value v;
+  v.v_ = global_ref{std::move(module), std::move(name)};
+  return v;
+}
+value value::make_object(global_ref type, value args) {
+  auto o = std::make_shared<object_object>();
+  o->type = std::move(type);
+  o->args = std::move(args);
+  return from(std::move(o));
+}
+value value::make_storage(storage_value s) {
+  value v;
+  v.v_ = std::make_shared<const storage_value>(std::move(s));
+  return v;
+}
+
+std::string_view value::type_name() const noexcept {
+  switch (type()) {
+    case kind::none: return "None";
+    case kind::boolean: return "bool";
+    case kind::integer: case kind::big_integer: return "int";
+    case kind::floating: return "float";
+    case kind::string: return "str";
+    case kind::bytes: return "bytes";
+    case kind::list: return "list";
+    case kind::tuple: return "tuple";
+    case kind::dict: return "dict";
+    case kind::tensor: return "Tensor";
+    case kind::storage: return "Storage";
+    case kind::global: return "global";
+    case kind::object: return "object";
+  }
+  return "?";
+}
+
+namespace {
+[[noreturn]] void wrong(const value& v, std::string_view want) {
+  throw error(errc::invalid_argument,
+              "value is " + std::string(v.type_name()) + ", not " + std::string(want));
+}
+}  // namespace
+
+bool value::as_bool() const {
+  if (auto p = std::get_if<bool>(&v_)) return *p;
+  wrong(*this, "bool");
+}
+std::int64_t value::as_int() const {
+  if (auto p = std::get_if<std::int64_t>(&v_)) return *p;
+  if (auto p = std::get_if<bool>(&v_)) return *p ? 1 : 0;
+  wrong(*this, "int");
+}
+const big_int& value::as_big_int() const {
+  if (auto p = std::get_if<std::shared_ptr<const big_int>>(&v_)) return **p;
+  wrong(*this, "big int");
+}
+double value::as_float() const {
+  if (auto p = std::get_if<double>(&v_)) return *p;
+  if (auto p = std::get_if<std::int64_t>(&v_)) return static_cast<double>(*p);
+  wrong(*this, "float");
+}
+const std::string& value::as_str() const {
+  if (auto p = std::get_if<str_box>(&v_)) return p->s;
+  wrong(*this, "str");
+}
+const std::string& value::as_bytes() const {
+  if (auto p = std::get_if<bytes_box>(&v_)) return p->s;
+  wrong(*this, "bytes");
+}
+list_object& value::as_list() const {
+  if (auto p = std::get_if<list_ptr>(&v_)) return **p;
+  wrong(*this, "list");
+}
+const std::vector<value>& value::as_tuple() const {
+  if (auto p = std::get_if<tuple_ptr>(&v_)) return **p;
+  wrong(*this, "tuple");
+}
+dict_object& value::as_dict() const {
+  if (auto p = std::get_if<dict_ptr>(&v_)) return **p;
+  wrong(*this, "dict");
+}
+const pthio::tensor& value::as_tensor() const {
+  if (auto p = std::get_if<tensor_box>(&v_)) return p->t;
+  wrong(*this, "Tensor");
+}
+bool value::is_parameter() const noexcept {
+  auto p = std::get_if<tensor_box>(&v_);
+  return p && p->parameter;
+}
+const storage_value& value::as_storage() const {
+  if (auto p = std::get_if<storage_ptr>(&v_)) return **p;
+  wrong(*this, "Storage");
+}
+const global_ref& value::as_global() const {
+  if (auto p = std::get_if<global_ref>(&v_)) return *p;
+  wrong(*this, "global");
+}
+object_object& value::as_object() const {
+  if (auto p = std::get_if<object_ptr>(&v_)) return **p;
+  wrong(*this, "object");
+}
+const std::vector<value>& value::items() const {
+  if (auto p = std::get_if<list_ptr>(&v_)) return (*p)->items;
+  if (auto p = std::get_if<tuple_ptr>(&v_)) return **p;
+  wrong(*this, "list or tuple");
+}
+
+const value* value::find(std::string_view key) const {
+  auto p = std::get_if<dict_ptr>(&v_);
+  return p ? (*p)->get(key) : nullptr;
+}
+
+const void* value::identity() const noexcept {
+  switch (type()) {
+    case kind::list: return std::get<list_ptr>(v_).get();
+    case kind::tuple: return std::get<tuple_ptr>(v_).get();
+    case kind::dict: return std::get<dict_ptr>(v_).get();
+    case kind::object: return std::get<object_ptr>(v_).get();
+    case kind::storage: return std::get<storage_ptr>(v_).get();
+    default: return nullptr;
+  }
+}
+
+namespace {
+
+bool float_equal(double a, double b) {
+  if (std::isnan(a) && std::isnan(b)) return true;
+  return std::bit_cast<std::uint64_t>(a) == std::bit_cast<std::uint64_t>(b);
+}
+
+bool tensor_equal(const tensor& a, const tensor& b) {
+  if (a.defined() != b.defined()) return false;
+  if (!a.defined()) return true;
+  if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
+  return a.bytes() == b.bytes();
+}
+
+// Python-style numeric view for key equality: bool and integral floats compare equal to ints.
+bool numeric_key(const value& v, std::int64_t& out) {
+  switch (v.type()) {
+    case value::kind::boolean: out = v.as_bool(); return true;
+    case value::kind::integer: out = v.as_int(); return true;
+    case value::kind::floating: {
+      double d = v.as_float();
+      if (std::trunc(d) == d && std::fabs(d) < 9.2e18) { out = static_cast<std::int64_t>(d); return true; }
+      return false;
+    }
+    default: return false;
+  }
+}
+
+bool key_equal(const value& a, const value& b) {
+  std::int64_t x, y;
+  if (numeric_key(a, x) && numeric_key(b, y)) return x == y;
+  return a == b;
+}
+
+}  // namespace
+
+bool operator==(const value& a, const value& b) {
+  if (a.type() != b.type()) return false;
+  using k = value::kind;
+  switch (a.type()) {
+    case k::none: return true;
+    case k::boolean: return a.as_bool() == b.as_bool();
+    case k::integer: return a.as_int() == b.as_int();
+    case k::big_integer: return a.as_big_int() == b.as_big_int();
+    case k::floating: return float_equal(a.as_float(), b.as_float());
+    case k::string: return a.as_str() == b.as_str();
+    case k::bytes: return a.as_bytes() == b.as_bytes();
+    case k::list: case k::tuple: {
+      if (a.identity() == b.identity()) return true;
+      const auto& x = a.items();
+      const auto& y = b.items();
+      if (x.size() != y.size()) return false;
+      for (std::size_t i = 0; i < x.size(); ++i)
+        if (!(x[i] == y[i])) return false;
+      return true;
+    }
+    case k::dict: {
+      const auto& x = a.as_dict();
+      const auto& y = b.as_dict();
+      if (&x == &y) return true;
+      if (x.class_name != y.class_name || x.size() != y.size() || x.attrs.size() != y.attrs.size()) return false;
+      for (std::size_t i = 0; i < x.size(); ++i)
+        if (!(x.entries()[i].first == y.entries()[i].first) || !(x.entries()[i].second == y.entries()[i].second))
+          return false;
+      for (std::size_t i = 0; i < x.attrs.size(); ++i)
+        if (x.attrs[i].first != y.attrs[i].first || !(x.attrs[i].second == y.attrs[i].second)) return false;
+      return true;
+    }
+    case k::tensor:
+      return a.is_parameter() == b.is_parameter() && a.as_tensor().requires_grad() == b.as_tensor().requires_grad() &&
+             tensor_equal(a.as_tensor(), b.as_tensor());
+    case k::storage: {
+      const auto& x = a.as_storage();
+      const auto& y = b.as_storage();
+      if (x.dtype != y.dtype || x.data.nbytes() != y.data.nbytes()) return false;
+      return x.data.nbytes() == 0 || std::memcmp(x.data.data(), y.data.data(), x.data.nbytes()) == 0;
+    }
+    case k::global: return a.as_global() == b.as_global();
+    case k::object: {
+      const auto& x = a.as_object();
+      const auto& y = b.as_object();
+      if (&x == &y) return true;
+      if (!(x.type == y.type) || !(x.args == y.args) || x.has_state != y.has_state || !(x.state == y.state))
+        return false;
+      if (x.list_items.size() != y.list_items.size() || x.dict_items.size() != y.dict_items.size()) return false;
+      for (std::size_t i = 0; i < x.list_items.size(); ++i)
+        if (!(x.list_items[i] == y.list_items[i])) return false;
+      for (std::size_t i = 0; i < x.dict_items.size(); ++i)
+        if (!(x.dict_items[i].first == y.dict_items[i].first) || !(x.dict_items[i].second == y.dict_items[i].second))
+          return false;
+      return true;
+    }
+  }
+  return false;
+}
+
+std::size_t hash_value(const value& v) {
+  constexpr std::size_t mix = 0x9e3779b97f4a7c15ull;
+  std::int64_t n;
+  if (numeric_key(v, n)) return std::hash<std::int64_t>{}(n) ^ mix;
+  switch (v.type()) {
+    case value::kind::none: return 0x51ed270b;
+    case value::kind::floating: return std::hash<double>{}(v.as_float());
+    case value::kind::string: return std::hash<std::string>{}(v.as_str());
+    case value::kind::bytes: return std::hash<std::string>{}(v.as_bytes()) * 31;
+    case value::kind::big_integer: return std::hash<std::string>{}(v.as_big_int().to_string());
+    case value::kind::tuple: {
+      // Hash only the first level of elements' kinds and scalars: deep tuples rarely key dicts.
+      std::size_t h = 0x345678;
+      for (const auto& e : v.items()) {
+        std::size_t eh = e.is_tuple() ? e.items().size() : (e.identity() ? 7 : hash_value(e));
+        h = (h ^ eh) * 1000003;
+      }
+      return h;
+    }
+    case value::kind::global: return std::hash<std::string>{}(v.as_global().qualified());
+    default: return reinterpret_cast<std::size_t>(v.identity()) * mix;  // identity-hashed
+  }
+}
+
+// ---- dict_object --------------------------------------------------------------------------------
+
+std::size_t dict_object::slot_of(const value& key, std::size_t hash) const {
+  const std::size_t mask = index_.size() - 1;
+  std::size_t i = hash & mask;
+  while (index_[i].second != 0) {
+    if (index_[i].first == hash && key_equal(entries_[index_[i].second - 1].first, key)) return i;
+    i = (i + 1) & mask;
+  }
+  return i;
+}
+
+void dict_object::rebuild_index() {
+  std::size_t cap = 8;
+  while (cap < entries_.size() * 2 + 2) cap *= 2;
+  index_.assign(cap, {0, 0});
+  for (std::size_t e = 0; e < entries_.size(); ++e) {
+    std::size_t h = hash_value(entries_[e].first);
+    std::size_t i = slot_of(entries_[e].first, h);
+    index_[i] = {h, e + 1};
+  }
+}
+
+void dict_object::set(value key, value val) {
+  if (index_.size() < entries_.size() * 2 + 2) rebuild_index();
+  std::size_t h = hash_value(key);
+  std::size_t i = slot_of(key, h);
+  if (index_[i].second != 0) {
+    entries_[index_[i].second - 1].second = std::move(val);
+    return;
+  }
+  entries_.emplace_back(std::move(key), std::move(val));
+  index_[i] = {h, entries_.size()};
+}
+
+const value* dict_object::get(const value& key) const {
+  if (entries_.empty()) return nullptr;
+  std::size_t i = slot_of(key, hash_value(key));
+  return index_[i].second ? &entries_[index_[i].second - 1].second : nullptr;
+}
+
+bool dict_object::erase(const value& key) {
+  if (entries_.empty()) return false;
+  std::size_t i = slot_of(key, hash_value(key));
+  if (!index_[i].second) return false;
+  entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(index_[i].second - 1));
+  rebuild_index();
+  return true;
+}
+
+void dict_object::clear() {
+  entries_.clear();
+  index_.clear();
+  attrs.clear();
+}
+
+const value* dict_object::attr(std::string_view name) const {
+  for (const auto& [k, v] : attrs)
+    if (k == name) return &v;
+  return nullptr;
+}
+
+// ---- teardown -----------------------------------------------------------------------------------
+
+void flatten_destroy(value& root) {
+  // Move every container's children onto a work list so no destructor sees nested containers.
+  std::vector<value> work;
+  work.push_back(std::move(root));
+  root = value();
+  while (!work.empty()) {
+    value v = std::move(work.back());
+    work.pop_back();
+    switch (v.type()) {
+      case value::kind::list: {
+        auto& items = v.as_list().items;
+        for (auto& e : items) work.push_back(std::move(e));
+        items.clear();
+        break;
+      }
+      case value::kind::tuple: {
+        // Tuples are immutable and may be shared; only a sole owner is taken apart.
+        const auto& items = v.as_tuple();
+        auto& vec = const_cast<std::vector<value>&>(items);
+        for (auto& e : vec) work.push_back(std::move(e));
+        vec.clear();
+        break;
+      }
+      case value::kind::dict: {
+        auto& d = v.as_dict();
+        for (const auto& [k, val] : d.entries()) {
+          work.push_back(k);
+          work.push_back(val);
+        }
+        for (auto& [k, val] : d.attrs) work.push_back(std::move(val));
+        d.clear();
+        break;
+      }
+      case value::kind::object: {
+        auto& o = v.as_object();
+        work.push_back(std::move(o.args));
+        work.push_back(std::move(o.state));
+        for (auto& e : o.list_items) work.push_back(std::move(e));
+        for (auto& [k, val] : o.dict_items) {
+          work.push_back(std::move(k));
+          work.push_back(std::move(val));
+        }
+        o.args = value();
+        o.state = value();
+        o.list_items.clear();
+        o.dict_items.clear();
+        break;
+      }
+      default: break;
+    }
+  }
+}
+
+}  // namespace pthio

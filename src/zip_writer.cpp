@@ -1,0 +1,245 @@
+// zip_writer: the bytes torch's PyTorchStreamWriter writes (caffe2/serialize/inline_container.cc
+// driving miniz's mz_zip_writer_add_mem_ex_v2 and mz_zip_writer_finalize_archive, with
+// MZ_ZIP_FLAG_WRITE_ZIP64 and no timestamps), field for field.
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "pthio/error.hpp"
+#include "pthio/zip.hpp"
+
+namespace pthio {
+
+namespace {
+
+constexpr std::uint32_t local_header_sig = 0x04034b50;    // PK\3\4
+constexpr std::uint32_t central_header_sig = 0x02014b50;  // PK\1\2
+constexpr std::uint32_t descriptor_sig = 0x08074b50;      // PK\7\8
+constexpr std::uint32_t end_sig = 0x06054b50;             // PK\5\6
+constexpr std::uint32_t zip64_end_sig = 0x06064b50;       // PK\6\6
+constexpr std::uint32_t zip64_locator_sig = 0x07064b50;   // PK\6\7
+constexpr std::uint64_t u32_max = 0xFFFFFFFF;
+constexpr std::uint64_t u16_max = 0xFFFF;
+
+// General-purpose flags (APPNOTE 4.4.4): bit 3, sizes and CRC in a data descriptor; bit 11, UTF-8
+// names. miniz sets bit 3 only for entries with data, and writes a descriptor only for them.
+constexpr std::uint16_t flag_descriptor = 0x0008;
+constexpr std::uint16_t flag_utf8 = 0x0800;
+
+class header_buffer {
+ public:
+  void u16(std::uint64_t v) { le(v, 2); }
+  void u32(std::uint64_t v) { le(v, 4); }
+  void u64(std::uint64_t v) { le(v, 8); }
+  void text(std::string_view s) {
+    for (char c : s) b_.push_back(static_cast<std::byte>(c));
+  }
+  void fill(std::size_t n, char c) { b_.insert(b_.end(), n, static_cast<std::byte>(c)); }
+  std::size_t size() const noexcept { return b_.size(); }
+  std::span<const std::byte> bytes() const noexcept { return b_; }
+  void clear() noexcept { b_.clear(); }
+
+ private:
+  void le(std::uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) b_.push_back(static_cast<std::byte>((v >> (8 * i)) & 0xFF));
+  }
+  std::vector<std::byte> b_;
+};
+
+[[noreturn]] void misuse(const std::string& what) {
+  throw error(errc::invalid_argument, "zip writer: " + what);
+}
+
+// miniz's zip64 extended information field (APPNOTE 4.5.3): uncompressed and compressed size
+// when the size reaches 0xFFFFFFFF, the local header offset when it does. Note: in the local
+// header miniz writes the compressed size as 0 (it is not known yet); the central copy is real.
+void zip64_extra(header_buffer& h, bool sizes, std::uint64_t usize, std::uint64_t csize, bool offset,
+                 std::uint64_t local_offset) {
+  h.u16(0x0001);
+  h.u16((sizes ? 16 : 0) + (offset ? 8 : 0));
+  if (sizes) {
+    h.u64(usize);
+    h.u64(csize);
+  }
+  if (offset) h.u64(local_offset);
+}
+
+}  // namespace
+
+zip_writer::zip_writer(sink& out, std::uint32_t alignment) : out_(out), alignment_(alignment) {
+  // The "FB" field's length is a u16 holding up to alignment - 1 padding bytes.
+  if (alignment_ == 0 || alignment_ > 32768)
+    misuse("alignment " + std::to_string(alignment) + " is not between 1 and 32768");
+}
+
+void zip_writer::add(std::string_view name, std::span<const std::byte> data) {
+  begin_entry(name, data.size());
+  write(data);
+  end_entry();
+}
+
+void zip_writer::begin_entry(std::string_view name, std::optional<std::uint64_t> size) {
+  if (finished_) misuse("begin_entry after finish");
+  if (in_entry_) misuse("begin_entry while entry \"" + cur_name_ + "\" is open");
+  if (name.empty()) misuse("empty entry name");
+  if (name.size() > u16_max) misuse("entry name of " + std::to_string(name.size()) + " bytes (at most 65535)");
+  if (name.find('\0') != std::string_view::npos) misuse("entry name contains a NUL byte");
+
+  const std::uint64_t offset = out_.position();
+  // Unknown size: planned as torch plans a small non-empty entry; end_entry() copes with the rest.
+  const std::uint64_t planned = size.value_or(1);
+  const bool zip64_sizes = planned >= u32_max;
+  const bool zip64_offset = offset >= u32_max;
+  const bool zip64 = zip64_sizes || zip64_offset;
+  const std::size_t zip64_len = zip64 ? 4 + (zip64_sizes ? 16 : 0) + (zip64_offset ? 8 : 0) : 0;
+  const std::uint16_t flags = planned != 0 ? (flag_utf8 | flag_descriptor) : flag_utf8;
+
+  // torch's getPadding(): an "FB" extra field (always present, possibly empty) of 'Z' bytes that
+  // puts the data on a multiple of the alignment, counting the zip64 field before it.
+  const std::uint64_t start = offset + 30 + name.size() + zip64_len + 4;
+  const std::uint64_t padding = (alignment_ - start % alignment_) % alignment_;
+
+  header_buffer h;
+  h.u32(local_header_sig);
+  h.u16(0);      // version needed: miniz writes 0 for stored entries
+  h.u16(flags);
+  h.u16(0);      // method: stored
+  h.u16(0);      // DOS time: torch's miniz is built without time support
+  h.u16(0);      // DOS date
+  h.u32(0);      // CRC-32, compressed and uncompressed size: in the data descriptor
+  h.u32(0);
+  h.u32(0);
+  h.u16(name.size());
+  h.u16(zip64_len + 4 + padding);
+  h.text(name);
+  if (zip64) zip64_extra(h, zip64_sizes, planned, 0, zip64_offset, offset);
+  h.text("FB");
+  h.u16(padding);
+  h.fill(static_cast<std::size_t>(padding), 'Z');
+  out_.write(h.bytes());
+
+  in_entry_ = true;
+  cur_name_ = std::string(name);
+  cur_local_ = offset;
+  cur_size_ = 0;
+  cur_crc_ = 0;
+  cur_declared_ = size;
+}
+
+void zip_writer::write(std::span<const std::byte> data) {
+  if (!in_entry_) misuse(finished_ ? "write after finish" : "write outside an entry (call begin_entry first)");
+  if (data.empty()) return;
+  if (cur_declared_ && data.size() > *cur_declared_ - cur_size_)
+    misuse("entry \"" + cur_name_ + "\" declared " + std::to_string(*cur_declared_) + " bytes but more are written");
+  out_.write(data);
+  cur_crc_ = crc32(data, cur_crc_);
+  cur_size_ += data.size();
+}
+
+void zip_writer::end_entry() {
+  if (!in_entry_) misuse(finished_ ? "end_entry after finish" : "end_entry without begin_entry");
+  if (cur_declared_ && cur_size_ != *cur_declared_)
+    misuse("entry \"" + cur_name_ + "\" declared " + std::to_string(*cur_declared_) + " bytes but " +
+           std::to_string(cur_size_) + " were written");
+  const std::uint64_t planned = cur_declared_.value_or(1);
+  const bool local_zip64 = planned >= u32_max || cur_local_ >= u32_max;
+  const std::uint16_t flags = planned != 0 ? (flag_utf8 | flag_descriptor) : flag_utf8;
+
+  // Data descriptor (APPNOTE 4.3.9), only after entries with data; 8-byte sizes when the local
+  // header has a zip64 field (miniz: also when only the offset needed it) or the size needs them.
+  if (flags & flag_descriptor) {
+    header_buffer h;
+    h.u32(descriptor_sig);
+    h.u32(cur_crc_);
+    if (local_zip64 || cur_size_ >= u32_max) {
+      h.u64(cur_size_);
+      h.u64(cur_size_);
+    } else {
+      h.u32(cur_size_);
+      h.u32(cur_size_);
+    }
+    out_.write(h.bytes());
+  }
+  done_.push_back(written{std::move(cur_name_), cur_local_, cur_size_, cur_crc_, flags});
+  in_entry_ = false;
+  cur_name_.clear();
+  cur_declared_.reset();
+}
+
+void zip_writer::finish() {
+  if (finished_) misuse("finish called twice");
+  if (in_entry_) misuse("finish while entry \"" + cur_name_ + "\" is open");
+  {
+    std::vector<std::string_view> names;
+    names.reserve(done_.size());
+    for (const written& w : done_) names.emplace_back(w.name);
+    std::sort(names.begin(), names.end());
+    auto dup = std::adjacent_find(names.begin(), names.end());
+    if (dup != names.end()) misuse("duplicate entry name \"" + std::string(*dup) + "\"");
+  }
+
+  // miniz writes the central directory at offset 0 with size 0 when there are no entries.
+  const std::uint64_t cd_offset = done_.empty() ? 0 : out_.position();
+  std::uint64_t cd_size = 0;
+  header_buffer h;
+  for (const written& w : done_) {
+    const bool zip64_sizes = w.size >= u32_max;
+    const bool zip64_offset = w.local_offset >= u32_max;
+    const std::size_t zip64_len =
+        (zip64_sizes || zip64_offset) ? 4 + (zip64_sizes ? 16 : 0) + (zip64_offset ? 8 : 0) : 0;
+    h.clear();
+    h.u32(central_header_sig);
+    h.u16(0);  // version made by: miniz leaves it 0
+    h.u16(0);  // version needed (stored)
+    h.u16(w.flags);
+    h.u16(0);  // method
+    h.u16(0);  // time
+    h.u16(0);  // date
+    h.u32(w.crc);
+    h.u32(std::min(w.size, u32_max));
+    h.u32(std::min(w.size, u32_max));
+    h.u16(w.name.size());
+    h.u16(zip64_len);
+    h.u16(0);  // comment length
+    h.u16(0);  // disk number start
+    h.u16(0);  // internal attributes
+    h.u32(0);  // external attributes
+    h.u32(std::min(w.local_offset, u32_max));
+    h.text(w.name);
+    if (zip64_len) zip64_extra(h, zip64_sizes, w.size, w.size, zip64_offset, w.local_offset);
+    out_.write(h.bytes());
+    cd_size += h.size();
+  }
+
+  // Zip64 end record and locator (APPNOTE 4.3.14, 4.3.15), always, as torch asks miniz for zip64.
+  const std::uint64_t zip64_end_offset = out_.position();
+  const std::uint64_t n = done_.size();
+  h.clear();
+  h.u32(zip64_end_sig);
+  h.u64(44);      // size of the rest of the record
+  h.u16(0x031E);  // version made by: miniz's constant (Unix, 3.0)
+  h.u16(0x002D);  // version needed: 4.5
+  h.u32(0);       // this disk
+  h.u32(0);       // disk with the central directory
+  h.u64(n);
+  h.u64(n);
+  h.u64(cd_size);
+  h.u64(cd_offset);
+  h.u32(zip64_locator_sig);
+  h.u32(0);  // disk with the zip64 end record
+  h.u64(zip64_end_offset);
+  h.u32(1);  // total disks
+  // End of central directory record (APPNOTE 4.3.16), values clamped as miniz does.
+  h.u32(end_sig);
+  h.u16(0);
+  h.u16(0);
+  h.u16(std::min(n, u16_max));
+  h.u16(std::min(n, u16_max));
+  h.u32(std::min(cd_size, u32_max));
+  h.u32(std::min(cd_offset, u32_max));
+  h.u16(0);  // comment length
+  out_.write(h.bytes());
+  finished_ = true;
+}
+
+}  // namespace pthio

@@ -1,0 +1,45 @@
+// Runs the pthio command and captures its exit status, stdout and stderr.
+#pragma once
+
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "support.h"
+
+namespace pthio_test {
+
+struct run_result {
+  int status = -1;  // exit status; -1 when killed by a signal
+  std::string out, err;
+};
+
+inline std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+inline run_result run_cli(const std::string& args) {
+  static int counter = 0;
+  auto base = scratch_dir() / ("cli-" + std::to_string(++counter));
+  std::string cmd = shell_quote(PTHIO_CLI_PATH) + " " + args + " >" + shell_quote(base.string() + ".out") + " 2>" +
+                    shell_quote(base.string() + ".err") + " </dev/null";
+  int rc = std::system(cmd.c_str());
+  run_result r;
+  r.status = (rc != -1 && WIFEXITED(rc)) ? WEXITSTATUS(rc) : -1;
+  auto slurp = [](const std::string& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  r.out = slurp(base.string() + ".out");
+  r.err = slurp(base.string() + ".err");
+  return r;
+}
+
+}  // namespace pthio_test

@@ -1,0 +1,177 @@
+// Every fixture written by real PyTorch reads exactly as fixtures/manifest.json (what PyTorch
+// itself saw) says: tensors, key paths, dtypes, shapes, strides, offsets, SHA-256 of the
+// elements, shared storages, and every non-tensor value through the dump rendering.
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "pthio/pthio.hpp"
+#include "support.h"
+
+using nlohmann::json;
+using pthio_test::fixture;
+
+namespace {
+
+const json& manifest() {
+  static const json m = [] {
+    std::ifstream in(pthio_test::fixtures_dir() / "manifest.json");
+    return json::parse(in);
+  }();
+  return m;
+}
+
+// The first path at which two JSON documents differ, for readable failures.
+std::string first_difference(const json& got, const json& want) {
+  auto patch = json::diff(want, got);
+  if (patch.empty()) return "";
+  std::string s = patch[0].dump();
+  return s.size() > 600 ? s.substr(0, 600) + "..." : s;
+}
+
+json expected_ls(const json& entry, const std::string& file) {
+  return json{{"file", file}, {"format", entry["format"]}, {"tensors", entry["tensors"]}};
+}
+
+pthio::load_options cpu_options(pthio::load_mode mode = pthio::load_mode::eager) {
+  pthio::load_options o;
+  o.mode = mode;
+  o.map_location = pthio::map_location("cpu");
+  return o;
+}
+
+// TorchScript lists attributes in the class's order, state_dict in its own: compare by key.
+json sorted_tensors(json tensors) {
+  std::sort(tensors.begin(), tensors.end(),
+            [](const json& a, const json& b) { return a["key"].get<std::string>() < b["key"].get<std::string>(); });
+  return tensors;
+}
+
+void check_entry(const json& e, pthio::load_mode mode) {
+  const std::string rel = e["file"];
+  const auto path = fixture(rel);
+  INFO("fixture ", rel, " (", e["description"].get<std::string>(), ")");
+  if (!e["error"].is_null()) {
+    const std::string kind = e["error"]["kind"];
+    const std::string contains = e["error"]["contains"];
+    try {
+      pthio::load_checkpoint(path, cpu_options(mode));
+      FAIL("loaded a file PyTorch 2.x rejects");
+    } catch (const pthio::error& err) {
+      CHECK(std::string(pthio::errc_name(err.kind())) == std::string(kind == "corrupt_checkpoint" ? "corrupt checkpoint" : kind));
+      CHECK(std::string(err.what()).find(contains) != std::string::npos);
+    }
+    return;
+  }
+  pthio::checkpoint ck = pthio::load_checkpoint(path, cpu_options(mode));
+  CHECK(pthio::format_name(ck.format) == e["format"].get<std::string>());
+  if (!e["archive"].is_null()) CHECK(ck.archive_name == e["archive"].get<std::string>());
+
+  json ls = json::parse(pthio::ls_json(ck, path.string()));
+  json want = expected_ls(e, path.string());
+  if (e["format"] == "torchscript") {
+    // The manifest lists module.state_dict(), whose tensors are detached (requires_grad false);
+    // the archive's parameters carry requires_grad true, as torch.jit.load shows them.
+    ls["tensors"] = sorted_tensors(ls["tensors"]);
+    want["tensors"] = sorted_tensors(want["tensors"]);
+    for (auto& t : ls["tensors"]) t.erase("requires_grad");
+    for (auto& t : want["tensors"]) t.erase("requires_grad");
+  }
+  CHECK_MESSAGE(bool(ls == want), "ls differs from PyTorch: ", first_difference(ls, want));
+
+  if (!e["dump"].is_null()) {
+    json dump = json::parse(pthio::dump_json(ck.root));
+    CHECK_MESSAGE(bool(dump == e["dump"]), "dump differs from PyTorch: ", first_difference(dump, e["dump"]));
+  }
+
+  // Tensors PyTorch saw sharing one storage share one here too.
+  std::map<std::string, const std::byte*> base;
+  pthio::visit_tensors(ck.root, [&](const std::string& k, const pthio::value& v) {
+    base[k] = v.as_tensor().get_storage().data();
+  });
+  for (const auto& group : e["shared"]) {
+    std::set<const std::byte*> storages;
+    for (const auto& k : group) storages.insert(base.at(k.get<std::string>()));
+    CHECK_MESSAGE(storages.size() == 1, "keys ", group.dump(), " should share one storage");
+  }
+}
+
+}  // namespace
+
+TEST_SUITE("fixtures") {
+
+TEST_CASE("fixtures: the manifest covers both torch generations") {
+  const auto& m = manifest();
+  REQUIRE(m["generators"].contains("t1"));
+  REQUIRE(m["generators"].contains("t2"));
+  CHECK(m["generators"]["t1"]["torch"].get<std::string>().starts_with("1."));
+  CHECK(m["generators"]["t2"]["torch"].get<std::string>().starts_with("2."));
+  CHECK(m["files"].size() >= 50);
+}
+
+TEST_CASE("fixtures: every file reads as PyTorch read it, eager") {
+  for (const auto& e : manifest()["files"]) check_entry(e, pthio::load_mode::eager);
+}
+
+TEST_CASE("fixtures: every file reads as PyTorch read it, mmap") {
+  for (const auto& e : manifest()["files"]) check_entry(e, pthio::load_mode::mmap);
+}
+
+TEST_CASE("fixtures: mmap tensors are views into the mapped file when aligned") {
+  auto ck = pthio::load_checkpoint(fixture("t2/linear.pth"), cpu_options(pthio::load_mode::mmap));
+  const auto& w = ck.root.find("weight")->as_tensor();
+  // A mapped storage is kept alive by the map (its owner), not by a private allocation.
+  auto eager = pthio::load_checkpoint(fixture("t2/linear.pth"), cpu_options());
+  CHECK(w.bytes() == eager.root.find("weight")->as_tensor().bytes());
+  CHECK(reinterpret_cast<std::uintptr_t>(w.raw_data()) % 64 == 0);
+}
+
+TEST_CASE("fixtures: GPU-saved files need a map_location on a machine without CUDA") {
+  for (const char* rel : {"t1/cuda.pth", "t2/cuda.pth", "t1/cuda_legacy.pth", "t2/cuda_legacy.pth"}) {
+    INFO(rel);
+    if (pthio::cuda_available()) continue;
+    try {
+      pthio::load_checkpoint(fixture(rel));
+      FAIL("loaded cuda:0 storages without CUDA");
+    } catch (const pthio::error& err) {
+      CHECK(err.kind() == pthio::errc::cuda);
+      CHECK(std::string(err.what()).find("map_location") != std::string::npos);
+      CHECK(std::string(err.what()).find("cuda:0") != std::string::npos);
+    }
+    // A mapping from the saved location to the CPU loads it.
+    pthio::load_options o;
+    o.map_location = pthio::map_location::mapping({{"cuda:0", "cpu"}});
+    auto ck = pthio::load_checkpoint(fixture(rel), o);
+    std::size_t n = 0;
+    pthio::visit_tensors(ck.root, [&](const std::string&, const pthio::value& v) {
+      CHECK(v.as_tensor().dev().is_cpu());
+      ++n;
+    });
+    CHECK(n == 4);
+  }
+}
+
+TEST_CASE("fixtures: strict mode loads every torch-written state dict") {
+  for (const char* rel : {"t1/linear.pth", "t2/ckpt_adam.pth", "t1/legacy_ckpt.pth", "t2/dtypes_new.pth"}) {
+    INFO(rel);
+    auto o = cpu_options();
+    o.strict = true;
+    CHECK_NOTHROW(pthio::load_checkpoint(fixture(rel), o));
+  }
+}
+
+TEST_CASE("fixtures: a file loads the same from memory as from its path") {
+  for (const char* rel : {"t1/mlp.bin", "t2/legacy_views.pth", "t2/scripted.pt"}) {
+    INFO(rel);
+    auto bytes = pthio_test::read_bytes(fixture(rel));
+    auto a = pthio::load_checkpoint(pthio::byte_source::from_vector(bytes, rel), cpu_options());
+    auto b = pthio::load_checkpoint(fixture(rel), cpu_options());
+    CHECK(a.root == b.root);
+  }
+}
+
+}  // TEST_SUITE

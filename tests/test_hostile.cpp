@@ -1,0 +1,192 @@
+// Bad input at the checkpoint level: every prefix, flipped bytes, garbage, missing records and
+// hand-built hostile pickles inside a valid zip. Each must give a pthio::error (with offset and
+// context where one applies), never a crash, hang or unbounded allocation.
+#include <doctest/doctest.h>
+
+#include <random>
+
+#include "cli_support.h"
+#include "pthio/pthio.hpp"
+
+using pthio_test::fixture;
+using namespace std::string_literals;
+
+namespace {
+
+pthio::checkpoint load_bytes(const std::vector<std::byte>& b, pthio::load_mode mode = pthio::load_mode::eager) {
+  pthio::load_options o;
+  o.mode = mode;
+  o.map_location = pthio::map_location("cpu");
+  return pthio::load_checkpoint(pthio::byte_source::from_vector(b, "test.pth"), o);
+}
+
+std::vector<std::byte> bytes_of(std::string_view s) {
+  std::vector<std::byte> b(s.size());
+  std::memcpy(b.data(), s.data(), s.size());
+  return b;
+}
+
+// A zip checkpoint whose data.pkl is `pkl` and with the given storage records.
+std::vector<std::byte> checkpoint_with_pickle(std::string_view pkl,
+                                              std::vector<std::pair<std::string, std::string>> records = {}) {
+  pthio::memory_sink out;
+  pthio::zip_writer zip(out);
+  zip.add("archive/data.pkl", bytes_of(pkl));
+  for (const auto& [name, data] : records) zip.add("archive/data/" + name, bytes_of(data));
+  zip.add("archive/version", bytes_of("3\n"));
+  zip.finish();
+  return out.buffer();
+}
+
+// Pickle building blocks (protocol 2), spelled out so no escape sequence runs into the next byte.
+std::string le32(long long v) {
+  std::string s(4, '\0');
+  for (int i = 0; i < 4; ++i) s[i] = static_cast<char>((static_cast<unsigned long long>(v) >> (8 * i)) & 0xff);
+  return s;
+}
+std::string unicode(const std::string& s) { return "X" + le32(static_cast<long long>(s.size())) + s; }
+std::string binint(long long v) { return "J" + le32(v); }
+std::string global(const std::string& module, const std::string& name) { return "c" + module + "\n" + name + "\n"; }
+
+// The data.pkl of a one-tensor dict: {'w': _rebuild_tensor_v2(storage '0' of `numel_in_pid` floats,
+// offset, (shape0,), (stride0,), False, OrderedDict())}.
+std::string tensor_pickle(long long numel_in_pid, long long shape0, long long stride0 = 1, long long offset = 0) {
+  std::string pid = "(" + unicode("storage") + global("torch", "FloatStorage") + unicode("0") + unicode("cpu") +
+                    binint(numel_in_pid) + "t";
+  std::string args = "(" + pid + "Q" + binint(offset) + binint(shape0) + "\x85" + binint(stride0) + "\x85" + "\x89" +
+                     global("collections", "OrderedDict") + ")R" + "t";
+  return "\x80\x02}" + unicode("w") + global("torch._utils", "_rebuild_tensor_v2") + args + "Rs.";
+}
+
+void check_every_prefix_fails(const std::vector<std::byte>& whole, const char* what) {
+  INFO(what);
+  std::size_t failures = 0;
+  for (std::size_t n = 0; n < whole.size(); ++n) {
+    std::vector<std::byte> prefix(whole.begin(), whole.begin() + static_cast<std::ptrdiff_t>(n));
+    try {
+      load_bytes(prefix);
+      FAIL_CHECK("a prefix of " << n << " bytes loaded");
+    } catch (const pthio::error&) {
+      ++failures;
+    }
+  }
+  CHECK(failures == whole.size());
+}
+
+}  // namespace
+
+TEST_SUITE("hostile") {
+
+TEST_CASE("hostile: the hand-built tensor pickle is valid to begin with") {
+  auto ck = load_bytes(checkpoint_with_pickle(tensor_pickle(4, 4), {{"0", std::string(16, '\1')}}));
+  CHECK(ck.root.find("w")->as_tensor().shape() == pthio::shape_t{4});
+}
+
+TEST_CASE("hostile: every truncated prefix of a zip checkpoint is an error") {
+  check_every_prefix_fails(pthio_test::read_bytes(fixture("t1/linear.pth")), "t1/linear.pth");
+  check_every_prefix_fails(pthio_test::read_bytes(fixture("t2/param.pt")), "t2/param.pt");
+}
+
+TEST_CASE("hostile: every truncated prefix of a legacy checkpoint is an error") {
+  check_every_prefix_fails(pthio_test::read_bytes(fixture("t1/legacy_views.pth")), "t1/legacy_views.pth");
+}
+
+TEST_CASE("hostile: flipping any single byte never crashes") {
+  for (const char* rel : {"t2/linear.pth", "t1/legacy_views.pth"}) {
+    INFO(rel);
+    auto whole = pthio_test::read_bytes(fixture(rel));
+    std::size_t loaded = 0, refused = 0;
+    for (std::size_t i = 0; i < whole.size(); ++i) {
+      auto b = whole;
+      b[i] ^= std::byte{0xa5};
+      for (auto mode : {pthio::load_mode::eager, pthio::load_mode::mmap}) {
+        try {
+          load_bytes(b, mode);
+          ++loaded;
+        } catch (const pthio::error&) {
+          ++refused;
+        }
+      }
+    }
+    CHECK(loaded + refused == 2 * whole.size());
+    CHECK(refused > 0);
+  }
+}
+
+TEST_CASE("hostile: empty files and garbage are errors naming the file") {
+  CHECK_THROWS_WITH_AS(load_bytes({}), doctest::Contains("test.pth"), pthio::error);
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<std::byte> b(static_cast<std::size_t>(rng() % 4096));
+    for (auto& x : b) x = static_cast<std::byte>(rng());
+    if (trial % 4 == 0 && b.size() > 4) std::memcpy(b.data(), "PK\3\4", 4);
+    if (trial % 4 == 1 && b.size() > 2) std::memcpy(b.data(), "\x80\x02", 2);
+    CHECK_THROWS_AS(load_bytes(b), pthio::error);
+  }
+}
+
+TEST_CASE("hostile: a missing or short storage record is refused") {
+  auto missing = checkpoint_with_pickle(tensor_pickle(4, 4));
+  CHECK_THROWS_WITH_AS(load_bytes(missing), doctest::Contains("archive/data/0 is missing"), pthio::error);
+  auto shorter = checkpoint_with_pickle(tensor_pickle(4, 4), {{"0", std::string(15, '\1')}});
+  CHECK_THROWS_WITH_AS(load_bytes(shorter), doctest::Contains("holds 15 bytes"), pthio::error);
+}
+
+TEST_CASE("hostile: views reaching outside their storage are refused") {
+  // 4 elements in the storage; the tensor claims 5, or stride 2, or offset 1.
+  std::string rec(16, '\1');
+  CHECK_THROWS_WITH_AS(load_bytes(checkpoint_with_pickle(tensor_pickle(4, 5), {{"0", rec}})),
+                       doctest::Contains("needs 20 bytes"), pthio::error);
+  CHECK_THROWS_AS(load_bytes(checkpoint_with_pickle(tensor_pickle(4, 3, 2), {{"0", rec}})), pthio::error);
+  CHECK_THROWS_AS(load_bytes(checkpoint_with_pickle(tensor_pickle(4, 4, 1, 1), {{"0", rec}})), pthio::error);
+  CHECK_THROWS_AS(load_bytes(checkpoint_with_pickle(tensor_pickle(4, -1), {{"0", rec}})), pthio::error);
+  // numel of 2^31 - 1 in the id with a 16-byte record: refused before allocating anything.
+  CHECK_THROWS_AS(load_bytes(checkpoint_with_pickle(tensor_pickle(0x7fffffff, 4), {{"0", rec}})), pthio::error);
+}
+
+TEST_CASE("hostile: broken pickles inside a valid zip carry the record name and offset") {
+  struct bad { const char* what; std::string pkl; const char* message; };
+  std::vector<bad> cases = {
+      {"unknown opcode", "\x80\x02\xff."s, "offset 2"},
+      {"no STOP", "\x80\x02}q\x00"s, "archive/data.pkl"},
+      {"huge BINUNICODE length", "\x80\x02X\xff\xff\xff\x7f"s, "archive/data.pkl"},
+      {"BINGET of an undefined memo entry", "\x80\x02h\x07."s, "offset 2"},
+      {"LONG_BINPUT past the memo limit", "\x80\x02}r\xff\xff\xff\x7f."s, "archive/data.pkl"},
+      {"pop past an empty stack", "\x80\x02s."s, "offset 2"},
+      {"persistent id of an unknown type", "\x80\x02"s + unicode("abc") + "\x85Q.", "not supported"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.what);
+    CHECK_THROWS_WITH_AS(load_bytes(checkpoint_with_pickle(c.pkl)), doctest::Contains(c.message), pthio::error);
+  }
+}
+
+TEST_CASE("hostile: deep nesting is a limit error, not a stack overflow") {
+  std::string deep = "\x80\x02";
+  for (int i = 0; i < 200000; ++i) deep += "]";  // EMPTY_LIST pushed 200k times ...
+  for (int i = 0; i < 199999; ++i) deep += "a";  // ... each appended into the one below
+  deep += ".";
+  CHECK_THROWS_AS(load_bytes(checkpoint_with_pickle(deep)), pthio::error);
+  std::string marks = "\x80\x02" + std::string(1000000, '(') + ".";
+  CHECK_THROWS_AS(load_bytes(checkpoint_with_pickle(marks)), pthio::error);
+}
+
+TEST_CASE("hostile: the command exits 3 on bad input and never dies of a signal") {
+  auto dir = pthio_test::scratch_dir();
+  auto whole = pthio_test::read_bytes(fixture("t1/linear.pth"));
+  for (std::size_t n : {std::size_t{0}, std::size_t{10}, whole.size() / 2, whole.size() - 1}) {
+    auto p = dir / ("prefix" + std::to_string(n) + ".pth");
+    pthio_test::write_bytes(p, std::vector<std::byte>(whole.begin(), whole.begin() + static_cast<std::ptrdiff_t>(n)));
+    for (const char* cmd : {"ls", "dump", "scan", "cat"}) {
+      auto r = pthio_test::run_cli(std::string(cmd) + " " + pthio_test::shell_quote(p.string()) +
+                                   (std::string(cmd) == "cat" ? " weight" : ""));
+      INFO(cmd, " on a ", n, "-byte prefix");
+      CHECK(r.status == 3);
+      CHECK(r.err.find(p.string()) != std::string::npos);
+    }
+    auto v = pthio_test::run_cli("verify " + pthio_test::shell_quote(p.string()));
+    CHECK((v.status == 1 || v.status == 3));
+  }
+}
+
+}  // TEST_SUITE

@@ -1,0 +1,135 @@
+// The tensor type: dtype table, bounds checks, views, contiguous(), conversions and Eigen maps,
+// checked against tensors PyTorch wrote (views.pth is base = arange(48).reshape(6, 8) and views
+// of it; see fixtures/generate.py views_dict).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "pthio/pthio.hpp"
+#include "support.h"
+
+using pthio::dtype;
+using pthio::tensor;
+
+namespace {
+
+pthio::value views(const char* rel) {
+  pthio::load_options o;
+  o.map_location = pthio::map_location("cpu");
+  return pthio::load(pthio_test::fixture(rel), o);
+}
+
+const tensor& get(const pthio::value& root, const char* key) { return root.find(key)->as_tensor(); }
+
+}  // namespace
+
+TEST_SUITE("tensor") {
+
+TEST_CASE("tensor: dtype names and sizes follow torch") {
+  CHECK(pthio::dtype_name(dtype::float32) == "float32");
+  CHECK(pthio::dtype_name(dtype::bool_) == "bool");
+  CHECK(pthio::element_size(dtype::complex128) == 16);
+  CHECK(pthio::element_size(dtype::bfloat16) == 2);
+  CHECK(pthio::element_size(dtype::float8_e5m2) == 1);
+  CHECK(pthio::dtype_from_name("torch.half") == dtype::float16);
+  CHECK(pthio::dtype_from_name("cdouble") == dtype::complex128);
+  CHECK(!pthio::dtype_from_name("float128"));
+  CHECK(pthio::dtype_from_storage_class("BFloat16Storage") == dtype::bfloat16);
+  CHECK(pthio::storage_class_name(dtype::uint16).empty());
+  for (std::size_t i = 0; i < pthio::dtype_count; ++i) {
+    auto t = static_cast<dtype>(i);
+    CHECK(pthio::dtype_from_name(pthio::dtype_name(t)) == t);
+  }
+}
+
+TEST_CASE("tensor: half and bfloat16 conversions round to nearest even") {
+  CHECK(pthio::half_to_float(0x3c00) == 1.0f);
+  CHECK(pthio::half_to_float(0x0001) == std::ldexp(1.0f, -24));  // smallest subnormal
+  CHECK(pthio::half_to_float(0x7bff) == 65504.0f);
+  CHECK(std::isinf(pthio::half_to_float(0x7c00)));
+  CHECK(pthio::float_to_half(65504.0f) == 0x7bff);
+  CHECK(pthio::float_to_half(1.0f + std::ldexp(1.0f, -11)) == 0x3c00);  // tie -> even
+  CHECK(pthio::float_to_half(std::ldexp(1.0f, -24)) == 0x0001);
+  CHECK(pthio::float_to_bfloat16(1.0f) == 0x3f80);
+  CHECK(pthio::bfloat16_to_float(0x3f80) == 1.0f);
+  for (std::uint32_t h = 0; h < 0x7c00; h += 7)
+    CHECK(pthio::float_to_half(pthio::half_to_float(static_cast<std::uint16_t>(h))) == h);
+}
+
+TEST_CASE("tensor: views PyTorch saved read through their strides") {
+  for (const char* rel : {"t1/views.pth", "t2/views.pth", "t1/legacy_views.pth"}) {
+    INFO(rel);
+    auto root = views(rel);
+    const tensor& base = get(root, "base");
+    for (int i = 0; i < 6; ++i)
+      for (int j = 0; j < 8; ++j) CHECK(base.at<float>({i, j}) == float(i * 8 + j));
+    CHECK(get(root, "row2").at<float>({5}) == 21.0f);
+    CHECK(get(root, "block").at<float>({2, 3}) == float(3 * 8 + 5));
+    CHECK(get(root, "transposed").at<float>({7, 1}) == float(1 * 8 + 7));
+    CHECK(get(root, "strided").at<float>({2, 2}) == float(4 * 8 + 6));
+    CHECK(get(root, "element").item<float>() == 47.0f);
+    CHECK(get(root, "expanded").strides() == pthio::shape_t{0, 1});
+    // contiguous() of a non-contiguous view copies the visible elements in row-major order.
+    tensor t = get(root, "transposed").contiguous();
+    CHECK(t.is_contiguous());
+    CHECK(t.strides() == pthio::shape_t{6, 1});
+    CHECK(t.at<float>({3, 2}) == float(2 * 8 + 3));
+    CHECK_FALSE(t.get_storage().same(base.get_storage()));
+  }
+}
+
+TEST_CASE("tensor: Eigen maps honour strides without copying") {
+  auto root = views("t2/views.pth");
+  auto block = get(root, "block").matrix<float>();
+  CHECK(block.rows() == 3);
+  CHECK(block.cols() == 4);
+  CHECK(block(0, 0) == 10.0f);
+  CHECK(block(2, 3) == 29.0f);
+  auto tr = get(root, "transposed").matrix<float>();
+  CHECK(tr(7, 1) == 15.0f);
+  Eigen::MatrixXf prod = get(root, "base").matrix<float>() * tr;  // (6x8)(8x6)
+  float expected = 0;
+  for (int k = 0; k < 8; ++k) expected += float(2 * 8 + k) * float(3 * 8 + k);
+  CHECK(prod(2, 3) == expected);
+  auto row = get(root, "row2").vector<float>();
+  CHECK(row.sum() == float(16 + 17 + 18 + 19 + 20 + 21 + 22 + 23));
+  // A write through the map lands in the shared storage.
+  auto b = get(root, "base");
+  b.matrix<float>()(0, 0) = -1.0f;
+  CHECK(get(root, "transposed").at<float>({0, 0}) == -1.0f);
+  CHECK_THROWS_AS(get(root, "base").matrix<double>(), pthio::error);
+  CHECK_THROWS_AS(get(root, "row2").matrix<float>(), pthio::error);
+}
+
+TEST_CASE("tensor: construction refuses views outside their storage") {
+  auto s = pthio::storage::allocate(4 * 10);
+  CHECK_NOTHROW(tensor(s, dtype::float32, {2, 5}, {5, 1}, 0));
+  CHECK_THROWS_AS(tensor(s, dtype::float32, {2, 5}, {5, 1}, 1), pthio::error);
+  CHECK_THROWS_AS(tensor(s, dtype::float32, {11}, {1}, 0), pthio::error);
+  CHECK_THROWS_AS(tensor(s, dtype::float32, {2}, {1, 1}, 0), pthio::error);
+  CHECK_THROWS_AS(tensor(s, dtype::float32, {2}, {-1}, 0), pthio::error);
+  CHECK_THROWS_AS(tensor(s, dtype::float32, {2}, {1}, -1), pthio::error);
+  CHECK_THROWS_AS(tensor(s, dtype::float32, {1ll << 62, 4}, {4, 1}, 0), pthio::error);
+  CHECK_THROWS_AS(tensor(s, dtype::float32, {3, 3}, {1ll << 62, 1}, 0), pthio::error);
+  CHECK_NOTHROW(tensor(s, dtype::float32, {0, 1ll << 40}, {1, 1}, 1000));  // empty reaches nothing
+  CHECK_NOTHROW(tensor(s, dtype::float32, {1000000}, {0}, 9));             // stride 0
+}
+
+TEST_CASE("tensor: dtype conversion and element access") {
+  auto t = tensor::from_values<float>({1.5f, -2.0f, 3.25f, 0.0f}, {2, 2});
+  CHECK(t.to(dtype::float64).at<double>({0, 1}) == -2.0);
+  CHECK(t.to(dtype::int32).at<std::int32_t>({1, 0}) == 3);
+  auto bf = t.to(dtype::bfloat16);
+  CHECK(bf.to(dtype::float32).at<float>({0, 0}) == 1.5f);
+  CHECK(t.to(dtype::bool_).at<bool>({1, 1}) == false);
+  CHECK_THROWS_AS(t.at<double>({0, 0}), pthio::error);
+  CHECK_THROWS_AS(t.at<float>({2, 0}), pthio::error);
+  CHECK_THROWS_AS(t.at<float>({0}), pthio::error);
+  CHECK(t.transpose(0, 1).at<float>({0, 1}) == 3.25f);
+  CHECK(t.narrow(1, 1, 1).at<float>({1, 0}) == 0.0f);
+  CHECK(t.reshape({4}).at<float>({2}) == 3.25f);
+  CHECK(t.reshape({-1, 1}).shape() == pthio::shape_t{4, 1});
+}
+
+}  // TEST_SUITE
