@@ -4,6 +4,7 @@
 // order the pickle first meets it; records are laid out as the chosen torch version lays them.
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <random>
 #include <unordered_map>
@@ -41,25 +42,40 @@ class storage_registry {
     entries_.push_back({s, std::to_string(entries_.size()), t, s.dev()});
     return entries_.back();
   }
-  const std::vector<storage_entry>& entries() const { return entries_; }
+  const std::deque<storage_entry>& entries() const { return entries_; }
 
  private:
   std::unordered_map<const void*, std::size_t> index_;
-  std::vector<storage_entry> entries_;
+  std::deque<storage_entry> entries_;  // stable addresses: a key's address is its memo identity
 };
 
-// ('storage', class, key, location, numel[, None]) for a storage seen as dtype t.
-value persistent_id(const storage_entry& e, dtype t, bool legacy) {
+// Writes the persistent id ('storage', class, key, location, numel[, None]) and BINPERSID, as
+// torch's persistent_id returns it and CPython pickles it. The key is one str object per storage
+// in torch (id_map.setdefault), distinct from equal text elsewhere (a _metadata key "0" is
+// another object), so it is memoized by the storage's identity, not by content.
+void write_persistent_id(pickler& p, const storage_entry& e, dtype t, bool legacy, const value& tuple_identity) {
   std::string_view cls = storage_class_name(t);
-  bool typed = !cls.empty();
-  std::size_t es = typed ? element_size(t) : 1;
-  std::vector<value> pid{value("storage"),
-                         typed ? value::make_global("torch", std::string(cls))
-                               : value::make_global("torch.storage", "UntypedStorage"),
-                         value(e.key), value(e.location.str()),
-                         value(static_cast<std::int64_t>(e.data.nbytes() / es))};
-  if (legacy) pid.emplace_back();
-  return value::make_tuple(std::move(pid));
+  const bool typed = !cls.empty();
+  const std::size_t es = typed ? element_size(t) : 1;
+  const auto raw = [&p](std::string_view s) {
+    p.write_raw({reinterpret_cast<const std::byte*>(s.data()), s.size()});
+  };
+  raw("(");  // MARK
+  p.save(value("storage"));
+  if (typed) p.save_global("torch", cls);
+  else p.save_global("torch.storage", "UntypedStorage");
+  if (!p.get_memo(&e.key)) {
+    std::string op = "X";  // BINUNICODE: u32 length, UTF-8
+    for (int i = 0; i < 4; ++i) op += static_cast<char>((e.key.size() >> (8 * i)) & 0xff);
+    raw(op + e.key);
+    p.put_memo(&e.key);
+  }
+  p.save(value(e.location.str()));
+  p.save(value(static_cast<std::int64_t>(e.data.nbytes() / es)));
+  if (legacy) p.save(value());
+  raw("t");  // TUPLE
+  p.put_memo(tuple_identity.identity());
+  raw("Q");  // BINPERSID
 }
 
 value int_tuple(const shape_t& v) {
@@ -71,22 +87,33 @@ value int_tuple(const shape_t& v) {
 
 // The pickle of `root` with storages registered in `reg`.
 std::vector<std::byte> pickle_root(const value& root, storage_registry& reg, bool legacy) {
+  // The pickler memoizes containers by address, as CPython memoizes by id(); values made here
+  // live until the dump ends so no address is reused for a different object.
+  std::deque<value> made;  // a deque: references stay valid while nested saves add more
+  auto keep = [&made](value v) -> const value& {
+    made.push_back(std::move(v));
+    return made.back();
+  };
   pickle_options po;
-  po.save_hook = [&reg, legacy](pickler& p, const value& v) -> bool {
+  po.save_hook = [&reg, legacy, &keep](pickler& p, const value& v) -> bool {
     if (v.type() == value::kind::storage) {
       const storage_value& s = v.as_storage();
-      p.save_persistent_id(persistent_id(reg.key_for(s.data, s.dtype), s.dtype, legacy));
+      write_persistent_id(p, reg.key_for(s.data, s.dtype), s.dtype, legacy, keep(value::make_tuple()));
       return true;
     }
     if (!v.is_tensor()) return false;
     const tensor& t = v.as_tensor();
     if (!t.defined()) throw error(errc::invalid_argument, "cannot save an undefined tensor");
+    if (is_quantized(t.dtype()))
+      throw error(errc::unsupported, "cannot save a " + std::string(dtype_name(t.dtype())) +
+                                         " tensor: pthio keeps quantized tensors' integer values but not their "
+                                         "scale and zero point; convert it to an integer dtype first");
     if (v.is_parameter()) {
       // Parameter.__reduce_ex__: _rebuild_parameter(data, requires_grad, OrderedDict()).
       tensor data = t;
       data.set_requires_grad(false);
       value args = value::make_tuple({value(data), value(t.requires_grad()), value::make_ordered_dict()});
-      p.save(value::make_object({"torch._utils", "_rebuild_parameter"}, std::move(args)));
+      p.save(keep(value::make_object({"torch._utils", "_rebuild_parameter"}, std::move(args))));
       return true;
     }
     const bool v3 = storage_class_name(t.dtype()).empty();
@@ -96,8 +123,8 @@ std::vector<std::byte> pickle_root(const value& root, storage_registry& reg, boo
     std::vector<value> args{value::make_storage(std::move(sv)), value(t.storage_offset()), int_tuple(t.shape()),
                             int_tuple(t.strides()), value(t.requires_grad()), value::make_ordered_dict()};
     if (v3) args.push_back(value::make_global("torch", std::string(dtype_name(t.dtype()))));
-    p.save(value::make_object({"torch._utils", v3 ? "_rebuild_tensor_v3" : "_rebuild_tensor_v2"},
-                              value::make_tuple(std::move(args))));
+    p.save(keep(value::make_object({"torch._utils", v3 ? "_rebuild_tensor_v3" : "_rebuild_tensor_v2"},
+                                   value::make_tuple(std::move(args)))));
     return true;
   };
   pickler pk(po);
@@ -145,12 +172,14 @@ void save_zip(sink& out, const value& root, const save_options& o, const std::st
     zip.add(prefix + ".storage_alignment", text_bytes("64"));
     zip.add(prefix + "byteorder", text_bytes("little"));
   }
-  // torch writes data records in the lexicographic order of their keys: 0, 1, 10, 11, 2, ...
+  // torch 1.13 writes data records in the lexicographic order of their keys (0, 1, 10, 11, 2, ...);
+  // torch 2.x in the order the pickle met them (0, 1, 2, ...).
   std::vector<const storage_entry*> order;
   for (const auto& e : reg.entries()) order.push_back(&e);
-  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->key < b->key; });
+  if (o.layout == torch_layout::v1_13)
+    std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->key < b->key; });
   for (const auto* e : order) {
-    zip.begin_entry(prefix + "data/" + e->key);
+    zip.begin_entry(prefix + "data/" + e->key, e->data.nbytes());
     with_host_bytes(e->data, [&](std::span<const std::byte> b) {
       constexpr std::size_t chunk = 64u << 20;
       for (std::size_t off = 0; off < b.size(); off += chunk) zip.write(b.subspan(off, std::min(chunk, b.size() - off)));

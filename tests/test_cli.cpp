@@ -138,7 +138,8 @@ TEST_CASE("cli: exit statuses follow the contract") {
 TEST_CASE("cli: a GPU-saved file lists on the CPU by default and names the device asked for") {
   auto r = run_cli("ls --json " + shell_quote(fixture("t1/cuda.pth").string()));
   REQUIRE(r.status == 0);
-  for (const auto& t : json::parse(r.out)["tensors"]) CHECK(t["device"] == "cpu");
+  const json listing = json::parse(r.out);
+  for (const auto& t : listing["tensors"]) CHECK(t["device"] == "cpu");
   if (!pthio::cuda_available()) {
     auto g = run_cli("ls --json --map-location cuda:0 " + shell_quote(fixture("t1/cuda.pth").string()));
     CHECK(g.status == 3);
