@@ -8,12 +8,29 @@
 
 namespace pthio {
 
+namespace {
+
+// Shortest round-trip digits of `sci` (to_chars scientific), laid out as Python's repr: fixed for
+// -4 <= exponent < 16, else d.ddde+XX with at least two exponent digits (Python/pystrtod.c).
+std::string python_layout(std::string sci);
+
+}  // namespace
+
 std::string python_float_repr(double d) {
-  // Shortest round-trip digits, then Python's layout: fixed for -4 <= exponent < 16, else
-  // d.ddde+XX with at least two exponent digits (Python/pystrtod.c, format_float_short).
   char buf[64];
   auto r = std::to_chars(buf, buf + sizeof buf, d, std::chars_format::scientific);
-  std::string sci(buf, r.ptr);
+  return python_layout(std::string(buf, r.ptr));
+}
+
+std::string python_float_repr(float f) {
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof buf, f, std::chars_format::scientific);
+  return python_layout(std::string(buf, r.ptr));
+}
+
+namespace {
+
+std::string python_layout(std::string sci) {
   bool neg = sci[0] == '-';
   if (neg) sci.erase(0, 1);
   auto epos = sci.find('e');
@@ -41,6 +58,8 @@ std::string python_float_repr(double d) {
   }
   return out;
 }
+
+}  // namespace
 
 std::string json_quote(std::string_view s) {
   std::string out = "\"";

@@ -44,8 +44,17 @@ std::string le32(long long v) {
   for (int i = 0; i < 4; ++i) s[i] = static_cast<char>((static_cast<unsigned long long>(v) >> (8 * i)) & 0xff);
   return s;
 }
-std::string unicode(const std::string& s) { return "X" + le32(static_cast<long long>(s.size())) + s; }
-std::string binint(long long v) { return "J" + le32(v); }
+std::string unicode(const std::string& s) {
+  std::string out(1, 'X');
+  out += le32(static_cast<long long>(s.size()));
+  out += s;
+  return out;
+}
+std::string binint(long long v) {
+  std::string out(1, 'J');
+  out += le32(v);
+  return out;
+}
 std::string global(const std::string& module, const std::string& name) { return "c" + module + "\n" + name + "\n"; }
 
 // The data.pkl of a one-tensor dict: {'w': _rebuild_tensor_v2(storage '0' of `numel_in_pid` floats,

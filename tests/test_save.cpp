@@ -169,7 +169,7 @@ TEST_CASE("save: a process killed mid-save leaves the previous file intact and l
     // 64 tensors of 16 MiB: long enough to be killed in the middle.
     pthio::value sd = pthio::value::make_dict();
     for (int i = 0; i < 64; ++i)
-      sd.as_dict().set("t" + std::to_string(i), pthio::value(pthio::tensor::zeros(pthio::dtype::float32, {4 << 20})));
+      sd.as_dict().set(std::string(1, 't').append(std::to_string(i)), pthio::value(pthio::tensor::zeros(pthio::dtype::float32, {4 << 20})));
     try {
       pthio::save(target, sd);
     } catch (...) {

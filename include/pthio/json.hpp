@@ -19,6 +19,8 @@ namespace pthio {
 
 // Python's repr() of a finite double: "0.1", "1e-08", "1e+16", "100.0".
 std::string python_float_repr(double d);
+// The shortest text that reads back as this float32 value, in the same layout ("0.1", "1e-08").
+std::string python_float_repr(float f);
 // A JSON string literal (UTF-8 passed through, control characters and invalid bytes escaped).
 std::string json_quote(std::string_view s);
 // Lowercase hex SHA-256 of the tensor's elements (row-major, little-endian; host copy if needed).

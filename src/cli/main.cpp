@@ -196,7 +196,11 @@ void dump_text(const pthio::value& v, int indent, std::string& out) {
         out += std::string(static_cast<std::size_t>(indent), ' ') + "}";
       }
       for (const auto& [name, val] : d.attrs) {
-        out += "\n" + std::string(static_cast<std::size_t>(indent), ' ') + "." + name + " = ";
+        out += '\n';
+        out.append(static_cast<std::size_t>(indent), ' ');
+        out += '.';
+        out += name;
+        out += " = ";
         dump_text(val, indent, out);
       }
       break;
@@ -261,15 +265,29 @@ std::string element_text(const pthio::tensor& t, const std::byte* p) {
   using pthio::dtype;
   switch (t.dtype()) {
     case dtype::float64: return f(rd(double{}));
-    case dtype::float32: return f(rd(float{}));
-    case dtype::float16: return f(pthio::half_to_float(rd(std::uint16_t{})));
-    case dtype::bfloat16: return f(pthio::bfloat16_to_float(rd(std::uint16_t{})));
-    case dtype::complex128: return "(" + f(rd(double{})) + "+" + f(rd.operator()<double>(0) * 0 + [&] { double im; std::memcpy(&im, p + 8, 8); return im; }()) + "j)";
+    case dtype::float32: {
+      float v = rd(float{});
+      return std::isfinite(v) ? pthio::python_float_repr(v) : f(v);
+    }
+    case dtype::float16: {
+      float v = pthio::half_to_float(rd(std::uint16_t{}));
+      return std::isfinite(v) ? pthio::python_float_repr(v) : f(v);
+    }
+    case dtype::bfloat16: {
+      float v = pthio::bfloat16_to_float(rd(std::uint16_t{}));
+      return std::isfinite(v) ? pthio::python_float_repr(v) : f(v);
+    }
+    case dtype::complex128: {
+      double re, im;
+      std::memcpy(&re, p, 8);
+      std::memcpy(&im, p + 8, 8);
+      return "(" + f(re) + (std::signbit(im) ? "" : "+") + f(im) + "j)";
+    }
     case dtype::complex64: {
       float re, im;
       std::memcpy(&re, p, 4);
       std::memcpy(&im, p + 4, 4);
-      return "(" + f(re) + "+" + f(im) + "j)";
+      return "(" + f(re) + (std::signbit(im) ? "" : "+") + f(im) + "j)";
     }
     case dtype::int64: return std::to_string(rd(std::int64_t{}));
     case dtype::int32: case dtype::qint32: return std::to_string(rd(std::int32_t{}));
