@@ -82,6 +82,7 @@ class zip_reader {
   byte_source source_;
   zip_read_options options_;
   std::vector<zip_entry> entries_;
+  // Keys view the names in the source's central directory, so copies of the reader stay valid.
   std::unordered_map<std::string_view, std::size_t> by_name_;
   mutable std::unordered_map<std::size_t, std::shared_ptr<std::vector<std::byte>>> inflated_;
 };
