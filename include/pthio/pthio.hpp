@@ -9,6 +9,7 @@
 #include "pthio/io.hpp"
 #include "pthio/json.hpp"
 #include "pthio/pickle.hpp"
+#include "pthio/state_dict.hpp"
 #include "pthio/storage.hpp"
 #include "pthio/tensor.hpp"
 #include "pthio/value.hpp"

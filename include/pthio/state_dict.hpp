@@ -1,0 +1,146 @@
+// pthio — state dicts: the name -> tensor maps models are saved as, and loading them into a model
+// with torch's strict / non-strict semantics.
+//
+// A state_dict is ordered (insertion order, like the OrderedDict torch saves) and may carry the
+// `_metadata` attribute torch attaches (per-module versions), which to_value() writes back.
+// load_state_dict(target, source) copies source tensors into the target's tensors in place (the
+// target's tensors are the model's parameters and buffers, so every view of them sees the new
+// values). It checks everything first: in strict mode any missing key, unexpected key or shape
+// mismatch throws pthio::error(errc::mismatch) with torch's wording and leaves the target
+// untouched; non-strict mode loads every key that matches and returns the report.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <regex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "pthio/value.hpp"
+
+namespace pthio {
+
+class state_dict {
+ public:
+  using entry = std::pair<std::string, tensor>;
+
+  state_dict() = default;
+
+  // Inserts `name`, or replaces its tensor keeping its position.
+  void set(std::string name, tensor t);
+  const tensor* find(std::string_view name) const;
+  tensor* find(std::string_view name);
+  // The tensor; throws pthio::error(mismatch) naming the key when absent.
+  const tensor& at(std::string_view name) const;
+  bool contains(std::string_view name) const { return find(name) != nullptr; }
+  bool erase(std::string_view name);
+  std::size_t size() const noexcept { return entries_.size(); }
+  bool empty() const noexcept { return entries_.empty(); }
+  const std::vector<entry>& entries() const noexcept { return entries_; }
+  std::vector<std::string> keys() const;
+  auto begin() const noexcept { return entries_.begin(); }
+  auto end() const noexcept { return entries_.end(); }
+
+  // The `_metadata` torch attaches to a module's state_dict (None when absent).
+  value metadata;
+
+  // Every tensor under `v`, keys joined with '.' (nested dicts, lists and tuples, as ls lists
+  // them); non-tensor values are skipped. Keeps `_metadata` of an OrderedDict root.
+  static state_dict from_value(const value& v);
+  // An OrderedDict name -> tensor (Parameters stay Parameters), with `_metadata` when set.
+  value to_value() const;
+
+ private:
+  std::vector<entry> entries_;
+  std::map<std::string, std::size_t, std::less<>> index_;
+};
+
+// The model's state dict inside a checkpoint: the value under `key` when given; otherwise the
+// root itself when it holds tensors at its top level, else the first of "model_state_dict",
+// "state_dict", "model", "module", "net", "network" that is a dict. Throws mismatch when none.
+state_dict extract_state_dict(const value& root, std::string_view key = {});
+
+struct shape_mismatch {
+  std::string key;
+  shape_t checkpoint_shape;  // in the source
+  shape_t model_shape;       // in the target
+};
+
+struct load_report {
+  std::vector<std::string> missing;      // in the target, not in the source (after remapping)
+  std::vector<std::string> unexpected;   // in the source, not in the target
+  std::vector<shape_mismatch> mismatched;
+  std::vector<std::string> dtype_mismatched;  // differing dtypes, refused (convert_dtypes off)
+  std::vector<std::string> loaded;       // keys copied into the target
+  bool ok() const noexcept {
+    return missing.empty() && unexpected.empty() && mismatched.empty() && dtype_mismatched.empty();
+  }
+  // torch's wording: "Missing key(s) in state_dict: "a", "b". ", "Unexpected key(s) in
+  // state_dict: ... ", "size mismatch for fc.weight: copying a param with shape
+  // torch.Size([10, 20]) from checkpoint, the shape in current model is torch.Size([10, 30]).",
+  // one per line after "Error(s) in loading state_dict for <model>:".
+  std::string message(std::string_view model_name = "Module") const;
+};
+
+// How source keys are renamed before matching, applied in this order.
+struct key_remap {
+  bool strip_data_parallel = false;  // drop a leading "module." (DataParallel / DDP)
+  std::string strip_prefix;          // drop this prefix where present
+  std::string add_prefix;            // then prepend this to every key
+  std::vector<std::pair<std::regex, std::string>> rename;  // then std::regex_replace each pattern
+  std::string apply(std::string key) const;
+};
+
+struct load_state_dict_options {
+  bool strict = true;
+  key_remap remap;
+  // Convert source tensors to the target's dtype (e.g. bfloat16 -> float32); off: a dtype
+  // difference is reported like a shape mismatch.
+  bool convert_dtypes = false;
+  // The model's name in strict-mode error messages ("Error(s) in loading state_dict for Net").
+  std::string model_name = "Module";
+};
+
+load_report load_state_dict(state_dict& target, const state_dict& source,
+                            const load_state_dict_options& options = {});
+
+// ---------------------------------------------------------------------------------------------
+// Optimizer state dicts, in torch's layout: {'state': {index: {name: tensor or number}},
+// 'param_groups': [{'lr': ..., ..., 'params': [index, ...]}]}.
+
+struct optimizer_state {
+  // Per parameter index: "step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer"...
+  std::map<std::int64_t, std::vector<std::pair<std::string, value>>> state;
+  // Each group's fields in torch's order, "params" last.
+  std::vector<std::vector<std::pair<std::string, value>>> param_groups;
+
+  static optimizer_state from_value(const value& v);
+  value to_value() const;
+  // The tensor state[index][name]; throws mismatch when absent or not a tensor.
+  const tensor& tensor_at(std::int64_t index, std::string_view name) const;
+  // A field of group g; nullptr when absent.
+  const value* group_field(std::size_t g, std::string_view name) const;
+};
+
+struct adam_options {
+  double lr = 1e-3;
+  double beta1 = 0.9, beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0;
+  bool amsgrad = false;
+  bool decoupled = false;  // AdamW
+};
+struct sgd_options {
+  double lr = 1e-2;
+  double momentum = 0;
+  double dampening = 0;
+  double weight_decay = 0;
+  bool nesterov = false;
+};
+// A param group with every field torch 2.x writes for these optimizers, params 0..n-1.
+std::vector<std::pair<std::string, value>> adam_param_group(const adam_options& o, std::int64_t n_params);
+std::vector<std::pair<std::string, value>> sgd_param_group(const sgd_options& o, std::int64_t n_params);
+
+}  // namespace pthio
