@@ -650,14 +650,6 @@ checkpoint load_legacy(const byte_source& src, const load_options& opt) {
 
 }  // namespace
 
-storage copy_to_device(std::span<const std::byte> bytes, const device& target) {
-  storage s = storage::allocate(bytes.size());
-  if (!bytes.empty()) std::memcpy(s.data(), bytes.data(), bytes.size());
-  if (target.is_cpu()) return s;
-  // Through a host tensor so the CUDA layer does the copy.
-  tensor t(s, dtype::uint8, {static_cast<std::int64_t>(bytes.size())}, {1}, 0);
-  return t.to(target).get_storage();
-}
 
 }  // namespace detail
 
@@ -757,18 +749,3 @@ void visit_tensors(const value& root, const std::function<void(const std::string
 
 }  // namespace pthio
 
-namespace pthio::detail {
-
-checkpoint load_safetensors(const byte_source&, const load_options&) {
-  throw error(errc::unsupported, "safetensors files are not readable yet");
-}
-
-}  // namespace pthio::detail
-
-namespace pthio::detail {
-
-void save_safetensors(sink&, const value&, const save_options&) {
-  throw error(errc::unsupported, "writing safetensors files is not supported yet");
-}
-
-}  // namespace pthio::detail
