@@ -9,7 +9,10 @@
 
 #include "byte_reader.h"
 #include "checkpoint_internal.h"
+#include "cuda/device_copy.h"
 #include "pthio/cuda.hpp"
+#include "pthio/safetensors.hpp"
+#include "pthio/sharded.hpp"
 
 namespace pthio {
 
@@ -304,6 +307,9 @@ storage_spec parse_pid(const value& pid, bool legacy) {
   }
   if (!a[2].is_str() && !a[2].is_int()) bad_args(fn, "key must be a str");
   s.key = a[2].is_str() ? a[2].as_str() : std::to_string(a[2].as_int());
+  // Keys name records and appear in messages: a control byte (a NUL cuts what() short) is refused.
+  if (std::any_of(s.key.begin(), s.key.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
+    bad_args(fn, "key holds a control character");
   if (!a[3].is_str()) bad_args(fn, "location must be a str");
   try {
     s.location = device::parse(a[3].as_str());
@@ -332,9 +338,11 @@ storage materialize(std::span<const std::byte> bytes, const std::shared_ptr<cons
                                      "; map them to \"cpu\" or \"cuda:N\" with map_location");
 }
 
-void swap_bytes(std::byte* p, std::size_t n, std::size_t elem) {
-  if (elem <= 1) return;
-  std::size_t unit = elem;
+// Big-endian storages to this machine's order. Complex numbers swap each part on its own, as
+// torch's byteswap does (torch/storage.py: complex element size halved).
+void swap_bytes(std::byte* p, std::size_t n, dtype t) {
+  std::size_t unit = is_complex(t) ? element_size(t) / 2 : element_size(t);
+  if (unit <= 1) return;
   for (std::size_t i = 0; i + unit <= n; i += unit) std::reverse(p + i, p + i + unit);
 }
 
@@ -367,7 +375,7 @@ std::optional<value> numpy_array(const object_object& o) {
     bad_args(fn, "data holds " + std::to_string(raw.size()) + " bytes for shape " + shape_string(shape));
   tensor t = tensor::zeros(it->second, shape);
   if (need) std::memcpy(t.raw_data(), raw.data(), raw.size());
-  if (big) swap_bytes(t.raw_data(), raw.size(), element_size(it->second));
+  if (big) swap_bytes(t.raw_data(), raw.size(), it->second);
   bool fortran = truthy(st[3]);
   if (fortran && shape.size() > 1) {
     // Column-major data: same bytes viewed with reversed strides.
@@ -388,8 +396,7 @@ void convert_numpy_arrays(value& root) {
 void check_target(const device& target, const device& saved) {
   if (target.is_cuda() && !cuda_available())
     throw error(errc::cuda, "a storage saved on " + saved.str() + " is mapped to " + target.str() +
-                                " but no CUDA device is available" +
-                                (cuda_built() ? "" : " (pthio was built without CUDA)") +
+                                " but no CUDA device is available (" + cuda_unavailable_reason() + ")" +
                                 "; load with map_location \"cpu\" to put it on the CPU");
 }
 
@@ -445,8 +452,17 @@ unpickle_options pickle_options_for(const load_options& opt, std::string context
   return u;
 }
 
+// Objects built per pickle byte at most: a 2-byte BINGET makes a value of ~48 bytes, so real
+// files reach ~30x; beyond this a stream is building far more than it describes.
+constexpr std::uint64_t amplification_per_input_byte = 64;
+
 // Runs the unpickler and post-processes numpy arrays.
 value run_unpickle(std::span<const std::byte> bytes, unpickle_options& u, bool* numpy_seen, std::size_t* consumed) {
+  // The budget for objects: the fixed allowance plus a bounded amplification of the input.
+  std::uint64_t scaled;
+  if (!detail::checked_mul(bytes.size(), amplification_per_input_byte, scaled) ||
+      !detail::checked_add(scaled, u.limits.max_memory, u.limits.max_memory))
+    u.limits.max_memory = UINT64_MAX;
   bool saw_numpy = false;
   u.on_global = [&saw_numpy](const global_ref& g, std::size_t) {
     if (g.name == "_reconstruct") saw_numpy = true;
@@ -475,6 +491,13 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
       throw error(errc::unsupported, "TorchScript archives from torch <= 1.3 (model.json) are not supported");
     throw error(errc::corrupt_checkpoint, "no <archive>/data.pkl record: not a torch checkpoint", src.name());
   }
+  // A deflated record is inflated whole before it is read: a pickle record may not make a load
+  // hold more than the file's bytes and limits.max_memory (a zip bomb in data.pkl).
+  if (pkl->method != 0 && pkl->uncompressed_size > opt.limits.max_memory)
+    throw error(errc::limit_exceeded, "deflated pickle record inflates to " + std::to_string(pkl->uncompressed_size) +
+                                          " bytes, more than max_memory (" + std::to_string(opt.limits.max_memory) +
+                                          " bytes)",
+                pkl->name);
   const std::string prefix = ck.archive_name + "/";
   ck.format = (zip.find(prefix + "constants.pkl") || zip.find(prefix + "code/") ) ? checkpoint_format::torchscript
                                                                                     : checkpoint_format::zip;
@@ -482,6 +505,9 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
     for (const auto& e : zip.entries())
       if (e.name.starts_with(prefix + "code/")) ck.format = checkpoint_format::torchscript;
   if (const zip_entry* bo = zip.find(prefix + "byteorder")) {
+    if (bo->uncompressed_size > 6)  // "little" or "big": refused before a deflated one is inflated
+      throw error(errc::corrupt_checkpoint, "byteorder record of " + std::to_string(bo->uncompressed_size) +
+                                                " bytes is neither 'little' nor 'big'", src.name() + ": " + bo->name);
     auto b = zip.read(*bo, opt.verify_crc);
     std::string order(reinterpret_cast<const char*>(b.data()), b.size());
     if (order != "little" && order != "big")
@@ -492,6 +518,7 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
   const bool swap = ck.byte_order == "big";
   const bool zero_copy = opt.mode == load_mode::mmap && src.is_mapped() && !swap;
   std::unordered_map<std::string, storage_value> loaded;
+  device_upload uploads;  // storages bound for a GPU: in flight until finish(), CRC-32s checked there
 
   unpickle_options u = pickle_options_for(opt, pkl->name);
   u.persistent_load = [&](const value& pid) -> value {
@@ -517,16 +544,32 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
                       std::to_string(s.numel) + " elements of " + std::string(dtype_name(s.t)) + " need " +
                       std::to_string(s.nbytes));
     // The whole record: another persistent id may name it with a larger element type.
-    auto bytes = zip.read(*e, opt.verify_crc && opt.mode == load_mode::eager);
     device target = opt.map_location.apply(s.location);
     check_target(target, s.location);
+    // A record bound for a GPU streams through pinned buffers, its CRC-32 computed on the way
+    // rather than in a pass of its own.
+    const bool verify = opt.verify_crc && opt.mode == load_mode::eager;
+    const bool to_gpu = target.is_cuda();
+    const bool crc_on_the_way = verify && to_gpu && !swap && e->crc32 != 0;
+    auto bytes = zip.read(*e, verify && !crc_on_the_way);
     storage_value sv;
     if (swap) {
       storage tmp = storage::allocate(bytes.size());
       if (!bytes.empty()) std::memcpy(tmp.data(), bytes.data(), bytes.size());
-      swap_bytes(tmp.data(), tmp.nbytes(), element_size(s.t));
+      swap_bytes(tmp.data(), tmp.nbytes(), s.t);
       std::span<const std::byte> sw(tmp.data(), tmp.nbytes());
-      sv.data = target.is_cpu() ? tmp : materialize(sw, nullptr, false, element_size(s.t), target);
+      sv.data = target.is_cpu() ? tmp
+                : to_gpu          ? uploads.copy(sw, target, device_upload::hold::until_return)
+                                  : materialize(sw, nullptr, false, element_size(s.t), target);
+    } else if (to_gpu) {
+      // The record's bytes (the mapped file, or the reader's inflated copy) outlive uploads.finish().
+      std::optional<device_upload::crc_check> crc;
+      if (crc_on_the_way)
+        crc = device_upload::crc_check{e->crc32, [&zip, e, rec] {
+                                         zip.read(*e, true);  // throws the reader's CRC-32 error, with its offset
+                                         throw error(errc::corrupt_zip, "zip: CRC-32 mismatch", rec);
+                                       }};
+      sv.data = uploads.copy(bytes, target, device_upload::hold::until_finish, std::move(crc));
     } else {
       sv.data = materialize(bytes, zip.owner_of(*e), zero_copy && e->method == 0, element_size(s.t), target);
     }
@@ -538,6 +581,7 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
     return value::make_storage(std::move(sv));
   };
   ck.root = run_unpickle(zip.read(*pkl, opt.verify_crc), u, nullptr, nullptr);
+  uploads.finish();
   return ck;
 }
 
@@ -629,7 +673,7 @@ checkpoint load_legacy(const byte_source& src, const load_options& opt) {
     if (!checked_mul(count, es, n)) r.fail("storage size overflows");
     auto bytes = r.bytes(n);
     if (n) std::memcpy(it->second.sv.data.data(), bytes.data(), bytes.size());
-    if (ck.byte_order == "big") swap_bytes(it->second.sv.data.data(), bytes.size(), es);
+    if (ck.byte_order == "big") swap_bytes(it->second.sv.data.data(), bytes.size(), it->second.sv.dtype);
   }
   // Storages bound for another device were filled on the host; move their tensors now.
   bool moved = false;
@@ -680,6 +724,12 @@ checkpoint load_checkpoint(byte_source source, const load_options& options) {
 checkpoint load_checkpoint(const std::filesystem::path& path, const load_options& options) {
   // Eager loads map the file too: storages are copied out of the map, which is then released.
   byte_source src = byte_source::map_file(path);
+  if (!detect_format(src.bytes())) {
+    // A Hugging Face index (*.index.json) names shard files beside it; a .safetensors file whose
+    // first bytes are not recognised gets the safetensors loader's precise error.
+    if (is_sharded_index(src.bytes())) return load_sharded(path, options).merged;
+    if (path.extension() == ".safetensors") return load_safetensors(std::move(src), options);
+  }
   return load_checkpoint(std::move(src), options);
 }
 

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "checkpoint_internal.h"
+#include "cuda/device_copy.h"
 #include "pthio/checkpoint.hpp"
 
 namespace pthio {
@@ -131,21 +132,16 @@ std::vector<std::byte> pickle_root(const value& root, storage_registry& reg, boo
   return pk.dump(root);
 }
 
-// Host bytes of a storage (device storages copied back through the CUDA layer).
-std::vector<std::byte> host_copy(const storage& s) {
-  tensor t(s, dtype::uint8, {static_cast<std::int64_t>(s.nbytes())}, {1}, 0);
-  return t.to(cpu_device).bytes();
-}
-
+// Calls fn with the first n bytes of a storage, in consecutive pieces: a host storage's in one,
+// a device storage's chunk by chunk through pinned buffers (the next chunk's copy overlapping fn).
 template <class F>
-void with_host_bytes(const storage& s, F&& fn) {
+void with_host_bytes(const storage& s, std::size_t n, F&& fn) {
   if (s.dev().is_cpu()) {
-    fn(std::span<const std::byte>(s.data(), s.nbytes()));
+    fn(std::span<const std::byte>(s.data(), n));
   } else if (s.dev().type() == device_type::meta) {
     throw error(errc::unsupported, "cannot save a meta tensor's storage: it has no data");
   } else {
-    auto b = host_copy(s);
-    fn(std::span<const std::byte>(b.data(), b.size()));
+    detail::for_each_host_chunk(s, n, fn);
   }
 }
 
@@ -180,7 +176,7 @@ void save_zip(sink& out, const value& root, const save_options& o, const std::st
     std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->key < b->key; });
   for (const auto* e : order) {
     zip.begin_entry(prefix + "data/" + e->key, e->data.nbytes());
-    with_host_bytes(e->data, [&](std::span<const std::byte> b) {
+    with_host_bytes(e->data, e->data.nbytes(), [&](std::span<const std::byte> b) {
       constexpr std::size_t chunk = 64u << 20;
       for (std::size_t off = 0; off < b.size(); off += chunk) zip.write(b.subspan(off, std::min(chunk, b.size() - off)));
     });
@@ -230,7 +226,7 @@ void save_legacy(sink& out, const value& root) {
     std::byte le[8];
     for (int i = 0; i < 8; ++i) le[i] = static_cast<std::byte>(count >> (8 * i));
     out.write(le, 8);
-    with_host_bytes(e->data, [&](std::span<const std::byte> b) { out.write(b.first(static_cast<std::size_t>(count * es))); });
+    with_host_bytes(e->data, static_cast<std::size_t>(count * es), [&](std::span<const std::byte> b) { out.write(b); });
   }
 }
 

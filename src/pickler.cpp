@@ -268,11 +268,14 @@ std::vector<std::byte> pickler::dump(const value& root) {
   memo_.clear();
   str_memo_.clear();
   global_memo_.clear();
+  alive_.clear();
   next_memo_ = 0;
   emit(op(opcode::PROTO));
   emit(2);
   save(root);
   emit(op(opcode::STOP));
+  memo_.clear();
+  alive_.clear();
   return std::exchange(out_, {});
 }
 
@@ -366,10 +369,19 @@ void pickler::save(const value& v) {
     case value::kind::floating: save_float(v.as_float()); break;
     case value::kind::string: save_str(v.as_str()); break;
     case value::kind::bytes: save_bytes(v.as_bytes()); break;
-    case value::kind::list: if (!get_memo(v.identity())) save_list(v); break;
-    case value::kind::tuple: if (!get_memo(v.identity())) save_tuple(v); break;
-    case value::kind::dict: if (!get_memo(v.identity())) save_dict(v); break;
-    case value::kind::object: if (!get_memo(v.identity())) save_object(v); break;
+    case value::kind::list:
+    case value::kind::tuple:
+    case value::kind::dict:
+    case value::kind::object:
+      if (get_memo(v.identity())) break;
+      // CPython's memo holds a reference to every memoized object; so does alive_, so that a
+      // temporary a save_hook builds cannot free an address the memo still names.
+      alive_.push_back(v);
+      if (v.is_list()) save_list(v);
+      else if (v.is_tuple()) save_tuple(v);
+      else if (v.is_dict()) save_dict(v);
+      else save_object(v);
+      break;
     case value::kind::global: save_global(v.as_global().module, v.as_global().name); break;
     case value::kind::tensor:
     case value::kind::storage:

@@ -267,6 +267,29 @@ const value* optimizer_state::group_field(std::size_t g, std::string_view name) 
   return nullptr;
 }
 
+void optimizer_state::set_group_field(std::size_t g, std::string_view name, value v) {
+  if (g >= param_groups.size())
+    throw error(errc::invalid_argument, "no param group " + std::to_string(g) + " (there are " +
+                                            std::to_string(param_groups.size()) + ")");
+  auto& fields = param_groups[g];
+  for (auto& [n, old] : fields)
+    if (n == name) {
+      old = std::move(v);
+      return;
+    }
+  auto at = fields.end();
+  if (!fields.empty() && fields.back().first == "params") --at;
+  fields.insert(at, {std::string(name), std::move(v)});
+}
+
+const value* optimizer_state::state_field(std::int64_t index, std::string_view name) const {
+  auto it = state.find(index);
+  if (it == state.end()) return nullptr;
+  for (const auto& [n, v] : it->second)
+    if (n == name) return &v;
+  return nullptr;
+}
+
 namespace {
 
 // torch's defaults are the int 0 for weight_decay and dampening; a set value is a float.

@@ -236,11 +236,17 @@ std::vector<std::byte> tensor::bytes() const {
   return out;
 }
 
+#ifdef PTHIO_HAVE_CUDA
+namespace detail {
+tensor cuda_clone(const tensor& t);
+}
+#endif
+
 tensor tensor::clone() const {
   if (!defined()) return {};
   if (!dev().is_cpu()) {
 #ifdef PTHIO_HAVE_CUDA
-    return to(cpu_device).to(dev());
+    return detail::cuda_clone(*this);
 #else
     throw error(errc::cuda, "clone() of a " + dev().str() + " tensor needs CUDA support");
 #endif

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -33,21 +34,23 @@ namespace pthio {
 // global_table
 
 namespace {
-std::string table_key(std::string_view module, std::string_view name) {
-  std::string key;
-  key.reserve(module.size() + name.size() + 1);
-  key.append(module).push_back('\n');
+void table_key(std::string& key, std::string_view module, std::string_view name) {
+  key.assign(module);
+  key.push_back('\n');
   key.append(name);
-  return key;
 }
 }  // namespace
 
 void global_table::add(std::string module, std::string name, reduce_fn handler) {
-  entries_.insert_or_assign(table_key(module, name), std::move(handler));
+  std::string key;
+  table_key(key, module, name);
+  entries_.insert_or_assign(std::move(key), std::move(handler));
 }
 
 const reduce_fn* global_table::find(std::string_view module, std::string_view name) const {
-  auto it = entries_.find(table_key(module, name));
+  thread_local std::string key;  // every REDUCE looks up its global: no allocation per call
+  table_key(key, module, name);
+  auto it = entries_.find(key);
   return it == entries_.end() ? nullptr : &it->second;
 }
 
@@ -475,6 +478,58 @@ std::uint64_t payload_bytes(const value& v) {
   return 0;
 }
 
+// An open-addressing map from container identity to a small number, for the walk at STOP: a
+// checkpoint holds hundreds of thousands of containers, and node-based maps cost more than the
+// parse itself.
+class identity_map {
+ public:
+  void reserve(std::size_t n) {
+    std::size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    if (cap > slots_.size()) rehash(cap);
+  }
+  // The entry for `id`, inserted with value 0 when absent; `inserted` says which.
+  std::uint32_t& find_or_insert(const void* id, bool& inserted) {
+    if (2 * (size_ + 1) > slots_.size()) rehash(slots_.empty() ? 16 : 2 * slots_.size());
+    std::size_t i = index(id);
+    while (slots_[i].first && slots_[i].first != id) i = (i + 1) & (slots_.size() - 1);
+    inserted = !slots_[i].first;
+    if (inserted) {
+      slots_[i] = {id, 0};
+      ++size_;
+    }
+    return slots_[i].second;
+  }
+  bool contains(const void* id) const {
+    if (slots_.empty()) return false;
+    std::size_t i = index(id);
+    while (slots_[i].first) {
+      if (slots_[i].first == id) return true;
+      i = (i + 1) & (slots_.size() - 1);
+    }
+    return false;
+  }
+  void clear() { slots_.clear(); size_ = 0; }
+
+ private:
+  std::vector<std::pair<const void*, std::uint32_t>> slots_;
+  std::size_t size_ = 0;
+  std::size_t index(const void* id) const {
+    auto h = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(id)) * 0x9e3779b97f4a7c15ull;
+    return static_cast<std::size_t>(h >> 32) & (slots_.size() - 1);
+  }
+  void rehash(std::size_t cap) {
+    std::vector<std::pair<const void*, std::uint32_t>> old(cap);
+    old.swap(slots_);
+    for (const auto& e : old) {
+      if (!e.first) continue;
+      std::size_t i = index(e.first);
+      while (slots_[i].first) i = (i + 1) & (slots_.size() - 1);
+      slots_[i] = e;
+    }
+  }
+};
+
 // ---------------------------------------------------------------------------------------------
 // The machine.
 
@@ -518,8 +573,17 @@ class machine {
   std::size_t op_pos_ = 0;
   std::uint8_t op_ = 0;
   std::vector<value> stack_;
+  // Per stack value, an upper bound of its container nesting. While no container is ever
+  // shared (fetched from the memo, duplicated, or made by a handler) the values form a tree
+  // whose every container is mutated only while on top of the stack, so these bounds hold,
+  // no cycle can exist, and the walk at STOP is not needed; otherwise needs_walk_ asks for it.
+  std::vector<std::uint32_t> heights_;
+  std::uint32_t popped_h_ = 0;
+  bool needs_walk_ = false;
   std::vector<std::size_t> marks_;
-  std::vector<std::optional<value>> memo_dense_;
+  // Deques: growing them never moves what they hold, and never frees one big block (which makes
+  // glibc consolidate its free lists); both showed up as a quarter of the parse time.
+  std::deque<std::optional<value>> memo_dense_;
   std::unordered_map<std::uint64_t, value> memo_sparse_;
   std::size_t memo_count_ = 0;
   std::uint64_t memory_ = 0;
@@ -529,12 +593,12 @@ class machine {
   // Every container built here, with its identity, for release().
   template <class T>
   struct owned { std::shared_ptr<T> p; const void* id; };
-  std::vector<owned<list_object>> lists_;
-  std::vector<owned<std::vector<value>>> tuples_;
-  std::vector<owned<dict_object>> dicts_;
-  std::vector<owned<object_object>> objects_;
+  std::deque<owned<list_object>> lists_;
+  std::deque<owned<std::vector<value>>> tuples_;
+  std::deque<owned<dict_object>> dicts_;
+  std::deque<owned<object_object>> objects_;
   // After a successful STOP: identities reachable from the result, which release() keeps.
-  std::unordered_map<const void*, std::uint32_t> reachable_;
+  identity_map reachable_;
   bool succeeded_ = false;
 
   // ---- errors
@@ -551,6 +615,24 @@ class machine {
       fail(errc::limit_exceeded, op_name() + ": the objects built need more than max_memory (" +
                                      std::to_string(lim_.max_memory) + " bytes)");
     memory_ = total;
+  }
+  // A block that lives only for a moment beside everything charged (the old block of a vector
+  // while it grows) must fit too: memory in use stays under max_memory at every instant.
+  void room_for(std::uint64_t bytes) const {
+    std::uint64_t total;
+    if (!detail::checked_add(memory_, bytes, total) || total > lim_.max_memory)
+      fail(errc::limit_exceeded, op_name() + ": the objects built need more than max_memory (" +
+                                     std::to_string(lim_.max_memory) + " bytes)");
+  }
+  // Room for `extra` more elements, growing geometrically as push_back does; what is charged is
+  // the capacity, not the size, and the new block must fit while the old one is still alive.
+  template <class T>
+  void grow(std::vector<T>& v, std::size_t extra) {
+    if (v.capacity() - v.size() >= extra) return;
+    const std::size_t cap = std::max({v.size() + extra, 2 * v.capacity(), std::size_t{8}});
+    room_for(cap * sizeof(T));
+    charge((cap - v.capacity()) * sizeof(T));
+    v.reserve(cap);
   }
 
   // ---- argument reads (all through the one byte_reader; errors at the opcode's offset)
@@ -595,33 +677,70 @@ class machine {
     fail(op_name() + " needs " + std::to_string(n) + " value(s) above the last MARK, there are " +
          std::to_string(have));
   }
-  void push(value v) {
+  static bool is_container(const value& v) noexcept {
+    const auto k = v.type();
+    return k == value::kind::list || k == value::kind::tuple || k == value::kind::dict || k == value::kind::object;
+  }
+  static std::uint32_t up(std::uint32_t h, std::uint32_t by = 1) noexcept {
+    return h > UINT32_MAX - 8 ? h : h + by;
+  }
+  void note_height(std::uint32_t h) noexcept {
+    if (h > lim_.max_depth) needs_walk_ = true;
+  }
+
+  // `h` bounds the nesting of containers in v from above (0 for a scalar).
+  void push(value v, std::uint32_t h = 0) {
     if (stack_.size() >= lim_.max_stack)
       fail(errc::limit_exceeded, op_name() + ": the stack holds more than max_stack (" +
                                      std::to_string(lim_.max_stack) + ") values");
-    if ((stack_.size() + 1) * slot_bytes + memory_ > lim_.max_memory)
-      fail(errc::limit_exceeded, op_name() + ": the objects built need more than max_memory (" +
-                                     std::to_string(lim_.max_memory) + " bytes)");
+    grow(stack_, 1);
+    grow(heights_, 1);
+    // A big int owns a shared block and a byte vector of its own.
+    if (v.type() == value::kind::big_integer) charge(64 + v.as_big_int().le_bytes.size());
+    note_height(h);
     stack_.push_back(std::move(v));
+    heights_.push_back(h);
   }
+  // Pops the top value; its height bound is left in popped_h_.
   value pop() {
     require(1);
     value v = std::move(stack_.back());
     stack_.pop_back();
+    popped_h_ = heights_.back();
+    heights_.pop_back();
     return v;
   }
   value& top() {
     require(1);
     return stack_.back();
   }
-  std::vector<value> pop_mark() {
-    if (marks_.empty()) fail(op_name() + " needs a MARK on the stack, there is none");
-    const std::size_t k = marks_.back();
-    marks_.pop_back();
+  // The top `n` values after checking they exist (all those above the last MARK when n is
+  // npos, popping the MARK); the largest height bound among them is left in popped_h_.
+  std::vector<value> pop_n(std::size_t n) {
+    std::size_t k;
+    if (n == std::size_t(-1)) {
+      if (marks_.empty()) fail(op_name() + " needs a MARK on the stack, there is none");
+      k = marks_.back();
+      marks_.pop_back();
+    } else {
+      require(n);
+      k = stack_.size() - n;
+    }
+    room_for((stack_.size() - k) * slot_bytes);  // charged by the caller once it is a container
     std::vector<value> items(std::make_move_iterator(stack_.begin() + static_cast<std::ptrdiff_t>(k)),
                              std::make_move_iterator(stack_.end()));
     stack_.resize(k);
+    popped_h_ = 0;
+    for (std::size_t i = k; i < heights_.size(); ++i) popped_h_ = std::max(popped_h_, heights_[i]);
+    heights_.resize(k);
     return items;
+  }
+  std::vector<value> pop_mark() { return pop_n(std::size_t(-1)); }
+  // The top container gained a child of height bound h.
+  void raise_top(std::uint32_t h) {
+    auto& top_h = heights_.back();
+    top_h = std::max(top_h, up(h));
+    note_height(top_h);
   }
 
   // ---- containers
@@ -643,7 +762,7 @@ class machine {
     return v;
   }
   value new_dict(std::string class_name = {}) {
-    charge(slot_bytes);
+    charge(sizeof(dict_object) + 64);  // with its shared_ptr control block and its entry in dicts_
     auto p = std::make_shared<dict_object>();
     p->class_name = std::move(class_name);
     value v = value::from(p);
@@ -699,7 +818,17 @@ class machine {
 
   void set_item(dict_object& d, value key, value val) {
     check_key(key);
-    charge(2 * slot_bytes);
+    // dict_object's entries are a vector that doubles (charged at capacity, with room for the old
+    // block while it moves) and its index holds at most 4 slots of 16 bytes per entry, rebuilt
+    // beside the old one: 96 bytes an entry.
+    constexpr std::uint64_t entry_bytes = sizeof(dict_object::entry);
+    const std::size_t n = d.size();
+    if ((n & (n - 1)) == 0) {  // 0, 1, 2, 4, ...: the next new key reallocates
+      const std::size_t cap = n ? 2 * n : 1;
+      room_for(cap * entry_bytes);
+      charge((cap - n) * entry_bytes);
+    }
+    charge(96);
     d.set(std::move(key), std::move(val));
   }
 
@@ -712,7 +841,7 @@ class machine {
       for (std::size_t i = 0; i < kv.size(); i += 2) set_item(d, std::move(kv[i]), std::move(kv[i + 1]));
     } else if (target.is_object()) {
       auto& o = target.as_object();
-      charge(kv.size() * slot_bytes);
+      grow(o.dict_items, kv.size() / 2);
       for (std::size_t i = 0; i < kv.size(); i += 2)
         o.dict_items.emplace_back(std::move(kv[i]), std::move(kv[i + 1]));
     } else {
@@ -722,11 +851,11 @@ class machine {
 
   // list.append / extend (APPEND, APPENDS), or an object's items (a list subclass, a set).
   void append_items(value& target, std::vector<value>& items) {
-    charge(items.size() * slot_bytes);
     std::vector<value>* dst = nullptr;
     if (target.is_list()) dst = &target.as_list().items;
     else if (target.is_object()) dst = &target.as_object().list_items;
     else fail(op_name() + " on a " + std::string(target.type_name()) + ", not a list");
+    grow(*dst, items.size());
     for (auto& v : items) dst->push_back(std::move(v));
   }
 
@@ -738,13 +867,26 @@ class machine {
                                      " exceeds the limit max_memo (" + std::to_string(lim_.max_memo) + ")");
     const value& v = top();
     charge(slot_bytes + payload_bytes(v));
+    // An index lives in one place: a sparse entry moves into the dense part once that reaches it.
+    if (!memo_sparse_.empty() && index < memo_dense_.size() + memo_dense_gap && memo_sparse_.erase(index))
+      --memo_count_;
+    if (index == memo_dense_.size()) {  // the usual case: BINPUT n counts up from 0
+      charge(sizeof(memo_dense_[0]));
+      memo_dense_.emplace_back(v);
+      ++memo_count_;
+      return;
+    }
     if (index < memo_dense_.size() + memo_dense_gap) {
-      if (index >= memo_dense_.size()) memo_dense_.resize(static_cast<std::size_t>(index) + 1);
+      if (index >= memo_dense_.size()) {
+        charge((index + 1 - memo_dense_.size()) * sizeof(memo_dense_[0]));
+        memo_dense_.resize(static_cast<std::size_t>(index) + 1);
+      }
       auto& slot = memo_dense_[static_cast<std::size_t>(index)];
       if (!slot) ++memo_count_;
       slot = v;
       return;
     }
+    charge(64);  // a hash node and its share of the buckets
     auto [it, inserted] = memo_sparse_.insert_or_assign(index, v);
     if (inserted) ++memo_count_;
   }
@@ -756,6 +898,7 @@ class machine {
     else if (auto it = memo_sparse_.find(index); it != memo_sparse_.end())
       v = &it->second;
     if (!v) fail(op_name() + " memo index " + std::to_string(index) + " is not defined");
+    if (is_container(*v)) needs_walk_ = true;
     push(copy_of(*v));
   }
 
@@ -798,7 +941,11 @@ class machine {
     }
     const global_ref& g = callable.as_global();
     if (opt_.globals)
-      if (const reduce_fn* h = opt_.globals->find(g.module, g.name); h && *h) return (*h)(args.as_tuple());
+      if (const reduce_fn* h = opt_.globals->find(g.module, g.name); h && *h) {
+        value r = (*h)(args.as_tuple());
+        if (is_container(r)) needs_walk_ = true;  // its shape is the handler's business
+        return r;
+      }
     if (++call_depth_ > max_call_depth)
       fail(op_name() + ": copyreg calls nest deeper than " + std::to_string(max_call_depth));
     std::optional<value> r = call_builtin(g, args.as_tuple());
@@ -958,7 +1105,8 @@ class machine {
         for (const auto& [k, v] : part->as_dict().entries()) {
           if (!k.is_str()) fail("BUILD attribute name is a " + std::string(k.type_name()) + ", not a str");
           charge(2 * slot_bytes + k.as_str().size());
-          auto it = std::find_if(d.attrs.begin(), d.attrs.end(), [&](const auto& a) { return a.first == k.as_str(); });
+          const std::string& name = k.as_str();  // clang 14 cannot capture a structured binding
+          auto it = std::find_if(d.attrs.begin(), d.attrs.end(), [&](const auto& a) { return a.first == name; });
           if (it != d.attrs.end()) it->second = v;
           else d.attrs.emplace_back(k.as_str(), v);
         }
@@ -1007,10 +1155,14 @@ class machine {
   void verify(const value& root) {
     reachable_.clear();
     if (!root.identity()) return;
+    const std::size_t containers = lists_.size() + tuples_.size() + dicts_.size() + objects_.size() + 1;
+    charge(64 * static_cast<std::uint64_t>(containers));  // the map: 16-byte slots, at most 4 per container
+    reachable_.reserve(containers);
     struct frame { const value* v; std::size_t next; std::uint32_t height; };
     std::vector<frame> path;
     path.push_back({&root, 0, 0});
-    reachable_.emplace(root.identity(), 0);
+    bool inserted = false;
+    reachable_.find_or_insert(root.identity(), inserted);
     auto too_deep = [&] {
       fail(errc::limit_exceeded, "containers nest deeper than max_depth (" + std::to_string(lim_.max_depth) + ")");
     };
@@ -1020,19 +1172,21 @@ class machine {
       const value* c = child(*f.v, f.next++);
       if (!c) {
         const std::uint32_t h = f.height + 1;
-        reachable_[f.v->identity()] = h;
+        reachable_.find_or_insert(f.v->identity(), inserted) = h;
         path.pop_back();
         if (!path.empty()) path.back().height = std::max(path.back().height, h);
         continue;
       }
+      const auto k = c->type();
+      if (k != value::kind::list && k != value::kind::tuple && k != value::kind::dict && k != value::kind::object)
+        continue;  // no children (storages have an identity but hold no values)
       const void* id = c->identity();
-      if (!id) continue;
-      auto [it, inserted] = reachable_.try_emplace(id, 0);
+      const std::uint32_t seen = reachable_.find_or_insert(id, inserted);
       if (!inserted) {
-        if (it->second == 0)
+        if (seen == 0)
           fail(errc::unsupported, "cyclic container: a " + std::string(c->type_name()) + " contains itself");
-        if (path.size() + it->second > lim_.max_depth) too_deep();
-        f.height = std::max(f.height, it->second);
+        if (path.size() + seen > lim_.max_depth) too_deep();
+        f.height = std::max(f.height, seen);
         continue;
       }
       if (path.size() + 1 > lim_.max_depth) too_deep();
@@ -1043,6 +1197,8 @@ class machine {
   // Empties every container built here that the result does not reach (all of them after an
   // error), so that no cycle leaks and no destructor recurses deeply.
   void release() noexcept {
+    // Without sharing every container is at most max_depth deep and acyclic: plain destruction.
+    if (succeeded_ && !needs_walk_) return;
     auto dead = [&](const void* id) { return !succeeded_ || !reachable_.contains(id); };
     for (auto& l : lists_) if (dead(l.id)) l.p->items.clear();
     for (auto& t : tuples_) if (dead(t.id)) t.p->clear();
@@ -1095,7 +1251,7 @@ class machine {
         }
         case opcode::STOP: {
           value root = pop();
-          verify(root);
+          if (needs_walk_) verify(root);
           succeeded_ = true;
           return {std::move(root), in_.pos()};
         }
@@ -1112,7 +1268,8 @@ class machine {
         case opcode::POP_MARK: pop_mark(); break;
         case opcode::DUP: {
           value v = copy_of(top());
-          push(std::move(v));
+          if (is_container(v)) needs_walk_ = true;
+          push(std::move(v), heights_.back());
           break;
         }
 
@@ -1213,66 +1370,89 @@ class machine {
           fail(errc::unsupported, op_name() + ": out-of-band buffers (protocol 5) are not supported");
 
         // -- containers
-        case opcode::EMPTY_LIST: push(new_list()); break;
-        case opcode::EMPTY_DICT: push(new_dict()); break;
-        case opcode::EMPTY_TUPLE: push(empty_tuple_); break;
-        case opcode::EMPTY_SET: push(new_object({"builtins", "set"}, empty_tuple_)); break;
-        case opcode::LIST: push(new_list(pop_mark())); break;
-        case opcode::TUPLE: push(new_tuple(pop_mark())); break;
+        case opcode::EMPTY_LIST: push(new_list(), 1); break;
+        case opcode::EMPTY_DICT: push(new_dict(), 1); break;
+        case opcode::EMPTY_TUPLE: push(empty_tuple_, 1); break;
+        case opcode::EMPTY_SET: push(new_object({"builtins", "set"}, empty_tuple_), 2); break;
+        case opcode::LIST: {
+          std::vector<value> items = pop_mark();
+          const std::uint32_t h = up(popped_h_);
+          push(new_list(std::move(items)), h);
+          break;
+        }
+        case opcode::TUPLE:
         case opcode::TUPLE1:
         case opcode::TUPLE2:
         case opcode::TUPLE3: {
-          const std::size_t n = op_ - static_cast<std::uint8_t>(opcode::TUPLE1) + 1;
-          require(n);
-          std::vector<value> items(std::make_move_iterator(stack_.end() - static_cast<std::ptrdiff_t>(n)),
-                                   std::make_move_iterator(stack_.end()));
-          stack_.resize(stack_.size() - n);
-          push(new_tuple(std::move(items)));
+          std::vector<value> items =
+              op_ == static_cast<std::uint8_t>(opcode::TUPLE) ? pop_mark() : pop_n(op_ - 0x85u + 1);
+          const std::uint32_t h = up(popped_h_);
+          push(new_tuple(std::move(items)), h);
           break;
         }
         case opcode::DICT: {
           std::vector<value> kv = pop_mark();
+          const std::uint32_t h = up(popped_h_);
           value d = new_dict();
           set_items(d, kv);
-          push(std::move(d));
+          push(std::move(d), h);
           break;
         }
         case opcode::FROZENSET: {
           std::vector<value> items = pop_mark();
+          const std::uint32_t h = up(popped_h_, 2);
           value s = new_object({"builtins", "frozenset"}, empty_tuple_);
           append_items(s, items);
-          push(std::move(s));
+          push(std::move(s), h);
           break;
         }
         case opcode::APPEND: {
-          std::vector<value> one;
-          one.push_back(pop());
-          append_items(top(), one);
+          value item = pop();
+          const std::uint32_t h = popped_h_;
+          value& target = top();
+          std::vector<value>* dst = target.is_list()     ? &target.as_list().items
+                                    : target.is_object() ? &target.as_object().list_items
+                                                         : nullptr;
+          if (!dst) fail("APPEND on a " + std::string(target.type_name()) + ", not a list");
+          grow(*dst, 1);
+          dst->push_back(std::move(item));
+          raise_top(h);
           break;
         }
-        case opcode::APPENDS: {
-          std::vector<value> items = pop_mark();
-          append_items(top(), items);
-          break;
-        }
+        case opcode::APPENDS:
         case opcode::ADDITEMS: {
           std::vector<value> items = pop_mark();
-          value& s = top();
-          if (!s.is_object()) fail("ADDITEMS on a " + std::string(s.type_name()) + ", not a set");
-          append_items(s, items);
+          const std::uint32_t h = popped_h_;
+          value& target = top();
+          if (static_cast<opcode>(op_) == opcode::ADDITEMS && !target.is_object())
+            fail("ADDITEMS on a " + std::string(target.type_name()) + ", not a set");
+          append_items(target, items);
+          raise_top(h);
           break;
         }
         case opcode::SETITEM: {
-          std::vector<value> kv(2);
           require(3);
-          kv[1] = pop();
-          kv[0] = pop();
-          set_items(top(), kv);
+          value val = pop();
+          std::uint32_t h = popped_h_;
+          value key = pop();
+          h = std::max(h, popped_h_);
+          value& target = top();
+          if (target.is_dict()) {
+            set_item(target.as_dict(), std::move(key), std::move(val));
+          } else if (target.is_object()) {
+            grow(target.as_object().dict_items, 1);
+            target.as_object().dict_items.emplace_back(std::move(key), std::move(val));
+          } else {
+            fail("SETITEM on a " + std::string(target.type_name()) + ", not a dict");
+          }
+          raise_top(h);
           break;
         }
         case opcode::SETITEMS: {
           std::vector<value> kv = pop_mark();
+          const std::uint32_t h = popped_h_;
           set_items(top(), kv);
+          raise_top(h);
           break;
         }
 
@@ -1305,48 +1485,59 @@ class machine {
         case opcode::REDUCE: {
           require(2);
           value args = pop();
+          std::uint32_t h = popped_h_;
           if (!args.is_tuple()) fail("REDUCE arguments are a " + std::string(args.type_name()) + ", not a tuple");
           value callable = pop();
-          push(call(callable, args));
+          h = std::max(h, popped_h_);
+          // A call's result nests at most two levels over its arguments (see call_builtin).
+          push(call(callable, args), up(h, 2));
           break;
         }
         case opcode::NEWOBJ: {
           require(2);
           value args = pop();
+          const std::uint32_t h = popped_h_;
           value cls = pop();
           if (!args.is_tuple()) fail("NEWOBJ arguments are a " + std::string(args.type_name()) + ", not a tuple");
           if (!cls.is_global()) fail("NEWOBJ class is a " + std::string(cls.type_name()) + ", not a global");
-          push(call(cls, args));
+          push(call(cls, args), up(h, 2));
           break;
         }
         case opcode::NEWOBJ_EX: {
           require(3);
           value kwargs = pop();
+          std::uint32_t h = popped_h_;
           value args = pop();
+          h = std::max(h, popped_h_);
           value cls = pop();
-          push(newobj_ex(cls, args, kwargs));
+          push(newobj_ex(cls, args, kwargs), up(h, 2));
           break;
         }
         case opcode::INST: {
           global_ref g = read_global_lines();
           named_global(g);
           value cls = value::make_global(std::move(g.module), std::move(g.name));
-          push(call(cls, new_tuple(pop_mark())));
+          std::vector<value> items = pop_mark();
+          const std::uint32_t h = up(popped_h_, 3);
+          push(call(cls, new_tuple(std::move(items))), h);
           break;
         }
         case opcode::OBJ: {
           std::vector<value> items = pop_mark();
+          const std::uint32_t h = up(popped_h_, 3);
           if (items.empty()) fail("OBJ needs a class above the MARK");
           value cls = std::move(items.front());
           if (!cls.is_global()) fail("OBJ class is a " + std::string(cls.type_name()) + ", not a global");
           items.erase(items.begin());
-          push(call(cls, new_tuple(std::move(items))));
+          push(call(cls, new_tuple(std::move(items))), h);
           break;
         }
         case opcode::BUILD: {
           require(2);
           value state = pop();
+          const std::uint32_t h = popped_h_;
           build(top(), std::move(state));
+          if (top().is_object() || top().is_dict()) raise_top(h);
           break;
         }
         case opcode::PERSID:
@@ -1363,7 +1554,9 @@ class machine {
           }
           if (!opt_.persistent_load)
             fail(op_name() + ": a persistent id, but no persistent_load was given");
-          push(opt_.persistent_load(pid));
+          value r = opt_.persistent_load(pid);
+          if (is_container(r)) needs_walk_ = true;
+          push(std::move(r));
           break;
         }
         case opcode::EXT1:

@@ -131,8 +131,14 @@ void zip_writer::write(std::span<const std::byte> data) {
   if (data.empty()) return;
   if (cur_declared_ && data.size() > *cur_declared_ - cur_size_)
     misuse("entry \"" + cur_name_ + "\" declared " + std::to_string(*cur_declared_) + " bytes but more are written");
-  out_.write(data);
-  cur_crc_ = crc32(data, cur_crc_);
+  // CRC'd and written piece by piece, so the write reads each piece from cache rather than making
+  // a second pass over memory: a separate pass cost a third more than the write alone (BENCHMARKS.md).
+  constexpr std::size_t piece = std::size_t{4} << 20;
+  for (std::size_t off = 0; off < data.size(); off += piece) {
+    const auto part = data.subspan(off, std::min(piece, data.size() - off));
+    cur_crc_ = crc32(part, cur_crc_);
+    out_.write(part);
+  }
   cur_size_ += data.size();
 }
 

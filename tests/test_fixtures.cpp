@@ -175,3 +175,26 @@ TEST_CASE("fixtures: a file loads the same from memory as from its path") {
 }
 
 }  // TEST_SUITE
+
+TEST_SUITE("fixtures") {
+
+TEST_CASE("fixtures: a big-endian checkpoint is byte-swapped on load, as torch swaps it") {
+  std::ifstream in(pthio_test::fixtures_dir() / "bigendian/manifest.json");
+  const json m = json::parse(in);
+  for (auto mode : {pthio::load_mode::eager, pthio::load_mode::mmap}) {
+    auto ck = pthio::load_checkpoint(fixture("bigendian/big.pth"), cpu_options(mode));
+    CHECK(ck.byte_order == "big");
+    json ls = json::parse(pthio::ls_json(ck, "big.pth"));
+    CHECK_MESSAGE(bool(ls["tensors"] == m["tensors"]), first_difference(ls["tensors"], m["tensors"]));
+    CHECK(json::parse(pthio::dump_json(ck.root)) == m["dump"]);
+    // The view still shares its base's (swapped) storage.
+    CHECK(ck.root.find("view")->as_tensor().get_storage().same(ck.root.find("f32")->as_tensor().get_storage()));
+  }
+}
+
+TEST_CASE("fixtures: a checkpoint written with CRC-32 off reads without a false corruption report") {
+  auto path = pthio_test::fixtures_dir().parent_path() / "tests/data/zip/torch2_nocrc.pth";
+  CHECK_NOTHROW(pthio::load_checkpoint(path, cpu_options()));
+}
+
+}  // TEST_SUITE

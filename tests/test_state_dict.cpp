@@ -200,6 +200,14 @@ TEST_CASE("state_dict: param groups built in C++ match what torch 2.x wrote") {
   w.amsgrad = true;
   w.decoupled = true;
   CHECK(group_json(pthio::adam_param_group(w, 6)) == torch_group("t2/ckpt_adamw.pth"));
+  auto o = pthio::optimizer_state::from_value(*pthio::load(fixture("t1/ckpt_adam.pth"), cpu()).find("optimizer_state_dict"));
+  CHECK(o.state_field(0, "step")->is_tensor());
+  CHECK(o.state_field(0, "nope") == nullptr);
+  o.set_group_field(0, "foreach", pthio::value(false));
+  o.set_group_field(0, "extra", pthio::value(1));
+  CHECK(o.group_field(0, "foreach")->as_bool() == false);
+  CHECK(o.param_groups[0].back().first == "params");
+  CHECK(o.param_groups[0][o.param_groups[0].size() - 2].first == "extra");
   pthio::sgd_options s;
   s.lr = 0.01;
   s.momentum = 0.9;

@@ -59,6 +59,9 @@ struct load_options {
   bool strict = false;
   // Verify each storage record's CRC-32 (eager mode; CRC 0 counts as absent).
   bool verify_crc = true;
+  // Pickle limits. limits.max_memory is the fixed allowance for the objects a pickle builds;
+  // load() adds 64 bytes per byte of the pickle itself, since real pickles expand ~30x
+  // (a 2-byte memo reference becomes a value).
   unpickle_limits limits;
   zip_read_options zip;
 };

@@ -104,7 +104,7 @@ class pickler {
   void save_global(std::string_view module, std::string_view name);  // GLOBAL, memoized
   void save_persistent_id(const value& pid);        // pid then BINPERSID
   void reduce();                                    // REDUCE + memoize the result
-  void put_memo(const void* identity);              // BINPUT for a new object
+  void put_memo(const void* identity);              // BINPUT for a new object (alive until dump returns)
   bool get_memo(const void* identity);              // BINGET if memoized; true when written
   void save_empty_ordered_dict();                   // OrderedDict() as torch writes it
   void write_raw(std::span<const std::byte> bytes);
@@ -113,6 +113,7 @@ class pickler {
   pickle_options options_;
   std::vector<std::byte> out_;
   std::unordered_map<const void*, std::uint32_t> memo_;
+  std::vector<value> alive_;  // memoized values: their addresses must not be reused mid-dump
   std::unordered_map<std::string, std::uint32_t> str_memo_;
   std::unordered_map<std::string, std::uint32_t> global_memo_;
   std::uint32_t next_memo_ = 0;

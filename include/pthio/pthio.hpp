@@ -9,6 +9,8 @@
 #include "pthio/io.hpp"
 #include "pthio/json.hpp"
 #include "pthio/pickle.hpp"
+#include "pthio/safetensors.hpp"
+#include "pthio/sharded.hpp"
 #include "pthio/state_dict.hpp"
 #include "pthio/storage.hpp"
 #include "pthio/tensor.hpp"

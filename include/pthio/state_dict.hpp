@@ -49,7 +49,8 @@ class state_dict {
   // Every tensor under `v`, keys joined with '.' (nested dicts, lists and tuples, as ls lists
   // them); non-tensor values are skipped. Keeps `_metadata` of an OrderedDict root.
   static state_dict from_value(const value& v);
-  // An OrderedDict name -> tensor (Parameters stay Parameters), with `_metadata` when set.
+  // An OrderedDict name -> tensor, with `_metadata` when set: as model.state_dict() gives it,
+  // plain tensors (requires_grad as each tensor has it), not Parameters.
   value to_value() const;
 
  private:
@@ -122,6 +123,10 @@ struct optimizer_state {
   const tensor& tensor_at(std::int64_t index, std::string_view name) const;
   // A field of group g; nullptr when absent.
   const value* group_field(std::size_t g, std::string_view name) const;
+  // Sets a field of group g (replacing it in place, or inserting it before "params").
+  void set_group_field(std::size_t g, std::string_view name, value v);
+  // state[index][name], tensor or not ("step" is a number before torch 1.12); nullptr when absent.
+  const value* state_field(std::int64_t index, std::string_view name) const;
 };
 
 struct adam_options {

@@ -163,6 +163,8 @@ class dict_object {
   void set(value key, value val);
   const value* get(const value& key) const;
   const value* get(std::string_view key) const { return get(value(key)); }
+  const value* get(const std::string& key) const { return get(std::string_view(key)); }
+  const value* get(const char* key) const { return get(std::string_view(key)); }
   bool erase(const value& key);
   void clear();
   const value* attr(std::string_view name) const;

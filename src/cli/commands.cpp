@@ -4,6 +4,7 @@
 #include <map>
 
 #include "pthio/json.hpp"
+#include "pthio/safetensors.hpp"
 #include "scan.h"
 
 namespace pthio::cli {
@@ -143,12 +144,36 @@ int cmd_convert(const std::vector<std::string>& files, const std::string& to, co
   if (target.empty()) target = files[1].ends_with(".safetensors") ? "safetensors" : "pth";
   if (target != "pth" && target != "safetensors") throw usage("--to takes pth or safetensors, got '" + to + "'");
   auto ck = load_checkpoint(files[0], options);
-  save_options so;
-  so.format = target == "pth" ? checkpoint_format::zip : checkpoint_format::safetensors;
-  save(files[1], ck.root, so);
   std::size_t n = 0;
-  visit_tensors(ck.root, [&](const std::string&, const value&) { ++n; });
-  std::printf("wrote %s (%s, %zu tensors)\n", files[1].c_str(), target.c_str(), n);
+  if (target == "pth") {
+    save_options so;
+    so.format = checkpoint_format::zip;
+    save(files[1], ck.root, so);
+    visit_tensors(ck.root, [&](const std::string&, const value&) { ++n; });
+    std::printf("wrote %s (pth, %zu tensors)\n", files[1].c_str(), n);
+    return 0;
+  }
+  // safetensors holds tensors only, each in its own bytes: say what does not carry over.
+  safetensors_plan plan = plan_safetensors(ck.root);
+  safetensors_save_options so;
+  so.drop_non_tensors = true;
+  save_safetensors(files[1], ck.root, so);
+  std::printf("wrote %s (safetensors, %zu tensors)\n", files[1].c_str(), plan.tensors.size());
+  auto shown = [](const std::string& k) { return k.empty() ? std::string("\"\"") : k; };
+  if (!plan.dropped.empty()) {
+    std::printf("dropped %zu value%s that %s not tensors (safetensors stores only tensors):\n", plan.dropped.size(),
+                plan.dropped.size() == 1 ? "" : "s", plan.dropped.size() == 1 ? "is" : "are");
+    for (const auto& [key, type] : plan.dropped) std::printf("  %s (%s)\n", shown(key).c_str(), type.c_str());
+  }
+  if (!plan.shared.empty()) {
+    std::printf("copied %zu group%s of tensors that shared a storage (safetensors stores each tensor separately):\n",
+                plan.shared.size(), plan.shared.size() == 1 ? "" : "s");
+    for (const auto& group : plan.shared) {
+      std::string line;
+      for (const auto& k : group) line += (line.empty() ? "" : ", ") + shown(k);
+      std::printf("  %s\n", line.c_str());
+    }
+  }
   return 0;
 }
 

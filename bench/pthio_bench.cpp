@@ -1,0 +1,538 @@
+// pthio_bench: times one pthio operation per run, measured inside this process around the
+// operation alone, and prints one JSON line per run. bench/compare.py drives it, interleaved with
+// torch, safetensors and the page-cache read references; BENCHMARKS.md holds the results.
+//
+//   pthio_bench load FILE --eager|--mmap|--lazy [--device cpu|cuda:N] [--repeat R] [--no-crc]
+//       seconds: load_checkpoint + reading the first tensor's first byte (host tensors). mmap and
+//       lazy also report first_tensor_seconds (the same span: open + parse + first tensor) and
+//       parse_seconds (load_checkpoint alone). rss_delta_kib: resident memory added by the load,
+//       file-backed pages of the map included.
+//   pthio_bench save FILE (--size-mib N --tensors K | --from SRC) [--repeat R]
+//                    [--sink file|nofsync|null] [--crc]
+//       seconds: pthio::save of a state dict of K float32 tensors (N MiB in all), or of SRC's root
+//       loaded untimed. --sink file (default) is pthio::save(path): temporary, fsync, rename.
+//       nofsync writes the same bytes through a plain buffered fd (what torch.save does: no
+//       fsync; it gathers and writes as file_sink does). null discards the bytes (pickling, zip structure and CRC only). --crc also times
+//       pthio::crc32 (libdeflate) over the same tensor bytes: crc_seconds.
+//   pthio_bench read FILE [--method fresh|fresh-thp|reuse|mmap-memcpy] [--repeat R]
+//       The memcpy-class reference: read() of the whole file from the page cache into a freshly
+//       allocated buffer (fresh; fresh-thp adds MADV_HUGEPAGE), into a pre-faulted buffer (reuse),
+//       or mmap + memcpy into a fresh buffer (mmap-memcpy).
+//       pread-crc is the eager path proposed in BENCHMARKS.md: read() into a fresh buffer in 4 MiB
+//       pieces, each CRC-32'd while it is in cache. mmap-crc-memcpy mirrors pthio's eager load
+//       today: mmap, CRC-32 over the map, zeroed allocation, memcpy.
+//   pthio_bench crc FILE [--repeat R]
+//       pthio::crc32 over the file's bytes, already in memory.
+//   pthio_bench write FILE --size-mib N [--method plain|crc-after|crc-chunked|crc-thread] [--repeat R]
+//       The write reference: N MiB from memory to a new FILE with write() in 64 MiB calls, no fsync
+//       (plain), then with CRC-32 as zip_writer does it today (each 64 MiB written, then CRC'd:
+//       crc-after), CRC'd then written --piece-kib at a time (default 4096: crc-chunked), or CRC'd on a second thread
+//       while the main one writes (crc-thread).
+//
+// Output keys: op, mode, bytes (storage bytes for load/save, file bytes for read/crc), tensors,
+// seconds, plus the extras above and max_rss_kib (getrusage, the process's peak so far).
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <thread>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "pthio/pthio.hpp"
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+double since(clock_type::time_point t0) {
+  return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+[[noreturn]] void usage(const std::string& why) {
+  std::fprintf(stderr,
+               "pthio_bench: %s\n"
+               "usage: pthio_bench load FILE --eager|--mmap|--lazy [--device cpu|cuda:N] [--repeat R] [--no-crc]\n"
+               "       pthio_bench save FILE (--size-mib N --tensors K | --from SRC) [--repeat R]\n"
+               "                        [--sink file|nofsync|null] [--crc]\n"
+               "       pthio_bench read FILE [--method fresh|fresh-thp|reuse|mmap-memcpy] [--repeat R]\n"
+               "       pthio_bench read FILE [--method ...|pread-crc|mmap-crc-memcpy] [--repeat R]\n"
+               "       pthio_bench crc FILE [--repeat R]\n"
+               "       pthio_bench write FILE --size-mib N [--method plain|crc-after|crc-chunked|crc-thread]\n",
+               why.c_str());
+  std::exit(2);
+}
+
+long max_rss_kib() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss;
+}
+
+// Current resident set (anonymous and file-backed pages), from /proc/self/statm.
+long rss_kib() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return -1;
+  long size = 0, resident = 0;
+  if (std::fscanf(f, "%ld %ld", &size, &resident) != 2) resident = -1;
+  std::fclose(f);
+  return resident < 0 ? -1 : resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+// load_mode::lazy when this pthio has it (the lead is adding it), found without naming it.
+template <class E>
+std::optional<E> lazy_mode() {
+  if constexpr (requires { E::lazy; }) return E::lazy;
+  else return std::nullopt;
+}
+
+// The first tensor depth first, in the file's order (visit_tensors' order), without visiting the rest.
+const pthio::tensor* first_tensor(const pthio::value& v) {
+  using k = pthio::value::kind;
+  switch (v.type()) {
+    case k::tensor: return &v.as_tensor();
+    case k::dict:
+      for (const auto& [key, c] : v.as_dict().entries())
+        if (auto t = first_tensor(c)) return t;
+      return nullptr;
+    case k::list:
+    case k::tuple:
+      for (const auto& c : v.items())
+        if (auto t = first_tensor(c)) return t;
+      return nullptr;
+    case k::object: {
+      const auto& o = v.as_object();
+      if (o.has_state && o.state.is_dict())
+        for (const auto& [key, c] : o.state.as_dict().entries())
+          if (auto t = first_tensor(c)) return t;
+      for (const auto& c : o.list_items)
+        if (auto t = first_tensor(c)) return t;
+      for (const auto& [key, c] : o.dict_items)
+        if (auto t = first_tensor(c)) return t;
+      return nullptr;
+    }
+    default: return nullptr;
+  }
+}
+
+volatile unsigned char sink_byte;
+volatile std::uint32_t crc_sink;
+
+// Reads the first tensor's first byte (host tensors; a device load has landed when load returns).
+bool touch_first(const pthio::value& root) {
+  const pthio::tensor* t = first_tensor(root);
+  if (!t || !t->dev().is_cpu() || t->numel() == 0) return false;
+  sink_byte = static_cast<unsigned char>(*t->raw_data());
+  return true;
+}
+
+struct counts {
+  std::size_t tensors = 0;
+  std::uint64_t bytes = 0;  // each storage once
+};
+
+counts count(const pthio::value& root) {
+  counts c;
+  std::unordered_set<const void*> seen;
+  pthio::visit_tensors(root, [&](const std::string&, const pthio::value& v) {
+    ++c.tensors;
+    const auto& s = v.as_tensor().get_storage();
+    if (seen.insert(s.id()).second) c.bytes += s.nbytes();
+  });
+  return c;
+}
+
+struct args {
+  std::string op, file, mode = "eager", device = "cpu", from, sink = "file", method;  // method: per op default
+  int repeat = 1;
+  std::uint64_t size_mib = 0;
+  std::size_t tensors = 0;
+  std::size_t piece_kib = 4096;
+  bool crc = false, no_crc = false;
+};
+
+args parse(int argc, char** argv) {
+  if (argc < 3) usage("missing operation or file");
+  args a;
+  a.op = argv[1];
+  a.file = argv[2];
+  auto need = [&](int& i) -> std::string {
+    if (i + 1 >= argc) usage(std::string(argv[i]) + " needs a value");
+    return argv[++i];
+  };
+  for (int i = 3; i < argc; ++i) {
+    std::string s = argv[i];
+    if (s == "--eager" || s == "--mmap" || s == "--lazy") a.mode = s.substr(2);
+    else if (s == "--device") a.device = need(i);
+    else if (s == "--repeat") a.repeat = std::atoi(need(i).c_str());
+    else if (s == "--size-mib") a.size_mib = std::strtoull(need(i).c_str(), nullptr, 10);
+    else if (s == "--tensors") a.tensors = std::strtoull(need(i).c_str(), nullptr, 10);
+    else if (s == "--from") a.from = need(i);
+    else if (s == "--piece-kib") a.piece_kib = std::strtoull(need(i).c_str(), nullptr, 10);
+    else if (s == "--sink") a.sink = need(i);
+    else if (s == "--method") a.method = need(i);
+    else if (s == "--crc") a.crc = true;
+    else if (s == "--no-crc") a.no_crc = true;
+    else usage("unknown option " + s);
+  }
+  if (a.repeat < 1) usage("--repeat must be at least 1");
+  if (a.method.empty()) a.method = a.op == "write" ? "plain" : "fresh";
+  return a;
+}
+
+int run_load(const args& a) {
+  pthio::load_options o;
+  if (a.mode == "eager") {
+    o.mode = pthio::load_mode::eager;
+  } else if (a.mode == "mmap") {
+    o.mode = pthio::load_mode::mmap;
+  } else {
+    auto lazy = lazy_mode<pthio::load_mode>();
+    if (!lazy) {
+      std::fprintf(stderr, "pthio_bench: this pthio has no load_mode::lazy yet\n");
+      return 2;
+    }
+    o.mode = *lazy;
+  }
+  o.map_location = pthio::map_location(a.device);
+  o.verify_crc = !a.no_crc;
+  for (int r = 0; r < a.repeat; ++r) {
+    const long rss0 = rss_kib();
+    auto t0 = clock_type::now();
+    pthio::checkpoint ck = pthio::load_checkpoint(a.file, o);
+    const double parse = since(t0);
+    const bool touched = touch_first(ck.root);
+    const double total = since(t0);
+    const long rss1 = rss_kib();
+    counts c = count(ck.root);
+    std::printf("{\"op\": \"load\", \"mode\": \"%s\", \"device\": \"%s\", \"bytes\": %llu, \"tensors\": %zu, "
+                "\"seconds\": %.9f",
+                a.mode.c_str(), a.device.c_str(), static_cast<unsigned long long>(c.bytes), c.tensors, total);
+    if (a.mode != "eager") std::printf(", \"first_tensor_seconds\": %.9f", total);
+    std::printf(", \"parse_seconds\": %.9f, \"touched\": %s, \"crc\": %s, \"rss_delta_kib\": %ld, "
+                "\"max_rss_kib\": %ld}\n",
+                parse, touched ? "true" : "false", o.verify_crc ? "true" : "false", rss1 - rss0, max_rss_kib());
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+// A buffered sink over a plain file descriptor: what file_sink does (small writes gathered in a
+// 4 MiB buffer, writes of 256 KiB or more written from the caller's memory behind the buffered
+// bytes in one writev), without the temporary, the fsync and the rename, none of which
+// torch.save does.
+class fd_sink final : public pthio::sink {
+ public:
+  explicit fd_sink(const std::string& path) {
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw pthio::error(pthio::errc::io, std::string("cannot create: ") + std::strerror(errno), path);
+    buf_.reserve(cap);
+  }
+  ~fd_sink() override {
+    put(buf_.data(), buf_.size(), nullptr, 0);
+    ::close(fd_);
+  }
+  void write(const void* data, std::size_t n) override {
+    auto p = static_cast<const std::byte*>(data);
+    if (n < direct) {
+      if (buf_.size() + n > cap) {
+        put(buf_.data(), buf_.size(), nullptr, 0);
+        buf_.clear();
+      }
+      buf_.insert(buf_.end(), p, p + n);
+    } else {
+      put(buf_.data(), buf_.size(), p, n);
+      buf_.clear();
+    }
+    pos_ += n;
+  }
+  std::uint64_t position() const override { return pos_; }
+
+ private:
+  static constexpr std::size_t cap = 4u << 20, direct = 256u << 10;
+  void put(const std::byte* a, std::size_t na, const std::byte* b, std::size_t nb) {
+    iovec iov[2] = {{const_cast<std::byte*>(a), na}, {const_cast<std::byte*>(b), nb}};
+    iovec* v = iov;
+    int count = 2;
+    while (count > 0 && v->iov_len == 0) ++v, --count;
+    while (count > 0) {
+      ssize_t w = ::writev(fd_, v, count);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        throw pthio::error(pthio::errc::io, std::string("cannot write: ") + std::strerror(errno));
+      }
+      auto left = static_cast<std::size_t>(w);
+      while (count > 0 && left >= v->iov_len) left -= v->iov_len, ++v, --count;
+      if (count > 0) v->iov_base = static_cast<std::byte*>(v->iov_base) + left, v->iov_len -= left;
+    }
+  }
+  int fd_ = -1;
+  std::uint64_t pos_ = 0;
+  std::vector<std::byte> buf_;
+};
+
+class null_sink final : public pthio::sink {
+ public:
+  void write(const void*, std::size_t n) override { pos_ += n; }
+  std::uint64_t position() const override { return pos_; }
+
+ private:
+  std::uint64_t pos_ = 0;
+};
+
+pthio::value synthetic_state_dict(std::uint64_t size_mib, std::size_t k) {
+  if (k == 0) usage("--tensors must be at least 1");
+  const std::uint64_t total = size_mib << 20;
+  const std::uint64_t per = total / 4 / k;  // float32 elements per tensor
+  pthio::value sd = pthio::value::make_ordered_dict();
+  for (std::size_t i = 0; i < k; ++i) {
+    pthio::tensor t = pthio::tensor::zeros(pthio::dtype::float32, {static_cast<std::int64_t>(per)});
+    float* d = t.data<float>();
+    for (std::uint64_t j = 0; j < per; ++j) d[j] = static_cast<float>((i * 131 + j) % 1021) * 0.001f;
+    sd.as_dict().set(pthio::value("layers." + std::to_string(i) + ".weight"), pthio::value(t));
+  }
+  return sd;
+}
+
+int run_save(const args& a) {
+  pthio::value root;
+  if (!a.from.empty()) {
+    root = pthio::load_checkpoint(a.from).root;
+  } else {
+    if (a.size_mib == 0 || a.tensors == 0) usage("save needs --size-mib and --tensors, or --from");
+    root = synthetic_state_dict(a.size_mib, a.tensors);
+  }
+  counts c = count(root);
+  pthio::save_options so;
+  so.archive_name = std::filesystem::path(a.file).stem().string();
+  so.serialization_id = "1234567890123456789012345678901234567890";  // fixed: runs compare byte for byte
+  for (int r = 0; r < a.repeat; ++r) {
+    auto t0 = clock_type::now();
+    if (a.sink == "file") {
+      pthio::save(a.file, root, so);
+    } else if (a.sink == "nofsync") {
+      fd_sink out(a.file);
+      pthio::save(out, root, so);
+    } else if (a.sink == "null") {
+      null_sink out;
+      pthio::save(out, root, so);
+    } else {
+      usage("--sink is file, nofsync or null");
+    }
+    const double s = since(t0);
+    std::printf("{\"op\": \"save\", \"mode\": \"%s\", \"bytes\": %llu, \"tensors\": %zu, \"seconds\": %.9f",
+                a.sink.c_str(), static_cast<unsigned long long>(c.bytes), c.tensors, s);
+    if (a.crc) {
+      std::unordered_set<const void*> seen;
+      std::uint32_t crc = 0;
+      auto t1 = clock_type::now();
+      pthio::visit_tensors(root, [&](const std::string&, const pthio::value& v) {
+        const auto& st = v.as_tensor().get_storage();
+        if (seen.insert(st.id()).second) crc ^= pthio::crc32({st.data(), st.nbytes()});
+      });
+      std::printf(", \"crc_seconds\": %.9f, \"crc_value\": %u", since(t1), crc);
+    }
+    std::printf(", \"max_rss_kib\": %ld}\n", max_rss_kib());
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+std::uint64_t file_size(const std::string& path, int fd) {
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) {
+    std::perror(path.c_str());
+    std::exit(3);
+  }
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
+void read_all(int fd, std::byte* dst, std::uint64_t n) {
+  std::uint64_t done = 0;
+  while (done < n) {
+    ssize_t got = ::pread(fd, dst + done, std::min<std::uint64_t>(n - done, 1u << 30), static_cast<off_t>(done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      std::perror("read");
+      std::exit(3);
+    }
+    done += static_cast<std::uint64_t>(got);
+  }
+}
+
+int run_read(const args& a) {
+  int fd = ::open(a.file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    std::perror(a.file.c_str());
+    return 3;
+  }
+  const std::uint64_t n = file_size(a.file, fd);
+  std::byte* reused = nullptr;
+  if (a.method == "reuse") {
+    reused = static_cast<std::byte*>(std::aligned_alloc(64, (n + 63) / 64 * 64));
+    std::memset(reused, 1, n);  // pre-faulted: the timed read is the copy alone
+  }
+  for (int r = 0; r < a.repeat; ++r) {
+    auto t0 = clock_type::now();
+    std::byte* buf = reused;
+    if (a.method == "fresh" || a.method == "fresh-thp" || a.method == "mmap-memcpy" || a.method == "pread-crc" ||
+        a.method == "mmap-crc-memcpy") {
+      buf = static_cast<std::byte*>(std::aligned_alloc(64, (n + 63) / 64 * 64));
+      if (a.method == "fresh-thp") ::madvise(buf, n, MADV_HUGEPAGE);
+      if (a.method == "mmap-crc-memcpy") std::memset(buf, 0, n);  // storage::allocate zeroes
+    } else if (a.method != "reuse") {
+      usage("--method is fresh, fresh-thp, reuse, mmap-memcpy, pread-crc or mmap-crc-memcpy");
+    }
+    if (a.method == "mmap-memcpy" || a.method == "mmap-crc-memcpy") {
+      void* m = ::mmap(nullptr, n, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (m == MAP_FAILED) {
+        std::perror("mmap");
+        return 3;
+      }
+      if (a.method == "mmap-crc-memcpy") crc_sink = pthio::crc32({static_cast<const std::byte*>(m), n});
+      std::memcpy(buf, m, n);
+      ::munmap(m, n);
+    } else if (a.method == "pread-crc") {
+      std::uint32_t crc = 0;
+      constexpr std::uint64_t piece = 4u << 20;
+      for (std::uint64_t off = 0; off < n; off += piece) {
+        const std::uint64_t len = std::min(piece, n - off);
+        std::uint64_t done = 0;
+        while (done < len) {
+          ssize_t got = ::pread(fd, buf + off + done, len - done, static_cast<off_t>(off + done));
+          if (got < 0 && errno == EINTR) continue;
+          if (got <= 0) {
+            std::perror("read");
+            return 3;
+          }
+          done += static_cast<std::uint64_t>(got);
+        }
+        crc = pthio::crc32({buf + off, len}, crc);
+      }
+      crc_sink = crc;
+    } else {
+      read_all(fd, buf, n);
+    }
+    sink_byte = static_cast<unsigned char>(buf[n / 2]);
+    const double s = since(t0);
+    if (buf != reused) std::free(buf);
+    std::printf("{\"op\": \"read\", \"mode\": \"%s\", \"bytes\": %llu, \"tensors\": 0, \"seconds\": %.9f, "
+                "\"max_rss_kib\": %ld}\n",
+                a.method.c_str(), static_cast<unsigned long long>(n), s, max_rss_kib());
+    std::fflush(stdout);
+  }
+  std::free(reused);
+  ::close(fd);
+  return 0;
+}
+
+int run_crc(const args& a) {
+  int fd = ::open(a.file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    std::perror(a.file.c_str());
+    return 3;
+  }
+  const std::uint64_t n = file_size(a.file, fd);
+  std::vector<std::byte> buf(n);
+  read_all(fd, buf.data(), n);
+  ::close(fd);
+  for (int r = 0; r < a.repeat; ++r) {
+    auto t0 = clock_type::now();
+    std::uint32_t c = pthio::crc32(buf);
+    const double s = since(t0);
+    std::printf("{\"op\": \"crc\", \"mode\": \"libdeflate\", \"bytes\": %llu, \"tensors\": 0, \"seconds\": %.9f, "
+                "\"crc_value\": %u}\n",
+                static_cast<unsigned long long>(n), s, c);
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+void write_all(int fd, const std::byte* p, std::size_t n) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) {
+      std::perror("write");
+      std::exit(3);
+    }
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+}
+
+int run_write(const args& a) {
+  if (a.size_mib == 0) usage("write needs --size-mib");
+  const std::size_t n = static_cast<std::size_t>(a.size_mib) << 20;
+  std::vector<std::byte> src(n);
+  for (std::size_t i = 0; i < n; ++i) src[i] = static_cast<std::byte>((i * 2654435761u) >> 13);
+  constexpr std::size_t call = 64u << 20;
+  const std::size_t piece = std::max<std::size_t>(a.piece_kib, 1) << 10;
+  for (int r = 0; r < a.repeat; ++r) {
+    int fd = ::open(a.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      std::perror(a.file.c_str());
+      return 3;
+    }
+    auto t0 = clock_type::now();
+    std::uint32_t crc = 0;
+    if (a.method == "plain" || a.method == "crc-after") {
+      for (std::size_t off = 0; off < n; off += call) {
+        const std::size_t len = std::min(call, n - off);
+        write_all(fd, src.data() + off, len);
+        if (a.method == "crc-after") crc = pthio::crc32({src.data() + off, len}, crc);
+      }
+    } else if (a.method == "crc-chunked") {
+      for (std::size_t off = 0; off < n; off += piece) {
+        const std::size_t len = std::min(piece, n - off);
+        crc = pthio::crc32({src.data() + off, len}, crc);
+        write_all(fd, src.data() + off, len);
+      }
+    } else if (a.method == "crc-thread") {
+      for (std::size_t off = 0; off < n; off += call) {
+        const std::size_t len = std::min(call, n - off);
+        std::uint32_t part = crc;
+        std::thread t([&] { part = pthio::crc32({src.data() + off, len}, part); });
+        write_all(fd, src.data() + off, len);
+        t.join();
+        crc = part;
+      }
+    } else {
+      usage("--method is plain, crc-after, crc-chunked or crc-thread");
+    }
+    const double s = since(t0);
+    ::close(fd);
+    crc_sink = crc;
+    std::printf("{\"op\": \"write\", \"mode\": \"%s\", \"bytes\": %zu, \"tensors\": 0, \"seconds\": %.9f, "
+                "\"crc_value\": %u}\n",
+                a.method.c_str(), n, s, crc);
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  args a = parse(argc, argv);
+  try {
+    if (a.op == "load") return run_load(a);
+    if (a.op == "save") return run_save(a);
+    if (a.op == "read") return run_read(a);
+    if (a.op == "crc") return run_crc(a);
+    if (a.op == "write") return run_write(a);
+    usage("unknown operation " + a.op);
+  } catch (const pthio::error& e) {
+    std::fprintf(stderr, "pthio_bench: %s\n", e.what());
+    return 3;
+  }
+}

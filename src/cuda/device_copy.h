@@ -1,0 +1,63 @@
+// Host<->device streaming used by the checkpoint loader and saver and by tensor::to (internal).
+// Implemented in src/cuda/copy.cpp, or by src/cuda_none.cpp without CUDA (cpu targets only).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+
+#include "pthio/storage.hpp"
+
+namespace pthio::detail {
+
+// Streams host bytes into new device storages for one load: chunks go through pinned staging
+// buffers, filled by several threads, and stay in flight across storages; finish() waits for all
+// of them. Not thread-safe.
+class device_upload {
+ public:
+  // How long the caller keeps the bytes given to copy() valid.
+  enum class hold {
+    until_return,  // copy() returns once every byte has been read
+    until_finish,  // reads may still be queued when copy() returns
+  };
+  // A CRC-32 to check the bytes against; on a mismatch finish() calls `mismatch`, which throws.
+  struct crc_check {
+    std::uint32_t expected = 0;
+    std::function<void()> mismatch;
+  };
+
+  device_upload();
+  ~device_upload();  // stops reading, waits for transfers in flight; errors are dropped
+  device_upload(const device_upload&) = delete;
+  device_upload& operator=(const device_upload&) = delete;
+
+  // A storage on `target` (cpu or cuda:N) that holds `bytes` once finish() has returned.
+  storage copy(std::span<const std::byte> bytes, const device& target, hold h,
+               std::optional<crc_check> verify = std::nullopt);
+  // Waits for every copy; throws pthio::error(errc::cuda) if one failed, or what a crc_check's
+  // mismatch throws (checks run in the order of the copies).
+  void finish();
+
+  struct per_device;  // a device's staging buffers, streams and filling threads
+
+ private:
+  struct pending_check {
+    std::uint32_t got = 0;
+    crc_check check;
+  };
+  per_device& on(int device_index);
+  std::map<int, std::unique_ptr<per_device>> devices_;
+  std::deque<pending_check> checks_;  // stable addresses: the filling threads write `got`
+};
+
+// Calls fn with consecutive host chunks holding bytes [0, n) of `s` (a device storage), through
+// pinned buffers: the device->host copy of the next chunks overlaps fn. n <= s.nbytes().
+void for_each_host_chunk(const storage& s, std::size_t n,
+                         const std::function<void(std::span<const std::byte>)>& fn);
+
+}  // namespace pthio::detail

@@ -1,0 +1,125 @@
+# Drives the consumer project (this folder) the way a user would; run by CTest with cmake -P.
+#   MODE=install       cmake --install the pthio build tree into WORK_DIR/prefix, check the files,
+#                      build the consumer with find_package(pthio), then a C program with
+#                      pkg-config (shared, then static), and run everything.
+#   MODE=subdirectory  build the consumer with add_subdirectory(PTHIO_SOURCE_DIR) and run it.
+# Everything is written under WORK_DIR, which is emptied first.
+cmake_minimum_required(VERSION 3.22)
+
+foreach(var MODE WORK_DIR PTHIO_SOURCE_DIR PTHIO_BUILD_DIR CONSUMER_SOURCE_DIR FIXTURE GENERATOR
+            C_COMPILER CXX_COMPILER VERSION LIBDIR BINDIR INCLUDEDIR CMAKEDIR PKGCONFIGDIR)
+  if(NOT DEFINED ${var} OR "${${var}}" STREQUAL "")
+    message(FATAL_ERROR "run.cmake: ${var} is not set")
+  endif()
+endforeach()
+
+function(run)
+  cmake_parse_arguments(PARSE_ARGV 0 arg "" "WORKING_DIRECTORY;OUTPUT_VARIABLE" "COMMAND")
+  if(NOT arg_WORKING_DIRECTORY)
+    set(arg_WORKING_DIRECTORY ${WORK_DIR})
+  endif()
+  string(REPLACE ";" " " shown "${arg_COMMAND}")
+  message(STATUS "$ ${shown}")
+  execute_process(COMMAND ${arg_COMMAND} WORKING_DIRECTORY ${arg_WORKING_DIRECTORY}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "failed (${rc}): ${shown}\n${out}\n${err}")
+  endif()
+  if(arg_OUTPUT_VARIABLE)
+    string(STRIP "${out}" out)
+    set(${arg_OUTPUT_VARIABLE} "${out}" PARENT_SCOPE)
+  endif()
+endfunction()
+
+file(REMOVE_RECURSE ${WORK_DIR})
+file(MAKE_DIRECTORY ${WORK_DIR})
+set(build ${WORK_DIR}/build)
+set(out_dir ${WORK_DIR}/out)
+file(MAKE_DIRECTORY ${out_dir})
+
+set(configure ${CMAKE_COMMAND} -S ${CONSUMER_SOURCE_DIR} -B ${build} -G ${GENERATOR}
+    -DCMAKE_C_COMPILER=${C_COMPILER} -DCMAKE_CXX_COMPILER=${CXX_COMPILER})
+if(CXX_LAUNCHER)
+  list(APPEND configure -DCMAKE_CXX_COMPILER_LAUNCHER=${CXX_LAUNCHER})
+endif()
+if(EXTRA_FLAGS)
+  list(APPEND configure "-DCMAKE_C_FLAGS=${EXTRA_FLAGS}" "-DCMAKE_CXX_FLAGS=${EXTRA_FLAGS}"
+       "-DCMAKE_EXE_LINKER_FLAGS=${EXTRA_FLAGS}" "-DCMAKE_SHARED_LINKER_FLAGS=${EXTRA_FLAGS}")
+endif()
+set(build_cmd ${CMAKE_COMMAND} --build ${build})
+if(CONFIG)
+  list(APPEND build_cmd --config ${CONFIG})
+endif()
+
+if(MODE STREQUAL "install")
+  set(prefix ${WORK_DIR}/prefix)
+  set(install_cmd ${CMAKE_COMMAND} --install ${PTHIO_BUILD_DIR} --prefix ${prefix})
+  if(CONFIG)
+    list(APPEND install_cmd --config ${CONFIG})
+  endif()
+  run(COMMAND ${install_cmd})
+  foreach(f ${INCLUDEDIR}/pthio/pthio.h ${INCLUDEDIR}/pthio/pthio.hpp ${INCLUDEDIR}/pthio/tensor.hpp
+            ${INCLUDEDIR}/pthio/dlpack.hpp ${INCLUDEDIR}/pthio/eigen.hpp
+            ${LIBDIR}/libpthio.a ${LIBDIR}/libpthio.so ${LIBDIR}/libpthio.so.${VERSION}
+            ${BINDIR}/pthio
+            ${CMAKEDIR}/pthioConfig.cmake ${CMAKEDIR}/pthioConfigVersion.cmake
+            ${CMAKEDIR}/pthioTargets.cmake ${PKGCONFIGDIR}/pthio.pc)
+    if(NOT EXISTS ${prefix}/${f})
+      message(FATAL_ERROR "not installed: ${prefix}/${f}")
+    endif()
+  endforeach()
+  # The installed command works from the prefix.
+  run(COMMAND ${prefix}/${BINDIR}/pthio ls ${FIXTURE} OUTPUT_VARIABLE ls_out)
+  if(NOT ls_out MATCHES "weight +float32 +\\[3, 4\\]")
+    message(FATAL_ERROR "unexpected output of the installed pthio ls:\n${ls_out}")
+  endif()
+
+  run(COMMAND ${configure} -DPTHIO_CONSUMER_MODE=package -DCMAKE_PREFIX_PATH=${prefix})
+  run(COMMAND ${build_cmd})
+  foreach(exe consumer_cpp consumer_cpp_shared consumer_c consumer_c_static)
+    run(COMMAND ${build}/${exe} ${FIXTURE} ${out_dir})
+  endforeach()
+
+  # pkg-config: compile the C consumer with what pthio.pc says, against libpthio.so and then
+  # libpthio.a (Libs.private: the C++ runtime and pthio's own dependencies).
+  find_program(PKG_CONFIG NAMES pkg-config pkgconf)
+  if(NOT PKG_CONFIG)
+    message(FATAL_ERROR "pkg-config not found")
+  endif()
+  set(ENV{PKG_CONFIG_PATH} ${prefix}/${PKGCONFIGDIR})
+  run(COMMAND ${PKG_CONFIG} --modversion pthio OUTPUT_VARIABLE pc_version)
+  if(NOT pc_version STREQUAL VERSION)
+    message(FATAL_ERROR "pkg-config --modversion pthio: ${pc_version}, expected ${VERSION}")
+  endif()
+  run(COMMAND ${PKG_CONFIG} --variable=libdir pthio OUTPUT_VARIABLE pc_libdir)
+  get_filename_component(pc_libdir "${pc_libdir}" REALPATH)
+  get_filename_component(real_libdir "${prefix}/${LIBDIR}" REALPATH)
+  if(NOT pc_libdir STREQUAL real_libdir)
+    message(FATAL_ERROR "pthio.pc's libdir is ${pc_libdir}, not ${real_libdir}")
+  endif()
+  run(COMMAND ${PKG_CONFIG} --cflags pthio OUTPUT_VARIABLE pc_cflags)
+  run(COMMAND ${PKG_CONFIG} --libs pthio OUTPUT_VARIABLE pc_libs)
+  run(COMMAND ${PKG_CONFIG} --static --libs pthio OUTPUT_VARIABLE pc_static_libs)
+  separate_arguments(pc_cflags UNIX_COMMAND "${pc_cflags}")
+  separate_arguments(pc_libs UNIX_COMMAND "${pc_libs}")
+  separate_arguments(pc_static_libs UNIX_COMMAND "${pc_static_libs}")
+  list(TRANSFORM pc_static_libs REPLACE "^-lpthio$" "-l:libpthio.a")
+  separate_arguments(extra UNIX_COMMAND "${EXTRA_FLAGS}")
+  run(COMMAND ${C_COMPILER} -std=c11 ${extra} ${pc_cflags} ${CONSUMER_SOURCE_DIR}/main.c
+              -o ${WORK_DIR}/pc_shared ${pc_libs} -Wl,-rpath,${prefix}/${LIBDIR})
+  run(COMMAND ${WORK_DIR}/pc_shared ${FIXTURE} ${out_dir})
+  run(COMMAND ${C_COMPILER} -std=c11 ${extra} ${pc_cflags} ${CONSUMER_SOURCE_DIR}/main.c
+              -o ${WORK_DIR}/pc_static ${pc_static_libs})
+  run(COMMAND ${WORK_DIR}/pc_static ${FIXTURE} ${out_dir})
+elseif(MODE STREQUAL "subdirectory")
+  # CUDA is off here to keep the test quick; the main build covers it.
+  run(COMMAND ${configure} -DPTHIO_CONSUMER_MODE=subdirectory -DPTHIO_SOURCE_DIR=${PTHIO_SOURCE_DIR}
+              -DPTHIO_CUDA=OFF)
+  run(COMMAND ${build_cmd})
+  foreach(exe consumer_cpp consumer_cpp_shared consumer_c consumer_c_static)
+    run(COMMAND ${build}/${exe} ${FIXTURE} ${out_dir})
+  endforeach()
+else()
+  message(FATAL_ERROR "run.cmake: MODE must be install or subdirectory, not ${MODE}")
+endif()
+message(STATUS "consumer (${MODE}): ok")

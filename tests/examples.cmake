@@ -1,0 +1,53 @@
+# Tests of the examples (examples/train_resume, examples/infer), included from tests/CMakeLists.txt.
+#
+# This file is also the script of the resume test: in script mode (cmake -P) it runs
+# train_resume 4 epochs straight and 2 + 2 with --resume, and requires `pthio diff` to find the two
+# final checkpoints identical (every tensor byte for byte, and epoch, loss, best_val).
+
+if(CMAKE_SCRIPT_MODE_FILE)
+  # cmake -DTRAIN=<train_resume> -DPTHIO=<pthio command> -DDIR=<scratch folder> -P examples.cmake
+  file(REMOVE_RECURSE "${DIR}")
+  file(MAKE_DIRECTORY "${DIR}")
+  foreach(run "--epochs;4;--out;${DIR}/straight.pth"
+              "--epochs;2;--out;${DIR}/first.pth"
+              "--epochs;2;--resume;${DIR}/first.pth;--out;${DIR}/resumed.pth")
+    execute_process(COMMAND "${TRAIN}" ${run} RESULT_VARIABLE rc)
+    if(NOT rc EQUAL 0)
+      message(FATAL_ERROR "train_resume ${run} failed: ${rc}")
+    endif()
+  endforeach()
+  execute_process(COMMAND "${PTHIO}" diff "${DIR}/straight.pth" "${DIR}/resumed.pth" RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "4 epochs straight and 2 + 2 resumed differ")
+  endif()
+  return()
+endif()
+
+if(NOT TARGET example_train_resume OR NOT TARGET example_infer)
+  return()
+endif()
+
+if(TARGET pthio_cli)
+  add_test(NAME "examples: train_resume 4 epochs straight == 2 epochs + resume 2, bit for bit"
+           COMMAND ${CMAKE_COMMAND} -DTRAIN=$<TARGET_FILE:example_train_resume> -DPTHIO=$<TARGET_FILE:pthio_cli>
+                   -DDIR=${CMAKE_CURRENT_BINARY_DIR}/examples_resume -P ${CMAKE_CURRENT_LIST_FILE})
+endif()
+
+# fixtures/infer was written by real PyTorch (fixtures/infer/make.py): no torch needed here.
+add_test(NAME "examples: infer matches PyTorch's logits to 1e-5"
+         COMMAND example_infer ${PROJECT_SOURCE_DIR}/fixtures/infer/classifier.pth
+                 ${PROJECT_SOURCE_DIR}/fixtures/infer/io.pth)
+
+# The cross-checks run PyTorch (tests/CMakeLists.txt found it in PTHIO_TORCH_PYTHON).
+if(PTHIO_HAVE_TORCH EQUAL 0)
+  add_test(NAME "examples: PyTorch trains 2 epochs, train_resume resumes 2, matches PyTorch 4 straight to 1e-5"
+           COMMAND ${PTHIO_TORCH_PYTHON} ${PROJECT_SOURCE_DIR}/examples/torch/cross_check.py
+                   $<TARGET_FILE:example_train_resume> ${CMAKE_CURRENT_BINARY_DIR}/examples_cross torch-then-cpp)
+  add_test(NAME "examples: train_resume trains 2 epochs, PyTorch resumes 2, matches train_resume 4 straight to 1e-5"
+           COMMAND ${PTHIO_TORCH_PYTHON} ${PROJECT_SOURCE_DIR}/examples/torch/cross_check.py
+                   $<TARGET_FILE:example_train_resume> ${CMAKE_CURRENT_BINARY_DIR}/examples_cross cpp-then-torch)
+  set_tests_properties(
+    "examples: PyTorch trains 2 epochs, train_resume resumes 2, matches PyTorch 4 straight to 1e-5"
+    "examples: train_resume trains 2 epochs, PyTorch resumes 2, matches train_resume 4 straight to 1e-5"
+    PROPERTIES ENVIRONMENT PYTHONDONTWRITEBYTECODE=1)
+endif()

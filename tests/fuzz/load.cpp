@@ -1,0 +1,63 @@
+// Fuzz target: the whole load path from memory -- format detection, then zip checkpoints,
+// TorchScript archives, legacy streams and bare pickles -- eagerly from a heap buffer and in
+// mmap mode from a real private mapping (a memfd), so zero-copy storages are exercised too.
+// Whatever loads is rendered as `pthio dump --json` / `ls --json` would render it.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "fuzz_common.h"
+
+namespace {
+
+// The input as a mapped file: map_file() is the only way to a byte_source that is_mapped().
+pthio::byte_source mapped_copy(const std::uint8_t* data, std::size_t size) {
+  static int fd = ::memfd_create("pthio-fuzz", MFD_CLOEXEC);
+  if (fd < 0 || ::ftruncate(fd, 0) != 0) __builtin_trap();
+  for (std::size_t done = 0; done < size;) {
+    ssize_t n = ::pwrite(fd, data + done, size - done, static_cast<off_t>(done));
+    if (n <= 0) __builtin_trap();
+    done += static_cast<std::size_t>(n);
+  }
+  return pthio::byte_source::map_file("/proc/self/fd/" + std::to_string(fd));
+}
+
+bool load_one(pthio::byte_source src, pthio::load_mode mode, bool strict, std::string* dump) {
+  pthio::load_options o;
+  o.mode = mode;
+  o.strict = strict;
+  o.map_location = pthio::map_location("cpu");
+  o.zip.max_inflated_size = std::uint64_t{256} << 20;
+  const std::string name = src.name();
+  try {
+    pthio::checkpoint ck = pthio::load_checkpoint(std::move(src), o);
+    std::string d = pthio_fuzz::exercise(ck.root);
+    if (!d.empty()) (void)pthio::ls_json(ck, "fuzz.pth");
+    if (dump) *dump = std::move(d);
+    return true;
+  } catch (const pthio::error& e) {
+    if (std::string(e.what()).find(name) == std::string::npos) __builtin_trap();  // names the file
+    return false;
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const auto bytes = pthio_fuzz::as_bytes(data, size);
+  std::string eager, mapped;
+  const bool ok = load_one(pthio::byte_source::borrow(bytes, "fuzz.pth"), pthio::load_mode::eager, false, &eager);
+  // Weights-only mode refuses more, never loads something else.
+  std::string strict;
+  if (ok && load_one(pthio::byte_source::borrow(bytes, "fuzz.pth"), pthio::load_mode::eager, true, &strict) &&
+      strict != eager)
+    __builtin_trap();
+  // Only zip checkpoints load differently in mmap mode (zero-copy storages).
+  if (pthio::detect_format(bytes) != pthio::checkpoint_format::zip) return 0;
+  // The same file: the mmap path may differ in where bytes live, never in what loads.
+  pthio::byte_source m = mapped_copy(data, size);
+  const bool ok_mapped = load_one(m, pthio::load_mode::mmap, false, &mapped);
+  // mmap mode skips only the storages' CRC-32 check, so whatever loads eagerly loads mapped.
+  if (ok && !ok_mapped) __builtin_trap();
+  if (ok && eager != mapped) __builtin_trap();
+  return 0;
+}

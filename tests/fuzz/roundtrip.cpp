@@ -1,0 +1,150 @@
+// Fuzz target: parse(write(x)) == x. The input becomes a value -- a checkpoint when it loads as
+// one (zip, TorchScript, legacy), else a pickle unpickled with torch's globals and persistent
+// ids resolved to small storages so that tensors appear -- which pthio::save writes to memory
+// (the zip layouts of torch 2.x and 1.13, and the legacy format) and load_checkpoint reads back.
+// The two must render to the same `dump --json`. A value save() refuses (a pthio::error) is
+// fine; a written file that does not load, or loads as something else, is a bug.
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <unordered_set>
+
+#include "fuzz_common.h"
+
+namespace {
+
+pthio::value storage_for(const pthio::value& pid) {
+  // ('storage', class, key, location, numel): a storage of the named type and key, at most 4 KiB.
+  pthio::storage_value sv;
+  sv.dtype = pthio::dtype::float32;
+  sv.key = "0";
+  if (pid.is_tuple() && pid.items().size() >= 3) {
+    const auto& a = pid.items();
+    if (a[1].is_global())
+      if (auto t = pthio::dtype_from_storage_class(a[1].as_global().name)) sv.dtype = *t;
+    if (a[2].is_str()) sv.key = a[2].as_str().substr(0, 16);
+  }
+  const std::size_t es = std::max<std::size_t>(1, pthio::element_size(sv.dtype));
+  sv.numel = 4096 / es;
+  sv.data = pthio::storage::allocate(sv.numel * es);
+  for (std::size_t i = 0; i < sv.data.nbytes(); ++i) sv.data.data()[i] = static_cast<std::byte>(i * 7 + sv.key.size());
+  return pthio::value::make_storage(std::move(sv));
+}
+
+bool build_value(std::span<const std::byte> bytes, pthio::value& out) {
+  pthio::load_options lo;
+  lo.map_location = pthio::map_location("cpu");
+  lo.zip.max_inflated_size = std::uint64_t{64} << 20;
+  auto fmt = pthio::detect_format(bytes);
+  try {
+    if (fmt && (*fmt == pthio::checkpoint_format::zip || *fmt == pthio::checkpoint_format::legacy)) {
+      out = pthio::load_checkpoint(pthio::byte_source::borrow(bytes, "fuzz.pth"), lo).root;
+      return true;
+    }
+    pthio::unpickle_options u;
+    u.globals = &pthio::torch_globals();
+    u.persistent_load = storage_for;
+    out = pthio::unpickle(bytes, u).root;
+    return true;
+  } catch (const pthio::error&) {
+    return false;
+  }
+}
+
+[[noreturn]] void mismatch(const char* what, const std::string& a, const std::string& b) {
+  std::fprintf(stderr, "roundtrip: %s\n--- before\n%.4000s\n--- after\n%.4000s\n", what, a.c_str(), b.c_str());
+  __builtin_trap();
+}
+
+// numpy arrays stay inert _reconstruct objects in a bare unpickle; load_checkpoint turns them
+// into tensors. Such a value reads back as the tensors it means, not as itself.
+bool has_numpy_array(const pthio::value& root) {
+  std::vector<const pthio::value*> work{&root};
+  std::unordered_set<const void*> seen;
+  while (!work.empty()) {
+    const pthio::value* v = work.back();
+    work.pop_back();
+    if (!v->identity() || !seen.insert(v->identity()).second) continue;
+    switch (v->type()) {
+      case pthio::value::kind::list:
+      case pthio::value::kind::tuple:
+        for (const auto& e : v->items()) work.push_back(&e);
+        break;
+      case pthio::value::kind::dict:
+        for (const auto& [k, e] : v->as_dict().entries()) {
+          work.push_back(&k);
+          work.push_back(&e);
+        }
+        for (const auto& [k, e] : v->as_dict().attrs) work.push_back(&e);
+        break;
+      case pthio::value::kind::object: {
+        const auto& o = v->as_object();
+        if (o.type.name == "_reconstruct") return true;
+        work.push_back(&o.args);
+        work.push_back(&o.state);
+        for (const auto& e : o.list_items) work.push_back(&e);
+        for (const auto& [k, e] : o.dict_items) {
+          work.push_back(&k);
+          work.push_back(&e);
+        }
+        break;
+      }
+      default: break;
+    }
+  }
+  return false;
+}
+
+struct variant {
+  pthio::checkpoint_format format;
+  pthio::torch_layout layout;
+};
+
+// save then load; false when save() refuses the value.
+bool save_and_load(const pthio::value& x, const variant& v, const std::string& before, pthio::value& back) {
+  pthio::save_options so;
+  so.format = v.format;
+  so.layout = v.layout;
+  so.serialization_id = "0123456789012345678901234567890123456789";
+  pthio::memory_sink sink;
+  try {
+    pthio::save(sink, x, so);
+  } catch (const pthio::error&) {
+    return false;  // a value save() refuses to write, e.g. a quantized tensor
+  }
+  try {
+    pthio::load_options lo;
+    lo.map_location = pthio::map_location("cpu");
+    back = pthio::load_checkpoint(pthio::byte_source::from_vector(std::move(sink.buffer()), "saved.pth"), lo).root;
+  } catch (const pthio::error& e) {
+    mismatch("what pthio::save wrote does not load", before, e.what());
+  }
+  return true;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  pthio::value x;
+  if (!build_value(pthio_fuzz::as_bytes(data, size), x)) return 0;
+  const std::string before = pthio_fuzz::exercise(x, std::uint64_t{1} << 22);
+  if (before.empty()) return 0;  // too many tensor elements to compare cheaply
+  const bool exact = !has_numpy_array(x);
+  for (const variant v : {variant{pthio::checkpoint_format::zip, pthio::torch_layout::v2},
+                          variant{pthio::checkpoint_format::zip, pthio::torch_layout::v1_13},
+                          variant{pthio::checkpoint_format::legacy, pthio::torch_layout::v2}}) {
+    pthio::value back;
+    if (!save_and_load(x, v, before, back)) continue;
+    const std::string after = pthio::dump_json(back);
+    if (exact) {
+      if (after != before) mismatch("the value read back differs", before, after);
+      continue;
+    }
+    // numpy arrays became tensors: from there on the value must be a fixed point.
+    pthio::value again;
+    if (!save_and_load(back, v, after, again)) mismatch("save() refuses what it wrote and read back", after, "");
+    const std::string twice = pthio::dump_json(again);
+    if (twice != after) mismatch("the value read back a second time differs", after, twice);
+  }
+  return 0;
+}

@@ -1,0 +1,72 @@
+# Embedding pthio: the C API from C11 (against both library variants), and consumer projects built
+# against an installed prefix (find_package and pkg-config) and through add_subdirectory.
+# Included at the end of tests/CMakeLists.txt.
+
+foreach(variant static shared)
+  set(target pthio_c_api_test_${variant})
+  add_executable(${target} test_c_api.c)
+  set_target_properties(${target} PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)
+  if(variant STREQUAL "static")
+    target_link_libraries(${target} PRIVATE pthio)
+  else()
+    target_link_libraries(${target} PRIVATE pthio_shared)
+  endif()
+  target_compile_options(${target} PRIVATE ${PTHIO_WARNINGS})
+  # The package tests install the build tree: every installed target must be built.
+  add_dependencies(pthio_tests ${target})
+  set(scratch ${CMAKE_CURRENT_BINARY_DIR}/c_api_${variant})
+  file(MAKE_DIRECTORY ${scratch})
+  foreach(case_and_title
+      "load|loads fixtures/t1/linear.pth eagerly and mapped, with its shapes, strides and values"
+      "find|finds tensors by key and reports absent keys and indices as not found"
+      "save|builds a state dict from copied, borrowed and strided buffers, saves it and loads it back"
+      "errors|reports missing files, corrupt files and bad arguments with a status and a message"
+      "threads|keeps the last error message per thread"
+      "dlpack|exports a tensor as DLPack that outlives the checkpoint")
+    string(REPLACE "|" ";" parts "${case_and_title}")
+    list(GET parts 0 case)
+    list(GET parts 1 title)
+    add_test(NAME "c api (${variant}): ${title}"
+             COMMAND ${target} ${case} ${PROJECT_SOURCE_DIR}/fixtures ${scratch})
+  endforeach()
+endforeach()
+
+# The consumer projects re-run CMake and a compiler: give them the same tools and, in sanitizer
+# builds, the same instrumentation.
+set(_pthio_consumer_flags "")
+if(PTHIO_SANITIZE)
+  set(_pthio_consumer_flags "-fsanitize=address,undefined -fno-omit-frame-pointer")
+endif()
+set(_pthio_consumer_args
+  -DPTHIO_SOURCE_DIR=${PROJECT_SOURCE_DIR}
+  -DPTHIO_BUILD_DIR=${PROJECT_BINARY_DIR}
+  -DCONSUMER_SOURCE_DIR=${CMAKE_CURRENT_SOURCE_DIR}/consumer
+  -DFIXTURE=${PROJECT_SOURCE_DIR}/fixtures/t1/linear.pth
+  -DGENERATOR=${CMAKE_GENERATOR}
+  -DC_COMPILER=${CMAKE_C_COMPILER}
+  -DCXX_COMPILER=${CMAKE_CXX_COMPILER}
+  -DCXX_LAUNCHER=${CMAKE_CXX_COMPILER_LAUNCHER}
+  -DEXTRA_FLAGS=${_pthio_consumer_flags}
+  -DCONFIG=$<CONFIG>
+  -DVERSION=${PROJECT_VERSION}
+  -DLIBDIR=${CMAKE_INSTALL_LIBDIR}
+  -DBINDIR=${CMAKE_INSTALL_BINDIR}
+  -DINCLUDEDIR=${CMAKE_INSTALL_INCLUDEDIR}
+  -DCMAKEDIR=${PTHIO_CMAKE_DIR}
+  -DPKGCONFIGDIR=${PTHIO_PKGCONFIG_DIR})
+if(PTHIO_INSTALL)
+  add_test(NAME "package: an installed pthio is found by find_package and pkg-config, static and shared"
+           COMMAND ${CMAKE_COMMAND} -DMODE=install -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/consumer_install
+                   ${_pthio_consumer_args} -P ${CMAKE_CURRENT_SOURCE_DIR}/consumer/run.cmake)
+endif()
+add_test(NAME "package: a consumer project builds pthio through add_subdirectory, tests and tools off"
+         COMMAND ${CMAKE_COMMAND} -DMODE=subdirectory -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/consumer_subdirectory
+                 ${_pthio_consumer_args} -P ${CMAKE_CURRENT_SOURCE_DIR}/consumer/run.cmake)
+set_tests_properties(
+  "package: a consumer project builds pthio through add_subdirectory, tests and tools off"
+  PROPERTIES LABELS package TIMEOUT 1500)
+if(PTHIO_INSTALL)
+  set_tests_properties(
+    "package: an installed pthio is found by find_package and pkg-config, static and shared"
+    PROPERTIES LABELS package TIMEOUT 600)
+endif()
