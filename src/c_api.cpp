@@ -85,6 +85,16 @@ void require(bool ok, const char* what) {
   if (!ok) throw c_error{PTHIO_ERR_INVALID_ARGUMENT, what};
 }
 
+// A C caller may pass any int where an enum is declared; in C++ reading an enum object outside
+// its enumerators' range is undefined, so the value is read through its bytes.
+template <class E>
+int raw_value(const E& e) noexcept {
+  static_assert(sizeof(E) == sizeof(int));
+  int v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+
 bool valid_dtype(int d) noexcept { return d >= 0 && d < static_cast<int>(pthio::dtype_count); }
 
 // NUL-terminated dtype names with static lifetime.
@@ -148,7 +158,7 @@ const char* pthio_version(void) { return PTHIO_VERSION_STRING; }
 const char* pthio_last_error(void) { return last_error.c_str(); }
 
 const char* pthio_status_name(pthio_status status) {
-  switch (status) {
+  switch (raw_value(status)) {
     case PTHIO_OK: return "ok";
     case PTHIO_ERR_IO: return "io";
     case PTHIO_ERR_CORRUPT_ZIP: return "corrupt zip";
@@ -169,16 +179,18 @@ const char* pthio_status_name(pthio_status status) {
 }
 
 const char* pthio_dtype_name(pthio_dtype dtype) {
-  if (!valid_dtype(dtype)) return nullptr;
+  const int d = raw_value(dtype);
+  if (!valid_dtype(d)) return nullptr;
   try {
-    return dtype_cstr(static_cast<pthio::dtype>(dtype));
+    return dtype_cstr(static_cast<pthio::dtype>(d));
   } catch (...) {
     return nullptr;
   }
 }
 
 size_t pthio_dtype_element_size(pthio_dtype dtype) {
-  return valid_dtype(dtype) ? pthio::element_size(static_cast<pthio::dtype>(dtype)) : 0;
+  const int d = raw_value(dtype);
+  return valid_dtype(d) ? pthio::element_size(static_cast<pthio::dtype>(d)) : 0;
 }
 
 pthio_status pthio_dtype_from_name(const char* name, pthio_dtype* out) {
@@ -311,12 +323,13 @@ pthio_status pthio_state_dict_add(pthio_state_dict* state_dict, const char* name
                                   const void* data, size_t nbytes, unsigned flags) {
   return guarded([&] {
     require(state_dict && name, "pthio_state_dict_add: state_dict and name must not be NULL");
-    require(valid_dtype(dtype), "pthio_state_dict_add: dtype is not a pthio_dtype");
+    const int raw_dtype = raw_value(dtype);
+    require(valid_dtype(raw_dtype), "pthio_state_dict_add: dtype is not a pthio_dtype");
     require(ndim >= 0 && ndim <= 64, "pthio_state_dict_add: ndim must be 0 to 64");
     require(ndim == 0 || shape, "pthio_state_dict_add: shape must not be NULL when ndim > 0");
     require(flags == PTHIO_COPY || flags == PTHIO_BORROW,
             "pthio_state_dict_add: flags must be PTHIO_COPY or PTHIO_BORROW");
-    const auto t = static_cast<pthio::dtype>(dtype);
+    const auto t = static_cast<pthio::dtype>(raw_dtype);
     const auto nd = static_cast<std::size_t>(ndim);
     pthio::shape_t sh(shape, shape + nd);
     for (auto d : sh)
