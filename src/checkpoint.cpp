@@ -758,6 +758,94 @@ std::string key_text(const value& key) {
   }
 }
 
+namespace detail {
+
+namespace {
+
+bool is_container(const value& v) noexcept {
+  const auto k = v.type();
+  return k == value::kind::list || k == value::kind::tuple || k == value::kind::dict || k == value::kind::object;
+}
+
+// The i-th value directly inside a container, in rendering order; nullptr past the last.
+const value* child_at(const value& v, std::size_t i) {
+  switch (v.type()) {
+    case value::kind::list:
+    case value::kind::tuple: {
+      const auto& items = v.items();
+      return i < items.size() ? &items[i] : nullptr;
+    }
+    case value::kind::dict: {
+      const auto& d = v.as_dict();
+      const auto& e = d.entries();
+      if (i < 2 * e.size()) return i % 2 ? &e[i / 2].second : &e[i / 2].first;
+      i -= 2 * e.size();
+      return i < d.attrs.size() ? &d.attrs[i].second : nullptr;
+    }
+    case value::kind::object: {
+      const auto& o = v.as_object();
+      if (i == 0) return &o.args;
+      if (i == 1) return &o.state;
+      i -= 2;
+      if (i < o.list_items.size()) return &o.list_items[i];
+      i -= o.list_items.size();
+      if (i < 2 * o.dict_items.size()) return i % 2 ? &o.dict_items[i / 2].second : &o.dict_items[i / 2].first;
+      return nullptr;
+    }
+    default: return nullptr;
+  }
+}
+
+}  // namespace
+
+void check_expansion(const value& root, const char* what) {
+  if (!is_container(root)) return;
+  static constexpr std::uint64_t on_path = UINT64_MAX;
+  static constexpr std::uint64_t saturated = UINT64_MAX / 2;
+  auto add = [](std::uint64_t a, std::uint64_t b) { return std::min(saturated, a + std::min(saturated, b)); };
+  // Iterative post-order walk: each container's expanded size (itself and everything under it,
+  // shared containers counted once per reference) is computed once, from its children's.
+  std::unordered_map<const void*, std::uint64_t> expanded;
+  struct frame { const value* v; std::size_t next; std::uint64_t size; };
+  std::vector<frame> path{{&root, 0, 1}};
+  expanded[root.identity()] = on_path;
+  std::uint64_t distinct = 1;
+  std::uint64_t total = 0;
+  while (!path.empty()) {
+    frame& f = path.back();
+    const value* c = child_at(*f.v, f.next++);
+    if (!c) {
+      const std::uint64_t size = f.size;
+      expanded[f.v->identity()] = size;
+      path.pop_back();
+      if (path.empty()) total = size;
+      else path.back().size = add(path.back().size, size);
+      continue;
+    }
+    if (!is_container(*c)) {
+      ++distinct;
+      f.size = add(f.size, 1);
+      continue;
+    }
+    auto [it, fresh] = expanded.try_emplace(c->identity(), on_path);
+    if (!fresh) {
+      if (it->second == on_path) throw error(errc::invalid_argument, std::string(what) + ": the value contains itself");
+      f.size = add(f.size, it->second);
+      continue;
+    }
+    ++distinct;
+    path.push_back({c, 0, 1});
+  }
+  const std::uint64_t limit = add(16 * distinct, 100'000);
+  if (total > limit)
+    throw error(errc::limit_exceeded, std::string(what) + ": shared containers written out in full make " +
+                                          (total >= saturated ? std::string("more than 2^62") : std::to_string(total)) +
+                                          " values of " + std::to_string(distinct) +
+                                          ", more than 16 times as many plus 100,000");
+}
+
+}  // namespace detail
+
 namespace {
 void visit(const value& v, std::string& path, int depth,
            const std::function<void(const std::string&, const value&)>& fn) {
@@ -793,6 +881,7 @@ void visit(const value& v, std::string& path, int depth,
 }  // namespace
 
 void visit_tensors(const value& root, const std::function<void(const std::string&, const value&)>& fn) {
+  detail::check_expansion(root, "key paths");
   std::string path;
   visit(root, path, 0, fn);
 }

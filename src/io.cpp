@@ -95,9 +95,11 @@ void memory_sink::write(const void* data, std::size_t n) {
 }
 
 namespace {
-constexpr std::size_t sink_buffer_size = 4u << 20;
+// Small writes are gathered and written 1 MiB at a time: write() calls of 2 MiB or more into the
+// page cache measured 2-3.5x slower than 1 MiB ones (BENCHMARKS.md).
+constexpr std::size_t sink_buffer_size = 1u << 20;
 // Writes at least this large go to the file from the caller's memory (after what the buffer holds,
-// in the same writev), not through the buffer: copying them first cost a fifth of a 1 GiB save of
+// in the same writev), not through the buffer: copying them first cost 15-20% of a 1 GiB save of
 // 1 MiB tensors (BENCHMARKS.md).
 constexpr std::size_t direct_write_size = 256u << 10;
 }

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "checkpoint_internal.h"
+
 namespace pthio {
 
 namespace {
@@ -271,6 +273,7 @@ std::string tensor_json(const value& v, const std::string* key) {
 }
 
 std::string dump_json(const value& v) {
+  detail::check_expansion(v, "dump");
   std::string out;
   render(out, v);
   return out;

@@ -932,8 +932,14 @@ class machine {
   // else an inert object. `args` is a tuple value.
   value call(const value& callable, const value& args) {
     if (!callable.is_global()) {
-      if (callable.is_object() && !opt_.strict)  // e.g. getattr(obj, 'method') then a call
-        return new_object(callable.as_object().type, new_tuple({callable, args}));
+      if (callable.is_object() && !opt_.strict) {  // e.g. getattr(obj, 'method') then a call
+        // Kept as an object of the callee's class with args (callee, args): unambiguous, and
+        // written back as such, unless the class has a handler here, which would read those args
+        // as its own. Instances of those (sets, bytes, OrderedDicts) are not callable in Python.
+        const global_ref& type = callable.as_object().type;
+        if (has_handler(type)) fail(op_name() + ": a " + type.qualified() + " object is not callable");
+        return new_object(type, new_tuple({callable, args}));
+      }
       if (opt_.strict)
         fail(errc::unsafe_global, op_name() + " calls a " + std::string(callable.type_name()) +
                                       ", not an allowed global, in weights-only mode");
@@ -952,6 +958,18 @@ class machine {
     --call_depth_;
     if (r) return std::move(*r);
     return new_object(g, args);
+  }
+
+  // Whether a call of `g` goes to a handler (the table's or a built-in one) rather than building
+  // an inert object.
+  bool has_handler(const global_ref& g) const {
+    if (opt_.globals)
+      if (const reduce_fn* h = opt_.globals->find(g.module, g.name); h && *h) return true;
+    const std::string& m = g.module;
+    const std::string& n = g.name;
+    return (m == "collections" && n == "OrderedDict") || (m == "_codecs" && n == "encode") ||
+           (m == "builtins" && (n == "bytes" || n == "bytearray" || n == "set" || n == "frozenset")) ||
+           (m == "copyreg" && (n == "_reconstructor" || n == "__newobj__" || n == "__newobj_ex__"));
   }
 
   std::optional<value> call_builtin(const global_ref& g, const std::vector<value>& args) {

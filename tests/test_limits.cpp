@@ -734,3 +734,65 @@ TEST_CASE("limits: dims that are not machine ints, and numpy and legacy sizes th
 }
 
 }  // TEST_SUITE
+
+TEST_SUITE("limits") {
+
+TEST_CASE("limits: a value that doubles through shared tuples is refused by dump and key paths") {
+  // (x, x) nested 60 times: 2^60 values once shared containers are written out in full.
+  // (Found by the safetensors fuzzer as a 10 s timeout: regress-dump-json-exponential-shared-tuples.)
+  std::string doubling;
+  for (int i = 0; i < 60; ++i) doubling += "2\x86";  // DUP, TUPLE2
+  const auto v = pthio::unpickle(to_bytes("\x80\x02N" + doubling + "."), {}).root;
+  try {
+    (void)pthio::dump_json(v);
+    FAIL("rendered");
+  } catch (const pthio::error& e) {
+    CHECK(e.kind() == pthio::errc::limit_exceeded);
+    CHECK(std::string(e.what()).find("dump: shared containers written out in full make ") !=
+          std::string::npos);
+  }
+  CHECK_THROWS_AS(pthio::visit_tensors(v, [](const std::string&, const pthio::value&) {}), pthio::error);
+  // A few doublings are rendered as usual.
+  std::string few;
+  for (int i = 0; i < 10; ++i) few += "2\x86";
+  CHECK(pthio::dump_json(pthio::unpickle(to_bytes("\x80\x02N" + few + "."), {}).root).size() > 1024 * 4);
+  // The command refuses both, quickly, with exit status 3; over a tensor, ls too.
+  std::string over_tensor = tensor_pickle("0", 4, {4}, {1}, 0);
+  over_tensor.pop_back();  // STOP
+  const auto path = pthio_test::scratch_dir() / "doubling.pth";
+  pthio_test::write_bytes(path, zip_checkpoint(over_tensor + doubling + ".", {{"0", std::string(16, '\1')}}));
+  for (const char* cmd : {"dump --json", "ls", "ls --json"}) {
+    CAPTURE(cmd);
+    auto r = pthio_test::run_cli(std::string(cmd) + " " + pthio_test::shell_quote(path.string()));
+    CHECK(r.status == 3);
+    CHECK(r.err.find("shared containers written out in full") != std::string::npos);
+  }
+}
+
+TEST_CASE("limits: calling a set instance is refused, as in Python") {
+  // Non-strict mode keeps a call on an object as an object of its class with args (callee, args);
+  // for a class pthio handles itself (a set), writing that back would read as a different call.
+  // (Found by the roundtrip fuzzer: tests/corpus/roundtrip/regress-call-on-a-set-object.)
+  for (const auto& [make, type] : std::vector<std::pair<std::string, std::string>>{
+           {"\x8f", "builtins.set"},
+           {global("builtins", "set") + ")R", "builtins.set"},
+           {"(K\x01\x91", "builtins.frozenset"},
+           {global("__builtin__", "frozenset") + "]\x85R", "builtins.frozenset"}}) {
+    const std::string p = "\x80\x02" + make + "(K\x01t" + "R.";
+    CAPTURE(p);
+    try {
+      pthio::unpickle(to_bytes(p), {});
+      FAIL("called");
+    } catch (const pthio::error& e) {
+      CHECK(e.kind() == pthio::errc::corrupt_pickle);
+      CHECK_MESSAGE(std::string(e.what()).find("REDUCE: a " + type + " object is not callable") != std::string::npos,
+                    e.what());
+    }
+  }
+  // An instance of a class pthio does not model may be called (it may define __call__).
+  auto v = pthio::unpickle(to_bytes("\x80\x02" + global("m", "C") + ")R(K\x01tR."), {}).root;
+  CHECK(v.as_object().type.qualified() == "m.C");
+  CHECK(v.as_object().args.items().size() == 2);
+}
+
+}  // TEST_SUITE

@@ -71,7 +71,7 @@ inline std::vector<const pthio::tensor*> all_tensors(const pthio::value& root) {
 // element of every tensor (an out-of-bounds view shows up under ASan) -- unless the tensors'
 // elements add up to more than `max_bytes`: a stride-0 view may legally claim 2^40 elements
 // over a 4-byte storage, and hashing those is the caller's choice, not a load's cost.
-// Returns the dump, or "" when skipped.
+// Returns the dump, or "" when skipped (or refused by dump_json as an exponential expansion).
 inline std::string exercise(const pthio::value& root, std::uint64_t max_bytes = std::uint64_t{1} << 24) {
   std::uint64_t total = 0;
   for (const pthio::tensor* t : all_tensors(root)) {
@@ -80,11 +80,17 @@ inline std::string exercise(const pthio::value& root, std::uint64_t max_bytes = 
         n > max_bytes || (total += n) > max_bytes)
       return "";
   }
-  std::string dump = pthio::dump_json(root);
-  pthio::visit_tensors(root, [](const std::string& key, const pthio::value& v) {
-    (void)pthio::tensor_json(v, &key);
-  });
-  return dump;
+  try {
+    std::string dump = pthio::dump_json(root);
+    pthio::visit_tensors(root, [](const std::string& key, const pthio::value& v) {
+      (void)pthio::tensor_json(v, &key);
+    });
+    return dump;
+  } catch (const pthio::error& e) {
+    // Shared containers that would expand exponentially when written out are refused.
+    if (e.kind() != pthio::errc::limit_exceeded) throw;
+    return "";
+  }
 }
 
 }  // namespace pthio_fuzz

@@ -4,7 +4,8 @@
 #
 #   tests/fuzz/run.sh TARGET SECONDS [libFuzzer options...]   fuzz for SECONDS
 #   tests/fuzz/run.sh --merge TARGET                          add what was found that reaches new
-#                                                             code to tests/corpus/TARGET (-merge=1)
+#                                                             code to tests/corpus/TARGET (-merge=1),
+#                                                             within MAX_KB (default 300) KiB
 #   tests/fuzz/run.sh --build TARGET                          build only
 #
 # TARGET: zip_reader | unpickler | load | safetensors | roundtrip. Environment: BUILD (default
@@ -67,9 +68,18 @@ common=(-max_len="$max_len" -rss_limit_mb=2048 -timeout=10 -dict="tests/fuzz/$di
 
 if [ "$mode" = merge ]; then
   # Adds to the committed corpus only the found inputs that reach a feature it does not reach
-  # yet (libFuzzer -merge=1 with tests/corpus/TARGET as the output folder keeps what is there).
+  # yet (libFuzzer -merge=1 with tests/corpus/TARGET as the output folder keeps what is there;
+  # it tries the smallest inputs first). Then, to keep the repository small, drops the largest
+  # of the added inputs (never a seed-* or regress-* file) until the folder fits MAX_KB (300).
   nice -n "$nice_level" "$bin" "${common[@]}" -merge=1 "$seeds" "$work"
-  echo "tests/corpus/$target: $(find "$seeds" -type f | wc -l) files, $(du -sk "$seeds" | cut -f1) KiB"
+  budget=$(( ${MAX_KB:-300} * 1024 ))
+  total() { find "$seeds" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'; }
+  while [ "$(total)" -gt "$budget" ]; do
+    largest=$(find "$seeds" -type f ! -name 'seed-*' ! -name 'regress-*' -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2-)
+    [ -n "$largest" ] || break
+    rm -f "$largest"
+  done
+  echo "tests/corpus/$target: $(find "$seeds" -type f | wc -l) files, $(( $(total) / 1024 )) KiB"
   exit 0
 fi
 
