@@ -5,32 +5,35 @@
 //   pthio_bench load FILE --eager|--mmap|--lazy [--device cpu|cuda:N] [--repeat R] [--no-crc]
 //       seconds: load_checkpoint + reading the first tensor's first byte (host tensors). mmap and
 //       lazy also report first_tensor_seconds (the same span: open + parse + first tensor) and
-//       parse_seconds (load_checkpoint alone). rss_delta_kib: resident memory added by the load,
-//       file-backed pages of the map included.
+//       parse_seconds (load_checkpoint alone). rss_delta_kib: resident memory added by the load;
+//       rss_anon_delta_kib the part the process allocated, rss_file_delta_kib the page-cache pages
+//       of the file the load mapped in (shared with the page cache, not allocated).
 //   pthio_bench save FILE (--size-mib N --tensors K | --from SRC) [--repeat R]
-//                    [--sink file|nofsync|null] [--crc]
+//                    [--sink file|nofsync|nofsync-copy|null] [--crc]
 //       seconds: pthio::save of a state dict of K float32 tensors (N MiB in all), or of SRC's root
 //       loaded untimed. --sink file (default) is pthio::save(path): temporary, fsync, rename.
 //       nofsync writes the same bytes through a plain buffered fd (what torch.save does: no
-//       fsync; it gathers and writes as file_sink does). null discards the bytes (pickling, zip structure and CRC only). --crc also times
+//       fsync; it gathers and writes as file_sink does; nofsync-copy as file_sink did before
+//       BENCHMARKS.md, copying every write under 4 MiB into a 4 MiB buffer). null discards the bytes (pickling, zip structure and CRC only). --crc also times
 //       pthio::crc32 (libdeflate) over the same tensor bytes: crc_seconds.
 //   pthio_bench read FILE [--method fresh|fresh-thp|reuse|mmap-memcpy] [--repeat R]
 //       The memcpy-class reference: read() of the whole file from the page cache into a freshly
 //       allocated buffer (fresh; fresh-thp adds MADV_HUGEPAGE), into a pre-faulted buffer (reuse),
 //       or mmap + memcpy into a fresh buffer (mmap-memcpy).
-//       pread-crc is the eager path proposed in BENCHMARKS.md: read() into a fresh buffer in 4 MiB
+//       pread-crc is the eager load proposed in BENCHMARKS.md: read() into a fresh buffer in 4 MiB
 //       pieces, each CRC-32'd while it is in cache. mmap-crc-memcpy mirrors pthio's eager load
 //       today: mmap, CRC-32 over the map, zeroed allocation, memcpy.
 //   pthio_bench crc FILE [--repeat R]
 //       pthio::crc32 over the file's bytes, already in memory.
 //   pthio_bench write FILE --size-mib N [--method plain|crc-after|crc-chunked|crc-thread] [--repeat R]
 //       The write reference: N MiB from memory to a new FILE with write() in 64 MiB calls, no fsync
-//       (plain), then with CRC-32 as zip_writer does it today (each 64 MiB written, then CRC'd:
-//       crc-after), CRC'd then written --piece-kib at a time (default 4096: crc-chunked), or CRC'd on a second thread
-//       while the main one writes (crc-thread).
+//       (plain); with CRC-32 as zip_writer did it before BENCHMARKS.md (each 64 MiB written, then
+//       CRC'd: crc-after); CRC'd then written --piece-kib at a time (default 4096; zip_writer
+//       now uses 1024: crc-chunked); or CRC'd on a second thread while the main one writes (crc-thread).
 //
 // Output keys: op, mode, bytes (storage bytes for load/save, file bytes for read/crc), tensors,
-// seconds, plus the extras above and max_rss_kib (getrusage, the process's peak so far).
+// seconds (wall clock), cpu_seconds (this process's CPU time over the same span), plus the extras
+// above and max_rss_kib (getrusage, the process's peak so far).
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -39,6 +42,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -56,6 +60,13 @@ using clock_type = std::chrono::steady_clock;
 
 double since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+// CPU time of this process (all threads): less disturbed than wall time by other work on the machine.
+double cpu_now() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
 [[noreturn]] void usage(const std::string& why) {
@@ -78,21 +89,24 @@ long max_rss_kib() {
   return ru.ru_maxrss;
 }
 
-// Current resident set (anonymous and file-backed pages), from /proc/self/statm.
-long rss_kib() {
-  std::FILE* f = std::fopen("/proc/self/statm", "r");
-  if (!f) return -1;
-  long size = 0, resident = 0;
-  if (std::fscanf(f, "%ld %ld", &size, &resident) != 2) resident = -1;
+// Current resident set from /proc/self/status: all of it, anonymous pages (what the process
+// allocated) and file pages (a map's pages of the page cache, shared with it, dropped at will).
+struct rss {
+  long total = -1, anon = -1, file = -1;
+};
+rss rss_now() {
+  rss r;
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return r;
+  char line[256];
+  while (std::fgets(line, sizeof line, f)) {
+    long v = 0;
+    if (std::sscanf(line, "VmRSS: %ld", &v) == 1) r.total = v;
+    else if (std::sscanf(line, "RssAnon: %ld", &v) == 1) r.anon = v;
+    else if (std::sscanf(line, "RssFile: %ld", &v) == 1) r.file = v;
+  }
   std::fclose(f);
-  return resident < 0 ? -1 : resident * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
-// load_mode::lazy when this pthio has it (the lead is adding it), found without naming it.
-template <class E>
-std::optional<E> lazy_mode() {
-  if constexpr (requires { E::lazy; }) return E::lazy;
-  else return std::nullopt;
+  return r;
 }
 
 // The first tensor depth first, in the file's order (visit_tensors' order), without visiting the rest.
@@ -128,10 +142,13 @@ volatile unsigned char sink_byte;
 volatile std::uint32_t crc_sink;
 
 // Reads the first tensor's first byte (host tensors; a device load has landed when load returns).
-bool touch_first(const pthio::value& root) {
-  const pthio::tensor* t = first_tensor(root);
-  if (!t || !t->dev().is_cpu() || t->numel() == 0) return false;
-  sink_byte = static_cast<unsigned char>(*t->raw_data());
+// Reads the first tensor's first byte; a lazy checkpoint reads that tensor's record first.
+bool touch_first(const pthio::checkpoint& ck) {
+  const pthio::tensor* t = first_tensor(ck.root);
+  if (!t) return false;
+  const pthio::tensor loaded = ck.load_tensor(*t);
+  if (!loaded.dev().is_cpu() || loaded.numel() == 0) return false;
+  sink_byte = static_cast<unsigned char>(*loaded.raw_data());
   return true;
 }
 
@@ -196,46 +213,44 @@ int run_load(const args& a) {
   } else if (a.mode == "mmap") {
     o.mode = pthio::load_mode::mmap;
   } else {
-    auto lazy = lazy_mode<pthio::load_mode>();
-    if (!lazy) {
-      std::fprintf(stderr, "pthio_bench: this pthio has no load_mode::lazy yet\n");
-      return 2;
-    }
-    o.mode = *lazy;
+    o.mode = pthio::load_mode::lazy;
   }
   o.map_location = pthio::map_location(a.device);
   o.verify_crc = !a.no_crc;
   for (int r = 0; r < a.repeat; ++r) {
-    const long rss0 = rss_kib();
+    const rss rss0 = rss_now();
+    const double c0 = cpu_now();
     auto t0 = clock_type::now();
     pthio::checkpoint ck = pthio::load_checkpoint(a.file, o);
     const double parse = since(t0);
-    const bool touched = touch_first(ck.root);
+    const bool touched = touch_first(ck);
     const double total = since(t0);
-    const long rss1 = rss_kib();
+    const double cpu = cpu_now() - c0;
+    const rss rss1 = rss_now();
     counts c = count(ck.root);
     std::printf("{\"op\": \"load\", \"mode\": \"%s\", \"device\": \"%s\", \"bytes\": %llu, \"tensors\": %zu, "
-                "\"seconds\": %.9f",
-                a.mode.c_str(), a.device.c_str(), static_cast<unsigned long long>(c.bytes), c.tensors, total);
+                "\"seconds\": %.9f, \"cpu_seconds\": %.9f",
+                a.mode.c_str(), a.device.c_str(), static_cast<unsigned long long>(c.bytes), c.tensors, total, cpu);
     if (a.mode != "eager") std::printf(", \"first_tensor_seconds\": %.9f", total);
     std::printf(", \"parse_seconds\": %.9f, \"touched\": %s, \"crc\": %s, \"rss_delta_kib\": %ld, "
-                "\"max_rss_kib\": %ld}\n",
-                parse, touched ? "true" : "false", o.verify_crc ? "true" : "false", rss1 - rss0, max_rss_kib());
+                "\"rss_anon_delta_kib\": %ld, \"rss_file_delta_kib\": %ld, \"max_rss_kib\": %ld}\n",
+                parse, touched ? "true" : "false", o.verify_crc ? "true" : "false", rss1.total - rss0.total,
+                rss1.anon - rss0.anon, rss1.file - rss0.file, max_rss_kib());
     std::fflush(stdout);
   }
   return 0;
 }
 
 // A buffered sink over a plain file descriptor: what file_sink does (small writes gathered in a
-// 4 MiB buffer, writes of 256 KiB or more written from the caller's memory behind the buffered
+// 1 MiB buffer, writes of 256 KiB or more written from the caller's memory behind the buffered
 // bytes in one writev), without the temporary, the fsync and the rename, none of which
 // torch.save does.
 class fd_sink final : public pthio::sink {
  public:
-  explicit fd_sink(const std::string& path) {
+  fd_sink(const std::string& path, std::size_t cap, std::size_t direct) : cap_(cap), direct_(direct) {
     fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd_ < 0) throw pthio::error(pthio::errc::io, std::string("cannot create: ") + std::strerror(errno), path);
-    buf_.reserve(cap);
+    buf_.reserve(cap_);
   }
   ~fd_sink() override {
     put(buf_.data(), buf_.size(), nullptr, 0);
@@ -243,8 +258,8 @@ class fd_sink final : public pthio::sink {
   }
   void write(const void* data, std::size_t n) override {
     auto p = static_cast<const std::byte*>(data);
-    if (n < direct) {
-      if (buf_.size() + n > cap) {
+    if (n < direct_) {
+      if (buf_.size() + n > cap_) {
         put(buf_.data(), buf_.size(), nullptr, 0);
         buf_.clear();
       }
@@ -258,7 +273,7 @@ class fd_sink final : public pthio::sink {
   std::uint64_t position() const override { return pos_; }
 
  private:
-  static constexpr std::size_t cap = 4u << 20, direct = 256u << 10;
+  std::size_t cap_, direct_;
   void put(const std::byte* a, std::size_t na, const std::byte* b, std::size_t nb) {
     iovec iov[2] = {{const_cast<std::byte*>(a), na}, {const_cast<std::byte*>(b), nb}};
     iovec* v = iov;
@@ -316,30 +331,40 @@ int run_save(const args& a) {
   so.archive_name = std::filesystem::path(a.file).stem().string();
   so.serialization_id = "1234567890123456789012345678901234567890";  // fixed: runs compare byte for byte
   for (int r = 0; r < a.repeat; ++r) {
+    // A previous run's file is removed untimed: truncating 1 GiB of page cache is not saving.
+    ::unlink(a.file.c_str());
+    const double c0 = cpu_now();
     auto t0 = clock_type::now();
     if (a.sink == "file") {
       pthio::save(a.file, root, so);
-    } else if (a.sink == "nofsync") {
-      fd_sink out(a.file);
+    } else if (a.sink == "nofsync" || a.sink == "nofsync-copy") {
+      // nofsync-copy: as file_sink did before BENCHMARKS.md, copying every write under 4 MiB
+      // into a 4 MiB buffer.
+      fd_sink out(a.file, a.sink == "nofsync" ? 1u << 20 : 4u << 20, a.sink == "nofsync" ? 256u << 10 : 4u << 20);
       pthio::save(out, root, so);
     } else if (a.sink == "null") {
       null_sink out;
       pthio::save(out, root, so);
     } else {
-      usage("--sink is file, nofsync or null");
+      usage("--sink is file, nofsync, nofsync-copy or null");
     }
     const double s = since(t0);
-    std::printf("{\"op\": \"save\", \"mode\": \"%s\", \"bytes\": %llu, \"tensors\": %zu, \"seconds\": %.9f",
-                a.sink.c_str(), static_cast<unsigned long long>(c.bytes), c.tensors, s);
+    const double cpu = cpu_now() - c0;
+    std::printf("{\"op\": \"save\", \"mode\": \"%s\", \"bytes\": %llu, \"tensors\": %zu, \"seconds\": %.9f, "
+                "\"cpu_seconds\": %.9f",
+                a.sink.c_str(), static_cast<unsigned long long>(c.bytes), c.tensors, s, cpu);
     if (a.crc) {
       std::unordered_set<const void*> seen;
       std::uint32_t crc = 0;
+      const double c1 = cpu_now();
       auto t1 = clock_type::now();
       pthio::visit_tensors(root, [&](const std::string&, const pthio::value& v) {
         const auto& st = v.as_tensor().get_storage();
         if (seen.insert(st.id()).second) crc ^= pthio::crc32({st.data(), st.nbytes()});
       });
-      std::printf(", \"crc_seconds\": %.9f, \"crc_value\": %u", since(t1), crc);
+      const double crc_s = since(t1);
+      std::printf(", \"crc_seconds\": %.9f, \"crc_cpu_seconds\": %.9f, \"crc_value\": %u", crc_s,
+                  cpu_now() - c1, crc);
     }
     std::printf(", \"max_rss_kib\": %ld}\n", max_rss_kib());
     std::fflush(stdout);
@@ -382,6 +407,7 @@ int run_read(const args& a) {
     std::memset(reused, 1, n);  // pre-faulted: the timed read is the copy alone
   }
   for (int r = 0; r < a.repeat; ++r) {
+    const double c0 = cpu_now();
     auto t0 = clock_type::now();
     std::byte* buf = reused;
     if (a.method == "fresh" || a.method == "fresh-thp" || a.method == "mmap-memcpy" || a.method == "pread-crc" ||
@@ -424,10 +450,11 @@ int run_read(const args& a) {
     }
     sink_byte = static_cast<unsigned char>(buf[n / 2]);
     const double s = since(t0);
+    const double cpu = cpu_now() - c0;
     if (buf != reused) std::free(buf);
     std::printf("{\"op\": \"read\", \"mode\": \"%s\", \"bytes\": %llu, \"tensors\": 0, \"seconds\": %.9f, "
-                "\"max_rss_kib\": %ld}\n",
-                a.method.c_str(), static_cast<unsigned long long>(n), s, max_rss_kib());
+                "\"cpu_seconds\": %.9f, \"max_rss_kib\": %ld}\n",
+                a.method.c_str(), static_cast<unsigned long long>(n), s, cpu, max_rss_kib());
     std::fflush(stdout);
   }
   std::free(reused);
@@ -446,12 +473,14 @@ int run_crc(const args& a) {
   read_all(fd, buf.data(), n);
   ::close(fd);
   for (int r = 0; r < a.repeat; ++r) {
+    const double c0 = cpu_now();
     auto t0 = clock_type::now();
     std::uint32_t c = pthio::crc32(buf);
     const double s = since(t0);
+    const double cpu = cpu_now() - c0;
     std::printf("{\"op\": \"crc\", \"mode\": \"libdeflate\", \"bytes\": %llu, \"tensors\": 0, \"seconds\": %.9f, "
-                "\"crc_value\": %u}\n",
-                static_cast<unsigned long long>(n), s, c);
+                "\"cpu_seconds\": %.9f, \"crc_value\": %u}\n",
+                static_cast<unsigned long long>(n), s, cpu, c);
     std::fflush(stdout);
   }
   return 0;
@@ -478,12 +507,14 @@ int run_write(const args& a) {
   constexpr std::size_t call = 64u << 20;
   const std::size_t piece = std::max<std::size_t>(a.piece_kib, 1) << 10;
   for (int r = 0; r < a.repeat; ++r) {
+    ::unlink(a.file.c_str());  // as save: the previous run's file removed untimed, creating it timed
+    const double c0 = cpu_now();
+    auto t0 = clock_type::now();
     int fd = ::open(a.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
       std::perror(a.file.c_str());
       return 3;
     }
-    auto t0 = clock_type::now();
     std::uint32_t crc = 0;
     if (a.method == "plain" || a.method == "crc-after") {
       for (std::size_t off = 0; off < n; off += call) {
@@ -510,11 +541,12 @@ int run_write(const args& a) {
       usage("--method is plain, crc-after, crc-chunked or crc-thread");
     }
     const double s = since(t0);
+    const double cpu = cpu_now() - c0;
     ::close(fd);
     crc_sink = crc;
     std::printf("{\"op\": \"write\", \"mode\": \"%s\", \"bytes\": %zu, \"tensors\": 0, \"seconds\": %.9f, "
-                "\"crc_value\": %u}\n",
-                a.method.c_str(), n, s, crc);
+                "\"cpu_seconds\": %.9f, \"crc_value\": %u}\n",
+                a.method.c_str(), n, s, cpu, crc);
     std::fflush(stdout);
   }
   return 0;

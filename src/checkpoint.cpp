@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <unordered_map>
 
 #include "byte_reader.h"
@@ -346,6 +347,48 @@ void swap_bytes(std::byte* p, std::size_t n, dtype t) {
   for (std::size_t i = 0; i + unit <= n; i += unit) std::reverse(p + i, p + i + unit);
 }
 
+}  // namespace
+
+storage lazy_records::placeholder(record r) {
+  storage s = storage::borrow(nullptr, static_cast<std::size_t>(r.nbytes), device(device_type::meta));
+  by_storage.emplace(s.id(), std::move(r));
+  placeholders.push_back(s);
+  return s;
+}
+
+const lazy_records::record* lazy_records::find(const storage& s) const {
+  auto it = by_storage.find(s.id());
+  return it == by_storage.end() ? nullptr : &it->second;
+}
+
+storage lazy_records::read(const record& r) {
+  std::span<const std::byte> bytes;
+  if (r.entry) {
+    std::unique_lock lock(inflate_mutex, std::defer_lock);
+    if (r.entry->method != 0) lock.lock();
+    bytes = zip->read(*r.entry, verify_crc);
+  } else {
+    bytes = source.bytes().subspan(static_cast<std::size_t>(r.offset), static_cast<std::size_t>(r.nbytes));
+  }
+  if (r.target.type() == device_type::meta) return storage::borrow(nullptr, bytes.size(), r.target);
+  if (r.target.is_cuda() && !swap) return copy_to_device(bytes, r.target);
+  storage host = storage::allocate(bytes.size());
+  if (!bytes.empty()) std::memcpy(host.data(), bytes.data(), bytes.size());
+  if (swap) swap_bytes(host.data(), host.nbytes(), r.t);
+  if (r.target.is_cuda()) return copy_to_device({host.data(), host.nbytes()}, r.target);
+  return host;
+}
+
+const tensor* lazy_records::by_key(const value& root, const std::string& key) {
+  std::call_once(index_once, [&] {
+    visit_tensors(root, [&](const std::string& k, const value& v) { index.try_emplace(k, v.as_tensor()); });
+  });
+  auto it = index.find(key);
+  return it == index.end() ? nullptr : &it->second;
+}
+
+namespace {
+
 // numpy arrays come out of the unpickler as _reconstruct objects with a BUILD state
 // (version, shape, dtype, is_fortran, raw bytes); turn them into tensors in place.
 std::optional<value> numpy_array(const object_object& o) {
@@ -475,7 +518,8 @@ value run_unpickle(std::span<const std::byte> bytes, unpickle_options& u, bool* 
 }
 
 checkpoint load_zip(const byte_source& src, const load_options& opt) {
-  zip_reader zip(src, opt.zip);
+  auto zip_ptr = std::make_shared<const zip_reader>(src, opt.zip);
+  const zip_reader& zip = *zip_ptr;
   checkpoint ck;
   const zip_entry* pkl = nullptr;
   for (const auto& e : zip.entries()) {
@@ -517,6 +561,14 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
   }
   const bool swap = ck.byte_order == "big";
   const bool zero_copy = opt.mode == load_mode::mmap && src.is_mapped() && !swap;
+  std::shared_ptr<lazy_records> lazy;
+  if (opt.mode == load_mode::lazy) {
+    lazy = std::make_shared<lazy_records>();
+    lazy->source = src;
+    lazy->zip = zip_ptr;
+    lazy->swap = swap;
+    lazy->verify_crc = opt.verify_crc;
+  }
   std::unordered_map<std::string, storage_value> loaded;
   device_upload uploads;  // storages bound for a GPU: in flight until finish(), CRC-32s checked there
 
@@ -546,6 +598,16 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
     // The whole record: another persistent id may name it with a larger element type.
     device target = opt.map_location.apply(s.location);
     check_target(target, s.location);
+    if (lazy) {
+      storage_value sv;
+      sv.data = lazy->placeholder({s.key, e, 0, e->uncompressed_size, s.t, target});
+      sv.dtype = s.t;
+      sv.numel = s.numel;
+      sv.key = s.key;
+      sv.location = s.location;
+      loaded.emplace(s.key, sv);
+      return value::make_storage(std::move(sv));
+    }
     // A record bound for a GPU streams through pinned buffers, its CRC-32 computed on the way
     // rather than in a pass of its own.
     const bool verify = opt.verify_crc && opt.mode == load_mode::eager;
@@ -582,6 +644,7 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
   };
   ck.root = run_unpickle(zip.read(*pkl, opt.verify_crc), u, nullptr, nullptr);
   uploads.finish();
+  if (lazy && !lazy->empty()) lazy_records::attach(ck, std::move(lazy));
   return ck;
 }
 
@@ -735,6 +798,59 @@ checkpoint load_checkpoint(const std::filesystem::path& path, const load_options
 
 value load(const std::filesystem::path& path, const load_options& options) {
   return load_checkpoint(path, options).root;
+}
+
+tensor checkpoint::load_tensor(const tensor& t) const {
+  if (!records_) return t;
+  const detail::lazy_records::record* r = records_->find(t.get_storage());
+  if (!r) return t;  // not a placeholder: loaded already, or built by the caller
+  return tensor(records_->read(*r), t.dtype(), t.shape(), t.strides(), t.storage_offset(), t.requires_grad());
+}
+
+tensor checkpoint::load_tensor(std::string_view key) const {
+  const std::string want(key);
+  if (records_) {
+    // Key paths of the root as it was when first asked, indexed once.
+    if (const tensor* t = records_->by_key(root, want)) return load_tensor(*t);
+  } else {
+    std::optional<tensor> found;
+    visit_tensors(root, [&](const std::string& k, const value& v) {
+      if (!found && k == want) found = v.as_tensor();
+    });
+    if (found) return *found;
+  }
+  throw error(errc::invalid_argument, "no tensor has the key path '" + want + "'");
+}
+
+void checkpoint::materialize() {
+  if (!records_) return;
+  // Storages shared by several tensors (or named again as another type) are read once.
+  std::unordered_map<const void*, storage> done;
+  auto read = [&](const storage& placeholder) -> const storage* {
+    const detail::lazy_records::record* r = records_->find(placeholder);
+    if (!r) return nullptr;
+    auto [it, fresh] = done.try_emplace(placeholder.id());
+    if (fresh) it->second = records_->read(*r);
+    return &it->second;
+  };
+  detail::transform_values(root, [&](const value& v) -> std::optional<value> {
+    if (v.is_tensor()) {
+      const tensor& t = v.as_tensor();
+      const storage* s = read(t.get_storage());
+      if (!s) return std::nullopt;
+      return value(tensor(*s, t.dtype(), t.shape(), t.strides(), t.storage_offset(), t.requires_grad()),
+                   v.is_parameter());
+    }
+    if (v.type() == value::kind::storage) {
+      const storage* s = read(v.as_storage().data);
+      if (!s) return std::nullopt;
+      storage_value sv = v.as_storage();
+      sv.data = *s;
+      return value::make_storage(std::move(sv));
+    }
+    return std::nullopt;
+  });
+  records_.reset();
 }
 
 std::string key_text(const value& key) {

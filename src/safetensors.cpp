@@ -311,6 +311,12 @@ checkpoint load_safetensors(const byte_source& src, const load_options& options)
     throw error(errc::cuda, "tensors are mapped to " + target.str() + " but no CUDA device is available (" +
                                 cuda_unavailable_reason() + "); load with map_location \"cpu\"");
   const bool zero_copy = options.mode == load_mode::mmap && src.owner() != nullptr;
+  std::shared_ptr<lazy_records> lazy;
+  if (options.mode == load_mode::lazy) {
+    lazy = std::make_shared<lazy_records>();
+    lazy->source = src;
+    lazy->verify_crc = false;  // safetensors has no checksums
+  }
 
   checkpoint ck;
   ck.format = checkpoint_format::safetensors;
@@ -333,7 +339,9 @@ checkpoint load_safetensors(const byte_source& src, const load_options& options)
     auto bytes = data.subspan(static_cast<std::size_t>(e.begin), static_cast<std::size_t>(e.end - e.begin));
     const std::size_t es = element_size(*e.type);
     storage s;
-    if (target.type() == device_type::meta) {
+    if (lazy) {
+      s = lazy->placeholder({e.name, nullptr, h.data_offset() + e.begin, bytes.size(), *e.type, target});
+    } else if (target.type() == device_type::meta) {
       s = storage::borrow(nullptr, bytes.size(), target);
     } else if (target.is_cpu()) {
       if (zero_copy && !bytes.empty() && reinterpret_cast<std::uintptr_t>(bytes.data()) % es == 0) {
@@ -356,6 +364,7 @@ checkpoint load_safetensors(const byte_source& src, const load_options& options)
     for (const auto& [k, v] : *h.metadata) m.as_dict().set(value(k), value(v));
     d.attrs.emplace_back("__metadata__", std::move(m));
   }
+  if (lazy && !lazy->empty()) lazy_records::attach(ck, std::move(lazy));
   return ck;
 }
 

@@ -14,6 +14,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -32,6 +33,14 @@ std::string_view format_name(checkpoint_format f) noexcept;  // "zip", "legacy",
 enum class load_mode {
   eager,  // storages copied into owned host memory (CRC-32 verified when present)
   mmap,   // storages are views into a private memory map of the file (zero-copy when aligned)
+  // The pickle only: every tensor has its dtype, shape, strides and offset, checked against its
+  // storage's record, but its storage is a placeholder on the meta device (no bytes; data() is
+  // null; the saved location stays in the storage value). No record is read: names, dtypes and
+  // shapes are listed without touching data. checkpoint::load_tensor() then reads one tensor's
+  // record, checkpoint::materialize() all of them. Zip and TorchScript archives and safetensors
+  // files are lazy; legacy files (one stream, storages after the pickle) and bare pickles load
+  // eagerly in this mode.
+  lazy,
 };
 
 // Where storages go, from the location tag they were saved with.
@@ -66,11 +75,37 @@ struct load_options {
   zip_read_options zip;
 };
 
+namespace detail {
+struct lazy_records;  // where a lazy checkpoint's storages are, and the file kept open for them
+}
+
 struct checkpoint {
   value root;
   checkpoint_format format = checkpoint_format::zip;
   std::string archive_name;  // the zip's top folder ("archive", "model"); empty otherwise
   std::string byte_order = "little";
+
+  // True when loaded with load_mode::lazy and not materialized: tensors of `root` are
+  // placeholders (meta device) until loaded.
+  bool is_lazy() const noexcept { return records_ != nullptr; }
+
+  // The tensor at key path `key` (visit_tensors' spelling: "layer.0.weight",
+  // "optimizer.state.0.exp_avg") with its bytes. For a lazy checkpoint, reads that tensor's
+  // storage record alone (CRC-32 verified when load_options::verify_crc), byte-swapped if the file
+  // is big-endian, onto the device load_options::map_location gave; the result does not share
+  // bytes with tensors returned by other calls. Otherwise returns the tensor as loaded.
+  // Throws invalid_argument when no tensor has that key path, and the reader's corrupt_zip /
+  // corrupt_checkpoint error when the record is damaged. Thread-safe: calls may run concurrently.
+  tensor load_tensor(std::string_view key) const;
+  // The same for a tensor of this checkpoint's root (a placeholder or a loaded tensor).
+  tensor load_tensor(const tensor& t) const;
+  // Reads every storage not yet read (storages shared by several tensors once, still shared), in
+  // place: `root` becomes what an eager load returns, and is_lazy() false.
+  void materialize();
+
+ private:
+  friend struct detail::lazy_records;
+  std::shared_ptr<detail::lazy_records> records_;
 };
 
 checkpoint load_checkpoint(const std::filesystem::path& path, const load_options& options = {});
