@@ -51,7 +51,30 @@ byte_source byte_source::map_file(const std::filesystem::path& path) {
   byte_source s(std::move(owner), {static_cast<const std::byte*>(p), static_cast<std::size_t>(size)},
                 path.string());
   s.mapped_ = true;
+  s.fd_ = std::shared_ptr<const int>(new int(f.fd), [](const int* fd) {
+    ::close(*fd);
+    delete fd;
+  });
+  f.fd = -1;  // now owned by fd_
   return s;
+}
+
+void byte_source::copy_out(std::uint64_t offset, std::span<std::byte> out) const {
+  if (!fd_) {
+    if (!out.empty()) std::memcpy(out.data(), bytes_.data() + offset, out.size());
+    return;
+  }
+  std::size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = ::pread(*fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      // The file shrank or cannot be read: the map's bytes are what the reader saw so far.
+      if (n < 0) throw_io("cannot read", name_, errno);
+      throw error(errc::io, "file shrank while being read", name_, offset + done);
+    }
+    done += static_cast<std::size_t>(n);
+  }
 }
 
 byte_source byte_source::read_file(const std::filesystem::path& path) {

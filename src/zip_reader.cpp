@@ -356,7 +356,10 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
 
   // --- Local headers (APPNOTE 4.3.7): only where the data starts; sizes and CRC come from the
   // central directory (torch sets bit 3 and leaves them zero here, APPNOTE 4.4.4).
-  byte_reader lr(all, errc::corrupt_zip, file);  // reads here cannot fail: each is checked first
+  // Read with byte_source::copy_out: from a mapped file, pread() rather than a fault on each
+  // record's first page, which would map the pages around it too (a 1,000-record file would add
+  // tens of MiB of page cache to the process's resident memory and most of the open time).
+  std::vector<std::byte> local(local_header_size + 256);
   for (zip_entry& e : entries_) {
     const entry_errors le{file, e.name};
     const std::uint64_t lo = e.local_header_offset;
@@ -364,7 +367,10 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
     if (!checked_add(lo, local_header_size, fixed_end) || fixed_end > cd_offset)
       le.fail_at(lo, "zip: local header at offset " + std::to_string(lo) +
                          " does not fit before the central directory at " + std::to_string(cd_offset));
-    lr.seek(lo);
+    // The fixed part and, in the same read, up to 256 bytes of the name (all of torch's names).
+    const std::size_t first = static_cast<std::size_t>(std::min<std::uint64_t>(local.size(), cd_offset - lo));
+    source_.copy_out(lo, std::span(local).first(first));
+    byte_reader lr(std::span<const std::byte>(local).first(first), errc::corrupt_zip, file);
     if (lr.le32() != local_header_sig)
       le.fail_at(lo, "zip: no local header signature (PK\\3\\4) at offset " + std::to_string(lo));
     lr.skip(4);  // version needed, flags
@@ -376,7 +382,11 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
     if (data_offset > cd_offset)
       le.fail_at(lo, "zip: local header's name and extra field run into the central directory at " +
                          std::to_string(cd_offset));
-    std::string_view local_name = lr.chars(name_len);
+    if (local_header_size + name_len > first) {
+      local.resize(local_header_size + name_len);
+      source_.copy_out(lo, local);
+    }
+    std::string_view local_name(reinterpret_cast<const char*>(local.data()) + local_header_size, name_len);
     if (local_name != e.name)
       le.fail_at(fixed_end, "zip: local header names " + in_quotes(local_name) + " but the central directory " +
                                 in_quotes(e.name));

@@ -39,7 +39,15 @@ class byte_source {
   const std::shared_ptr<const void>& owner() const noexcept { return owner_; }
   bool is_mapped() const noexcept { return mapped_; }
 
+  // Copies out.size() bytes at `offset` (offset + out.size() <= size(), checked by the caller)
+  // into `out`. A mapped file is read with pread() from the page cache rather than through the
+  // map, so that scattered small reads (a zip's local headers) neither fault the pages around
+  // them into the process nor add them to its resident memory; other sources are copied.
+  // Throws io if the read fails.
+  void copy_out(std::uint64_t offset, std::span<std::byte> out) const;
+
  private:
+  std::shared_ptr<const int> fd_;  // a mapped file's descriptor, kept open for copy_out()
   std::shared_ptr<const void> owner_;
   std::span<const std::byte> bytes_;
   std::string name_;
