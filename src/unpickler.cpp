@@ -769,8 +769,12 @@ class machine {
     dicts_.push_back({std::move(p), v.identity()});
     return v;
   }
+  // A global value: its boxed name pair (and control block), and the names beyond SSO.
+  void charge_global(const global_ref& g) { charge(sizeof(global_ref) + 32 + g.module.size() + g.name.size()); }
+
   value new_object(global_ref type, value args) {
-    charge(4 * slot_bytes);
+    // The object, its shared_ptr control block and its entry in objects_; names beyond SSO.
+    charge(sizeof(object_object) + 64 + type.module.size() + type.name.size());
     auto p = std::make_shared<object_object>();
     p->type = std::move(type);
     p->args = std::move(args);
@@ -855,6 +859,12 @@ class machine {
     if (target.is_list()) dst = &target.as_list().items;
     else if (target.is_object()) dst = &target.as_object().list_items;
     else fail(op_name() + " on a " + std::string(target.type_name()) + ", not a list");
+    if (dst->capacity() == 0) {
+      // The popped items become the container's: no second block of the same size.
+      charge(items.capacity() * sizeof(value));
+      *dst = std::move(items);
+      return;
+    }
     grow(*dst, items.size());
     for (auto& v : items) dst->push_back(std::move(v));
   }
@@ -1487,6 +1497,7 @@ class machine {
         case opcode::GLOBAL: {
           global_ref g = read_global_lines();
           named_global(g);
+          charge_global(g);
           push(value::make_global(std::move(g.module), std::move(g.name)));
           break;
         }
@@ -1497,6 +1508,7 @@ class machine {
           if (!module.is_str() || !name.is_str()) fail("STACK_GLOBAL requires str module and name");
           global_ref g = python3_name(module.as_str(), name.as_str());
           named_global(g);
+          charge_global(g);
           push(value::make_global(std::move(g.module), std::move(g.name)));
           break;
         }
@@ -1534,6 +1546,7 @@ class machine {
         case opcode::INST: {
           global_ref g = read_global_lines();
           named_global(g);
+          charge_global(g);
           value cls = value::make_global(std::move(g.module), std::move(g.name));
           std::vector<value> items = pop_mark();
           const std::uint32_t h = up(popped_h_, 3);

@@ -119,7 +119,7 @@ value value::make_ordered_dict() {
 }
 value value::make_global(std::string module, std::string name) {
   value v;
-  v.v_ = global_ref{std::move(module), std::move(name)};
+  v.v_ = std::make_shared<const global_ref>(global_ref{std::move(module), std::move(name)});
   return v;
 }
 value value::make_object(global_ref type, value args) {
@@ -199,7 +199,7 @@ dict_object& value::as_dict() const {
   wrong(*this, "dict");
 }
 const pthio::tensor& value::as_tensor() const {
-  if (auto p = std::get_if<tensor_box>(&v_)) return p->t;
+  if (auto p = std::get_if<tensor_box>(&v_)) return *p->t;
   wrong(*this, "Tensor");
 }
 bool value::is_parameter() const noexcept {
@@ -211,7 +211,7 @@ const storage_value& value::as_storage() const {
   wrong(*this, "Storage");
 }
 const global_ref& value::as_global() const {
-  if (auto p = std::get_if<global_ref>(&v_)) return *p;
+  if (auto p = std::get_if<global_box>(&v_)) return **p;
   wrong(*this, "global");
 }
 object_object& value::as_object() const {

@@ -304,7 +304,7 @@ TEST_CASE("limits: unpickling a hostile pickle uses at most its size plus max_me
   for (std::uint64_t cap : {std::uint64_t{64} << 20, std::uint64_t{4} << 20}) {
     for (const auto& h : memory_hostile_pickles(cap >> 6)) {
       if (cap == std::uint64_t{64} << 20 && !h.at_default_cap) continue;  // the others at 4 MiB only
-      CAPTURE(h.what);
+      INFO("pickle: ", std::string(h.what));
       CAPTURE(cap);
       const bytes input = to_bytes(h.pickle);
       pthio::unpickle_options o;
@@ -333,7 +333,7 @@ TEST_CASE("limits: loading a hostile pickle stays within the budget load_options
   // under a 1 MiB cap, and as a zip checkpoint's data.pkl under a 4 MiB one.
   for (const auto& h : memory_hostile_pickles(std::size_t{1} << 15)) {
     for (const auto& [cap, zip] : {std::pair{std::uint64_t{1} << 20, false}, std::pair{std::uint64_t{4} << 20, true}}) {
-      CAPTURE(h.what);
+      INFO("pickle: ", std::string(h.what));
       CAPTURE(cap);
       CAPTURE(zip);
       const bytes input = zip ? zip_checkpoint(h.pickle) : to_bytes(h.pickle);

@@ -9,6 +9,11 @@
 // Lists, dicts and objects are shared handles, as in Python: copying a value copies the handle,
 // and pickle's memo hands out the same container twice. Tuples are immutable and shared too.
 // Values produced by the unpickler are acyclic and nested at most load_options' depth limit.
+//
+// Lifetime: references returned by the as_*() accessors, items(), find() and dict_object::get()
+// point into the container and stay valid while a handle to it lives and it is not modified
+// (dict_object::set, erase and clear may move entries). A value is not synchronised: share one
+// between threads only for reading.
 #pragma once
 
 #include <cstdint>
@@ -80,7 +85,8 @@ class value {
   value(std::string s) : v_(str_box{std::move(s)}) {}
   value(std::string_view s) : v_(str_box{std::string(s)}) {}
   value(const char* s) : v_(str_box{s}) {}
-  value(pthio::tensor t, bool parameter = false) : v_(tensor_box{std::move(t), parameter}) {}
+  value(pthio::tensor t, bool parameter = false)
+      : v_(tensor_box{std::make_shared<const pthio::tensor>(std::move(t)), parameter}) {}
   value(big_int b);  // normalised: fits int64 -> integer
 
   static value make_bytes(std::string data);
@@ -140,9 +146,12 @@ class value {
  private:
   struct str_box { std::string s; };
   struct bytes_box { std::string s; };
-  struct tensor_box { pthio::tensor t; bool parameter = false; };
+  // Tensors and globals are boxed so that a value stays small (40 bytes rather than 112) and copies
+  // of it (the unpickler's memo and stack) share them rather than copying shapes and names.
+  struct tensor_box { std::shared_ptr<const pthio::tensor> t; bool parameter = false; };
+  using global_box = std::shared_ptr<const global_ref>;
   std::variant<std::monostate, bool, std::int64_t, std::shared_ptr<const big_int>, double, str_box,
-               bytes_box, list_ptr, tuple_ptr, dict_ptr, tensor_box, storage_ptr, global_ref,
+               bytes_box, list_ptr, tuple_ptr, dict_ptr, tensor_box, storage_ptr, global_box,
                object_ptr>
       v_;
 };
@@ -159,7 +168,8 @@ class dict_object {
 
   const std::vector<entry>& entries() const noexcept { return entries_; }
   std::size_t size() const noexcept { return entries_.size(); }
-  // Python's d[k] = v: replaces the value of an equal key, else appends.
+  // Python's d[k] = v: replaces the value of an equal key, else appends. Keys of the kinds listed
+  // above compare by value; other keys (list, dict, object, tensor) by identity.
   void set(value key, value val);
   const value* get(const value& key) const;
   const value* get(std::string_view key) const { return get(value(key)); }

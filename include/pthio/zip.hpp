@@ -20,6 +20,15 @@
 // zip_writer writes what torch writes: stored records, data aligned to 64 bytes through an "FB"
 // extra field, data descriptors, CRC-32 (libdeflate), zip64 records (always, like torch), per-entry
 // zip64 extras once sizes or offsets pass 0xFFFFFFFF, and entry data streamed in pieces.
+//
+// Errors: zip_reader throws pthio::error(corrupt_zip) with the offset for any broken rule,
+// limit_exceeded past zip_read_options' bounds, unsupported for multi-disk archives, encrypted
+// entries and compression methods other than 0 and 8, invalid_argument for an entry that is not
+// this reader's. zip_writer throws invalid_argument when used out of order (an entry inside an
+// entry, a write or add after finish(), more bytes than declared), for an empty name, a name
+// with a NUL byte or longer than 65535 bytes, and passes on whatever the sink throws (io).
+// Neither is synchronised: read() of a deflated entry caches its inflated copy, so share a reader
+// between threads only with a lock.
 #pragma once
 
 #include <cstddef>
@@ -91,6 +100,9 @@ class zip_writer {
  public:
   // Writes to `out`, which must outlive the writer. Alignment of entry data: 64 like torch.
   explicit zip_writer(sink& out, std::uint32_t alignment = 64);
+  ~zip_writer();
+  zip_writer(const zip_writer&) = delete;
+  zip_writer& operator=(const zip_writer&) = delete;
 
   // A whole entry at once.
   void add(std::string_view name, std::span<const std::byte> data);
@@ -121,6 +133,8 @@ class zip_writer {
   std::uint64_t cur_size_ = 0;
   std::uint32_t cur_crc_ = 0;
   std::optional<std::uint64_t> cur_declared_;
+  // Computes the CRC-32 of large writes on a second thread while this one writes them.
+  std::unique_ptr<class crc_worker> crc_worker_;
 };
 
 }  // namespace pthio
