@@ -3,6 +3,7 @@
 #include <libdeflate.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cstdio>
 #include <mutex>
 #include <new>
@@ -359,7 +360,14 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
   // Read with byte_source::copy_out: from a mapped file, pread() rather than a fault on each
   // record's first page, which would map the pages around it too (a 1,000-record file would add
   // tens of MiB of page cache to the process's resident memory and most of the open time).
+  // When records are small (on average under 64 KiB apart), many headers share each page and the
+  // map's faults are the cheaper way: one per page rather than a system call per header.
   std::vector<std::byte> local(local_header_size + 256);
+  const bool scattered = all.size() / std::max<std::size_t>(entries_.size(), 1) >= (std::size_t{64} << 10);
+  auto copy_out = [&](std::uint64_t offset, std::span<std::byte> out) {
+    if (scattered) source_.copy_out(offset, out);
+    else if (!out.empty()) std::memcpy(out.data(), all.data() + offset, out.size());
+  };
   for (zip_entry& e : entries_) {
     const entry_errors le{file, e.name};
     const std::uint64_t lo = e.local_header_offset;
@@ -369,7 +377,7 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
                          " does not fit before the central directory at " + std::to_string(cd_offset));
     // The fixed part and, in the same read, up to 256 bytes of the name (all of torch's names).
     const std::size_t first = static_cast<std::size_t>(std::min<std::uint64_t>(local.size(), cd_offset - lo));
-    source_.copy_out(lo, std::span(local).first(first));
+    copy_out(lo, std::span(local).first(first));
     byte_reader lr(std::span<const std::byte>(local).first(first), errc::corrupt_zip, file);
     if (lr.le32() != local_header_sig)
       le.fail_at(lo, "zip: no local header signature (PK\\3\\4) at offset " + std::to_string(lo));
@@ -384,7 +392,7 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
                          std::to_string(cd_offset));
     if (local_header_size + name_len > first) {
       local.resize(local_header_size + name_len);
-      source_.copy_out(lo, local);
+      copy_out(lo, local);
     }
     std::string_view local_name(reinterpret_cast<const char*>(local.data()) + local_header_size, name_len);
     if (local_name != e.name)
