@@ -1,4 +1,5 @@
-# Tests of the examples (examples/train_resume, examples/infer), included from tests/CMakeLists.txt.
+# Tests of the examples (examples/train_resume, examples/infer, examples/readme), included from
+# tests/CMakeLists.txt.
 #
 # This file is also the script of the resume test: in script mode (cmake -P) it runs
 # train_resume 4 epochs straight and 2 + 2 with --resume, and requires `pthio diff` to find the two
@@ -22,6 +23,9 @@ if(CMAKE_SCRIPT_MODE_FILE)
   endif()
   return()
 endif()
+
+# The README's snippets (examples/readme/), built and run whenever the tests are.
+include(${PROJECT_SOURCE_DIR}/examples/readme/readme.cmake)
 
 if(NOT TARGET example_train_resume OR NOT TARGET example_infer)
   return()

@@ -6,6 +6,10 @@
 // sink: where a writer's bytes go. file_sink writes to a temporary file beside the target,
 // fsyncs it and renames it over the target only in commit(); destroyed without commit it removes
 // the temporary, so a failure or a kill mid-save never replaces a good file with a partial one.
+//
+// Errors: pthio::error(io) when the operating system refuses an open, read, map, write, fsync or
+// rename (the message has strerror's text, the context the path); limit_exceeded when a file is
+// too large to hold in memory. A sink is used by one thread at a time.
 #pragma once
 
 #include <cstddef>
@@ -25,12 +29,16 @@ class byte_source {
       : owner_(std::move(owner)), bytes_(bytes), name_(std::move(name)) {}
 
   // Memory-maps `path` read-only (copy-on-write private map, so views may be written in-process).
+  // The mapping lives until the last copy of the source, or storage wrapping it, goes. The file
+  // must not be truncated while mapped (the operating system then faults on access, as for any
+  // mmap).
   static byte_source map_file(const std::filesystem::path& path);
   // Reads the whole of `path` into memory with large reads.
   static byte_source read_file(const std::filesystem::path& path);
-  // Takes ownership of a buffer.
+  // Takes ownership of a buffer (moved in; the spans handed out point into it).
   static byte_source from_vector(std::vector<std::byte> data, std::string name = "<memory>");
-  // Borrows caller-owned bytes.
+  // Borrows caller-owned bytes: they must outlive every copy of the source and everything loaded
+  // from it (mmap-mode tensors view them).
   static byte_source borrow(std::span<const std::byte> data, std::string name = "<memory>");
 
   std::span<const std::byte> bytes() const noexcept { return bytes_; }
@@ -74,7 +82,7 @@ class memory_sink final : public sink {
 
 class file_sink final : public sink {
  public:
-  // Creates "<target>.pthio-tmp-<random>" in the target's folder.
+  // Creates "<target>.pthio-tmp-<random>" in the target's folder (io error when it cannot).
   explicit file_sink(std::filesystem::path target);
   ~file_sink() override;  // removes the temporary unless committed
   file_sink(const file_sink&) = delete;
@@ -82,7 +90,9 @@ class file_sink final : public sink {
 
   void write(const void* data, std::size_t n) override;
   std::uint64_t position() const override { return position_; }
-  // Flushes, fsyncs, renames over the target, fsyncs the folder.
+  // Flushes, fsyncs, renames over the target, fsyncs the folder. Afterwards write() throws
+  // invalid_argument. On an io error the target is untouched and the destructor removes the
+  // temporary.
   void commit();
   const std::filesystem::path& temp_path() const noexcept { return temp_; }
 

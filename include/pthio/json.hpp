@@ -8,6 +8,11 @@
 // {"global": "module.name"}; anything else -> {"object": "module.name", "args": ..., "state": ...}.
 // ls: one object per tensor {"key", "dtype", "shape", "stride", "storage_offset", "device",
 // "requires_grad", "sha256"}; sha256 covers the elements in row-major order, little-endian.
+//
+// Every function returns a new string and keeps nothing. Tensors on a CUDA device are copied to
+// the host to be hashed (pthio::error(cuda) without CUDA); a meta tensor has no elements to hash:
+// tensor_sha256 returns "" and the JSON says "sha256": null. tensor_json's value must be a tensor
+// (invalid_argument otherwise).
 #pragma once
 
 #include <string>

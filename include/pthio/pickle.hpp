@@ -13,6 +13,13 @@
 // bytes held by strings and containers; every length field is checked against the bytes
 // remaining before anything is allocated. Values built are checked for cycles and depth; on
 // any error everything built so far is torn down without recursion.
+//
+// Errors (pthio::error, with the opcode's offset and options.context): corrupt_pickle for a
+// malformed stream (unknown opcode, stack underflow, truncation, missing STOP), limit_exceeded
+// when a limit is reached, unsafe_global in strict mode, unsupported for valid constructs pthio
+// does not model, and whatever a handler or persistent_load throws. The pickler throws
+// invalid_argument for values pickle protocol 2 cannot express (tensors and storages without a
+// save_hook, strs of 4 GiB or more, malformed global names).
 #pragma once
 
 #include <cstddef>
@@ -73,7 +80,9 @@ struct unpickle_result {
   std::size_t consumed = 0;  // bytes up to and including STOP
 };
 
-// Reads one pickle from the start of `data` (which may continue past STOP).
+// Reads one pickle from the start of `data` (which may continue past STOP). The result owns
+// everything it holds except what persistent_load hands back (storages keep their own owners);
+// `data` may go once this returns.
 unpickle_result unpickle(std::span<const std::byte> data, const unpickle_options& options);
 
 // The globals allowed without a table in strict mode (OrderedDict, _codecs.encode, ...).

@@ -136,12 +136,13 @@ PTHIO_C_API pthio_status pthio_dtype_from_name(const char* name, pthio_dtype* ou
 /* The defaults: eager load, saved devices kept, not strict, CRC-32 verified. */
 PTHIO_C_API void pthio_load_options_init(pthio_load_options* options);
 
-/* Loads the checkpoint at `path` (zip, legacy or TorchScript); options NULL means the defaults.
-   On success *out is a new handle holding every tensor, in the file's order. */
+/* Loads the checkpoint at `path` (zip, legacy, TorchScript, safetensors, or a Hugging Face
+   *.index.json of shards); options NULL means the defaults. On success *out is a new handle
+   holding every tensor, in the file's order; free it with pthio_checkpoint_free. */
 PTHIO_C_API pthio_status pthio_checkpoint_open(const char* path, const pthio_load_options* options,
                                                pthio_checkpoint** out);
 PTHIO_C_API void pthio_checkpoint_free(pthio_checkpoint* checkpoint);
-/* "zip", "legacy" or "torchscript". */
+/* "zip", "legacy", "torchscript" or "safetensors"; "" for NULL. Owned by the handle. */
 PTHIO_C_API const char* pthio_checkpoint_format(const pthio_checkpoint* checkpoint);
 /* Number of tensors reachable from the root (0 for NULL). */
 PTHIO_C_API size_t pthio_checkpoint_tensor_count(const pthio_checkpoint* checkpoint);
@@ -166,6 +167,7 @@ PTHIO_C_API pthio_status pthio_state_dict_new(pthio_state_dict** out);
 PTHIO_C_API pthio_status pthio_state_dict_from_checkpoint(const pthio_checkpoint* checkpoint,
                                                           const char* key, pthio_state_dict** out);
 PTHIO_C_API void pthio_state_dict_free(pthio_state_dict* state_dict);
+/* Number of entries (0 for NULL). */
 PTHIO_C_API size_t pthio_state_dict_size(const pthio_state_dict* state_dict);
 /* The index-th entry, in insertion order; PTHIO_ERR_NOT_FOUND past the end. */
 PTHIO_C_API pthio_status pthio_state_dict_tensor(const pthio_state_dict* state_dict, size_t index,

@@ -17,7 +17,8 @@
 // weight_map lists is in the shard it names. Tensors a shard holds but the weight_map does not
 // list are kept, after the listed ones, as transformers keeps them (it loads each shard whole);
 // sharded_checkpoint::unlisted names them. A tensor found in two shards is an error. Index errors
-// are pthio::error(corrupt_checkpoint) with the offset in the index file.
+// are pthio::error(corrupt_checkpoint) with the offset in the index file; errors loading a shard
+// (io, corrupt_zip, corrupt_safetensors ...) propagate as that file's loader reports them.
 #pragma once
 
 #include <filesystem>

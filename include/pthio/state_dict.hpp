@@ -7,7 +7,14 @@
 // target's tensors are the model's parameters and buffers, so every view of them sees the new
 // values). It checks everything first: in strict mode any missing key, unexpected key or shape
 // mismatch throws pthio::error(errc::mismatch) with torch's wording and leaves the target
-// untouched; non-strict mode loads every key that matches and returns the report.
+// untouched; non-strict mode ignores missing and unexpected keys, loads every key that matches and
+// returns the report, but still throws mismatch (target untouched) for a shape or dtype mismatch,
+// as torch does.
+//
+// Ownership: a state_dict holds tensor handles, not copies. from_value() and extract_state_dict()
+// share the checkpoint's storages (the tensors keep them, and an mmap, alive); set() stores the
+// handle it is given. Errors are pthio::error: mismatch for absent keys and wrong layouts,
+// invalid_argument for bad arguments.
 #pragma once
 
 #include <map>
@@ -104,6 +111,9 @@ struct load_state_dict_options {
   std::string model_name = "Module";
 };
 
+// Copies into the target's CPU tensors in place (source tensors on other devices are copied to
+// the host first); throws mismatch as described at the top, invalid_argument when remapping sends
+// two source keys to one name, unsupported for a target tensor that is not on the CPU.
 load_report load_state_dict(state_dict& target, const state_dict& source,
                             const load_state_dict_options& options = {});
 
@@ -117,13 +127,16 @@ struct optimizer_state {
   // Each group's fields in torch's order, "params" last.
   std::vector<std::vector<std::pair<std::string, value>>> param_groups;
 
+  // Reads torch's layout; throws mismatch when `v` is not {'state': dict of index -> dict of str,
+  // 'param_groups': list of dicts with str keys}. The tensors are shared with `v`, not copied.
   static optimizer_state from_value(const value& v);
   value to_value() const;
   // The tensor state[index][name]; throws mismatch when absent or not a tensor.
   const tensor& tensor_at(std::int64_t index, std::string_view name) const;
   // A field of group g; nullptr when absent.
   const value* group_field(std::size_t g, std::string_view name) const;
-  // Sets a field of group g (replacing it in place, or inserting it before "params").
+  // Sets a field of group g (replacing it in place, or inserting it before "params");
+  // invalid_argument when there is no group g.
   void set_group_field(std::size_t g, std::string_view name, value v);
   // state[index][name], tensor or not ("step" is a number before torch 1.12); nullptr when absent.
   const value* state_field(std::int64_t index, std::string_view name) const;

@@ -5,6 +5,9 @@
 // (kept alive as long as any storage or tensor refers to it), borrowed from the caller (the caller
 // keeps them alive), or on a CUDA device (see cuda.hpp). A default-constructed storage is empty
 // (no bytes, cpu).
+//
+// Thread safety: handles may be copied and destroyed from any thread (the count is atomic, as
+// std::shared_ptr's); the bytes themselves are not synchronised.
 #pragma once
 
 #include <cstddef>
@@ -18,9 +21,10 @@ class storage {
  public:
   storage() = default;
 
-  // nbytes of zeroed, 64-byte aligned host memory.
+  // nbytes of zeroed, 64-byte aligned host memory; limit_exceeded when it cannot be allocated.
   static storage allocate(std::size_t nbytes);
-  // nbytes of memory on `dev` (cpu, or cuda:N when CUDA is available).
+  // nbytes of memory on `dev` (cpu, or cuda:N when CUDA is available: pthio::error(cuda) when it
+  // is not; unsupported for other device types).
   static storage allocate(std::size_t nbytes, const device& dev);
   // Bytes the caller owns and keeps alive longer than every handle to this storage.
   static storage borrow(void* data, std::size_t nbytes, const device& dev = cpu_device);

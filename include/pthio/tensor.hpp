@@ -6,6 +6,18 @@
 // (storage_offset + sum((shape[i]-1) * stride[i]) + 1) * element_size <= storage.nbytes(),
 // with checked arithmetic; an empty tensor (a zero in shape) reaches nothing.
 // Element access is typed and checks the dtype; Eigen maps honour strides without copying.
+//
+// Ownership: a tensor is a handle. Copying it, and every view made from it, shares the storage;
+// the bytes live until the last handle to the storage (tensor, view, storage, DLPack export) goes.
+// Pointers and Eigen maps taken from a tensor (raw_data, data, at, matrix, vector) do not own
+// anything: they stay valid while some handle keeps the storage alive. Writes through any of them
+// are seen by every view. A tensor is not synchronised: concurrent reads are fine, concurrent
+// writes to shared elements are the caller's to order.
+//
+// Errors: every failure is a pthio::error. Typed access (data, at, item, matrix, vector) throws
+// invalid_argument for an undefined tensor, a dtype other than T's, a tensor not on the CPU, or an
+// index out of range; views reaching outside the storage throw corrupt_checkpoint (the check that
+// guards views read from files); device moves without CUDA throw cuda.
 #pragma once
 
 #include <Eigen/Core>
@@ -39,9 +51,12 @@ class tensor {
   tensor(storage s, dtype t, shape_t shape, shape_t strides, std::int64_t storage_offset = 0,
          bool requires_grad = false);
 
-  // A new contiguous, zero-filled tensor.
+  // A new contiguous, zero-filled tensor in its own storage. Throws invalid_argument for a
+  // negative extent, limit_exceeded when the size overflows or cannot be allocated, cuda when
+  // `dev` is a CUDA device and CUDA is unavailable.
   static tensor zeros(dtype t, shape_t shape, const device& dev = cpu_device);
-  // A new contiguous tensor holding a copy of `values` (numel(shape) of them).
+  // A new contiguous CPU tensor holding a copy of `values` (numel(shape) of them; otherwise
+  // invalid_argument).
   template <class T>
   static tensor from_values(std::span<const T> values, shape_t shape) {
     tensor r = zeros(dtype_of<T>, std::move(shape));
@@ -62,6 +77,7 @@ class tensor {
   const shape_t& strides() const noexcept { return strides_; }
   std::int64_t storage_offset() const noexcept { return offset_; }
   std::int64_t dim() const noexcept { return static_cast<std::int64_t>(shape_.size()); }
+  // The extent of dimension d (negative d counts from the end); invalid_argument when out of range.
   std::int64_t size(std::int64_t d) const;
   std::int64_t numel() const noexcept { return numel_; }
   std::size_t element_size() const noexcept { return pthio::element_size(dtype_); }
@@ -73,7 +89,9 @@ class tensor {
   const device& dev() const noexcept { return storage_.dev(); }
   bool is_contiguous() const noexcept;
 
-  // Address of element 0 (storage data + offset * element size). Host tensors only for typed access.
+  // Address of element 0 (storage data + offset * element size): a host address, or a device
+  // address for a CUDA tensor; not a usable address for an undefined or meta tensor (no bytes).
+  // Never dereference it for a non-CPU tensor; typed access below checks that.
   std::byte* raw_data() const noexcept {
     return storage_.data() + static_cast<std::size_t>(offset_) * element_size();
   }
@@ -98,7 +116,9 @@ class tensor {
     return *reinterpret_cast<const T*>(raw_data());
   }
 
-  // Views sharing the storage.
+  // Views sharing the storage (no copy). as_strided throws corrupt_checkpoint when the view would
+  // reach outside the storage; transpose and narrow throw invalid_argument for a bad dimension or
+  // range.
   tensor as_strided(shape_t shape, shape_t strides, std::int64_t storage_offset) const;
   tensor transpose(std::int64_t d0, std::int64_t d1) const;
   tensor narrow(std::int64_t d, std::int64_t start, std::int64_t length) const;
@@ -107,16 +127,23 @@ class tensor {
   tensor clone() const;
   // *this when already contiguous, else clone().
   tensor contiguous() const;
-  // A copy on `dev` (host<->cuda needs CUDA); *this when already there.
+  // A copy on `dev` (host<->cuda needs CUDA, else pthio::error(cuda)); *this when already there.
   tensor to(const device& dev) const;
   // A converted copy (floating, integer, bool; float16/bfloat16 via float). *this when same dtype.
+  // Elements pass through a complex double: complex to real keeps the real part, and int64/uint64
+  // values beyond 2^53 round. Throws unsupported for complex32, quantized, float8, float4, bits*
+  // and bcomplex32. A value outside the target's range (300.0 to int8, NaN to an integer) has no
+  // defined result (the conversion does not check it): convert only values the target can hold.
   tensor to(pthio::dtype t) const;
   // The elements in row-major order, each little-endian at the element size (host tensors).
   std::vector<std::byte> bytes() const;
-  // Copies `src` (same shape) into this tensor's elements, converting dtype if needed.
+  // Copies `src` (same shape, else mismatch) into this tensor's elements in place, converting the
+  // dtype if needed; both must be CPU tensors (invalid_argument otherwise). Every view of this
+  // tensor's storage sees the new values.
   void copy_from(const tensor& src);
 
-  // Eigen views over host memory, honouring strides; dtype must match T exactly.
+  // Eigen views over host memory, honouring strides; dtype must match T exactly. The maps borrow
+  // the tensor's bytes (see "Ownership" above); <pthio/eigen.hpp> has more views and copies.
   template <class T>
   using matrix_map = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>,
                                 Eigen::Unaligned, Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>>;
