@@ -9,13 +9,15 @@
 //       rss_anon_delta_kib the part the process allocated, rss_file_delta_kib the page-cache pages
 //       of the file the load mapped in (shared with the page cache, not allocated).
 //   pthio_bench save FILE (--size-mib N --tensors K | --from SRC) [--repeat R]
-//                    [--sink file|nofsync|nofsync-copy|null] [--crc]
+//                    [--sink file|nofsync|nofsync-copy|null] [--crc] [--no-crc]
 //       seconds: pthio::save of a state dict of K float32 tensors (N MiB in all), or of SRC's root
 //       loaded untimed. --sink file (default) is pthio::save(path): temporary, fsync, rename.
 //       nofsync writes the same bytes through a plain buffered fd (what torch.save does: no
 //       fsync; it gathers and writes as file_sink does; nofsync-copy as file_sink did before
 //       BENCHMARKS.md, copying every write under 4 MiB into a 4 MiB buffer). null discards the bytes (pickling, zip structure and CRC only). --crc also times
 //       pthio::crc32 (libdeflate) over the same tensor bytes: crc_seconds.
+//       --no-crc saves with save_options::compute_crc32 = false (CRC fields 0): the difference to a
+//       save with CRCs is what the CRC-32 costs the save.
 //   pthio_bench read FILE [--method fresh|fresh-thp|reuse|mmap-memcpy] [--repeat R]
 //       The memcpy-class reference: read() of the whole file from the page cache into a freshly
 //       allocated buffer (fresh; fresh-thp adds MADV_HUGEPAGE), into a pre-faulted buffer (reuse),
@@ -74,7 +76,7 @@ double cpu_now() {
                "pthio_bench: %s\n"
                "usage: pthio_bench load FILE --eager|--mmap|--lazy [--device cpu|cuda:N] [--repeat R] [--no-crc]\n"
                "       pthio_bench save FILE (--size-mib N --tensors K | --from SRC) [--repeat R]\n"
-               "                        [--sink file|nofsync|null] [--crc]\n"
+               "                        [--sink file|nofsync|null] [--crc] [--no-crc]\n"
                "       pthio_bench read FILE [--method fresh|fresh-thp|reuse|mmap-memcpy] [--repeat R]\n"
                "       pthio_bench read FILE [--method ...|pread-crc|mmap-crc-memcpy] [--repeat R]\n"
                "       pthio_bench crc FILE [--repeat R]\n"
@@ -330,6 +332,7 @@ int run_save(const args& a) {
   pthio::save_options so;
   so.archive_name = std::filesystem::path(a.file).stem().string();
   so.serialization_id = "1234567890123456789012345678901234567890";  // fixed: runs compare byte for byte
+  so.compute_crc32 = !a.no_crc;
   for (int r = 0; r < a.repeat; ++r) {
     // A previous run's file is removed untimed: truncating 1 GiB of page cache is not saving.
     ::unlink(a.file.c_str());

@@ -162,6 +162,7 @@ void save_zip(sink& out, const value& root, const save_options& o, const std::st
   std::vector<std::byte> pkl = pickle_root(root, reg, false);
   const std::string prefix = archive + "/";
   zip_writer zip(out);
+  zip.set_compute_crc(o.compute_crc32);
   zip.add(prefix + "data.pkl", pkl);
   if (o.layout == torch_layout::v2) {
     zip.add(prefix + ".format_version", text_bytes("1"));

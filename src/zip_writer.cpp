@@ -208,7 +208,10 @@ void zip_writer::write(std::span<const std::byte> data) {
   constexpr std::size_t piece = std::size_t{1} << 20;
   // From 256 KiB on, the CRC-32 runs on the worker thread while this one writes.
   constexpr std::size_t parallel_crc_size = std::size_t{256} << 10;
-  if (data.size() >= parallel_crc_size && crc_worker::worthwhile()) {
+  if (!compute_crc_) {
+    for (std::size_t off = 0; off < data.size(); off += piece)
+      out_.write(data.subspan(off, std::min(piece, data.size() - off)));
+  } else if (data.size() >= parallel_crc_size && crc_worker::worthwhile()) {
     if (!crc_worker_) crc_worker_ = std::make_unique<crc_worker>();
     crc_worker_->start(data, cur_crc_);
     // `data` may be released when this returns: the worker is waited for, even when a write throws.

@@ -75,6 +75,39 @@ TEST_CASE("save: state dicts are byte-identical to what torch.save wrote (1.13 a
   }
 }
 
+TEST_CASE("save: compute_crc32 = false writes CRC 0 and nothing else differs") {
+  // As torch 2.5+ after torch.serialization.set_crc32_options(False); torch loading such files is
+  // checked by tests/torch_roundtrip.py (variant zip-v2-nocrc).
+  auto path = fixture("t2/ckpt_adam.pth");
+  pthio::value root = pthio::load(path, cpu());
+  pthio::save_options o;
+  o.serialization_id = "1234567890123456789012345678901234567890";
+  auto with = save_to_memory(root, o);
+  o.compute_crc32 = false;
+  auto without = save_to_memory(root, o);
+  REQUIRE(with.size() == without.size());
+  pthio::zip_reader a(pthio::byte_source::borrow(with)), b(pthio::byte_source::borrow(without));
+  REQUIRE(a.entries().size() == b.entries().size());
+  std::size_t differing = 0;
+  for (std::size_t i = 0; i < with.size(); ++i) differing += with[i] != without[i];
+  std::size_t nonzero = 0;
+  for (std::size_t i = 0; i < a.entries().size(); ++i) {
+    const auto& x = a.entries()[i];
+    const auto& y = b.entries()[i];
+    CHECK(x.name == y.name);
+    CHECK(x.data_offset == y.data_offset);
+    CHECK(y.crc32 == 0);
+    nonzero += x.crc32 != 0;
+  }
+  // Each CRC is written twice (descriptor and central directory): only those bytes differ.
+  CHECK(differing > 0);
+  CHECK(differing <= 8 * nonzero);
+  pthio::load_options lo = cpu();
+  lo.verify_crc = true;
+  auto back = pthio::load_checkpoint(pthio::byte_source::borrow(without), lo).root;
+  CHECK(pthio::dump_json(back) == pthio::dump_json(root));
+}
+
 TEST_CASE("save: the archive folder is named after the file, as torch names it") {
   auto root = pthio::load(fixture("t2/linear.pth"), cpu());
   auto p = pthio_test::scratch_dir() / "my_model.pth";

@@ -132,6 +132,10 @@ struct save_options {
   std::string archive_name;
   // 40 decimal digits for .data/serialization_id; empty: random.
   std::string serialization_id;
+  // CRC-32 of every record (zip format). false writes CRC 0, as torch 2.5+ does after
+  // torch.serialization.set_crc32_options(False): torch loads such files, pthio takes 0 as
+  // "absent" (load and `pthio verify` skip the check), but `unzip -t` reports CRC errors.
+  bool compute_crc32 = true;
 };
 
 // Saves atomically: a temporary beside `path`, fsync'd, renamed over it.

@@ -104,6 +104,11 @@ class zip_writer {
   zip_writer(const zip_writer&) = delete;
   zip_writer& operator=(const zip_writer&) = delete;
 
+  // Whether entries written from now on get a CRC-32 (default); without, their CRC field is 0, as
+  // torch 2.5+ writes after torch.serialization.set_crc32_options(False). Readers that check
+  // CRCs (pthio, unzip -t) take 0 as "absent" only if they know that convention.
+  void set_compute_crc(bool on) noexcept { compute_crc_ = on; }
+
   // A whole entry at once.
   void add(std::string_view name, std::span<const std::byte> data);
   // Streaming: begin, any number of write()s, end. Pass the entry's size when known: torch
@@ -135,6 +140,7 @@ class zip_writer {
   std::optional<std::uint64_t> cur_declared_;
   // Computes the CRC-32 of large writes on a second thread while this one writes them.
   std::unique_ptr<class crc_worker> crc_worker_;
+  bool compute_crc_ = true;
 };
 
 }  // namespace pthio

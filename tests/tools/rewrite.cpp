@@ -1,5 +1,5 @@
 // Test tool: loads any checkpoint pthio reads (storages mapped to the CPU) and saves it again.
-//   pthio_rewrite IN OUT [--legacy] [--layout 1.13|2]
+//   pthio_rewrite IN OUT [--legacy] [--layout 1.13|2] [--no-crc]
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -8,13 +8,14 @@
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: pthio_rewrite IN OUT [--legacy] [--layout 1.13|2]\n");
+    std::fprintf(stderr, "usage: pthio_rewrite IN OUT [--legacy] [--layout 1.13|2] [--no-crc]\n");
     return 2;
   }
   pthio::save_options so;
   for (int i = 3; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--legacy") so.format = pthio::checkpoint_format::legacy;
+    else if (a == "--no-crc") so.compute_crc32 = false;
     else if (a == "--layout" && i + 1 < argc) so.layout = std::string(argv[++i]) == "1.13" ? pthio::torch_layout::v1_13 : pthio::torch_layout::v2;
     else { std::fprintf(stderr, "pthio_rewrite: unknown option %s\n", a.c_str()); return 2; }
   }
