@@ -1,5 +1,6 @@
 #include "pthio/tensor.hpp"
 
+#include <cmath>
 #include <complex>
 #include <cstring>
 
@@ -281,25 +282,38 @@ tensor tensor::to(const device& target) const {
 
 namespace {
 
-// Reads element i (at p) of dtype t as a complex double; writes it back converted.
-std::complex<double> load_elem(pthio::dtype t, const std::byte* p) {
+// One element on its way between dtypes: integers stay exact (int64 and uint64 beyond 2^53
+// included); floating values travel as a complex double.
+struct elem {
+  enum class kind { sint, uint, real } k = kind::real;
+  std::int64_t i = 0;
+  std::uint64_t u = 0;
+  std::complex<double> c;
+  bool is_zero() const noexcept { return k == kind::sint ? i == 0 : k == kind::uint ? u == 0 : c == 0.0; }
+};
+
+elem sint(std::int64_t v) { elem e; e.k = elem::kind::sint; e.i = v; return e; }
+elem uint(std::uint64_t v) { elem e; e.k = elem::kind::uint; e.u = v; return e; }
+elem real(std::complex<double> v) { elem e; e.c = v; return e; }
+
+elem load_elem(pthio::dtype t, const std::byte* p) {
   auto rd = [p]<class T>(T*) { T v; std::memcpy(&v, p, sizeof v); return v; };
   switch (t) {
-    case dtype::float64: return rd((double*)nullptr);
-    case dtype::float32: return rd((float*)nullptr);
-    case dtype::float16: return half_to_float(rd((std::uint16_t*)nullptr));
-    case dtype::bfloat16: return bfloat16_to_float(rd((std::uint16_t*)nullptr));
-    case dtype::complex128: return rd((std::complex<double>*)nullptr);
-    case dtype::complex64: return std::complex<double>(rd((std::complex<float>*)nullptr));
-    case dtype::int64: return static_cast<double>(rd((std::int64_t*)nullptr));
-    case dtype::int32: return rd((std::int32_t*)nullptr);
-    case dtype::int16: return rd((std::int16_t*)nullptr);
-    case dtype::int8: return rd((std::int8_t*)nullptr);
-    case dtype::uint8: return rd((std::uint8_t*)nullptr);
-    case dtype::uint16: return rd((std::uint16_t*)nullptr);
-    case dtype::uint32: return rd((std::uint32_t*)nullptr);
-    case dtype::uint64: return static_cast<double>(rd((std::uint64_t*)nullptr));
-    case dtype::bool_: return rd((std::uint8_t*)nullptr) != 0 ? 1.0 : 0.0;
+    case dtype::float64: return real(rd((double*)nullptr));
+    case dtype::float32: return real(rd((float*)nullptr));
+    case dtype::float16: return real(half_to_float(rd((std::uint16_t*)nullptr)));
+    case dtype::bfloat16: return real(bfloat16_to_float(rd((std::uint16_t*)nullptr)));
+    case dtype::complex128: return real(rd((std::complex<double>*)nullptr));
+    case dtype::complex64: return real(std::complex<double>(rd((std::complex<float>*)nullptr)));
+    case dtype::int64: return sint(rd((std::int64_t*)nullptr));
+    case dtype::int32: return sint(rd((std::int32_t*)nullptr));
+    case dtype::int16: return sint(rd((std::int16_t*)nullptr));
+    case dtype::int8: return sint(rd((std::int8_t*)nullptr));
+    case dtype::uint8: return uint(rd((std::uint8_t*)nullptr));
+    case dtype::uint16: return uint(rd((std::uint16_t*)nullptr));
+    case dtype::uint32: return uint(rd((std::uint32_t*)nullptr));
+    case dtype::uint64: return uint(rd((std::uint64_t*)nullptr));
+    case dtype::bool_: return uint(rd((std::uint8_t*)nullptr) != 0 ? 1 : 0);
     default:
       throw error(errc::unsupported, "dtype conversion from " + std::string(dtype_name(t)) + " is not supported");
   }
@@ -308,24 +322,63 @@ std::complex<double> load_elem(pthio::dtype t, const std::byte* p) {
 template <class T>
 void put(std::byte* p, T v) { std::memcpy(p, &v, sizeof v); }
 
-void store_elem(pthio::dtype t, std::byte* p, std::complex<double> c) {
-  double v = c.real();
+// How a floating value becomes an integer, defined for every input and as torch does on x86:
+// truncated toward zero through a 32-bit conversion for int32 and narrower targets (NaN and values
+// outside int32 give INT32_MIN), through a 64-bit one for wider targets (INT64_MIN); narrower
+// targets then keep the low bits (300.0 -> int8 44). uint64 takes [2^63, 2^64) exactly.
+enum class int_route { via32, via64, uint64 };
+
+std::uint64_t float_to_bits(double v, int_route route) {
+  if (route == int_route::via32) {
+    if (std::isnan(v) || v >= 2147483648.0 || v <= -2147483649.0)
+      return static_cast<std::uint64_t>(std::int64_t{INT32_MIN});
+    return static_cast<std::uint64_t>(static_cast<std::int64_t>(static_cast<std::int32_t>(v)));
+  }
+  constexpr double two63 = 9223372036854775808.0;
+  if (std::isnan(v)) return std::uint64_t{1} << 63;
+  if (route == int_route::uint64 && v >= two63 && v < 2 * two63) return static_cast<std::uint64_t>(v);
+  if (v >= two63 || v < -two63) return std::uint64_t{1} << 63;
+  return static_cast<std::uint64_t>(static_cast<std::int64_t>(v));
+}
+
+// The element as the low bits of a 64-bit integer (narrower targets keep the low bits, as C++ and
+// torch's integer casts do).
+std::uint64_t int_bits(const elem& e, int_route route) {
+  switch (e.k) {
+    case elem::kind::sint: return static_cast<std::uint64_t>(e.i);
+    case elem::kind::uint: return e.u;
+    case elem::kind::real: return float_to_bits(e.c.real(), route);
+  }
+  return 0;
+}
+
+double as_double(const elem& e) {
+  switch (e.k) {
+    case elem::kind::sint: return static_cast<double>(e.i);
+    case elem::kind::uint: return static_cast<double>(e.u);
+    case elem::kind::real: return e.c.real();
+  }
+  return 0;
+}
+
+void store_elem(pthio::dtype t, std::byte* p, const elem& e) {
+  const double v = as_double(e);
   switch (t) {
     case dtype::float64: put(p, v); break;
     case dtype::float32: put(p, static_cast<float>(v)); break;
     case dtype::float16: put(p, float_to_half(static_cast<float>(v))); break;
     case dtype::bfloat16: put(p, float_to_bfloat16(static_cast<float>(v))); break;
-    case dtype::complex128: put(p, c); break;
-    case dtype::complex64: put(p, std::complex<float>(c)); break;
-    case dtype::int64: put(p, static_cast<std::int64_t>(v)); break;
-    case dtype::int32: put(p, static_cast<std::int32_t>(v)); break;
-    case dtype::int16: put(p, static_cast<std::int16_t>(v)); break;
-    case dtype::int8: put(p, static_cast<std::int8_t>(v)); break;
-    case dtype::uint8: put(p, static_cast<std::uint8_t>(v)); break;
-    case dtype::uint16: put(p, static_cast<std::uint16_t>(v)); break;
-    case dtype::uint32: put(p, static_cast<std::uint32_t>(v)); break;
-    case dtype::uint64: put(p, static_cast<std::uint64_t>(v)); break;
-    case dtype::bool_: put(p, static_cast<std::uint8_t>(c != 0.0 ? 1 : 0)); break;
+    case dtype::complex128: put(p, e.k == elem::kind::real ? e.c : std::complex<double>(v)); break;
+    case dtype::complex64: put(p, std::complex<float>(e.k == elem::kind::real ? e.c : std::complex<double>(v))); break;
+    case dtype::int64: put(p, static_cast<std::int64_t>(int_bits(e, int_route::via64))); break;
+    case dtype::int32: put(p, static_cast<std::int32_t>(int_bits(e, int_route::via32))); break;
+    case dtype::int16: put(p, static_cast<std::int16_t>(int_bits(e, int_route::via32))); break;
+    case dtype::int8: put(p, static_cast<std::int8_t>(int_bits(e, int_route::via32))); break;
+    case dtype::uint8: put(p, static_cast<std::uint8_t>(int_bits(e, int_route::via32))); break;
+    case dtype::uint16: put(p, static_cast<std::uint16_t>(int_bits(e, int_route::via32))); break;
+    case dtype::uint32: put(p, static_cast<std::uint32_t>(int_bits(e, int_route::via64))); break;
+    case dtype::uint64: put(p, int_bits(e, int_route::uint64)); break;
+    case dtype::bool_: put(p, static_cast<std::uint8_t>(e.is_zero() ? 0 : 1)); break;
     default:
       throw error(errc::unsupported, "dtype conversion to " + std::string(dtype_name(t)) + " is not supported");
   }

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "pthio/pthio.hpp"
 #include "support.h"
@@ -133,3 +134,49 @@ TEST_CASE("tensor: dtype conversion and element access") {
 }
 
 }  // TEST_SUITE
+
+TEST_CASE("tensor: dtype conversions agree with torch, including the edges") {
+  // Expected values printed by torch 1.13 (x86-64):
+  //   a = torch.tensor([2**53 + 1, -(2**53 + 1), 300, -129, 2**62 + 1])
+  //   a.to(torch.int8), a.to(torch.uint8), a.to(torch.int32), a.to(torch.float64)
+  //   f = torch.tensor([3.9, -3.9, 300.0, -0.5, nan, 1e30, -1e30, 70000.0, -70000.0, 5e9])
+  //   f.to(torch.int64), f.to(torch.int32), f.to(torch.int8), f.to(torch.uint8), f.to(torch.int16)
+  auto a = pthio::tensor::from_values<std::int64_t>(
+      {9007199254740993LL, -9007199254740993LL, 300, -129, 4611686018427387905LL}, {5});
+  auto as = [](const pthio::tensor& t, pthio::dtype d) {
+    auto c = t.to(d);
+    std::vector<double> out;
+    for (std::int64_t i = 0; i < c.numel(); ++i) {
+      switch (d) {
+        case pthio::dtype::int8: out.push_back(c.data<std::int8_t>()[i]); break;
+        case pthio::dtype::uint8: out.push_back(c.data<std::uint8_t>()[i]); break;
+        case pthio::dtype::int16: out.push_back(c.data<std::int16_t>()[i]); break;
+        case pthio::dtype::int32: out.push_back(c.data<std::int32_t>()[i]); break;
+        case pthio::dtype::int64: out.push_back(static_cast<double>(c.data<std::int64_t>()[i])); break;
+        case pthio::dtype::float64: out.push_back(c.data<double>()[i]); break;
+        case pthio::dtype::bool_: out.push_back(c.data<bool>()[i]); break;
+        default: FAIL("dtype");
+      }
+    }
+    return out;
+  };
+  CHECK(as(a, pthio::dtype::int8) == std::vector<double>{1, -1, 44, 127, 1});
+  CHECK(as(a, pthio::dtype::uint8) == std::vector<double>{1, 255, 44, 127, 1});
+  CHECK(as(a, pthio::dtype::int32) == std::vector<double>{1, -1, 300, -129, 1});
+  CHECK(as(a, pthio::dtype::float64) ==
+        std::vector<double>{9007199254740992.0, -9007199254740992.0, 300.0, -129.0, 4.611686018427388e+18});
+  // int64 -> int64 through another integer type stays exact beyond 2^53.
+  CHECK(a.to(pthio::dtype::uint64).to(pthio::dtype::int64).data<std::int64_t>()[0] == 9007199254740993LL);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto f = pthio::tensor::from_values<float>({3.9f, -3.9f, 300.0f, -0.5f, nan, 1e30f, -1e30f, 70000.0f, -70000.0f, 5e9f},
+                                             {10});
+  const double i64min = -9223372036854775808.0;
+  CHECK(as(f, pthio::dtype::int64) ==
+        std::vector<double>{3, -3, 300, 0, i64min, i64min, i64min, 70000, -70000, 5000000000.0});
+  CHECK(as(f, pthio::dtype::int32) ==
+        std::vector<double>{3, -3, 300, 0, -2147483648.0, -2147483648.0, -2147483648.0, 70000, -70000, -2147483648.0});
+  CHECK(as(f, pthio::dtype::int8) == std::vector<double>{3, -3, 44, 0, 0, 0, 0, 112, -112, 0});
+  CHECK(as(f, pthio::dtype::uint8) == std::vector<double>{3, 253, 44, 0, 0, 0, 0, 112, 144, 0});
+  CHECK(as(f, pthio::dtype::int16) == std::vector<double>{3, -3, 300, 0, 0, 0, 0, 4464, -4464, 0});
+  CHECK(as(f, pthio::dtype::bool_) == std::vector<double>{1, 1, 1, 1, 1, 1, 1, 1, 1, 1});
+}

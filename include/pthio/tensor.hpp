@@ -130,10 +130,12 @@ class tensor {
   // A copy on `dev` (host<->cuda needs CUDA, else pthio::error(cuda)); *this when already there.
   tensor to(const device& dev) const;
   // A converted copy (floating, integer, bool; float16/bfloat16 via float). *this when same dtype.
-  // Elements pass through a complex double: complex to real keeps the real part, and int64/uint64
-  // values beyond 2^53 round. Throws unsupported for complex32, quantized, float8, float4, bits*
-  // and bcomplex32. A value outside the target's range (300.0 to int8, NaN to an integer) has no
-  // defined result (the conversion does not check it): convert only values the target can hold.
+  // Integer to integer is exact and keeps the low bits when narrowing (int64 300 -> int8 44), as
+  // torch does; floating values pass through a double (complex to real keeps the real part);
+  // floating to integer truncates toward zero as torch on x86 does: through int32 for int32 and
+  // narrower targets (NaN or a value beyond int32 gives INT32_MIN, then the low bits: 300.0 ->
+  // int8 44), through int64 for wider ones (INT64_MIN); to bool is "!= 0". Throws unsupported
+  // for complex32, quantized, float8, float4, bits* and bcomplex32.
   tensor to(pthio::dtype t) const;
   // The elements in row-major order, each little-endian at the element size (host tensors).
   std::vector<std::byte> bytes() const;
