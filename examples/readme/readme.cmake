@@ -9,7 +9,7 @@ set(_readme_dir ${PROJECT_SOURCE_DIR}/examples/readme)
 set(_readme_fixtures ${PROJECT_SOURCE_DIR}/fixtures)
 set(_readme_scratch ${CMAKE_CURRENT_BINARY_DIR}/readme)
 
-foreach(example inspect load_engine load_c dlpack save resume convert scan)
+foreach(example inspect lazy load_engine load_c dlpack save resume convert scan)
   if(EXISTS ${_readme_dir}/${example}.c)
     add_executable(readme_${example} ${_readme_dir}/${example}.c)
     set_target_properties(readme_${example} PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)
@@ -31,6 +31,9 @@ endfunction()
 _readme_test("inspect lists fixtures/t2/ckpt_adam.pth"
   "zip checkpoint\nmodel_state_dict.0.weight float32 \\[32, 10\\] cpu\n.*optimizer_state_dict.state.5.exp_avg_sq float32 \\[3\\] cpu\nepoch 3\n0.weight is 32x10, .*readme_inspect: ok\n"
   readme_inspect ${_readme_fixtures}/t2/ckpt_adam.pth)
+_readme_test("lazy lists fixtures/t2/ckpt_adam.pth without its data, then reads it one tensor at a time"
+  "read 11196 bytes one tensor at a time\nreadme_lazy: ok\n"
+  readme_lazy ${_readme_fixtures}/t2/ckpt_adam.pth)
 _readme_test("load_engine runs nn.Linear(4, 3) from fixtures/t2/linear.pth with Eigen"
   "y\\[0\\] = .*y\\[2\\] = .*readme_load_engine: ok\n"
   readme_load_engine ${_readme_fixtures}/t2/linear.pth)
