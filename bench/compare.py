@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -88,19 +89,28 @@ def bench_json(bench, *args):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def remove(path):
+    """Every saver starts without its previous output (truncating 1 GiB of page cache is not saving)."""
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
 def first_byte(sd):
     t = next(iter(sd.values()))
     return t.reshape(-1)[0].item() if t.numel() else None
 
 
-def timed(fn):
-    gc.collect()
-    t0 = time.perf_counter()
-    out = fn()
-    s = time.perf_counter() - t0
-    del out
-    gc.collect()
-    return s
+class stopwatch:
+    """Wall time and this process's CPU time (all threads) around a block."""
+
+    def __enter__(self):
+        self.w0, self.c0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.result = {"seconds": time.perf_counter() - self.w0, "cpu_seconds": time.process_time() - self.c0}
 
 
 def measurements(bench, data, out_dir):
@@ -115,36 +125,40 @@ def measurements(bench, data, out_dir):
 
     def load_torch(path, mmap):
         def run():
-            t0 = time.perf_counter()
-            sd = torch.load(path, weights_only=True, mmap=mmap)
-            first_byte(sd)
-            s = time.perf_counter() - t0
+            gc.collect()
+            with stopwatch() as w:
+                sd = torch.load(path, weights_only=True, mmap=mmap)
+                first_byte(sd)
             del sd
             gc.collect()
-            return {"seconds": s}
+            return w.result
         return run
 
     def load_st(path):
         def run():
-            t0 = time.perf_counter()
-            sd = safetensors.torch.load_file(path)
-            first_byte(sd)
-            s = time.perf_counter() - t0
+            gc.collect()
+            with stopwatch() as w:
+                sd = safetensors.torch.load_file(path)
+                first_byte(sd)
             del sd
             gc.collect()
-            return {"seconds": s}
+            return w.result
         return run
 
     def cat(path):
         def run():
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
-            subprocess.run(f"cat '{path}' > /dev/null", shell=True, check=True)
-            return {"seconds": time.perf_counter() - t0}
+            subprocess.run(["cat", path], stdout=subprocess.DEVNULL, check=True)
+            s = time.perf_counter() - t0
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            return {"seconds": s, "cpu_seconds": r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime}
         return run
 
     for n in CHECKPOINTS:
         m[f"{n}/pthio eager"] = (n, lambda p=pt(n): bench_json(bench, "load", p, "--eager"))
         m[f"{n}/pthio mmap"] = (n, lambda p=pt(n): bench_json(bench, "load", p, "--mmap"))
+        m[f"{n}/pthio lazy"] = (n, lambda p=pt(n): bench_json(bench, "load", p, "--lazy"))
         m[f"{n}/torch.load"] = (n, load_torch(pt(n), False))
         m[f"{n}/torch.load mmap"] = (n, load_torch(pt(n), True))
         m[f"{n}/safetensors load_file"] = (n, load_st(st(n)))
@@ -152,41 +166,61 @@ def measurements(bench, data, out_dir):
     for n in ("ckpt_1g", "ckpt_64m"):
         m[f"{n}/pthio eager no-crc"] = (n, lambda p=pt(n): bench_json(bench, "load", p, "--eager", "--no-crc"))
         m[f"{n}/read reuse"] = (n, lambda p=pt(n): bench_json(bench, "read", p, "--method", "reuse"))
-        m[f"{n}/read fresh-thp"] = (n, lambda p=pt(n): bench_json(bench, "read", p, "--method", "fresh-thp"))
-        m[f"{n}/read mmap-memcpy"] = (n, lambda p=pt(n): bench_json(bench, "read", p, "--method", "mmap-memcpy"))
         m[f"{n}/cat"] = (n, cat(pt(n)))
         m[f"{n}/crc32 file"] = (n, lambda p=pt(n): bench_json(bench, "crc", p))
 
-    # Saves of the same tensors: each side loads the .pt untimed, then times the save alone.
+    # Saves of the same tensors: each side loads the .pt untimed, then times the save alone. Every
+    # save and write goes to one path, removed before (untimed) and after: several GiB of dirty
+    # page cache left behind would throttle whichever writer ran next.
+    def then_remove(fn, path):
+        def run():
+            try:
+                return fn()
+            finally:
+                remove(path)
+        return run
+
     for n in ("ckpt_1g", "many_10k"):
-        dst = os.path.join(out_dir, f"save_{n}")
+        dst = os.path.join(out_dir, "save")
 
         def save_torch(src=pt(n), dst=dst + "_torch.pt"):
             sd = torch.load(src, weights_only=True)
+            remove(dst)
             gc.collect()
-            t0 = time.perf_counter()
-            torch.save(sd, dst)
-            s = time.perf_counter() - t0
+            with stopwatch() as w:
+                torch.save(sd, dst)
             del sd
             gc.collect()
-            return {"seconds": s}
+            return w.result
 
         def save_st(src=pt(n), dst=dst + ".safetensors"):
             sd = torch.load(src, weights_only=True)
+            remove(dst)
             gc.collect()
-            t0 = time.perf_counter()
-            safetensors.torch.save_file(sd, dst)
-            s = time.perf_counter() - t0
+            with stopwatch() as w:
+                safetensors.torch.save_file(sd, dst)
             del sd
             gc.collect()
-            return {"seconds": s}
+            return w.result
 
-        m[f"{n}/torch.save"] = (n, save_torch)
-        m[f"{n}/safetensors save_file"] = (n, save_st)
+        m[f"{n}/torch.save"] = (n, then_remove(save_torch, dst + "_torch.pt"))
+        m[f"{n}/safetensors save_file"] = (n, then_remove(save_st, dst + ".safetensors"))
         for sink in ("nofsync", "file", "null"):
             m[f"{n}/pthio save {sink}"] = (
-                n, lambda src=pt(n), d=dst + "_pthio.pt", s=sink:
-                bench_json(bench, "save", d, "--from", src, "--sink", s, "--crc"))
+                n, then_remove(lambda src=pt(n), d=dst + "_pthio.pt", s=sink:
+                               bench_json(bench, "save", d, "--from", src, "--sink", s, "--crc"), dst + "_pthio.pt"))
+        # The same save with CRC fields 0 (save_options::compute_crc32 = false): the difference is
+        # what the CRC-32 costs the save.
+        for sink in ("nofsync", "null"):
+            m[f"{n}/pthio save {sink} no-crc"] = (
+                n, then_remove(lambda src=pt(n), d=dst + "_pthio.pt", s=sink:
+                               bench_json(bench, "save", d, "--from", src, "--sink", s, "--no-crc"), dst + "_pthio.pt"))
+    # The write floor for a 1 GiB save: the same number of bytes from memory to a new file, no fsync.
+    size = CHECKPOINTS["ckpt_1g"][0] // MIB
+    for method in ("plain", "big", "crc-chunked"):
+        d = os.path.join(out_dir, "save.bin")
+        m[f"ckpt_1g/write {method}"] = ("ckpt_1g", then_remove(lambda d=d, me=method: bench_json(
+            bench, "write", d, "--size-mib", str(size), "--method", me), d))
     return m
 
 
@@ -201,7 +235,8 @@ def rss_figures(bench, data):
         j = json.loads(r.stdout.strip().splitlines()[-1])
         out[mode] = {"time_v_max_rss_kib": int(line[0].split(":")[1]) if line else None,
                      "getrusage_max_rss_kib": j["max_rss_kib"], "rss_delta_kib": j["rss_delta_kib"],
-                     "file_bytes": os.path.getsize(path)}
+                     "rss_anon_delta_kib": j.get("rss_anon_delta_kib"),
+                     "rss_file_delta_kib": j.get("rss_file_delta_kib"), "file_bytes": os.path.getsize(path)}
     return out
 
 
@@ -240,9 +275,9 @@ def main():
         keys = [s.strip() for s in a.only.split(",") if s.strip()]
         m = {k: v for k, v in m.items() if any(s in k for s in keys)}
 
-    samples = {k: [] for k in m}
     extras = {k: [] for k in m}
     rng = random.Random(a.seed)
+    load_before = os.getloadavg()
     for rnd in range(a.rounds + 1):
         for n in CHECKPOINTS:
             warm(os.path.join(a.data, n + ".pt"))
@@ -253,85 +288,117 @@ def main():
         for k in order:
             r = m[k][1]()
             if rnd > 0:
-                samples[k].append(r["seconds"])
                 extras[k].append(r)
-        print(f"round {rnd}{' (warm-up)' if rnd == 0 else ''}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        print(f"round {rnd}{' (warm-up)' if rnd == 0 else ''}: {time.perf_counter() - t0:.1f} s, "
+              f"load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
+    load_after = os.getloadavg()
 
-    med = {k: statistics.median(v) for k, v in samples.items() if v}
-
-    def get(k):
-        return med.get(k)
-
-    def med_extra(k, field):
-        v = [e[field] for e in extras.get(k, []) if field in e]
+    def med(k, field="seconds"):
+        v = [e[field] for e in extras.get(k, []) if e.get(field) is not None]
         return statistics.median(v) if v else None
 
-    def ratio(a_, b_):
-        x, y = get(a_), get(b_)
+    def ratio(a_, b_, field):
+        x, y = med(a_, field), med(b_, field)
         return x / y if x and y else None
 
-    ratios = {
-        "eager 1g / read fresh 1g (target <= 1.5)": ratio("ckpt_1g/pthio eager", "ckpt_1g/read fresh"),
-        "eager 1g / read reuse 1g": ratio("ckpt_1g/pthio eager", "ckpt_1g/read reuse"),
-        "eager 1g / cat 1g": ratio("ckpt_1g/pthio eager", "ckpt_1g/cat"),
-        "eager no-crc 1g / read fresh 1g": ratio("ckpt_1g/pthio eager no-crc", "ckpt_1g/read fresh"),
-        "torch.load 1g / eager 1g": ratio("ckpt_1g/torch.load", "ckpt_1g/pthio eager"),
-        "safetensors load_file 1g / eager 1g": ratio("ckpt_1g/safetensors load_file", "ckpt_1g/pthio eager"),
-        "mmap 1g / mmap 64m (flatness)": ratio("ckpt_1g/pthio mmap", "ckpt_64m/pthio mmap"),
-        "torch.load 10k / pthio mmap 10k (target >= 10)": ratio("many_10k/torch.load", "many_10k/pthio mmap"),
-        "torch.load 10k / pthio eager 10k": ratio("many_10k/torch.load", "many_10k/pthio eager"),
-        "torch.load mmap 10k / pthio mmap 10k": ratio("many_10k/torch.load mmap", "many_10k/pthio mmap"),
-        "torch.save 1g / pthio save nofsync 1g (target >= 4)": ratio("ckpt_1g/torch.save", "ckpt_1g/pthio save nofsync"),
-        "torch.save 1g / pthio save file+fsync 1g": ratio("ckpt_1g/torch.save", "ckpt_1g/pthio save file"),
-        "safetensors save_file 1g / pthio save nofsync 1g": ratio("ckpt_1g/safetensors save_file",
-                                                                  "ckpt_1g/pthio save nofsync"),
-        "torch.save 10k / pthio save nofsync 10k": ratio("many_10k/torch.save", "many_10k/pthio save nofsync"),
-    }
+    RATIOS = [
+        ("eager 1g / read fresh 1g (target <= 1.5)", "ckpt_1g/pthio eager", "ckpt_1g/read fresh"),
+        ("eager 1g / read reuse 1g (copy only, no page faults)", "ckpt_1g/pthio eager", "ckpt_1g/read reuse"),
+        ("eager 1g / cat 1g", "ckpt_1g/pthio eager", "ckpt_1g/cat"),
+        ("eager no-crc 1g / read fresh 1g", "ckpt_1g/pthio eager no-crc", "ckpt_1g/read fresh"),
+        ("eager 64m / read fresh 64m", "ckpt_64m/pthio eager", "ckpt_64m/read fresh"),
+        ("torch.load 1g / pthio eager 1g", "ckpt_1g/torch.load", "ckpt_1g/pthio eager"),
+        ("safetensors load_file 1g / pthio eager 1g", "ckpt_1g/safetensors load_file", "ckpt_1g/pthio eager"),
+        ("torch.load mmap 1g / pthio mmap 1g", "ckpt_1g/torch.load mmap", "ckpt_1g/pthio mmap"),
+        ("safetensors load_file 1g / pthio mmap 1g", "ckpt_1g/safetensors load_file", "ckpt_1g/pthio mmap"),
+        ("pthio mmap 1g / pthio mmap 64m (flat: 1.0)", "ckpt_1g/pthio mmap", "ckpt_64m/pthio mmap"),
+        ("pthio mmap 256m / pthio mmap 64m (flat: 1.0)", "ckpt_256m/pthio mmap", "ckpt_64m/pthio mmap"),
+        ("pthio lazy 1g / pthio lazy 64m (flat: 1.0)", "ckpt_1g/pthio lazy", "ckpt_64m/pthio lazy"),
+        ("torch.load 10k / pthio mmap 10k (target >= 10)", "many_10k/torch.load", "many_10k/pthio mmap"),
+        ("torch.load 10k / pthio eager 10k", "many_10k/torch.load", "many_10k/pthio eager"),
+        ("torch.load 10k / pthio lazy 10k", "many_10k/torch.load", "many_10k/pthio lazy"),
+        ("torch.load mmap 10k / pthio mmap 10k", "many_10k/torch.load mmap", "many_10k/pthio mmap"),
+        ("safetensors load_file 10k / pthio mmap 10k", "many_10k/safetensors load_file", "many_10k/pthio mmap"),
+        ("torch.save 1g / pthio save nofsync 1g (target >= 4)", "ckpt_1g/torch.save", "ckpt_1g/pthio save nofsync"),
+        ("torch.save 1g / pthio save file+fsync 1g", "ckpt_1g/torch.save", "ckpt_1g/pthio save file"),
+        ("safetensors save_file 1g / pthio save nofsync 1g", "ckpt_1g/safetensors save_file",
+         "ckpt_1g/pthio save nofsync"),
+        ("pthio save nofsync 1g / write plain 1g (the floor)", "ckpt_1g/pthio save nofsync", "ckpt_1g/write plain"),
+        ("torch.save 1g / write plain 1g", "ckpt_1g/torch.save", "ckpt_1g/write plain"),
+        ("pthio save nofsync no-crc 1g / pthio save nofsync 1g", "ckpt_1g/pthio save nofsync no-crc",
+         "ckpt_1g/pthio save nofsync"),
+        ("write big (64 MiB calls) 1g / write plain (1 MiB) 1g", "ckpt_1g/write big", "ckpt_1g/write plain"),
+        ("write crc-chunked 1g / write plain 1g", "ckpt_1g/write crc-chunked", "ckpt_1g/write plain"),
+        ("torch.save 10k / pthio save nofsync 10k", "many_10k/torch.save", "many_10k/pthio save nofsync"),
+    ]
+    fields = ("seconds", "cpu_seconds")
+    ratios = {f: {name: ratio(x, y, f) for name, x, y in RATIOS} for f in fields}
     derived = {}
-    t10, t1 = get("many_10k/pthio mmap"), get("many_1k/pthio mmap")
-    if t10 and t1:
-        derived["per-tensor overhead, mmap, (t10k - t1k) / 9000 [us] (target <= 2)"] = (t10 - t1) / 9000 * 1e6
-        derived["per-tensor cost, mmap, t10k / 10000 [us]"] = t10 / 10000 * 1e6
-    for sink in ("nofsync", "file", "null"):
-        k = f"ckpt_1g/pthio save {sink}"
-        c = med_extra(k, "crc_seconds")
-        if c and get(k):
-            derived[f"crc32 share of pthio save {sink} 1g (target <= 0.10)"] = c / get(k)
-    for n in ("ckpt_64m", "ckpt_256m", "ckpt_1g"):
-        if get(f"{n}/pthio mmap"):
-            derived[f"mmap open+parse+first tensor {n} [ms] (target < 5)"] = get(f"{n}/pthio mmap") * 1e3
-            derived[f"mmap rss delta {n} [KiB]"] = med_extra(f"{n}/pthio mmap", "rss_delta_kib")
+    for f in fields:
+        d = {}
+        t10, t1 = med("many_10k/pthio mmap", f), med("many_1k/pthio mmap", f)
+        if t10 and t1:
+            d["per-tensor overhead, mmap, (t10k - t1k) / 9000 [us] (target <= 2)"] = (t10 - t1) / 9000 * 1e6
+            d["per-tensor cost, mmap, t10k / 10000 [us]"] = t10 / 10000 * 1e6
+        for sink in ("nofsync", "null"):
+            k = f"ckpt_1g/pthio save {sink}"
+            c = med(k, "crc_seconds" if f == "seconds" else "crc_cpu_seconds")
+            if c and med(k, f):
+                d[f"crc32 alone over the bytes / pthio save {sink} 1g"] = c / med(k, f)
+            w, wo = med(k, f), med(k + " no-crc", f)
+            if w and wo:
+                d[f"crc32 share of pthio save {sink} 1g, 1 - no-crc/crc (target <= 0.10)"] = 1 - wo / w
+        for n in ("ckpt_64m", "ckpt_256m", "ckpt_1g", "many_1k", "many_10k"):
+            if med(f"{n}/pthio mmap", f):
+                d[f"mmap open+parse+first tensor {n} [ms] (target < 5 for ckpt_1g)"] = med(f"{n}/pthio mmap", f) * 1e3
+            if med(f"{n}/pthio lazy", f):
+                d[f"lazy open+parse+first tensor read {n} [ms]"] = med(f"{n}/pthio lazy", f) * 1e3
+        derived[f] = d
+    for n in ("ckpt_64m", "ckpt_256m", "ckpt_1g", "many_10k"):
+        for what, key in (("RSS", "rss_delta_kib"), ("anonymous RSS", "rss_anon_delta_kib"),
+                          ("file-page RSS", "rss_file_delta_kib")):
+            if med(f"{n}/pthio mmap", key) is not None:
+                derived.setdefault("memory", {})[f"mmap load: {what} added {n} [KiB]"] = med(f"{n}/pthio mmap", key)
     rss = rss_figures(os.path.abspath(a.bench), a.data) if not a.only else {}
 
-    width = max(len(k) for k in med) if med else 10
-    print(f"\n{'measurement':<{width}}  {'median s':>10}  {'min s':>10}  {'max s':>10}  n")
-    for k in sorted(med):
-        v = samples[k]
-        print(f"{k:<{width}}  {med[k]:>10.6f}  {min(v):>10.6f}  {max(v):>10.6f}  {len(v)}")
-    print("\nratios (medians, same run)")
-    for k, v in ratios.items():
-        if v is not None:
-            print(f"  {k:<60} {v:8.3f}")
-    print("\nderived")
-    for k, v in derived.items():
-        if v is not None:
-            print(f"  {k:<72} {v:10.3f}")
+    keys = sorted(k for k in extras if extras[k])
+    width = max(len(k) for k in keys) if keys else 10
+    print(f"\n{'measurement':<{width}}  {'wall med s':>10}  {'min':>10}  {'max':>10}  {'cpu med s':>10}  n")
+    for k in keys:
+        v = [e["seconds"] for e in extras[k]]
+        c = med(k, "cpu_seconds")
+        print(f"{k:<{width}}  {med(k):>10.6f}  {min(v):>10.6f}  {max(v):>10.6f}  "
+              f"{c if c is not None else float('nan'):>10.6f}  {len(v)}")
+    print("\nratios of medians, same run:                                        wall      cpu")
+    for name, _, _ in RATIOS:
+        w, c = ratios["seconds"][name], ratios["cpu_seconds"][name]
+        if w is not None:
+            print(f"  {name:<64} {w:8.3f} {c if c is not None else float('nan'):8.3f}")
+    print("\nderived                                                                       wall        cpu")
+    for name in derived["seconds"]:
+        w, c = derived["seconds"][name], derived["cpu_seconds"].get(name)
+        print(f"  {name:<72} {w:10.3f} {c if c is not None else float('nan'):10.3f}")
+    for name, v in derived.get("memory", {}).items():
+        print(f"  {name:<72} {v:10.0f}")
     if rss:
         print("\nresident memory, 1 GiB / 1,000 tensors, one load (KiB)")
         for mode, r in rss.items():
             print(f"  {mode:<6} /usr/bin/time -v max RSS {r['time_v_max_rss_kib']:>9}  "
-                  f"RSS added by the load {r['rss_delta_kib']:>9}  file {r['file_bytes'] // 1024:>9}")
+                  f"RSS added by the load {r['rss_delta_kib']:>9} (anonymous {r['rss_anon_delta_kib']}, "
+                  f"file pages {r['rss_file_delta_kib']})  file {r['file_bytes'] // 1024:>9}")
+    print(f"\nload average before {load_before[0]:.1f}, after {load_after[0]:.1f} (1 min)")
 
     result = {
         "machine": machine(),
         "command": " ".join([sys.executable] + sys.argv),
+        "bench": os.path.abspath(a.bench),
         "rounds": a.rounds,
-        "medians_seconds": med,
-        "samples_seconds": samples,
+        "load_average_before_after": [load_before, load_after],
+        "medians": {k: {f: med(k, f) for f in fields} for k in keys},
         "ratios": ratios,
         "derived": derived,
         "rss": rss,
-        "extras": {k: v for k, v in extras.items() if v and isinstance(v[0], dict) and len(v[0]) > 1},
+        "runs": extras,
     }
     with open(a.out, "w") as f:
         json.dump(result, f, indent=1, sort_keys=True)
