@@ -330,7 +330,7 @@ storage materialize(std::span<const std::byte> bytes, const std::shared_ptr<cons
   if (target.is_cpu()) {
     if (zero_copy && owner && reinterpret_cast<std::uintptr_t>(bytes.data()) % elem == 0)
       return storage::wrap(owner, const_cast<std::byte*>(bytes.data()), bytes.size());
-    storage s = storage::allocate(bytes.size());
+    storage s = storage::allocate_for_overwrite(bytes.size());
     if (!bytes.empty()) std::memcpy(s.data(), bytes.data(), bytes.size());
     return s;
   }
@@ -372,7 +372,7 @@ storage lazy_records::read(const record& r) {
   }
   if (r.target.type() == device_type::meta) return storage::borrow(nullptr, bytes.size(), r.target);
   if (r.target.is_cuda() && !swap) return copy_to_device(bytes, r.target);
-  storage host = storage::allocate(bytes.size());
+  storage host = storage::allocate_for_overwrite(bytes.size());
   if (!bytes.empty()) std::memcpy(host.data(), bytes.data(), bytes.size());
   if (swap) swap_bytes(host.data(), host.nbytes(), r.t);
   if (r.target.is_cuda()) return copy_to_device({host.data(), host.nbytes()}, r.target);
@@ -616,7 +616,7 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
     auto bytes = zip.read(*e, verify && !crc_on_the_way);
     storage_value sv;
     if (swap) {
-      storage tmp = storage::allocate(bytes.size());
+      storage tmp = storage::allocate_for_overwrite(bytes.size());
       if (!bytes.empty()) std::memcpy(tmp.data(), bytes.data(), bytes.size());
       swap_bytes(tmp.data(), tmp.nbytes(), s.t);
       std::span<const std::byte> sw(tmp.data(), tmp.nbytes());

@@ -347,7 +347,7 @@ checkpoint load_safetensors(const byte_source& src, const load_options& options)
       if (zero_copy && !bytes.empty() && reinterpret_cast<std::uintptr_t>(bytes.data()) % es == 0) {
         s = storage::wrap(src.owner(), const_cast<std::byte*>(bytes.data()), bytes.size());
       } else {
-        s = storage::allocate(bytes.size());
+        s = storage::allocate_for_overwrite(bytes.size());
         if (!bytes.empty()) std::memcpy(s.data(), bytes.data(), bytes.size());
       }
     } else if (target.is_cuda()) {

@@ -14,6 +14,12 @@ storage cuda_allocate(std::size_t nbytes, const device& dev);
 #endif
 
 storage storage::allocate(std::size_t nbytes) {
+  storage s = allocate_for_overwrite(nbytes);
+  if (nbytes) std::memset(s.data(), 0, nbytes);
+  return s;
+}
+
+storage storage::allocate_for_overwrite(std::size_t nbytes) {
   constexpr std::align_val_t align{64};
   std::byte* p;
   try {
@@ -21,7 +27,6 @@ storage storage::allocate(std::size_t nbytes) {
   } catch (const std::bad_alloc&) {
     throw error(errc::limit_exceeded, "cannot allocate " + std::to_string(nbytes) + " bytes of host memory");
   }
-  std::memset(p, 0, nbytes);
   storage s;
   s.impl_ = std::make_shared<impl>();
   s.impl_->data = p;

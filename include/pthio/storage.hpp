@@ -23,6 +23,9 @@ class storage {
 
   // nbytes of zeroed, 64-byte aligned host memory; limit_exceeded when it cannot be allocated.
   static storage allocate(std::size_t nbytes);
+  // The same memory left uninitialised, for a caller that overwrites all of it at once (as
+  // std::make_shared_for_overwrite): no zeroing pass over memory about to be copied into.
+  static storage allocate_for_overwrite(std::size_t nbytes);
   // nbytes of memory on `dev` (cpu, or cuda:N when CUDA is available: pthio::error(cuda) when it
   // is not; unsupported for other device types).
   static storage allocate(std::size_t nbytes, const device& dev);
