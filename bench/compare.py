@@ -145,6 +145,17 @@ def measurements(bench, data, out_dir):
             return w.result
         return run
 
+    def cp(src, dst):
+        def run():
+            remove(dst)
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            subprocess.run(["cp", src, dst], check=True)
+            s = time.perf_counter() - t0
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            return {"seconds": s, "cpu_seconds": r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime}
+        return run
+
     def cat(path):
         def run():
             r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -221,6 +232,9 @@ def measurements(bench, data, out_dir):
         d = os.path.join(out_dir, "save.bin")
         m[f"ckpt_1g/write {method}"] = ("ckpt_1g", then_remove(lambda d=d, me=method: bench_json(
             bench, "write", d, "--size-mib", str(size), "--method", me), d))
+    # cp of the 1 GiB file to a new file (page cache to page cache, no fsync): the shell's floor.
+    d = os.path.join(out_dir, "save.cp")
+    m["ckpt_1g/cp"] = ("ckpt_1g", then_remove(cp(pt("ckpt_1g"), d), d))
     return m
 
 
@@ -325,6 +339,8 @@ def main():
          "ckpt_1g/pthio save nofsync"),
         ("pthio save nofsync 1g / write plain 1g (the floor)", "ckpt_1g/pthio save nofsync", "ckpt_1g/write plain"),
         ("torch.save 1g / write plain 1g", "ckpt_1g/torch.save", "ckpt_1g/write plain"),
+        ("pthio save nofsync 1g / cp 1g", "ckpt_1g/pthio save nofsync", "ckpt_1g/cp"),
+        ("torch.save 1g / cp 1g", "ckpt_1g/torch.save", "ckpt_1g/cp"),
         ("pthio save nofsync no-crc 1g / pthio save nofsync 1g", "ckpt_1g/pthio save nofsync no-crc",
          "ckpt_1g/pthio save nofsync"),
         ("write big (64 MiB calls) 1g / write plain (1 MiB) 1g", "ckpt_1g/write big", "ckpt_1g/write plain"),
