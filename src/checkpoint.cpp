@@ -10,6 +10,7 @@
 
 #include "byte_reader.h"
 #include "checkpoint_internal.h"
+#include "value_internal.h"
 #include "cuda/device_copy.h"
 #include "pthio/cuda.hpp"
 #include "pthio/safetensors.hpp"
@@ -598,24 +599,16 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
     // The whole record: another persistent id may name it with a larger element type.
     device target = opt.map_location.apply(s.location);
     check_target(target, s.location);
-    if (lazy) {
-      storage_value sv;
-      sv.data = lazy->placeholder({s.key, e, 0, e->uncompressed_size, s.t, target});
-      sv.dtype = s.t;
-      sv.numel = s.numel;
-      sv.key = s.key;
-      sv.location = s.location;
-      loaded.emplace(s.key, sv);
-      return value::make_storage(std::move(sv));
-    }
-    // A record bound for a GPU streams through pinned buffers, its CRC-32 computed on the way
-    // rather than in a pass of its own.
     const bool verify = opt.verify_crc && opt.mode == load_mode::eager;
     const bool to_gpu = target.is_cuda();
+    // A record bound for a GPU streams through pinned buffers, its CRC-32 computed on the way
+    // rather than in a pass of its own.
     const bool crc_on_the_way = verify && to_gpu && !swap && e->crc32 != 0;
-    auto bytes = zip.read(*e, verify && !crc_on_the_way);
     storage_value sv;
-    if (swap) {
+    if (lazy) {
+      sv.data = lazy->placeholder({s.key, e, 0, e->uncompressed_size, s.t, target});
+    } else if (swap) {
+      auto bytes = zip.read(*e, verify);
       storage tmp = storage::allocate_for_overwrite(bytes.size());
       if (!bytes.empty()) std::memcpy(tmp.data(), bytes.data(), bytes.size());
       swap_bytes(tmp.data(), tmp.nbytes(), s.t);
@@ -625,6 +618,7 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
                                   : materialize(sw, nullptr, false, element_size(s.t), target);
     } else if (to_gpu) {
       // The record's bytes (the mapped file, or the reader's inflated copy) outlive uploads.finish().
+      auto bytes = zip.read(*e, verify && !crc_on_the_way);
       std::optional<device_upload::crc_check> crc;
       if (crc_on_the_way)
         crc = device_upload::crc_check{e->crc32, [&zip, e, rec] {
@@ -633,7 +627,8 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
                                        }};
       sv.data = uploads.copy(bytes, target, device_upload::hold::until_finish, std::move(crc));
     } else {
-      sv.data = materialize(bytes, zip.owner_of(*e), zero_copy && e->method == 0, element_size(s.t), target);
+      sv.data = materialize(zip.read(*e, verify), zip.owner_of(*e), zero_copy && e->method == 0, element_size(s.t),
+                            target);
     }
     sv.dtype = s.t;
     sv.numel = s.numel;
@@ -883,34 +878,6 @@ bool is_container(const value& v) noexcept {
   return k == value::kind::list || k == value::kind::tuple || k == value::kind::dict || k == value::kind::object;
 }
 
-// The i-th value directly inside a container, in rendering order; nullptr past the last.
-const value* child_at(const value& v, std::size_t i) {
-  switch (v.type()) {
-    case value::kind::list:
-    case value::kind::tuple: {
-      const auto& items = v.items();
-      return i < items.size() ? &items[i] : nullptr;
-    }
-    case value::kind::dict: {
-      const auto& d = v.as_dict();
-      const auto& e = d.entries();
-      if (i < 2 * e.size()) return i % 2 ? &e[i / 2].second : &e[i / 2].first;
-      i -= 2 * e.size();
-      return i < d.attrs.size() ? &d.attrs[i].second : nullptr;
-    }
-    case value::kind::object: {
-      const auto& o = v.as_object();
-      if (i == 0) return &o.args;
-      if (i == 1) return &o.state;
-      i -= 2;
-      if (i < o.list_items.size()) return &o.list_items[i];
-      i -= o.list_items.size();
-      if (i < 2 * o.dict_items.size()) return i % 2 ? &o.dict_items[i / 2].second : &o.dict_items[i / 2].first;
-      return nullptr;
-    }
-    default: return nullptr;
-  }
-}
 
 }  // namespace
 

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "byte_reader.h"
+#include "value_internal.h"
 #include "pthio/error.hpp"
 #include "pthio/pickle.hpp"
 
@@ -1147,37 +1148,8 @@ class machine {
 
   // ---- STOP: the result must be acyclic and nested at most max_depth deep.
 
-  static const value* child(const value& v, std::size_t i) {
-    switch (v.type()) {
-      case value::kind::list: {
-        const auto& items = v.as_list().items;
-        return i < items.size() ? &items[i] : nullptr;
-      }
-      case value::kind::tuple: {
-        const auto& items = v.as_tuple();
-        return i < items.size() ? &items[i] : nullptr;
-      }
-      case value::kind::dict: {
-        const auto& d = v.as_dict();
-        const auto& e = d.entries();
-        if (i < 2 * e.size()) return i % 2 ? &e[i / 2].second : &e[i / 2].first;
-        i -= 2 * e.size();
-        return i < d.attrs.size() ? &d.attrs[i].second : nullptr;
-      }
-      case value::kind::object: {
-        const auto& o = v.as_object();
-        if (i == 0) return &o.args;
-        if (i == 1) return &o.state;
-        i -= 2;
-        if (i < o.list_items.size()) return &o.list_items[i];
-        i -= o.list_items.size();
-        if (i < 2 * o.dict_items.size()) return i % 2 ? &o.dict_items[i / 2].second : &o.dict_items[i / 2].first;
-        return nullptr;
-      }
-      default:
-        return nullptr;
-    }
-  }
+  static const value* child(const value& v, std::size_t i) { return detail::child_at(v, i); }
+
 
   // Iterative depth-first walk; reachable_ maps each container to its height (0 while on the path).
   void verify(const value& root) {

@@ -1,5 +1,7 @@
 #include "pthio/value.hpp"
 
+#include "value_internal.h"
+
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -421,6 +423,40 @@ const value* dict_object::attr(std::string_view name) const {
     if (k == name) return &v;
   return nullptr;
 }
+
+// ---- walking -----------------------------------------------------------------------------------
+
+namespace detail {
+
+const value* child_at(const value& v, std::size_t i) {
+  switch (v.type()) {
+    case value::kind::list:
+    case value::kind::tuple: {
+      const auto& items = v.items();
+      return i < items.size() ? &items[i] : nullptr;
+    }
+    case value::kind::dict: {
+      const auto& d = v.as_dict();
+      const auto& e = d.entries();
+      if (i < 2 * e.size()) return i % 2 ? &e[i / 2].second : &e[i / 2].first;
+      i -= 2 * e.size();
+      return i < d.attrs.size() ? &d.attrs[i].second : nullptr;
+    }
+    case value::kind::object: {
+      const auto& o = v.as_object();
+      if (i == 0) return &o.args;
+      if (i == 1) return &o.state;
+      i -= 2;
+      if (i < o.list_items.size()) return &o.list_items[i];
+      i -= o.list_items.size();
+      if (i < 2 * o.dict_items.size()) return i % 2 ? &o.dict_items[i / 2].second : &o.dict_items[i / 2].first;
+      return nullptr;
+    }
+    default: return nullptr;
+  }
+}
+
+}  // namespace detail
 
 // ---- teardown -----------------------------------------------------------------------------------
 
