@@ -136,7 +136,13 @@ std::int64_t tensor::element_offset(std::initializer_list<std::int64_t> index) c
 }
 
 tensor tensor::as_strided(shape_t shape, shape_t strides, std::int64_t storage_offset) const {
-  return tensor(storage_, dtype_, std::move(shape), std::move(strides), storage_offset, requires_grad_);
+  // The constructor's checks speak of a file's data; here the view is the caller's.
+  try {
+    return tensor(storage_, dtype_, std::move(shape), std::move(strides), storage_offset, requires_grad_);
+  } catch (const error& e) {
+    if (e.kind() != errc::corrupt_checkpoint) throw;
+    throw error(errc::invalid_argument, "as_strided: " + e.message());
+  }
 }
 
 tensor tensor::transpose(std::int64_t d0, std::int64_t d1) const {

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <tuple>
+#include <vector>
 
 #include "pthio/pthio.hpp"
 #include "support.h"
@@ -179,4 +181,19 @@ TEST_CASE("tensor: dtype conversions agree with torch, including the edges") {
   CHECK(as(f, pthio::dtype::uint8) == std::vector<double>{3, 253, 44, 0, 0, 0, 0, 112, 144, 0});
   CHECK(as(f, pthio::dtype::int16) == std::vector<double>{3, -3, 300, 0, 0, 0, 0, 4464, -4464, 0});
   CHECK(as(f, pthio::dtype::bool_) == std::vector<double>{1, 1, 1, 1, 1, 1, 1, 1, 1, 1});
+}
+
+TEST_CASE("tensor: as_strided outside the storage is the caller's invalid_argument") {
+  auto t = pthio::tensor::from_values<float>({1, 2, 3, 4, 5, 6}, {6});
+  CHECK(t.as_strided({2, 2}, {2, 1}, 2).contiguous().bytes().size() == 16);
+  for (const auto& [shape, strides, offset] : std::vector<std::tuple<pthio::shape_t, pthio::shape_t, std::int64_t>>{
+           {{3, 3}, {3, 1}, 0}, {{6}, {1}, 1}, {{2}, {-1}, 1}, {{-1}, {1}, 0}}) {
+    try {
+      (void)t.as_strided(shape, strides, offset);
+      FAIL("accepted a view outside the storage");
+    } catch (const pthio::error& e) {
+      CHECK(e.kind() == pthio::errc::invalid_argument);
+      CHECK(std::string(e.what()).starts_with("as_strided: "));
+    }
+  }
 }

@@ -116,9 +116,9 @@ class tensor {
     return *reinterpret_cast<const T*>(raw_data());
   }
 
-  // Views sharing the storage (no copy). as_strided throws corrupt_checkpoint when the view would
-  // reach outside the storage; transpose and narrow throw invalid_argument for a bad dimension or
-  // range.
+  // Views sharing the storage (no copy). as_strided throws invalid_argument when the view would
+  // reach outside the storage or has a negative extent or stride; transpose and narrow throw
+  // invalid_argument for a bad dimension or range.
   tensor as_strided(shape_t shape, shape_t strides, std::int64_t storage_offset) const;
   tensor transpose(std::int64_t d0, std::int64_t d1) const;
   tensor narrow(std::int64_t d, std::int64_t start, std::int64_t length) const;
