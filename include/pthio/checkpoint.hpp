@@ -108,6 +108,16 @@ struct checkpoint {
   std::shared_ptr<detail::lazy_records> records_;
 };
 
+// Loads a checkpoint of any format detect_format() recognises (a path may also name a safetensors
+// file or a Hugging Face *.index.json). Every failure is a pthio::error whose message starts with
+// the file's name and, where it applies, names the record and the byte offset: io (cannot open,
+// map or read), corrupt_zip, corrupt_pickle, corrupt_safetensors, corrupt_checkpoint (well-formed
+// containers describing an impossible checkpoint: a view outside its storage, a missing or short
+// record, a CRC-32 mismatch in eager mode), unsupported (a valid feature pthio lacks, named),
+// unsafe_global (options.strict met a global outside the allowlist), limit_exceeded
+// (options.limits: depth, memo, memory) and cuda (storages mapped to a GPU that is not there).
+// Nothing from the file is ever executed. A byte_source that borrows memory must outlive the
+// checkpoint in mmap and lazy modes (its tensors view or read that memory).
 checkpoint load_checkpoint(const std::filesystem::path& path, const load_options& options = {});
 checkpoint load_checkpoint(byte_source source, const load_options& options = {});
 // The root object only.
@@ -138,7 +148,12 @@ struct save_options {
   bool compute_crc32 = true;
 };
 
-// Saves atomically: a temporary beside `path`, fsync'd, renamed over it.
+// Saves atomically: a temporary beside `path`, fsync'd, renamed over it; on any failure the
+// temporary is removed and a file already at `path` is left as it was. Throws io (cannot create,
+// write, fsync or rename), unsupported (a value the format cannot hold: quantized tensors, GPU
+// tensors without CUDA to copy them back, a non-tensor in a safetensors save), invalid_argument
+// (bad options, such as a malformed serialization_id) and cuda. The sink overload writes the same
+// bytes to `out` (nothing is atomic there: the sink decides).
 void save(const std::filesystem::path& path, const value& root, const save_options& options = {});
 void save(sink& out, const value& root, const save_options& options = {});
 
