@@ -118,12 +118,13 @@ void memory_sink::write(const void* data, std::size_t n) {
 }
 
 namespace {
-// Small writes are gathered and written 1 MiB at a time: write() calls of 2 MiB or more into the
-// page cache measured 2-3.5x slower than 1 MiB ones (BENCHMARKS.md).
+// Small writes are gathered and written 1 MiB at a time (pieces that stay in cache while the
+// kernel copies them; larger write() calls measured anywhere from 0.6x to 3.5x the time of 1 MiB
+// ones on the development VM, so no larger size is better everywhere).
 constexpr std::size_t sink_buffer_size = 1u << 20;
 // Writes at least this large go to the file from the caller's memory (after what the buffer holds,
-// in the same writev), not through the buffer: copying them first cost 15-20% of a 1 GiB save of
-// 1 MiB tensors (BENCHMARKS.md).
+// in the same writev), not through the buffer: copying them first made a 1 GiB save of 1 MiB
+// tensors 3.5x slower (BENCHMARKS.md, "Changes measured").
 constexpr std::size_t direct_write_size = 256u << 10;
 }
 

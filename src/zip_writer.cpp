@@ -71,8 +71,8 @@ void zip64_extra(header_buffer& h, bool sizes, std::uint64_t usize, std::uint64_
 }  // namespace
 
 // One background thread computing the CRC-32 of a span while the caller writes it: on a machine
-// with a second core the checksum then costs no wall time (BENCHMARKS.md: a fifth to a quarter of
-// a 1 GiB save when done inline).
+// with a second core the checksum then costs no measurable wall time (BENCHMARKS.md; inline, it
+// was a fifth of a 1 GiB save).
 class crc_worker {
  public:
   crc_worker() : thread_([this] { run(); }) {}
@@ -202,9 +202,8 @@ void zip_writer::write(std::span<const std::byte> data) {
   if (data.empty()) return;
   if (cur_declared_ && data.size() > *cur_declared_ - cur_size_)
     misuse("entry \"" + cur_name_ + "\" declared " + std::to_string(*cur_declared_) + " bytes but more are written");
-  // CRC'd and written 1 MiB at a time: the write then reads each piece from cache rather than
-  // making a second pass over memory, and writes of 2 MiB or more into the page cache measured
-  // 2-3.5x slower than 1 MiB ones (BENCHMARKS.md).
+  // Written 1 MiB at a time, as file_sink writes (src/io.cpp); without the worker thread each
+  // piece is CRC'd just before it is written, so the write reads it from cache.
   constexpr std::size_t piece = std::size_t{1} << 20;
   // From 256 KiB on, the CRC-32 runs on the worker thread while this one writes.
   constexpr std::size_t parallel_crc_size = std::size_t{256} << 10;
