@@ -44,9 +44,9 @@ def parse(path):
     if done:
         end = "time limit, clean"
     elif re.search(r"ERROR: libFuzzer: timeout|ALARM: working on the last Unit for", text):
-        end = "timeout found (input kept, fixed)"
+        end = "timeout (see Findings)"
     elif re.search(r"==ERROR|SUMMARY: (Address|Undefined|Leak)|deadly signal|libFuzzer: out-of-memory", text):
-        end = "finding (input kept, fixed)"
+        end = "finding (see Findings)"
     else:
         end = "stopped early"
     when_text = f"{when[0:4]}-{when[4:6]}-{when[6:8]} {when[9:11]}:{when[11:13]}" if when != "?" else "?"
