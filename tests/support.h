@@ -1,4 +1,5 @@
-// Helpers shared by the tests: fixture paths, a scratch folder outside the source tree, file I/O.
+// Helpers shared by the tests: fixture paths, a scratch folder outside the source tree, file I/O,
+// CPU load options.
 #pragma once
 
 #include <cstddef>
@@ -9,6 +10,8 @@
 #include <vector>
 
 #include <unistd.h>
+
+#include "pthio/checkpoint.hpp"
 
 namespace pthio_test {
 
@@ -37,6 +40,14 @@ inline std::vector<std::byte> read_bytes(const std::filesystem::path& p) {
 inline void write_bytes(const std::filesystem::path& p, const std::vector<std::byte>& b) {
   std::ofstream out(p, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+}
+
+// Loads in `mode` with every storage on the CPU (fixtures include files saved on cuda:0).
+inline pthio::load_options cpu_options(pthio::load_mode mode = pthio::load_mode::eager) {
+  pthio::load_options o;
+  o.mode = mode;
+  o.map_location = pthio::map_location("cpu");
+  return o;
 }
 
 }  // namespace pthio_test

@@ -10,21 +10,16 @@
 
 #include "cli_support.h"
 #include "pthio/pthio.hpp"
+#include "manifest.h"
 
 using nlohmann::json;
 using pthio_test::fixture;
 using pthio_test::run_cli;
 using pthio_test::shell_quote;
 
-namespace {
+using pthio_test::manifest;
 
-const json& manifest() {
-  static const json m = [] {
-    std::ifstream in(pthio_test::fixtures_dir() / "manifest.json");
-    return json::parse(in);
-  }();
-  return m;
-}
+namespace {
 
 std::string sha256_hex(const std::string& bytes) {
   unsigned char md[32];

@@ -11,19 +11,16 @@
 
 #include "pthio/pthio.hpp"
 #include "support.h"
+#include "manifest.h"
 
 using nlohmann::json;
 using pthio_test::fixture;
 
-namespace {
+using pthio_test::manifest;
 
-const json& manifest() {
-  static const json m = [] {
-    std::ifstream in(pthio_test::fixtures_dir() / "manifest.json");
-    return json::parse(in);
-  }();
-  return m;
-}
+using pthio_test::cpu_options;
+
+namespace {
 
 // The first path at which two JSON documents differ, for readable failures.
 std::string first_difference(const json& got, const json& want) {
@@ -35,13 +32,6 @@ std::string first_difference(const json& got, const json& want) {
 
 json expected_ls(const json& entry, const std::string& file) {
   return json{{"file", file}, {"format", entry["format"]}, {"tensors", entry["tensors"]}};
-}
-
-pthio::load_options cpu_options(pthio::load_mode mode = pthio::load_mode::eager) {
-  pthio::load_options o;
-  o.mode = mode;
-  o.map_location = pthio::map_location("cpu");
-  return o;
 }
 
 // TorchScript lists attributes in the class's order, state_dict in its own: compare by key.
@@ -228,8 +218,7 @@ TEST_CASE("fixtures: a file loads the same from memory as from its path") {
 TEST_SUITE("fixtures") {
 
 TEST_CASE("fixtures: a big-endian checkpoint is byte-swapped on load, as torch swaps it") {
-  std::ifstream in(pthio_test::fixtures_dir() / "bigendian/manifest.json");
-  const json m = json::parse(in);
+  const json& m = manifest("bigendian/manifest.json");
   for (auto mode : {pthio::load_mode::eager, pthio::load_mode::mmap}) {
     auto ck = pthio::load_checkpoint(fixture("bigendian/big.pth"), cpu_options(mode));
     CHECK(ck.byte_order == "big");

@@ -13,18 +13,8 @@
 
 namespace {
 
-pthio::load_options lazy_cpu() {
-  pthio::load_options o;
-  o.mode = pthio::load_mode::lazy;
-  o.map_location = pthio::map_location("cpu");
-  return o;
-}
-
-pthio::load_options eager_cpu() {
-  pthio::load_options o;
-  o.map_location = pthio::map_location("cpu");
-  return o;
-}
+pthio::load_options lazy_cpu() { return pthio_test::cpu_options(pthio::load_mode::lazy); }
+pthio::load_options eager_cpu() { return pthio_test::cpu_options(); }
 
 // The offset of the only occurrence of `needle` in `hay`.
 std::size_t find_once(const std::vector<std::byte>& hay, const std::vector<std::byte>& needle) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cli_support.h"
+#include "support.h"
 #include "pthio/pthio.hpp"
 
 using namespace std::string_literals;
@@ -24,6 +25,8 @@ using namespace std::string_literals;
 // Every operator new of this binary goes through malloc / posix_memalign and is counted at its
 // usable size (under ASan too, whose malloc_usable_size reports the requested size). Host tensor
 // data comes from storage::allocate's 64-byte-aligned operator new and is counted apart.
+
+using pthio_test::cpu_options;
 
 namespace {
 
@@ -152,12 +155,6 @@ bytes legacy_checkpoint(std::string_view object) {
   s += object;
   s += "\x80\x02].";  // no storage keys
   return to_bytes(s);
-}
-
-pthio::load_options cpu_options() {
-  pthio::load_options o;
-  o.map_location = pthio::map_location("cpu");
-  return o;
 }
 
 pthio::checkpoint load_bytes(const bytes& b, const pthio::load_options& o = cpu_options()) {

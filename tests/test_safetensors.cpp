@@ -9,6 +9,7 @@
 
 #include "cli_support.h"
 #include "pthio/pthio.hpp"
+#include "manifest.h"
 
 using nlohmann::json;
 using pthio::dtype;
@@ -18,22 +19,11 @@ using pthio_test::fixture;
 using pthio_test::run_cli;
 using pthio_test::shell_quote;
 
+using pthio_test::cpu_options;
+using pthio_test::manifest;
+
 namespace {
 
-const json& st_manifest() {
-  static const json m = [] {
-    std::ifstream in(pthio_test::fixtures_dir() / "st" / "manifest.json");
-    return json::parse(in);
-  }();
-  return m;
-}
-
-pthio::load_options opts(pthio::load_mode mode = pthio::load_mode::eager) {
-  pthio::load_options o;
-  o.mode = mode;
-  o.map_location = pthio::map_location("cpu");
-  return o;
-}
 
 std::vector<std::byte> bytes_of(std::string_view s) {
   std::vector<std::byte> b(s.size());
@@ -58,7 +48,7 @@ std::vector<std::byte> save_to_memory(const value& root, const pthio::safetensor
 }
 
 pthio::checkpoint load_memory(const std::vector<std::byte>& b, pthio::load_mode mode = pthio::load_mode::eager) {
-  return pthio::load_safetensors(pthio::byte_source::from_vector(b, "test.safetensors"), opts(mode));
+  return pthio::load_safetensors(pthio::byte_source::from_vector(b, "test.safetensors"), cpu_options(mode));
 }
 
 std::vector<std::string> keys_of(const value& root) {
@@ -89,12 +79,12 @@ pthio::error error_of(F&& fn) {
 TEST_SUITE("safetensors") {
 
 TEST_CASE("safetensors: every file the package wrote loads as it saw it, eager and mmap") {
-  for (const auto& f : st_manifest()["files"]) {
+  for (const auto& f : manifest("st/manifest.json")["files"]) {
     std::string rel = f["file"];
     if (rel.ends_with(".json")) continue;
     for (auto mode : {pthio::load_mode::eager, pthio::load_mode::mmap}) {
       INFO(rel << (mode == pthio::load_mode::mmap ? " (mmap)" : " (eager)"));
-      pthio::checkpoint ck = pthio::load_checkpoint(fixture(rel), opts(mode));
+      pthio::checkpoint ck = pthio::load_checkpoint(fixture(rel), cpu_options(mode));
       CHECK(ck.format == pthio::checkpoint_format::safetensors);
       REQUIRE(ck.root.is_dict());
       CHECK(ck.root.as_dict().class_name == "collections.OrderedDict");
@@ -126,19 +116,19 @@ TEST_CASE("safetensors: every file the package wrote loads as it saw it, eager a
 
 TEST_CASE("safetensors: mmap gives views into the file when aligned and copies when not") {
   auto aligned = pthio::byte_source::map_file(fixture("st/dtypes.safetensors"));
-  auto ck = pthio::load_safetensors(aligned, opts(pthio::load_mode::mmap));
+  auto ck = pthio::load_safetensors(aligned, cpu_options(pthio::load_mode::mmap));
   for (const auto& [k, v] : ck.root.as_dict().entries()) {
     INFO(k.as_str());
     const tensor& t = v.as_tensor();
     CHECK(inside(t, aligned));
     CHECK(reinterpret_cast<std::uintptr_t>(t.raw_data()) % t.element_size() == 0);
   }
-  auto eager = pthio::load_safetensors(aligned, opts());
+  auto eager = pthio::load_safetensors(aligned, cpu_options());
   for (const auto& [k, v] : eager.root.as_dict().entries()) CHECK_FALSE(inside(v.as_tensor(), aligned));
 
   // A 13-byte header puts the float64 at file offset 21: it is copied, and reads the same.
   auto odd = pthio::byte_source::map_file(fixture("st/unaligned.safetensors"));
-  auto m = pthio::load_safetensors(odd, opts(pthio::load_mode::mmap));
+  auto m = pthio::load_safetensors(odd, cpu_options(pthio::load_mode::mmap));
   const tensor& d = m.root.find("d")->as_tensor();
   CHECK_FALSE(inside(d, odd));
   CHECK(reinterpret_cast<std::uintptr_t>(d.raw_data()) % 8 == 0);
@@ -148,12 +138,12 @@ TEST_CASE("safetensors: mmap gives views into the file when aligned and copies w
 }
 
 TEST_CASE("safetensors: pthio rewrites every file the package wrote byte for byte") {
-  for (const auto& f : st_manifest()["files"]) {
+  for (const auto& f : manifest("st/manifest.json")["files"]) {
     std::string rel = f["file"];
     if (rel.ends_with(".json") || rel == "st/unaligned.safetensors") continue;
     INFO(std::string(rel));
     auto original = pthio_test::read_bytes(fixture(rel));
-    auto root = pthio::load(fixture(rel), opts());
+    auto root = pthio::load(fixture(rel), cpu_options());
     CHECK(save_to_memory(root) == original);
   }
 }
@@ -161,7 +151,7 @@ TEST_CASE("safetensors: pthio rewrites every file the package wrote byte for byt
 TEST_CASE("safetensors: a state dict torch.save wrote saves as the bytes the package writes") {
   for (const char* stem : {"simple", "dtypes"}) {
     INFO(std::string(stem));
-    auto root = pthio::load(fixture(std::string("st/") + stem + ".pth"), opts());
+    auto root = pthio::load(fixture(std::string("st/") + stem + ".pth"), cpu_options());
     pthio::memory_sink sink;
     pthio::save_options so;
     so.format = pthio::checkpoint_format::safetensors;
@@ -195,8 +185,8 @@ TEST_CASE("safetensors: dtype x shape round trips through memory, file and mmap"
       for (int source = 0; source < 3; ++source) {
         INFO("source " << source);
         pthio::checkpoint ck = source == 0   ? load_memory(bytes)
-                               : source == 1 ? pthio::load_checkpoint(path, opts())
-                                             : pthio::load_checkpoint(path, opts(pthio::load_mode::mmap));
+                               : source == 1 ? pthio::load_checkpoint(path, cpu_options())
+                                             : pthio::load_checkpoint(path, cpu_options(pthio::load_mode::mmap));
         REQUIRE(ck.root.as_dict().size() == root.as_dict().size());
         for (const auto& [k, v] : root.as_dict().entries()) {
           const value* got = ck.root.find(k.as_str());
@@ -301,13 +291,13 @@ TEST_CASE("safetensors: dtypes safetensors lacks, meta tensors and clashing name
 }
 
 TEST_CASE("safetensors: __metadata__ comes from the root's attribute or the save options") {
-  auto root = pthio::load(fixture("st/meta.safetensors"), opts());
+  auto root = pthio::load(fixture("st/meta.safetensors"), cpu_options());
   auto again = load_memory(save_to_memory(root));
   CHECK(again.root.as_dict().attr("__metadata__")->find("format")->as_str() == "pt");
 
   pthio::safetensors_save_options o;
   o.metadata = std::vector<std::pair<std::string, std::string>>{{"format", "pt"}, {"note", "a \"quoted\"\nline"}};
-  auto bytes = save_to_memory(pthio::load(fixture("st/simple.safetensors"), opts()), o);
+  auto bytes = save_to_memory(pthio::load(fixture("st/simple.safetensors"), cpu_options()), o);
   auto h = pthio::read_safetensors_header(bytes);
   REQUIRE(h.metadata);
   CHECK(*h.metadata == *o.metadata);
@@ -474,13 +464,13 @@ TEST_CASE("safetensors: every truncated prefix and every flipped header byte giv
 TEST_CASE("safetensors: load_checkpoint reads a .safetensors file whose first bytes it does not recognise") {
   auto path = pthio_test::scratch_dir() / "short.safetensors";
   pthio_test::write_bytes(path, bytes_of(std::string_view("\x05\0\0", 3)));
-  auto e = error_of([&] { pthio::load_checkpoint(path, opts()); });
+  auto e = error_of([&] { pthio::load_checkpoint(path, cpu_options()); });
   CHECK(e.kind() == pthio::errc::corrupt_safetensors);
   CHECK(std::string(e.what()) == path.string() + ": safetensors header: offset 0: the file holds 3 bytes, fewer "
                                                  "than the 8 of the header size");
   auto ws = pthio_test::scratch_dir() / "ws.safetensors";
   pthio_test::write_bytes(ws, st_file(R"(  {"a":{"dtype":"I8","shape":[1],"data_offsets":[0,1]}})", "x"));
-  CHECK(pthio::load(ws, opts()).find("a")->as_tensor().at<std::int8_t>({0}) == 'x');
+  CHECK(pthio::load(ws, cpu_options()).find("a")->as_tensor().at<std::int8_t>({0}) == 'x');
 }
 
 TEST_CASE("safetensors: map_location meta gives tensors without data") {
@@ -509,7 +499,7 @@ TEST_CASE("cli: convert to safetensors names the values it drops and the storage
   CHECK(r.out == "wrote " + tied.string() + " (safetensors, 4 tensors)\n"
                  "copied 1 group of tensors that shared a storage (safetensors stores each tensor separately):\n"
                  "  embed.weight, decoder.weight\n");
-  auto sd = pthio::load(tied, opts());
+  auto sd = pthio::load(tied, cpu_options());
   CHECK_FALSE(sd.find("embed.weight")->as_tensor().get_storage().same(sd.find("decoder.weight")->as_tensor().get_storage()));
 }
 
@@ -522,7 +512,7 @@ TEST_CASE("cli: convert safetensors -> pth -> safetensors gives back the package
     auto r = run_cli("convert " + shell_quote(src.string()) + " " + shell_quote(pth.string()));
     CHECK(r.status == 0);
     CHECK(r.out.starts_with("wrote " + pth.string() + " (pth, "));
-    auto ck = pthio::load_checkpoint(pth, opts());
+    auto ck = pthio::load_checkpoint(pth, cpu_options());
     CHECK(ck.format == pthio::checkpoint_format::zip);
     r = run_cli("convert " + shell_quote(pth.string()) + " " + shell_quote(st.string()));
     CHECK(r.status == 0);
@@ -553,7 +543,7 @@ TEST_CASE("cli: diff finds no difference between a checkpoint and its safetensor
 }
 
 TEST_CASE("cli: diff --atol and --rtol judge a perturbed safetensors copy") {
-  auto root = pthio::load(fixture("st/simple.safetensors"), opts());
+  auto root = pthio::load(fixture("st/simple.safetensors"), cpu_options());
   tensor w = root.find("weight")->as_tensor();
   const float before = w.at<float>({1, 2});
   w.at<float>({1, 2}) = before + 1e-3f;
@@ -579,7 +569,7 @@ TEST_CASE("cli: diff --atol and --rtol judge a perturbed safetensors copy") {
 }
 
 TEST_CASE("cli: ls of a safetensors file lists the package's order and hashes") {
-  const auto& files = st_manifest()["files"];
+  const auto& files = manifest("st/manifest.json")["files"];
   for (const auto& f : files) {
     std::string rel = f["file"];
     INFO(std::string(rel));

@@ -13,25 +13,16 @@
 
 #include "pthio/pthio.hpp"
 #include "support.h"
+#include "manifest.h"
 
 using nlohmann::json;
 using pthio_test::fixture;
 
+using pthio_test::manifest;
+
+using pthio_test::cpu_options;
+
 namespace {
-
-const json& manifest() {
-  static const json m = [] {
-    std::ifstream in(pthio_test::fixtures_dir() / "manifest.json");
-    return json::parse(in);
-  }();
-  return m;
-}
-
-pthio::load_options cpu() {
-  pthio::load_options o;
-  o.map_location = pthio::map_location("cpu");
-  return o;
-}
 
 std::vector<std::byte> save_to_memory(const pthio::value& v, const pthio::save_options& o) {
   pthio::memory_sink sink;
@@ -59,7 +50,7 @@ TEST_CASE("save: state dicts are byte-identical to what torch.save wrote (1.13 a
       INFO(rel);
       auto path = fixture(rel);
       auto original = pthio_test::read_bytes(path);
-      pthio::value root = pthio::load(path, cpu());
+      pthio::value root = pthio::load(path, cpu_options());
       pthio::save_options o;
       o.archive_name = stem;
       if (std::string(gen) == "t1") {
@@ -79,7 +70,7 @@ TEST_CASE("save: compute_crc32 = false writes CRC 0 and nothing else differs") {
   // As torch 2.5+ after torch.serialization.set_crc32_options(False); torch loading such files is
   // checked by tests/torch_roundtrip.py (variant zip-v2-nocrc).
   auto path = fixture("t2/ckpt_adam.pth");
-  pthio::value root = pthio::load(path, cpu());
+  pthio::value root = pthio::load(path, cpu_options());
   pthio::save_options o;
   o.serialization_id = "1234567890123456789012345678901234567890";
   auto with = save_to_memory(root, o);
@@ -102,14 +93,14 @@ TEST_CASE("save: compute_crc32 = false writes CRC 0 and nothing else differs") {
   // Each CRC is written twice (descriptor and central directory): only those bytes differ.
   CHECK(differing > 0);
   CHECK(differing <= 8 * nonzero);
-  pthio::load_options lo = cpu();
+  pthio::load_options lo = cpu_options();
   lo.verify_crc = true;
   auto back = pthio::load_checkpoint(pthio::byte_source::borrow(without), lo).root;
   CHECK(pthio::dump_json(back) == pthio::dump_json(root));
 }
 
 TEST_CASE("save: the archive folder is named after the file, as torch names it") {
-  auto root = pthio::load(fixture("t2/linear.pth"), cpu());
+  auto root = pthio::load(fixture("t2/linear.pth"), cpu_options());
   auto p = pthio_test::scratch_dir() / "my_model.pth";
   pthio::save(p, root);
   auto ck = pthio::load_checkpoint(p);
@@ -128,15 +119,15 @@ TEST_CASE("save: every fixture round-trips through pthio in zip and legacy forma
     const std::string rel = e["file"];
     INFO(rel);
     if (rel.find("quantized") != std::string::npos) {
-      CHECK_THROWS_WITH_AS(save_to_memory(pthio::load(fixture(rel), cpu()), {}), doctest::Contains("scale and zero point"),
+      CHECK_THROWS_WITH_AS(save_to_memory(pthio::load(fixture(rel), cpu_options()), {}), doctest::Contains("scale and zero point"),
                            pthio::error);
       continue;
     }
-    auto ck = pthio::load_checkpoint(fixture(rel), cpu());
+    auto ck = pthio::load_checkpoint(fixture(rel), cpu_options());
     for (auto fmt : {pthio::checkpoint_format::zip, pthio::checkpoint_format::legacy}) {
       pthio::save_options o;
       o.format = fmt;
-      auto back = pthio::load_checkpoint(pthio::byte_source::from_vector(save_to_memory(ck.root, o)), cpu());
+      auto back = pthio::load_checkpoint(pthio::byte_source::from_vector(save_to_memory(ck.root, o)), cpu_options());
       CHECK(back.root == ck.root);
       CHECK(pthio::dump_json(back.root) == pthio::dump_json(ck.root));
     }
@@ -144,14 +135,14 @@ TEST_CASE("save: every fixture round-trips through pthio in zip and legacy forma
 }
 
 TEST_CASE("save: a storage shared by several tensors is written once, views keep offset and strides") {
-  auto root = pthio::load(fixture("t1/views.pth"), cpu());
+  auto root = pthio::load(fixture("t1/views.pth"), cpu_options());
   auto bytes = save_to_memory(root, {});
   pthio::zip_reader zip(pthio::byte_source::from_vector(bytes));
   std::size_t data_records = 0;
   for (const auto& e : zip.entries())
     if (e.name.find("/data/") != std::string::npos) ++data_records;
   CHECK(data_records == 5);  // base and its 7 views share one; expanded, expanded_scalar, channels_last, other
-  auto back = pthio::load_checkpoint(pthio::byte_source::from_vector(bytes), cpu()).root;
+  auto back = pthio::load_checkpoint(pthio::byte_source::from_vector(bytes), cpu_options()).root;
   const auto& base = back.find("base")->as_tensor();
   const auto& tr = back.find("transposed")->as_tensor();
   CHECK(base.get_storage().same(tr.get_storage()));
@@ -166,7 +157,7 @@ TEST_CASE("save: tensors built in C++ save and load back, GPU location tags kept
   sd.as_dict().set("fc.weight", pthio::value(w, true));
   sd.as_dict().set("fc.bias", pthio::value(pthio::tensor::from_values<float>({0.5f, -0.5f}, {2})));
   sd.as_dict().set("step", pthio::value(std::int64_t{7}));
-  auto back = pthio::load_checkpoint(pthio::byte_source::from_vector(save_to_memory(sd, {})), cpu()).root;
+  auto back = pthio::load_checkpoint(pthio::byte_source::from_vector(save_to_memory(sd, {})), cpu_options()).root;
   CHECK(back == sd);
   CHECK(back.find("fc.weight")->is_parameter());
   CHECK(back.find("fc.weight")->as_tensor().requires_grad());
@@ -221,7 +212,7 @@ TEST_CASE("save: a process killed mid-save leaves the previous file intact and l
   waitpid(child, &status, 0);
   CHECK(seen);
   CHECK(pthio_test::read_bytes(target) == before);
-  CHECK_NOTHROW(pthio::load(target, cpu()));
+  CHECK_NOTHROW(pthio::load(target, cpu_options()));
 }
 
 }  // TEST_SUITE

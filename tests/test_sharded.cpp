@@ -11,6 +11,7 @@
 
 #include "cli_support.h"
 #include "pthio/pthio.hpp"
+#include "manifest.h"
 
 using nlohmann::json;
 using pthio::value;
@@ -18,22 +19,11 @@ using pthio_test::fixture;
 using pthio_test::run_cli;
 using pthio_test::shell_quote;
 
+using pthio_test::cpu_options;
+using pthio_test::manifest;
+
 namespace {
 
-const json& st_manifest() {
-  static const json m = [] {
-    std::ifstream in(pthio_test::fixtures_dir() / "st" / "manifest.json");
-    return json::parse(in);
-  }();
-  return m;
-}
-
-pthio::load_options opts(pthio::load_mode mode = pthio::load_mode::eager) {
-  pthio::load_options o;
-  o.mode = mode;
-  o.map_location = pthio::map_location("cpu");
-  return o;
-}
 
 std::vector<std::string> keys_of(const value& root) {
   std::vector<std::string> out;
@@ -80,12 +70,12 @@ std::string index_text(const std::function<void(json&)>& edit) {
 TEST_SUITE("sharded") {
 
 TEST_CASE("sharded: both index fixtures load as one state dict in weight_map order, eager and mmap") {
-  for (const auto& f : st_manifest()["files"]) {
+  for (const auto& f : manifest("st/manifest.json")["files"]) {
     std::string rel = f["file"];
     if (!rel.ends_with(".index.json")) continue;
     for (auto mode : {pthio::load_mode::eager, pthio::load_mode::mmap}) {
       INFO(std::string(rel));
-      pthio::checkpoint ck = pthio::load_checkpoint(fixture(rel), opts(mode));
+      pthio::checkpoint ck = pthio::load_checkpoint(fixture(rel), cpu_options(mode));
       CHECK(ck.format == (rel.ends_with("bin.index.json") ? pthio::checkpoint_format::zip
                                                            : pthio::checkpoint_format::safetensors));
       CHECK(ck.root.as_dict().class_name == "collections.OrderedDict");
@@ -107,7 +97,7 @@ TEST_CASE("sharded: both index fixtures load as one state dict in weight_map ord
 }
 
 TEST_CASE("sharded: load_sharded reports the index, its shards and no unlisted tensors") {
-  auto s = pthio::load_sharded(fixture("st/sharded/model.safetensors.index.json"), opts());
+  auto s = pthio::load_sharded(fixture("st/sharded/model.safetensors.index.json"), cpu_options());
   CHECK(s.index.shards == std::vector<std::string>{shard1, shard2});
   REQUIRE(s.index.weight_map.size() == 7);
   CHECK(s.index.weight_map[0] == std::pair<std::string, std::string>{"embed.weight", shard1});
@@ -145,7 +135,7 @@ TEST_CASE("sharded: tensors a shard holds but weight_map omits are kept after th
     j["weight_map"].erase("layers.0.bias");
     j["weight_map"].erase("norm.weight");
   }));
-  auto s = pthio::load_sharded(path, opts());
+  auto s = pthio::load_sharded(path, cpu_options());
   CHECK(s.unlisted == std::vector<std::string>{"layers.0.bias", "norm.weight"});
   CHECK(keys_of(s.merged.root) == std::vector<std::string>{"embed.weight", "layers.0.weight", "layers.1.bias",
                                                            "layers.1.weight", "lm_head.weight", "layers.0.bias",
@@ -188,7 +178,7 @@ TEST_CASE("sharded: each kind of bad index is refused with its rule") {
   for (const auto& c : cases) {
     INFO(std::string(c.what));
     auto path = folder_with_index("bad", c.text);
-    auto e = error_of([&] { pthio::load_checkpoint(path, opts()); });
+    auto e = error_of([&] { pthio::load_checkpoint(path, cpu_options()); });
     CHECK(e.kind() == c.kind);
     CHECK_MESSAGE(e.message().find(c.message) != std::string::npos, std::string(e.what()));
     if (c.offset) CHECK_MESSAGE(e.offset() == c.offset, std::string(e.what()));
@@ -196,7 +186,7 @@ TEST_CASE("sharded: each kind of bad index is refused with its rule") {
   }
   // An empty weight_map is an empty state dict.
   auto empty = folder_with_index("empty", R"({"metadata": {"total_size": 0}, "weight_map": {}})");
-  CHECK(pthio::load(empty, opts()).as_dict().size() == 0);
+  CHECK(pthio::load(empty, cpu_options()).as_dict().size() == 0);
 }
 
 TEST_CASE("sharded: every truncated prefix of an index gives an error, never a crash") {

@@ -7,10 +7,13 @@
 #include <nlohmann/json.hpp>
 
 #include "pthio/pthio.hpp"
+#include "manifest.h"
 #include "support.h"
 
 using nlohmann::json;
 using pthio_test::fixture;
+
+using pthio_test::cpu_options;
 
 namespace {
 
@@ -20,8 +23,7 @@ json read_json(const std::filesystem::path& p) {
 }
 
 const json& manifest_entry(const std::string& rel) {
-  static const json m = read_json(pthio_test::fixtures_dir() / "manifest.json");
-  for (const auto& e : m["files"])
+  for (const auto& e : pthio_test::manifest()["files"])
     if (e["file"] == rel) return e;
   throw std::runtime_error("no manifest entry " + rel);
 }
@@ -38,12 +40,6 @@ pthio::state_dict zeros_like(const json& pairs, const json* order = nullptr) {
     for (const auto& p : pairs) sd.set(p[0], pthio::tensor::zeros(pthio::dtype::float32, shape_of(p[1])));
   }
   return sd;
-}
-
-pthio::load_options cpu() {
-  pthio::load_options o;
-  o.map_location = pthio::map_location("cpu");
-  return o;
 }
 
 }  // namespace
@@ -138,7 +134,7 @@ TEST_CASE("state_dict: extracted from a training checkpoint, loaded into a model
   for (const char* rel : {"t1/ckpt_adam.pth", "t2/ckpt_sgd.pth", "t1/legacy_ckpt.pth"}) {
     INFO(rel);
     const json& e = manifest_entry(rel);
-    auto root = pthio::load(fixture(rel), cpu());
+    auto root = pthio::load(fixture(rel), cpu_options());
     pthio::state_dict sd = pthio::extract_state_dict(root);
     std::vector<std::string> want_keys;
     pthio::state_dict model;  // a model of the same architecture, zero-initialised
@@ -159,7 +155,7 @@ TEST_CASE("state_dict: extracted from a training checkpoint, loaded into a model
     CHECK_THROWS_AS(pthio::extract_state_dict(root, "nope"), pthio::error);
   }
   // A module's state_dict keeps its _metadata through to_value().
-  auto root = pthio::load(fixture("t2/cnn_bn.pth"), cpu());
+  auto root = pthio::load(fixture("t2/cnn_bn.pth"), cpu_options());
   auto sd = pthio::state_dict::from_value(root);
   CHECK(!sd.metadata.is_none());
   CHECK(pthio::dump_json(sd.to_value()) == pthio::dump_json(root));
@@ -168,7 +164,7 @@ TEST_CASE("state_dict: extracted from a training checkpoint, loaded into a model
 TEST_CASE("state_dict: optimizer state in torch's layout, read and rebuilt") {
   for (const char* rel : {"t1/ckpt_adam.pth", "t2/ckpt_adamw.pth", "t2/ckpt_sgd.pth"}) {
     INFO(rel);
-    auto root = pthio::load(fixture(rel), cpu());
+    auto root = pthio::load(fixture(rel), cpu_options());
     const pthio::value& ov = *root.find("optimizer_state_dict");
     auto o = pthio::optimizer_state::from_value(ov);
     CHECK(o.state.size() == 6);
@@ -191,7 +187,7 @@ TEST_CASE("state_dict: param groups built in C++ match what torch 2.x wrote") {
     return pthio::dump_json(g);
   };
   auto torch_group = [](const char* rel) {
-    auto root = pthio::load(fixture(rel), cpu());
+    auto root = pthio::load(fixture(rel), cpu_options());
     return pthio::dump_json(root.find("optimizer_state_dict")->find("param_groups")->items()[0]);
   };
   CHECK(group_json(pthio::adam_param_group({}, 6)) == torch_group("t2/ckpt_adam.pth"));
@@ -200,7 +196,7 @@ TEST_CASE("state_dict: param groups built in C++ match what torch 2.x wrote") {
   w.amsgrad = true;
   w.decoupled = true;
   CHECK(group_json(pthio::adam_param_group(w, 6)) == torch_group("t2/ckpt_adamw.pth"));
-  auto o = pthio::optimizer_state::from_value(*pthio::load(fixture("t1/ckpt_adam.pth"), cpu()).find("optimizer_state_dict"));
+  auto o = pthio::optimizer_state::from_value(*pthio::load(fixture("t1/ckpt_adam.pth"), cpu_options()).find("optimizer_state_dict"));
   CHECK(o.state_field(0, "step")->is_tensor());
   CHECK(o.state_field(0, "nope") == nullptr);
   o.set_group_field(0, "foreach", pthio::value(false));
