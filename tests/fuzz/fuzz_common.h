@@ -22,20 +22,17 @@ inline std::span<const std::byte> as_bytes(const std::uint8_t* data, std::size_t
   return {reinterpret_cast<const std::byte*>(data), size};
 }
 
-// Every tensor reachable from `root`, through every kind of container (dict keys, object args,
-// state and items included), each container visited once. Iterative: values from the unpickler
-// may nest up to max_depth.
-inline std::vector<const pthio::tensor*> all_tensors(const pthio::value& root) {
-  std::vector<const pthio::tensor*> out;
+// Calls fn on every value reachable from `root`, through every kind of container (dict keys,
+// object args, state and items included), each container entered once, until fn returns true;
+// returns whether it did. Iterative: values from the unpickler may nest up to max_depth.
+template <class F>
+bool any_value(const pthio::value& root, F&& fn) {
   std::vector<const pthio::value*> work{&root};
   std::unordered_set<const void*> seen;
   while (!work.empty()) {
     const pthio::value* v = work.back();
     work.pop_back();
-    if (v->is_tensor()) {
-      out.push_back(&v->as_tensor());
-      continue;
-    }
+    if (fn(*v)) return true;
     const void* id = v->identity();
     if (!id || !seen.insert(id).second) continue;
     switch (v->type()) {
@@ -64,6 +61,16 @@ inline std::vector<const pthio::tensor*> all_tensors(const pthio::value& root) {
       default: break;
     }
   }
+  return false;
+}
+
+// Every tensor reachable from `root` (any_value's walk).
+inline std::vector<const pthio::tensor*> all_tensors(const pthio::value& root) {
+  std::vector<const pthio::tensor*> out;
+  any_value(root, [&](const pthio::value& v) {
+    if (v.is_tensor()) out.push_back(&v.as_tensor());
+    return false;
+  });
   return out;
 }
 

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <unordered_set>
 
 #include "fuzz_common.h"
 
@@ -59,40 +58,9 @@ bool build_value(std::span<const std::byte> bytes, pthio::value& out) {
 // numpy arrays stay inert _reconstruct objects in a bare unpickle; load_checkpoint turns them
 // into tensors. Such a value reads back as the tensors it means, not as itself.
 bool has_numpy_array(const pthio::value& root) {
-  std::vector<const pthio::value*> work{&root};
-  std::unordered_set<const void*> seen;
-  while (!work.empty()) {
-    const pthio::value* v = work.back();
-    work.pop_back();
-    if (!v->identity() || !seen.insert(v->identity()).second) continue;
-    switch (v->type()) {
-      case pthio::value::kind::list:
-      case pthio::value::kind::tuple:
-        for (const auto& e : v->items()) work.push_back(&e);
-        break;
-      case pthio::value::kind::dict:
-        for (const auto& [k, e] : v->as_dict().entries()) {
-          work.push_back(&k);
-          work.push_back(&e);
-        }
-        for (const auto& [k, e] : v->as_dict().attrs) work.push_back(&e);
-        break;
-      case pthio::value::kind::object: {
-        const auto& o = v->as_object();
-        if (o.type.name == "_reconstruct") return true;
-        work.push_back(&o.args);
-        work.push_back(&o.state);
-        for (const auto& e : o.list_items) work.push_back(&e);
-        for (const auto& [k, e] : o.dict_items) {
-          work.push_back(&k);
-          work.push_back(&e);
-        }
-        break;
-      }
-      default: break;
-    }
-  }
-  return false;
+  return pthio_fuzz::any_value(root, [](const pthio::value& v) {
+    return v.is_object() && v.as_object().type.name == "_reconstruct";
+  });
 }
 
 struct variant {
