@@ -929,37 +929,47 @@ void check_expansion(const value& root, const char* what) {
 
 }  // namespace detail
 
+namespace detail {
+
+bool for_each_key_path_child(const value& v, const std::function<void(const std::string&, const value&)>& fn) {
+  switch (v.type()) {
+    case value::kind::dict:
+      for (const auto& [k, c] : v.as_dict().entries()) fn(key_text(k), c);
+      return true;
+    case value::kind::list:
+    case value::kind::tuple: {
+      const auto& items = v.items();
+      for (std::size_t i = 0; i < items.size(); ++i) fn(std::to_string(i), items[i]);
+      return true;
+    }
+    case value::kind::object: {
+      const auto& o = v.as_object();
+      if (o.has_state && o.state.is_dict())
+        for (const auto& [k, c] : o.state.as_dict().entries()) fn(key_text(k), c);
+      for (std::size_t i = 0; i < o.list_items.size(); ++i) fn(std::to_string(i), o.list_items[i]);
+      for (const auto& [k, c] : o.dict_items) fn(key_text(k), c);
+      return true;
+    }
+    default: return false;
+  }
+}
+
+}  // namespace detail
+
 namespace {
 void visit(const value& v, std::string& path, int depth,
            const std::function<void(const std::string&, const value&)>& fn) {
-  auto child = [&](const std::string& part, const value& c) {
+  if (v.is_tensor()) {
+    fn(path, v);
+    return;
+  }
+  detail::for_each_key_path_child(v, [&](const std::string& part, const value& c) {
     std::size_t keep = path.size();
     if (depth > 0) path += ".";
     path += part;
     visit(c, path, depth + 1, fn);
     path.resize(keep);
-  };
-  switch (v.type()) {
-    case value::kind::tensor: fn(path, v); break;
-    case value::kind::dict:
-      for (const auto& [k, c] : v.as_dict().entries()) child(key_text(k), c);
-      break;
-    case value::kind::list:
-    case value::kind::tuple: {
-      const auto& items = v.items();
-      for (std::size_t i = 0; i < items.size(); ++i) child(std::to_string(i), items[i]);
-      break;
-    }
-    case value::kind::object: {
-      const auto& o = v.as_object();
-      if (o.has_state && o.state.is_dict())
-        for (const auto& [k, c] : o.state.as_dict().entries()) child(key_text(k), c);
-      for (std::size_t i = 0; i < o.list_items.size(); ++i) child(std::to_string(i), o.list_items[i]);
-      for (const auto& [k, c] : o.dict_items) child(key_text(k), c);
-      break;
-    }
-    default: break;
-  }
+  });
 }
 }  // namespace
 

@@ -57,6 +57,11 @@ struct lazy_records {
   std::unordered_map<std::string, tensor> index;
 };
 
+// The children of `v` that key paths descend into, with the part each adds to the path (visit_tensors'
+// spelling: dict keys as key_text, list/tuple/object-item indices in decimal, an object's state
+// dict entries, then its list and dict items). Returns false for a value that is no container.
+bool for_each_key_path_child(const value& v, const std::function<void(const std::string&, const value&)>& fn);
+
 // Key paths and `dump --json` write shared containers out in full, once per reference: a few
 // hundred bytes of pickle can nest (x, x) sixty times. Refuses (limit_exceeded, naming `what`) a
 // value whose expansion exceeds 16 times the values it holds plus 100,000, and a cyclic one.

@@ -114,38 +114,24 @@ bool is_utf8(std::string_view s) {
 // visit_tensors).
 void collect_dropped(const value& v, std::string& path, int depth,
                      std::vector<std::pair<std::string, std::string>>& out) {
+  if (v.is_tensor()) return;
   bool any = false;
-  auto child = [&](const std::string& part, const value& c) {
+  const bool container = detail::for_each_key_path_child(v, [&](const std::string& part, const value& c) {
     any = true;
     std::size_t keep = path.size();
     if (depth > 0) path += ".";
     path += part;
     collect_dropped(c, path, depth + 1, out);
     path.resize(keep);
-  };
-  switch (v.type()) {
-    case value::kind::tensor: return;
-    case value::kind::dict:
-      for (const auto& [k, c] : v.as_dict().entries()) child(key_text(k), c);
-      break;
-    case value::kind::list:
-    case value::kind::tuple:
-      for (std::size_t i = 0; i < v.items().size(); ++i) child(std::to_string(i), v.items()[i]);
-      break;
-    case value::kind::object: {
-      const auto& o = v.as_object();
-      if (o.has_state && o.state.is_dict())
-        for (const auto& [k, c] : o.state.as_dict().entries()) child(key_text(k), c);
-      for (std::size_t i = 0; i < o.list_items.size(); ++i) child(std::to_string(i), o.list_items[i]);
-      for (const auto& [k, c] : o.dict_items) child(key_text(k), c);
-      if (!any || (o.has_state && !o.state.is_dict())) out.emplace_back(path, o.type.qualified());
-      return;
-    }
-    default:
-      out.emplace_back(path, std::string(v.type_name()));
-      return;
+  });
+  if (!container) {
+    out.emplace_back(path, std::string(v.type_name()));
+  } else if (v.is_object()) {
+    const auto& o = v.as_object();
+    if (!any || (o.has_state && !o.state.is_dict())) out.emplace_back(path, o.type.qualified());
+  } else if (!any && depth > 0) {
+    out.emplace_back(path, std::string(v.type_name()));
   }
-  if (!any && depth > 0) out.emplace_back(path, std::string(v.type_name()));
 }
 
 std::optional<std::vector<std::pair<std::string, std::string>>> root_metadata(const value& root) {
