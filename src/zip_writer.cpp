@@ -207,27 +207,26 @@ void zip_writer::write(std::span<const std::byte> data) {
   constexpr std::size_t piece = std::size_t{1} << 20;
   // From 256 KiB on, the CRC-32 runs on the worker thread while this one writes.
   constexpr std::size_t parallel_crc_size = std::size_t{256} << 10;
-  if (!compute_crc_) {
-    for (std::size_t off = 0; off < data.size(); off += piece)
-      out_.write(data.subspan(off, std::min(piece, data.size() - off)));
-  } else if (data.size() >= parallel_crc_size && crc_worker::worthwhile()) {
+  crc_worker* worker = nullptr;
+  if (compute_crc_ && data.size() >= parallel_crc_size && crc_worker::worthwhile()) {
     if (!crc_worker_) crc_worker_ = std::make_unique<crc_worker>();
-    crc_worker_->start(data, cur_crc_);
-    // `data` may be released when this returns: the worker is waited for, even when a write throws.
-    struct joiner {
-      crc_worker& w;
-      ~joiner() { (void)w.wait(); }
-    } join{*crc_worker_};
-    for (std::size_t off = 0; off < data.size(); off += piece)
-      out_.write(data.subspan(off, std::min(piece, data.size() - off)));
-    cur_crc_ = crc_worker_->wait();
-  } else {
-    for (std::size_t off = 0; off < data.size(); off += piece) {
-      const auto part = data.subspan(off, std::min(piece, data.size() - off));
-      cur_crc_ = crc32(part, cur_crc_);
-      out_.write(part);
-    }
+    worker = crc_worker_.get();
+    worker->start(data, cur_crc_);
   }
+  // `data` may be released when this returns: the worker is waited for, even when a write throws.
+  struct joiner {
+    crc_worker* w;
+    ~joiner() {
+      if (w) (void)w->wait();
+    }
+  } join{worker};
+  const bool inline_crc = compute_crc_ && !worker;
+  for (std::size_t off = 0; off < data.size(); off += piece) {
+    const auto part = data.subspan(off, std::min(piece, data.size() - off));
+    if (inline_crc) cur_crc_ = crc32(part, cur_crc_);
+    out_.write(part);
+  }
+  if (worker) cur_crc_ = worker->wait();
   cur_size_ += data.size();
 }
 
