@@ -103,9 +103,12 @@ class byte_reader {
 
  private:
   void need(std::uint64_t n, const char* what) const {
-    if (n > remaining())
-      fail(std::string("unexpected end of data: ") + what + " needs " + std::to_string(n) +
-           " bytes, " + std::to_string(remaining()) + " remain");
+    if (n > remaining()) [[unlikely]] short_read(n, what);
+  }
+  // Out of line and cold, so that need() inlines to one compare.
+  [[noreturn, gnu::cold, gnu::noinline]] void short_read(std::uint64_t n, const char* what) const {
+    fail(std::string("unexpected end of data: ") + what + " needs " + std::to_string(n) +
+         " bytes, " + std::to_string(remaining()) + " remain");
   }
   std::uint64_t le(int n) {
     need(static_cast<std::uint64_t>(n), "integer");

@@ -570,27 +570,32 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
     lazy->swap = swap;
     lazy->verify_crc = opt.verify_crc;
   }
-  std::unordered_map<std::string, storage_value> loaded;
+  // The storages loaded so far, by zip entry index (one record is one storage).
+  std::vector<std::optional<storage_value>> loaded(zip.entries().size());
   device_upload uploads;  // storages bound for a GPU: in flight until finish(), CRC-32s checked there
 
   unpickle_options u = pickle_options_for(opt, pkl->name);
+  std::string rec = prefix + "data/";  // the record name, rebuilt in place for each storage
+  const std::size_t rec_stem = rec.size();
   u.persistent_load = [&](const value& pid) -> value {
     storage_spec s = parse_pid(pid, false);
-    if (auto it = loaded.find(s.key); it != loaded.end()) {
+    rec.resize(rec_stem);
+    rec += s.key;
+    const zip_entry* e = zip.find(rec);
+    if (!e) throw error(errc::corrupt_checkpoint, "storage record " + rec + " is missing");
+    auto& cached = loaded[static_cast<std::size_t>(e - zip.entries().data())];
+    if (cached) {
       // torch 2.x may name one record as a typed storage and as an UntypedStorage (byte views);
       // each name sees the bytes with its own element type.
-      if (s.nbytes > it->second.data.nbytes())
+      if (s.nbytes > cached->data.nbytes())
         throw error(errc::corrupt_checkpoint, "storage '" + s.key + "' is named again with " + std::to_string(s.nbytes) +
                                                   " bytes, more than its record's " +
-                                                  std::to_string(it->second.data.nbytes()));
-      storage_value again = it->second;
+                                                  std::to_string(cached->data.nbytes()));
+      storage_value again = *cached;
       again.dtype = s.t;
       again.numel = s.numel;
       return value::make_storage(std::move(again));
     }
-    const std::string rec = prefix + "data/" + s.key;
-    const zip_entry* e = zip.find(rec);
-    if (!e) throw error(errc::corrupt_checkpoint, "storage record " + rec + " is missing");
     if (e->uncompressed_size < s.nbytes)
       throw error(errc::corrupt_checkpoint,
                   "storage record " + rec + " holds " + std::to_string(e->uncompressed_size) + " bytes but " +
@@ -634,7 +639,7 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
     sv.numel = s.numel;
     sv.key = s.key;
     sv.location = s.location;
-    loaded.emplace(s.key, sv);
+    cached = sv;
     return value::make_storage(std::move(sv));
   };
   ck.root = run_unpickle(zip.read(*pkl, opt.verify_crc), u, nullptr, nullptr);

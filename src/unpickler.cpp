@@ -590,6 +590,8 @@ class machine {
   std::uint64_t memory_ = 0;
   int call_depth_ = 0;
   value empty_tuple_;
+  struct recent_call { value callable; const reduce_fn* handler = nullptr; };
+  recent_call recent_calls_[2];
 
   // Every container built here, with its identity, for release().
   template <class T>
@@ -612,24 +614,28 @@ class machine {
 
   void charge(std::uint64_t bytes) {
     std::uint64_t total;
-    if (!detail::checked_add(memory_, bytes, total) || total > lim_.max_memory)
-      fail(errc::limit_exceeded, op_name() + ": the objects built need more than max_memory (" +
-                                     std::to_string(lim_.max_memory) + " bytes)");
+    if (!detail::checked_add(memory_, bytes, total) || total > lim_.max_memory) [[unlikely]] over_budget();
     memory_ = total;
   }
   // A block that lives only for a moment beside everything charged (the old block of a vector
   // while it grows) must fit too: memory in use stays under max_memory at every instant.
   void room_for(std::uint64_t bytes) const {
     std::uint64_t total;
-    if (!detail::checked_add(memory_, bytes, total) || total > lim_.max_memory)
-      fail(errc::limit_exceeded, op_name() + ": the objects built need more than max_memory (" +
-                                     std::to_string(lim_.max_memory) + " bytes)");
+    if (!detail::checked_add(memory_, bytes, total) || total > lim_.max_memory) [[unlikely]] over_budget();
+  }
+  [[noreturn, gnu::cold, gnu::noinline]] void over_budget() const {
+    fail(errc::limit_exceeded, op_name() + ": the objects built need more than max_memory (" +
+                                   std::to_string(lim_.max_memory) + " bytes)");
   }
   // Room for `extra` more elements, growing geometrically as push_back does; what is charged is
   // the capacity, not the size, and the new block must fit while the old one is still alive.
   template <class T>
   void grow(std::vector<T>& v, std::size_t extra) {
-    if (v.capacity() - v.size() >= extra) return;
+    if (v.capacity() - v.size() >= extra) [[likely]] return;
+    grow_slow(v, extra);
+  }
+  template <class T>
+  [[gnu::noinline]] void grow_slow(std::vector<T>& v, std::size_t extra) {
     const std::size_t cap = std::max({v.size() + extra, 2 * v.capacity(), std::size_t{8}});
     room_for(cap * sizeof(T));
     charge((cap - v.capacity()) * sizeof(T));
@@ -639,9 +645,11 @@ class machine {
   // ---- argument reads (all through the one byte_reader; errors at the opcode's offset)
 
   void need(std::uint64_t n) const {
-    if (n > in_.remaining())
-      fail(op_name() + ": unexpected end of data: needs " + std::to_string(n) + " bytes, " +
-           std::to_string(in_.remaining()) + " remain");
+    if (n > in_.remaining()) [[unlikely]] short_read(n);
+  }
+  [[noreturn, gnu::cold, gnu::noinline]] void short_read(std::uint64_t n) const {
+    fail(op_name() + ": unexpected end of data: needs " + std::to_string(n) + " bytes, " +
+         std::to_string(in_.remaining()) + " remain");
   }
   std::uint8_t arg_u8() { need(1); return in_.u8(); }
   std::uint16_t arg_le16() { need(2); return in_.le16(); }
@@ -670,8 +678,10 @@ class machine {
   std::size_t floor() const noexcept { return marks_.empty() ? 0 : marks_.back(); }
 
   void require(std::size_t n) const {
+    if (stack_.size() - floor() < n) [[unlikely]] too_few(n);
+  }
+  [[noreturn, gnu::cold, gnu::noinline]] void too_few(std::size_t n) const {
     const std::size_t have = stack_.size() - floor();
-    if (have >= n) return;
     if (marks_.empty())
       fail(op_name() + " needs " + std::to_string(n) + " value(s) on the stack, it holds " +
            std::to_string(have));
@@ -691,9 +701,7 @@ class machine {
 
   // `h` bounds the nesting of containers in v from above (0 for a scalar).
   void push(value v, std::uint32_t h = 0) {
-    if (stack_.size() >= lim_.max_stack)
-      fail(errc::limit_exceeded, op_name() + ": the stack holds more than max_stack (" +
-                                     std::to_string(lim_.max_stack) + ") values");
+    if (stack_.size() >= lim_.max_stack) [[unlikely]] stack_full();
     grow(stack_, 1);
     grow(heights_, 1);
     // A big int owns a shared block and a byte vector of its own.
@@ -701,6 +709,10 @@ class machine {
     note_height(h);
     stack_.push_back(std::move(v));
     heights_.push_back(h);
+  }
+  [[noreturn, gnu::cold, gnu::noinline]] void stack_full() const {
+    fail(errc::limit_exceeded, op_name() + ": the stack holds more than max_stack (" +
+                                   std::to_string(lim_.max_stack) + ") values");
   }
   // Pops the top value; its height bound is left in popped_h_.
   value pop() {
@@ -958,7 +970,7 @@ class machine {
     }
     const global_ref& g = callable.as_global();
     if (opt_.globals)
-      if (const reduce_fn* h = opt_.globals->find(g.module, g.name); h && *h) {
+      if (const reduce_fn* h = handler_of(callable); h && *h) {
         value r = (*h)(args.as_tuple());
         if (is_container(r)) needs_walk_ = true;  // its shape is the handler's business
         return r;
@@ -969,6 +981,19 @@ class machine {
     --call_depth_;
     if (r) return std::move(*r);
     return new_object(g, args);
+  }
+
+  // The table's entry for a callable global. A stream calls the same few globals over and over
+  // (one per tensor), each a memoized value: the last two are remembered by the address of their
+  // name pair, kept alive here so that the address cannot be reused by another global.
+  const reduce_fn* handler_of(const value& callable) {
+    const global_ref* g = &callable.as_global();
+    for (auto& c : recent_calls_)
+      if (!c.callable.is_none() && &c.callable.as_global() == g) return c.handler;
+    const reduce_fn* h = opt_.globals->find(g->module, g->name);
+    recent_calls_[1] = std::move(recent_calls_[0]);
+    recent_calls_[0] = {callable, h};
+    return h;
   }
 
   // Whether a call of `g` goes to a handler (the table's or a built-in one) rather than building

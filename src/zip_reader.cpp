@@ -72,6 +72,13 @@ std::string entry_context(const std::string& file, std::string_view name) {
 
 // Errors that name an entry. The context text is built only when one is thrown: building it for
 // every entry cost a tenth of parsing 10,000 entries (BENCHMARKS.md).
+std::uint16_t load_le16(const std::byte* p) noexcept {
+  return static_cast<std::uint16_t>(std::to_integer<unsigned>(p[0]) | std::to_integer<unsigned>(p[1]) << 8);
+}
+std::uint32_t load_le32(const std::byte* p) noexcept {
+  return std::uint32_t{load_le16(p)} | std::uint32_t{load_le16(p + 2)} << 16;
+}
+
 struct entry_errors {
   const std::string& file;
   std::string_view name;
@@ -262,8 +269,6 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
   const std::size_t count = cd.read_count(entries, central_header_size, options_.max_entries,
                                           "zip: central directory entry count");
   entries_.reserve(count);
-  std::vector<std::string_view> names;  // views into the source, which copies of the reader share
-  names.reserve(count);
 
   for (std::size_t i = 0; i < count; ++i) {
     const std::uint64_t at = cd.pos();
@@ -349,7 +354,6 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
                                           " differs from its uncompressed size " +
                                           std::to_string(e.uncompressed_size));
     entries_.push_back(std::move(e));
-    names.push_back(name);
   }
   if (!cd.at_end())
     cd.fail("zip: " + std::to_string(cd.remaining()) + " bytes left in the central directory after its " +
@@ -378,14 +382,12 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
     // The fixed part and, in the same read, up to 256 bytes of the name (all of torch's names).
     const std::size_t first = static_cast<std::size_t>(std::min<std::uint64_t>(local.size(), cd_offset - lo));
     copy_out(lo, std::span(local).first(first));
-    byte_reader lr(std::span<const std::byte>(local).first(first), errc::corrupt_zip, file);
-    if (lr.le32() != local_header_sig)
+    // first >= 30: the fixed part ends at or before the central directory (checked above).
+    if (load_le32(local.data()) != local_header_sig)
       le.fail_at(lo, "zip: no local header signature (PK\\3\\4) at offset " + std::to_string(lo));
-    lr.skip(4);  // version needed, flags
-    std::uint16_t method = lr.le16();
-    lr.skip(16);  // time, date, CRC, sizes
-    std::uint16_t name_len = lr.le16();
-    std::uint16_t extra_len = lr.le16();
+    const std::uint16_t method = load_le16(local.data() + 8);  // after version needed, flags
+    const std::uint16_t name_len = load_le16(local.data() + 26);  // after time, date, CRC, sizes
+    const std::uint16_t extra_len = load_le16(local.data() + 28);
     const std::uint64_t data_offset = fixed_end + name_len + extra_len;
     if (data_offset > cd_offset)
       le.fail_at(lo, "zip: local header's name and extra field run into the central directory at " +
@@ -425,38 +427,53 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
                        std::to_string(prev.data_offset + prev.compressed_size));
   }
 
-  by_name_.reserve(entries_.size());
+  std::size_t slots = 16;
+  while (slots < 2 * entries_.size()) slots *= 2;
+  by_name_.assign(slots, 0);
   for (std::size_t i = 0; i < entries_.size(); ++i) {
-    if (!by_name_.emplace(names[i], i).second)
+    const std::size_t at = slot_of(entries_[i].name);
+    if (by_name_[at] != 0)
       byte_reader({}, errc::corrupt_zip, entry_context(file, entries_[i].name))
           .fail_at(entries_[i].local_header_offset, "zip: duplicate entry name");
+    by_name_[at] = static_cast<std::uint32_t>(i + 1);
+  }
+}
+
+// The slot holding `name`, or the empty slot where it would go (linear probing; the table is at
+// most half full, so a probe always ends).
+std::size_t zip_reader::slot_of(std::string_view name) const noexcept {
+  const std::size_t mask = by_name_.size() - 1;
+  for (std::size_t at = std::hash<std::string_view>{}(name) & mask;; at = (at + 1) & mask) {
+    const std::uint32_t k = by_name_[at];
+    if (k == 0 || entries_[k - 1].name == name) return at;
   }
 }
 
 const zip_entry* zip_reader::find(std::string_view name) const {
-  auto it = by_name_.find(name);
-  return it == by_name_.end() ? nullptr : &entries_[it->second];
+  if (by_name_.empty()) return nullptr;
+  const std::uint32_t k = by_name_[slot_of(name)];
+  return k == 0 ? nullptr : &entries_[k - 1];
 }
 
 namespace {
 
 // The index of `e` among `entries`: by address when it is one of them, else by name (a copy of
 // an entry); the reader then uses its own, validated, copy.
-std::size_t index_of(const std::vector<zip_entry>& entries,
-                     const std::unordered_map<std::string_view, std::size_t>& by_name, const zip_entry& e,
-                     const std::string& file) {
+std::size_t index_of(const zip_reader& zip, const zip_entry& e) {
+  const auto& entries = zip.entries();
   if (!entries.empty() && &e >= entries.data() && &e < entries.data() + entries.size())
     return static_cast<std::size_t>(&e - entries.data());
-  auto it = by_name.find(e.name);
-  if (it == by_name.end() || entries[it->second].local_header_offset != e.local_header_offset)
-    throw error(errc::invalid_argument, "zip: " + in_quotes(e.name) + " is not an entry of this archive", file);
-  return it->second;
+  const zip_entry* mine = zip.find(e.name);
+  if (!mine || mine->local_header_offset != e.local_header_offset)
+    throw error(errc::invalid_argument, "zip: " + in_quotes(e.name) + " is not an entry of this archive",
+                zip.source().name());
+  return static_cast<std::size_t>(mine - entries.data());
 }
 
 }  // namespace
 
 std::span<const std::byte> zip_reader::read(const zip_entry& entry, bool verify_crc) const {
-  const std::size_t index = index_of(entries_, by_name_, entry, source_.name());
+  const std::size_t index = index_of(*this, entry);
   const zip_entry& e = entries_[index];
   const entry_errors r{source_.name(), e.name};
   // Inside the file: the constructor checked every entry's data against the central directory.
@@ -521,7 +538,7 @@ std::span<const std::byte> zip_reader::read(const zip_entry& entry, bool verify_
 }
 
 std::shared_ptr<const void> zip_reader::owner_of(const zip_entry& entry) const {
-  const std::size_t index = index_of(entries_, by_name_, entry, source_.name());
+  const std::size_t index = index_of(*this, entry);
   if (entries_[index].method == 0) return source_.owner();
   read(entries_[index]);
   std::lock_guard<std::mutex> lock(inflated_mutex);

@@ -91,8 +91,10 @@ class zip_reader {
   byte_source source_;
   zip_read_options options_;
   std::vector<zip_entry> entries_;
-  // Keys view the names in the source's central directory, so copies of the reader stay valid.
-  std::unordered_map<std::string_view, std::size_t> by_name_;
+  // Names to entries: open addressing over entries_ (slot = entry index + 1, 0 empty), a power
+  // of two at least twice the entry count; indices, so copies of the reader stay valid.
+  std::vector<std::uint32_t> by_name_;
+  std::size_t slot_of(std::string_view name) const noexcept;
   mutable std::unordered_map<std::size_t, std::shared_ptr<std::vector<std::byte>>> inflated_;
 };
 
