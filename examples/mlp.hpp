@@ -246,8 +246,8 @@ class adam {
     };
     pthio::adam_options opts = opts_;
     opts.lr = field("lr").as_float();
-    opts.beta1 = field("betas").items().at(0).as_float();
-    opts.beta2 = field("betas").items().at(1).as_float();
+    opts.beta1 = field("betas").at(0).as_float();
+    opts.beta2 = field("betas").at(1).as_float();
     opts.eps = field("eps").as_float();
     opts.weight_decay = field("weight_decay").as_float();
     if (const pthio::value* a = o.group_field(0, "amsgrad"); a && a->as_bool())

@@ -92,7 +92,7 @@ std::vector<std::int64_t> int_sequence(const value& v, const char* fn, const cha
 
 namespace {
 
-void need_args(const std::vector<value>& a, std::size_t lo, std::size_t hi, const char* fn) {
+void need_args(std::span<const value> a, std::size_t lo, std::size_t hi, const char* fn) {
   if (a.size() < lo || a.size() > hi)
     bad_args(fn, "takes " + std::to_string(lo) + (lo == hi ? "" : "-" + std::to_string(hi)) +
                      " arguments, got " + std::to_string(a.size()));
@@ -123,7 +123,7 @@ dtype dtype_of_global(const value& v, const char* fn) {
   return *t;
 }
 
-value rebuild_parameter(const std::vector<value>& a, const char* fn) {
+value rebuild_parameter(std::span<const value> a, const char* fn) {
   if (!a[0].is_tensor()) bad_args(fn, "data must be a tensor");
   tensor t = a[0].as_tensor();
   t.set_requires_grad(truthy(a[1]));
@@ -131,7 +131,7 @@ value rebuild_parameter(const std::vector<value>& a, const char* fn) {
 }
 
 // numpy scalar: (dtype object, raw bytes) -> a number.
-value numpy_scalar(const std::vector<value>& a) {
+value numpy_scalar(std::span<const value> a) {
   const char* fn = "numpy scalar";
   need_args(a, 1, 2, fn);
   if (!a[0].is_object() || a[0].as_object().type.name != "dtype") bad_args(fn, "first argument must be a numpy dtype");
@@ -170,41 +170,41 @@ value numpy_scalar(const std::vector<value>& a) {
 
 global_table make_torch_globals() {
   global_table g;
-  g.add("torch._utils", "_rebuild_tensor", [](const std::vector<value>& a) {
+  g.add("torch._utils", "_rebuild_tensor", [](std::span<const value> a) {
     need_args(a, 4, 4, "_rebuild_tensor");
     return rebuild("_rebuild_tensor", a[0], a[1], a[2], a[3], false, std::nullopt);
   });
-  g.add("torch._utils", "_rebuild_tensor_v2", [](const std::vector<value>& a) {
+  g.add("torch._utils", "_rebuild_tensor_v2", [](std::span<const value> a) {
     need_args(a, 6, 7, "_rebuild_tensor_v2");
     return rebuild("_rebuild_tensor_v2", a[0], a[1], a[2], a[3], truthy(a[4]), std::nullopt);
   });
-  g.add("torch._utils", "_rebuild_tensor_v3", [](const std::vector<value>& a) {
+  g.add("torch._utils", "_rebuild_tensor_v3", [](std::span<const value> a) {
     need_args(a, 7, 8, "_rebuild_tensor_v3");
     return rebuild("_rebuild_tensor_v3", a[0], a[1], a[2], a[3], truthy(a[4]),
                    dtype_of_global(a[6], "_rebuild_tensor_v3"));
   });
-  g.add("torch._utils", "_rebuild_parameter", [](const std::vector<value>& a) {
+  g.add("torch._utils", "_rebuild_parameter", [](std::span<const value> a) {
     need_args(a, 3, 3, "_rebuild_parameter");
     return rebuild_parameter(a, "_rebuild_parameter");
   });
-  g.add("torch._utils", "_rebuild_parameter_with_state", [](const std::vector<value>& a) {
+  g.add("torch._utils", "_rebuild_parameter_with_state", [](std::span<const value> a) {
     need_args(a, 4, 4, "_rebuild_parameter_with_state");
     return rebuild_parameter(a, "_rebuild_parameter_with_state");
   });
-  g.add("torch._utils", "_rebuild_qtensor", [](const std::vector<value>& a) {
+  g.add("torch._utils", "_rebuild_qtensor", [](std::span<const value> a) {
     // (storage, offset, size, stride, quantizer_params, requires_grad, hooks): the integer
     // representation is kept; scale and zero point stay in the file.
     need_args(a, 7, 7, "_rebuild_qtensor");
     return rebuild("_rebuild_qtensor", a[0], a[1], a[2], a[3], truthy(a[5]), std::nullopt);
   });
-  g.add("torch._utils", "_rebuild_meta_tensor_no_storage", [](const std::vector<value>& a) {
+  g.add("torch._utils", "_rebuild_meta_tensor_no_storage", [](std::span<const value> a) {
     const char* fn = "_rebuild_meta_tensor_no_storage";
     need_args(a, 4, 4, fn);
     storage s = storage::borrow(nullptr, 0, device(device_type::meta));
     return value(tensor(s, dtype_of_global(a[0], fn), int_sequence(a[1], fn, "size"),
                         int_sequence(a[2], fn, "stride"), 0, truthy(a[3])));
   });
-  g.add("torch._tensor", "_rebuild_from_type_v2", [](const std::vector<value>& a) {
+  g.add("torch._tensor", "_rebuild_from_type_v2", [](std::span<const value> a) {
     // (func, type, args, state): rebuild with func; a Tensor / Parameter type keeps the result.
     const char* fn = "_rebuild_from_type_v2";
     need_args(a, 4, 4, fn);
@@ -221,7 +221,7 @@ global_table make_torch_globals() {
                                   "_rebuild_device_tensor_from_numpy", "_rebuild_wrapper_subclass",
                                   "_rebuild_xla_tensor", "_rebuild_mtia_tensor"}) {
     std::string name = unsupported;
-    g.add("torch._utils", name, [name](const std::vector<value>&) -> value {
+    g.add("torch._utils", name, [name](std::span<const value>) -> value {
       throw error(errc::unsupported, "torch._utils." + name + " tensors are not supported");
     });
   }
@@ -238,7 +238,7 @@ global_table make_torch_globals() {
   g.add("torch", "Tensor");
   g.add("torch._tensor", "Tensor");
   g.add("torch.nn.parameter", "Parameter");
-  g.add("torch", "Size", [](const std::vector<value>& a) {
+  g.add("torch", "Size", [](std::span<const value> a) {
     need_args(a, 0, 1, "torch.Size");
     if (a.empty()) return value::make_tuple();
     int_sequence(a[0], "torch.Size", "dims");
@@ -464,7 +464,7 @@ void transform_values(value& root, const std::function<std::optional<value>(cons
         for (auto& e : v->as_list().items) work.push_back(&e);
         break;
       case value::kind::tuple:
-        for (auto& e : const_cast<std::vector<value>&>(v->as_tuple())) work.push_back(&e);
+        for (auto& e : value_access::mutable_items(*v)) work.push_back(&e);
         break;
       case value::kind::dict: {
         auto& d = v->as_dict();

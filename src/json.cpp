@@ -147,7 +147,7 @@ std::string base64(std::string_view in) {
 
 void render(std::string& out, const value& v);
 
-void render_items(std::string& out, const std::vector<value>& items) {
+void render_items(std::string& out, std::span<const value> items) {
   out += '[';
   for (std::size_t i = 0; i < items.size(); ++i) {
     if (i) out += ", ";

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "byte_reader.h"
+#include "value_pool.h"
 #include "value_internal.h"
 #include "pthio/error.hpp"
 #include "pthio/pickle.hpp"
@@ -549,8 +550,7 @@ class machine {
  public:
   machine(std::span<const std::byte> data, const unpickle_options& options)
       : in_(data, errc::corrupt_pickle, options.context), opt_(options), lim_(options.limits) {
-    auto t = std::make_shared<std::vector<value>>();
-    empty_tuple_ = value::from(tuple_ptr(t));
+    empty_tuple_ = value::make_tuple();
   }
   machine(const machine&) = delete;
   machine& operator=(const machine&) = delete;
@@ -597,7 +597,8 @@ class machine {
   template <class T>
   struct owned { std::shared_ptr<T> p; const void* id; };
   std::deque<owned<list_object>> lists_;
-  std::deque<owned<std::vector<value>>> tuples_;
+  struct owned_tuple { value v; const void* id; };
+  std::deque<owned_tuple> tuples_;
   std::deque<owned<dict_object>> dicts_;
   std::deque<owned<object_object>> objects_;
   // After a successful STOP: identities reachable from the result, which release() keeps.
@@ -730,6 +731,15 @@ class machine {
   // The top `n` values after checking they exist (all those above the last MARK when n is
   // npos, popping the MARK); the largest height bound among them is left in popped_h_.
   std::vector<value> pop_n(std::size_t n) {
+    const std::size_t k = take_n(n);
+    std::vector<value> items(std::make_move_iterator(stack_.begin() + static_cast<std::ptrdiff_t>(k)),
+                             std::make_move_iterator(stack_.end()));
+    stack_.resize(k);
+    heights_.resize(k);
+    return items;
+  }
+  // Checks and unmarks what pop_n takes, leaving it on the stack: the index of its first value.
+  std::size_t take_n(std::size_t n) {
     std::size_t k;
     if (n == std::size_t(-1)) {
       if (marks_.empty()) fail(op_name() + " needs a MARK on the stack, there is none");
@@ -740,13 +750,9 @@ class machine {
       k = stack_.size() - n;
     }
     room_for((stack_.size() - k) * slot_bytes);  // charged by the caller once it is a container
-    std::vector<value> items(std::make_move_iterator(stack_.begin() + static_cast<std::ptrdiff_t>(k)),
-                             std::make_move_iterator(stack_.end()));
-    stack_.resize(k);
     popped_h_ = 0;
     for (std::size_t i = k; i < heights_.size(); ++i) popped_h_ = std::max(popped_h_, heights_[i]);
-    heights_.resize(k);
-    return items;
+    return k;
   }
   std::vector<value> pop_mark() { return pop_n(std::size_t(-1)); }
   // The top container gained a child of height bound h.
@@ -760,23 +766,33 @@ class machine {
 
   value new_list(std::vector<value> items = {}) {
     charge((items.size() + 1) * slot_bytes);
-    auto p = std::make_shared<list_object>();
+    auto p = detail::make_pooled<list_object>();
     p->items = std::move(items);
     value v = value::from(p);
     lists_.push_back({std::move(p), v.identity()});
     return v;
   }
-  value new_tuple(std::vector<value> items) {
-    if (items.empty()) return empty_tuple_;
-    charge((items.size() + 1) * slot_bytes);
-    auto p = std::make_shared<std::vector<value>>(std::move(items));
-    value v = value::from(tuple_ptr(p));
-    tuples_.push_back({std::move(p), v.identity()});
+  value new_tuple(std::vector<value> items) { return new_tuple(items.data(), items.size()); }
+  // A tuple of the n values at `items`, moved from there.
+  value new_tuple(value* items, std::size_t n) {
+    if (n == 0) return empty_tuple_;
+    charge((n + 1) * slot_bytes);
+    value v = detail::value_access::tuple_moving(items, n);
+    const void* id = v.identity();
+    tuples_.push_back({v, id});
+    return v;
+  }
+  // TUPLE, TUPLE1-3: the tuple is built straight from the stack's values.
+  value tuple_from_stack(std::size_t n) {
+    const std::size_t k = take_n(n);
+    value v = new_tuple(stack_.data() + k, stack_.size() - k);
+    stack_.resize(k);
+    heights_.resize(k);
     return v;
   }
   value new_dict(std::string class_name = {}) {
     charge(sizeof(dict_object) + 64);  // with its shared_ptr control block and its entry in dicts_
-    auto p = std::make_shared<dict_object>();
+    auto p = detail::make_pooled<dict_object>();
     p->class_name = std::move(class_name);
     value v = value::from(p);
     dicts_.push_back({std::move(p), v.identity()});
@@ -788,7 +804,7 @@ class machine {
   value new_object(global_ref type, value args) {
     // The object, its shared_ptr control block and its entry in objects_; names beyond SSO.
     charge(sizeof(object_object) + 64 + type.module.size() + type.name.size());
-    auto p = std::make_shared<object_object>();
+    auto p = detail::make_pooled<object_object>();
     p->type = std::move(type);
     p->args = std::move(args);
     value v = value::from(p);
@@ -809,13 +825,13 @@ class machine {
       fail(errc::limit_exceeded, op_name() + ": a dict key integer has more than " +
                                      std::to_string(max_key_int_bytes) + " bytes");
     if (!key.is_tuple()) return;
-    struct frame { const std::vector<value>* items; std::size_t next; };
-    std::vector<frame> path{{&key.as_tuple(), 0}};
+    struct frame { std::span<const value> items; std::size_t next; };
+    std::vector<frame> path{{key.as_tuple(), 0}};
     std::size_t seen = 0;
     while (!path.empty()) {
       frame& f = path.back();
-      if (f.next == f.items->size()) { path.pop_back(); continue; }
-      const value& c = (*f.items)[f.next++];
+      if (f.next == f.items.size()) { path.pop_back(); continue; }
+      const value& c = f.items[f.next++];
       if (++seen > max_key_values)
         fail(errc::limit_exceeded, op_name() + ": a dict key tuple holds more than " +
                                        std::to_string(max_key_values) + " values");
@@ -828,7 +844,7 @@ class machine {
         if (path.size() >= lim_.max_depth)
           fail(errc::limit_exceeded, op_name() + ": a dict key nests deeper than max_depth (" +
                                          std::to_string(lim_.max_depth) + ")");
-        path.push_back({&c.as_tuple(), 0});
+        path.push_back({c.as_tuple(), 0});
       }
     }
   }
@@ -1008,7 +1024,7 @@ class machine {
            (m == "copyreg" && (n == "_reconstructor" || n == "__newobj__" || n == "__newobj_ex__"));
   }
 
-  std::optional<value> call_builtin(const global_ref& g, const std::vector<value>& args) {
+  std::optional<value> call_builtin(const global_ref& g, std::span<const value> args) {
     const std::string& m = g.module;
     const std::string& n = g.name;
     if (m == "collections" && n == "OrderedDict") return ordered_dict(args);
@@ -1034,7 +1050,7 @@ class machine {
     return std::nullopt;
   }
 
-  value ordered_dict(const std::vector<value>& args) {
+  value ordered_dict(std::span<const value> args) {
     if (args.size() > 1) fail(op_name() + ": OrderedDict takes at most one argument");
     value d = new_dict("collections.OrderedDict");
     if (args.empty() || args[0].is_none()) return d;
@@ -1072,14 +1088,14 @@ class machine {
   }
 
   // _codecs.encode(str, 'latin1'): how protocol 2 writes bytes.
-  value codecs_encode(const std::vector<value>& args) {
+  value codecs_encode(std::span<const value> args) {
     if (args.empty() || args.size() > 3 || !args[0].is_str())
       fail(op_name() + ": _codecs.encode takes (str, encoding)");
     return value::make_bytes(encoded(args[0].as_str(), args.size() > 1 ? args[1] : value(), "_codecs.encode"));
   }
 
   // bytes() / bytearray() from nothing, bytes, a str and an encoding, a count, or a list of ints.
-  value make_bytes_from(const global_ref& g, const std::vector<value>& args) {
+  value make_bytes_from(const global_ref& g, std::span<const value> args) {
     const std::string who = g.qualified();
     if (args.empty()) return value::make_bytes({});
     const value& a = args[0];
@@ -1108,13 +1124,13 @@ class machine {
 
   // set(iterable) / frozenset(iterable): an inert object of that class whose list_items are the
   // elements, the same as EMPTY_SET + ADDITEMS and FROZENSET build.
-  std::optional<value> make_set(const global_ref& g, const std::vector<value>& args) {
+  std::optional<value> make_set(const global_ref& g, std::span<const value> args) {
     if (args.size() > 1) fail(op_name() + ": " + g.qualified() + " takes at most one argument");
     value s = new_object(g, empty_tuple_);
     if (args.empty()) return s;
     const value& src = args[0];
     std::vector<value> items;
-    if (src.is_list() || src.is_tuple()) items = src.items();
+    if (src.is_list() || src.is_tuple()) items.assign(src.items().begin(), src.items().end());
     else if (src.is_dict()) for (const auto& kv : src.as_dict().entries()) items.push_back(kv.first);
     else if (src.is_object() && (src.as_object().type == global_ref{"builtins", "set"} ||
                                  src.as_object().type == global_ref{"builtins", "frozenset"}))
@@ -1226,7 +1242,9 @@ class machine {
     if (succeeded_ && !needs_walk_) return;
     auto dead = [&](const void* id) { return !succeeded_ || !reachable_.contains(id); };
     for (auto& l : lists_) if (dead(l.id)) l.p->items.clear();
-    for (auto& t : tuples_) if (dead(t.id)) t.p->clear();
+    for (auto& t : tuples_)
+      if (dead(t.id))
+        for (auto& e : detail::value_access::mutable_items(t.v)) e = value();
     for (auto& d : dicts_) if (dead(d.id)) { d.p->clear(); d.p->attrs.clear(); }
     for (auto& o : objects_)
       if (dead(o.id)) {
@@ -1409,10 +1427,9 @@ class machine {
         case opcode::TUPLE1:
         case opcode::TUPLE2:
         case opcode::TUPLE3: {
-          std::vector<value> items =
-              op_ == static_cast<std::uint8_t>(opcode::TUPLE) ? pop_mark() : pop_n(op_ - 0x85u + 1);
-          const std::uint32_t h = up(popped_h_);
-          push(new_tuple(std::move(items)), h);
+          value t = tuple_from_stack(op_ == static_cast<std::uint8_t>(opcode::TUPLE) ? std::size_t(-1)
+                                                                                      : op_ - 0x85u + 1);
+          push(std::move(t), up(popped_h_));
           break;
         }
         case opcode::DICT: {
@@ -1604,6 +1621,7 @@ class machine {
 }  // namespace
 
 unpickle_result unpickle(std::span<const std::byte> data, const unpickle_options& options) {
+  detail::value_pool_scope pool;  // the objects built here (and by handlers) come from one pool
   machine m(data, options);
   return m.run();
 }

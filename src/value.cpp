@@ -1,7 +1,9 @@
 #include "pthio/value.hpp"
 
 #include "value_internal.h"
+#include "value_pool.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -100,39 +102,44 @@ value::value(big_int b) {
     }
     v_ = static_cast<std::int64_t>(u);
   } else {
-    v_ = std::make_shared<const big_int>(std::move(b));
+    v_ = detail::make_pooled<const big_int>(std::move(b));
   }
 }
 
+std::shared_ptr<const tensor> value::box(tensor t) { return detail::make_pooled<const tensor>(std::move(t)); }
+
 value value::make_bytes(std::string data) { value v; v.v_ = bytes_box{std::move(data)}; return v; }
 value value::make_list(std::vector<value> items) {
-  auto l = std::make_shared<list_object>();
+  auto l = detail::make_pooled<list_object>();
   l->items = std::move(items);
   return from(std::move(l));
 }
-value value::make_tuple(std::vector<value> items) {
-  return from(tuple_ptr(std::make_shared<const std::vector<value>>(std::move(items))));
+value value::make_tuple(std::span<const value> items) {
+  return make_tuple(std::vector<value>(items.begin(), items.end()));
 }
-value value::make_dict() { return from(std::make_shared<dict_object>()); }
+value value::make_tuple(std::vector<value> items) {
+  return detail::value_access::tuple_moving(items.data(), items.size());
+}
+value value::make_dict() { return from(detail::make_pooled<dict_object>()); }
 value value::make_ordered_dict() {
-  auto d = std::make_shared<dict_object>();
+  auto d = detail::make_pooled<dict_object>();
   d->class_name = "collections.OrderedDict";
   return from(std::move(d));
 }
 value value::make_global(std::string module, std::string name) {
   value v;
-  v.v_ = std::make_shared<const global_ref>(global_ref{std::move(module), std::move(name)});
+  v.v_ = detail::make_pooled<const global_ref>(global_ref{std::move(module), std::move(name)});
   return v;
 }
 value value::make_object(global_ref type, value args) {
-  auto o = std::make_shared<object_object>();
+  auto o = detail::make_pooled<object_object>();
   o->type = std::move(type);
   o->args = std::move(args);
   return from(std::move(o));
 }
 value value::make_storage(storage_value s) {
   value v;
-  v.v_ = std::make_shared<const storage_value>(std::move(s));
+  v.v_ = detail::make_pooled<const storage_value>(std::move(s));
   return v;
 }
 
@@ -192,8 +199,8 @@ list_object& value::as_list() const {
   if (auto p = std::get_if<list_ptr>(&v_)) return **p;
   wrong(*this, "list");
 }
-const std::vector<value>& value::as_tuple() const {
-  if (auto p = std::get_if<tuple_ptr>(&v_)) return **p;
+std::span<const value> value::as_tuple() const {
+  if (auto p = std::get_if<tuple_box>(&v_)) return {p->items.get(), p->size};
   wrong(*this, "tuple");
 }
 dict_object& value::as_dict() const {
@@ -220,10 +227,19 @@ object_object& value::as_object() const {
   if (auto p = std::get_if<object_ptr>(&v_)) return **p;
   wrong(*this, "object");
 }
-const std::vector<value>& value::items() const {
+std::span<const value> value::items() const {
   if (auto p = std::get_if<list_ptr>(&v_)) return (*p)->items;
-  if (auto p = std::get_if<tuple_ptr>(&v_)) return **p;
+  if (auto p = std::get_if<tuple_box>(&v_)) return {p->items.get(), p->size};
   wrong(*this, "list or tuple");
+}
+
+const value& value::at(std::size_t i) const {
+  const auto all = items();
+  if (i >= all.size())
+    throw error(errc::invalid_argument, "index " + std::to_string(i) + " is past the end of a " +
+                                            std::string(type_name()) + " of " + std::to_string(all.size()) +
+                                            " items");
+  return all[i];
 }
 
 const value* value::find(std::string_view key) const {
@@ -234,7 +250,7 @@ const value* value::find(std::string_view key) const {
 const void* value::identity() const noexcept {
   switch (type()) {
     case kind::list: return std::get<list_ptr>(v_).get();
-    case kind::tuple: return std::get<tuple_ptr>(v_).get();
+    case kind::tuple: return std::get<tuple_box>(v_).items.get();
     case kind::dict: return std::get<dict_ptr>(v_).get();
     case kind::object: return std::get<object_ptr>(v_).get();
     case kind::storage: return std::get<storage_ptr>(v_).get();
@@ -291,8 +307,8 @@ bool operator==(const value& a, const value& b) {
     case k::bytes: return a.as_bytes() == b.as_bytes();
     case k::list: case k::tuple: {
       if (a.identity() == b.identity()) return true;
-      const auto& x = a.items();
-      const auto& y = b.items();
+      const auto x = a.items();
+      const auto y = b.items();
       if (x.size() != y.size()) return false;
       for (std::size_t i = 0; i < x.size(); ++i)
         if (!(x[i] == y[i])) return false;
@@ -428,11 +444,30 @@ const value* dict_object::attr(std::string_view name) const {
 
 namespace detail {
 
+value value_access::tuple_moving(value* items, std::size_t n) {
+  // At least one slot, so that every tuple, the empty one too, has an identity of its own.
+  std::shared_ptr<value[]> block;
+  if (value_pool* p = current_value_pool())
+    block = std::allocate_shared<value[]>(pool_allocator<value>(p), std::max<std::size_t>(n, 1));
+  else
+    block = std::make_shared<value[]>(std::max<std::size_t>(n, 1));
+  for (std::size_t i = 0; i < n; ++i) block[i] = std::move(items[i]);
+  value v;
+  v.v_ = value::tuple_box{std::move(block), n};
+  return v;
+}
+
+std::span<value> value_access::mutable_items(const value& tuple) noexcept {
+  auto* p = std::get_if<value::tuple_box>(&tuple.v_);
+  if (!p) return {};
+  return {const_cast<value*>(p->items.get()), p->size};
+}
+
 const value* child_at(const value& v, std::size_t i) {
   switch (v.type()) {
     case value::kind::list:
     case value::kind::tuple: {
-      const auto& items = v.items();
+      const auto items = v.items();
       return i < items.size() ? &items[i] : nullptr;
     }
     case value::kind::dict: {
@@ -477,10 +512,7 @@ void flatten_destroy(value& root) {
       }
       case value::kind::tuple: {
         // Tuples are immutable and may be shared; only a sole owner is taken apart.
-        const auto& items = v.as_tuple();
-        auto& vec = const_cast<std::vector<value>&>(items);
-        for (auto& e : vec) work.push_back(std::move(e));
-        vec.clear();
+        for (auto& e : detail::value_access::mutable_items(v)) work.push_back(std::exchange(e, value()));
         break;
       }
       case value::kind::dict: {

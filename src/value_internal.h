@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <span>
 
 #include "pthio/value.hpp"
 
@@ -11,5 +12,15 @@ namespace pthio::detail {
 // keys and values alternately, then its attributes' values; an object's args, state, list items,
 // then dict items' keys and values alternately); nullptr past the last, and for any other value.
 const value* child_at(const value& v, std::size_t i);
+
+// Construction and surgery the public API does not offer.
+struct value_access {
+  // A tuple of the n values at `items`, moved from there (one block, from this thread's value
+  // pool while a load runs).
+  static value tuple_moving(value* items, std::size_t n);
+  // A tuple's items, writable: only for the sole owner of a tuple taking it apart, or a walk that
+  // replaces values in place (transform_values).
+  static std::span<value> mutable_items(const value& tuple) noexcept;
+};
 
 }  // namespace pthio::detail

@@ -572,7 +572,7 @@ TEST_CASE("limits: a pickle hidden in a pickle is neither unpickled nor allowed"
     REQUIRE(w);
     REQUIRE(w->is_object());
     CHECK(w->as_object().type.qualified() == q);
-    CHECK(w->as_object().args.items().at(0).as_bytes() == inner);
+    CHECK(w->as_object().args.at(0).as_bytes() == inner);
     // scan flags the outer call (it knows what would run); the inner pickle stays unread.
     auto path = pthio_test::scratch_dir() / ("nested-" + module + "-" + name + ".pth");
     pthio_test::write_bytes(path, input);

@@ -55,7 +55,7 @@ std::string diff(const value& a, const value& b, const std::string& at = "root")
   if (a.type() != b.type())
     return at + ": " + std::string(a.type_name()) + " vs " + std::string(b.type_name());
   using k = value::kind;
-  auto seq = [&](const std::vector<value>& x, const std::vector<value>& y, const std::string& w) -> std::string {
+  auto seq = [&](std::span<const value> x, std::span<const value> y, const std::string& w) -> std::string {
     if (x.size() != y.size())
       return w + ": " + std::to_string(x.size()) + " vs " + std::to_string(y.size()) + " items";
     for (std::size_t i = 0; i < x.size(); ++i)
@@ -294,7 +294,7 @@ pthio::unpickle_options torch_like_reader(const pthio::global_table& table) {
 pthio::global_table torch_like_table() {
   pthio::global_table table;
   table.add("torch", "FloatStorage");
-  table.add("torch._utils", "_rebuild_tensor_v2", [](const std::vector<value>& args) {
+  table.add("torch._utils", "_rebuild_tensor_v2", [](std::span<const value> args) {
     return value::make_object({"torch._utils", "_rebuild_tensor_v2"}, value::make_tuple(args));
   });
   return table;
@@ -501,7 +501,7 @@ TEST_CASE("pickle: BUILD takes (state, slotstate) on a dict and keeps an object'
 
 TEST_CASE("pickle: BUILD on a tensor from a handler is ignored, as torch's legacy path does") {
   pthio::global_table table;
-  table.add("torch._utils", "_rebuild_tensor", [](const std::vector<value>&) {
+  table.add("torch._utils", "_rebuild_tensor", [](std::span<const value>) {
     return value(pthio::tensor::zeros(pthio::dtype::float32, {1}));
   });
   pthio::unpickle_options o;
@@ -530,7 +530,7 @@ TEST_CASE("pickle: built-in handlers make bytes, sets, OrderedDicts and copyreg 
   CHECK_THROWS_AS(load("\x80\x04\x8c\x01m\x8c\x01" "C\x93)}K\x01K\x02s\x92."s), pthio::error);
   // A handler in the table wins over the built-in one.
   pthio::global_table table;
-  table.add("collections", "OrderedDict", [](const std::vector<value>&) { return value("mine"); });
+  table.add("collections", "OrderedDict", [](std::span<const value>) { return value("mine"); });
   pthio::unpickle_options o;
   o.globals = &table;
   CHECK(diff(load("\x80\x02" "ccollections\nOrderedDict\n)R."s, o), "mine") == "");
@@ -770,7 +770,7 @@ TEST_CASE("pickle: errors carry the context name and the opcode offset") {
   }
   // A handler that refuses without an offset gets the offset of the REDUCE that called it.
   pthio::global_table table;
-  table.add("m", "f", [](const std::vector<value>&) -> value { throw pthio::error(pthio::errc::unsupported, "no"); });
+  table.add("m", "f", [](std::span<const value>) -> value { throw pthio::error(pthio::errc::unsupported, "no"); });
   o.globals = &table;
   CHECK_THROWS_WITH_AS(load("\x80\x02" "cm\nf\n)R."s, o), "archive/data.pkl: offset 8: no", pthio::error);
 }

@@ -44,7 +44,7 @@ struct unpickle_limits {
 
 // Handler for REDUCE (and NEWOBJ / OBJ / INST) applied to a global: gets the argument tuple,
 // returns the value it builds. Throws pthio::error to refuse.
-using reduce_fn = std::function<value(const std::vector<value>& args)>;
+using reduce_fn = std::function<value(std::span<const value> args)>;
 
 class global_table {
  public:

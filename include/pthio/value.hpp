@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -29,6 +30,7 @@
 namespace pthio {
 
 class value;
+namespace detail { struct value_access; }
 
 // An integer outside int64, as little-endian two's-complement bytes (pickle's LONG1 layout).
 struct big_int {
@@ -63,7 +65,6 @@ class dict_object;
 struct object_object;
 
 using list_ptr = std::shared_ptr<list_object>;
-using tuple_ptr = std::shared_ptr<const std::vector<value>>;
 using dict_ptr = std::shared_ptr<dict_object>;
 using object_ptr = std::shared_ptr<object_object>;
 using storage_ptr = std::shared_ptr<const storage_value>;
@@ -85,13 +86,13 @@ class value {
   value(std::string s) : v_(str_box{std::move(s)}) {}
   value(std::string_view s) : v_(str_box{std::string(s)}) {}
   value(const char* s) : v_(str_box{s}) {}
-  value(pthio::tensor t, bool parameter = false)
-      : v_(tensor_box{std::make_shared<const pthio::tensor>(std::move(t)), parameter}) {}
+  value(pthio::tensor t, bool parameter = false) : v_(tensor_box{box(std::move(t)), parameter}) {}
   value(big_int b);  // normalised: fits int64 -> integer
 
   static value make_bytes(std::string data);
   static value make_list(std::vector<value> items = {});
   static value make_tuple(std::vector<value> items = {});
+  static value make_tuple(std::span<const value> items);  // copies them
   static value make_dict();
   static value make_ordered_dict();
   static value make_global(std::string module, std::string name);
@@ -100,7 +101,6 @@ class value {
   static value from(list_ptr p) { value v; v.v_ = std::move(p); return v; }
   static value from(dict_ptr p) { value v; v.v_ = std::move(p); return v; }
   static value from(object_ptr p) { value v; v.v_ = std::move(p); return v; }
-  static value from(tuple_ptr p) { value v; v.v_ = std::move(p); return v; }
 
   kind type() const noexcept { return static_cast<kind>(v_.index()); }
   std::string_view type_name() const noexcept;  // "None", "int", "dict", ...
@@ -124,15 +124,18 @@ class value {
   const std::string& as_str() const;
   const std::string& as_bytes() const;
   list_object& as_list() const;
-  const std::vector<value>& as_tuple() const;
+  std::span<const value> as_tuple() const;
   dict_object& as_dict() const;
   const pthio::tensor& as_tensor() const;
   bool is_parameter() const noexcept;
   const storage_value& as_storage() const;
   const global_ref& as_global() const;
   object_object& as_object() const;
-  // The items of a list or tuple.
-  const std::vector<value>& items() const;
+  // The items of a list or tuple (a span: valid while the container lives and, for a list, is
+  // not resized).
+  std::span<const value> items() const;
+  // The i-th item of a list or tuple; throws pthio::error(invalid_argument) past the end.
+  const value& at(std::size_t i) const;
 
   // Dict lookup by str key; nullptr when absent or not a dict.
   const value* find(std::string_view key) const;
@@ -150,8 +153,12 @@ class value {
   // of it (the unpickler's memo and stack) share them rather than copying shapes and names.
   struct tensor_box { std::shared_ptr<const pthio::tensor> t; bool parameter = false; };
   using global_box = std::shared_ptr<const global_ref>;
+  // A tuple's items live in one block with its control block; a tuple never changes size.
+  struct tuple_box { std::shared_ptr<const value[]> items; std::size_t size = 0; };
+  friend struct detail::value_access;
+  static std::shared_ptr<const pthio::tensor> box(pthio::tensor t);
   std::variant<std::monostate, bool, std::int64_t, std::shared_ptr<const big_int>, double, str_box,
-               bytes_box, list_ptr, tuple_ptr, dict_ptr, tensor_box, storage_ptr, global_box,
+               bytes_box, list_ptr, tuple_box, dict_ptr, tensor_box, storage_ptr, global_box,
                object_ptr>
       v_;
 };

@@ -146,7 +146,7 @@ int cmd_ls(const args& a) {
 // Python-like text rendering for `dump` without --json.
 void dump_text(const pthio::value& v, int indent, std::string& out);
 
-void dump_text_items(const std::vector<pthio::value>& items, int indent, std::string& out, char open, char close) {
+void dump_text_items(std::span<const pthio::value> items, int indent, std::string& out, char open, char close) {
   if (items.empty()) {
     out += open;
     out += close;

@@ -1,0 +1,101 @@
+// value_pool: where the unpickler's objects live. A pickle builds many small objects at once
+// (a torch state_dict: four tuples, an OrderedDict, a storage and a tensor per entry) and most
+// of them die together when the load's memo goes; through malloc each is a search of its free
+// lists on the way in and a sort into them on the way out. The pool hands out memory from large
+// blocks by bumping a pointer and frees nothing until every object allocated from it is gone.
+//
+// Lifetime: each allocation holds one reference to the pool and drops it when the object's
+// shared_ptr control block is freed; the pool's blocks are freed with the last reference, on
+// whatever thread drops it. Allocation is for one thread at a time: the one in whose pool_scope
+// the pool is current. A value that outlives its load keeps the whole pool (the metadata of that
+// load, charged to load_options::limits::max_memory as it was built) until it goes.
+//
+// Under AddressSanitizer every allocation is a separate operator new, so that the sanitizer
+// still sees each object's bounds and lifetime.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <new>
+#include <utility>
+
+namespace pthio::detail {
+
+class value_pool {
+ public:
+  value_pool() = default;
+  value_pool(const value_pool&) = delete;
+  value_pool& operator=(const value_pool&) = delete;
+
+  // A new pool holding one reference, the caller's.
+  static value_pool* create() { return new value_pool; }
+
+  void retain() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  // `bytes` aligned to `align` (at most alignof(std::max_align_t)), holding a reference.
+  void* allocate(std::size_t bytes, std::size_t align);
+  // Gives back what allocate() returned: drops its reference.
+  void deallocate(void* p, std::size_t bytes, std::size_t align) noexcept;
+
+ private:
+  ~value_pool();
+  struct block {
+    block* next;
+  };
+  std::atomic<std::size_t> refs_{1};
+  block* blocks_ = nullptr;
+  std::byte* cur_ = nullptr;
+  std::byte* end_ = nullptr;
+  std::size_t next_block_ = 4096;
+};
+
+// The pool of the load running on this thread, or nullptr.
+value_pool*& current_value_pool() noexcept;
+
+// Makes a new pool current on this thread for its lifetime (the previous one after).
+class value_pool_scope {
+ public:
+  value_pool_scope() : saved_(current_value_pool()), pool_(value_pool::create()) { current_value_pool() = pool_; }
+  ~value_pool_scope() {
+    current_value_pool() = saved_;
+    pool_->release();
+  }
+  value_pool_scope(const value_pool_scope&) = delete;
+  value_pool_scope& operator=(const value_pool_scope&) = delete;
+
+ private:
+  value_pool* saved_;
+  value_pool* pool_;
+};
+
+template <class T>
+struct pool_allocator {
+  using value_type = T;
+  value_pool* pool;
+  explicit pool_allocator(value_pool* p) noexcept : pool(p) {}
+  template <class U>
+  pool_allocator(const pool_allocator<U>& other) noexcept : pool(other.pool) {}
+  T* allocate(std::size_t n) {
+    if (n > std::size_t(-1) / sizeof(T)) throw std::bad_array_new_length();
+    return static_cast<T*>(pool->allocate(n * sizeof(T), alignof(T)));
+  }
+  void deallocate(T* p, std::size_t n) noexcept { pool->deallocate(p, n * sizeof(T), alignof(T)); }
+  template <class U>
+  friend bool operator==(const pool_allocator& a, const pool_allocator<U>& b) noexcept {
+    return a.pool == b.pool;
+  }
+};
+
+// make_shared, from this thread's pool when a load is running.
+template <class T, class... Args>
+std::shared_ptr<T> make_pooled(Args&&... args) {
+  if (value_pool* p = current_value_pool())
+    return std::allocate_shared<T>(pool_allocator<T>(p), std::forward<Args>(args)...);
+  return std::make_shared<T>(std::forward<Args>(args)...);
+}
+
+}  // namespace pthio::detail
