@@ -14,8 +14,11 @@ It writes the checkpoints once with torch (kept in --data, never in the reposito
   many_1k     1,000 small tensors (16 float32 each)   (per-tensor slope, with many_10k)
 each as .pt (torch.save) and .safetensors (safetensors.torch.save_file) of the same tensors.
 
-Nothing is dropped from the page cache: every file is read whole before each round, so all runs
-are warm. Each round runs every measurement once, in an order shuffled per round (seeded), so
+Nothing is dropped from the page cache: the file a measurement uses is read whole right before
+it (untimed), so all runs are warm. Right before, not once a round: on the VM these figures come
+from, memory the guest leaves untouched for some seconds is reclaimed by the host, and touching it
+again costs far more than a page-cache hit (a 1 GiB file fully in the page cache: opening its
+1,000-entry zip took 1.3-2.8 ms run after run, 84 ms after 15 s idle). Each round runs every measurement once, in an order shuffled per round (seeded), so
 background load on the machine spreads over all of them alike; round 0 is a warm-up and is not
 counted; the figure reported is the median of the remaining rounds. pthio's times are measured
 inside pthio_bench around the operation alone; torch's and safetensors' inside this process
@@ -306,6 +309,7 @@ def main():
         rng.shuffle(order)
         t0 = time.perf_counter()
         for k in order:
+            warm(os.path.join(a.data, m[k][0] + (".safetensors" if "safetensors load" in k else ".pt")))
             r = m[k][1]()
             if rnd > 0:
                 extras[k].append(r)

@@ -14,6 +14,11 @@
 // point into the container and stay valid while a handle to it lives and it is not modified
 // (dict_object::set, erase and clear may move entries). A value is not synchronised: share one
 // between threads only for reading.
+//
+// Memory: the containers, tuples and boxes one load (or unpickle call) builds share blocks of
+// memory, freed when the last value from that load is gone, on whichever thread drops it. A value
+// kept after its checkpoint keeps those blocks (the load's metadata, which max_memory bounded);
+// a pthio::tensor copied out of a value does not: its storage is its own.
 #pragma once
 
 #include <cstdint>
