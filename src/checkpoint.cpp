@@ -570,8 +570,10 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
     lazy->swap = swap;
     lazy->verify_crc = opt.verify_crc;
   }
-  // The storages loaded so far, by zip entry index (one record is one storage).
-  std::vector<std::optional<storage_value>> loaded(zip.entries().size());
+  // The storages loaded so far; by zip entry index (one record is one storage), where each is in
+  // `loaded` plus one (0: not loaded yet).
+  std::vector<storage_value> loaded;
+  std::vector<std::uint32_t> loaded_at(zip.entries().size(), 0);
   device_upload uploads;  // storages bound for a GPU: in flight until finish(), CRC-32s checked there
 
   unpickle_options u = pickle_options_for(opt, pkl->name);
@@ -583,15 +585,16 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
     rec += s.key;
     const zip_entry* e = zip.find(rec);
     if (!e) throw error(errc::corrupt_checkpoint, "storage record " + rec + " is missing");
-    auto& cached = loaded[static_cast<std::size_t>(e - zip.entries().data())];
-    if (cached) {
+    std::uint32_t& slot = loaded_at[static_cast<std::size_t>(e - zip.entries().data())];
+    if (slot != 0) {
+      const storage_value& cached = loaded[slot - 1];
       // torch 2.x may name one record as a typed storage and as an UntypedStorage (byte views);
       // each name sees the bytes with its own element type.
-      if (s.nbytes > cached->data.nbytes())
+      if (s.nbytes > cached.data.nbytes())
         throw error(errc::corrupt_checkpoint, "storage '" + s.key + "' is named again with " + std::to_string(s.nbytes) +
                                                   " bytes, more than its record's " +
-                                                  std::to_string(cached->data.nbytes()));
-      storage_value again = *cached;
+                                                  std::to_string(cached.data.nbytes()));
+      storage_value again = cached;
       again.dtype = s.t;
       again.numel = s.numel;
       return value::make_storage(std::move(again));
@@ -639,7 +642,8 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
     sv.numel = s.numel;
     sv.key = s.key;
     sv.location = s.location;
-    cached = sv;
+    loaded.push_back(sv);
+    slot = static_cast<std::uint32_t>(loaded.size());
     return value::make_storage(std::move(sv));
   };
   ck.root = run_unpickle(zip.read(*pkl, opt.verify_crc), u, nullptr, nullptr);

@@ -70,8 +70,7 @@ std::string entry_context(const std::string& file, std::string_view name) {
   return file + ": " + printable(name);
 }
 
-// Errors that name an entry. The context text is built only when one is thrown: building it for
-// every entry cost a tenth of parsing 10,000 entries (BENCHMARKS.md).
+// Little-endian fields of a header already read into memory.
 std::uint16_t load_le16(const std::byte* p) noexcept {
   return static_cast<std::uint16_t>(std::to_integer<unsigned>(p[0]) | std::to_integer<unsigned>(p[1]) << 8);
 }
@@ -79,6 +78,8 @@ std::uint32_t load_le32(const std::byte* p) noexcept {
   return std::uint32_t{load_le16(p)} | std::uint32_t{load_le16(p + 2)} << 16;
 }
 
+// Errors that name an entry. The context text is built only when one is thrown: building it for
+// every entry cost a tenth of parsing 10,000 entries (BENCHMARKS.md).
 struct entry_errors {
   const std::string& file;
   std::string_view name;
