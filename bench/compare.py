@@ -18,7 +18,9 @@ Nothing is dropped from the page cache: the file a measurement uses is read whol
 it (untimed), so all runs are warm. Right before, not once a round: on the VM these figures come
 from, memory the guest leaves untouched for some seconds is reclaimed by the host, and touching it
 again costs far more than a page-cache hit (a 1 GiB file fully in the page cache: opening its
-1,000-entry zip took 1.3-2.8 ms run after run, 84 ms after 15 s idle). Each round runs every measurement once, in an order shuffled per round (seeded), so
+1,000-entry zip, `pthio_bench zip FILE`, took 1.0-2.8 ms run after run, 84 ms after 15 s idle).
+
+Each round runs every measurement once, in an order shuffled per round (seeded), so
 background load on the machine spreads over all of them alike; round 0 is a warm-up and is not
 counted; the figure reported is the median of the remaining rounds. pthio's times are measured
 inside pthio_bench around the operation alone; torch's and safetensors' inside this process

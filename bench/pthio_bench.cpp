@@ -27,6 +27,9 @@
 //       today: mmap, CRC-32 over the map, zeroed allocation, memcpy.
 //   pthio_bench crc FILE [--repeat R]
 //       pthio::crc32 over the file's bytes, already in memory.
+//   pthio_bench zip FILE [--repeat R]
+//       Opening the file's zip structure alone (map, central directory, every local header):
+//       pthio::zip_reader's constructor, the part of an mmap load that touches pages across the file.
 //   pthio_bench write FILE --size-mib N [--method plain|big|crc-chunked|crc-thread] [--piece-kib K] [--repeat R]
 //       The write reference: N MiB from memory to a new FILE, no fsync, with write() --piece-kib
 //       at a time (default 1024, as zip_writer writes; plain), in 64 MiB calls (big: measured 2-3.5x
@@ -80,6 +83,7 @@ double cpu_now() {
                "       pthio_bench read FILE [--method fresh|fresh-thp|reuse|mmap-memcpy] [--repeat R]\n"
                "       pthio_bench read FILE [--method ...|pread-crc|mmap-crc-memcpy] [--repeat R]\n"
                "       pthio_bench crc FILE [--repeat R]\n"
+               "       pthio_bench zip FILE [--repeat R]\n"
                "       pthio_bench write FILE --size-mib N [--method plain|big|crc-chunked|crc-thread] [--piece-kib K]\n",
                why.c_str());
   std::exit(2);
@@ -489,6 +493,21 @@ int run_crc(const args& a) {
   return 0;
 }
 
+int run_zip(const args& a) {
+  for (int r = 0; r < a.repeat; ++r) {
+    const double c0 = cpu_now();
+    auto t0 = clock_type::now();
+    pthio::zip_reader z(pthio::byte_source::map_file(a.file));
+    const double s = since(t0);
+    const double cpu = cpu_now() - c0;
+    std::printf("{\"op\": \"zip\", \"mode\": \"open\", \"bytes\": %llu, \"tensors\": 0, \"entries\": %zu, "
+                "\"seconds\": %.9f, \"cpu_seconds\": %.9f}\n",
+                static_cast<unsigned long long>(z.source().size()), z.entries().size(), s, cpu);
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
 void write_all(int fd, const std::byte* p, std::size_t n) {
   while (n > 0) {
     ssize_t w = ::write(fd, p, n);
@@ -561,6 +580,7 @@ int main(int argc, char** argv) {
     if (a.op == "save") return run_save(a);
     if (a.op == "read") return run_read(a);
     if (a.op == "crc") return run_crc(a);
+    if (a.op == "zip") return run_zip(a);
     if (a.op == "write") return run_write(a);
     usage("unknown operation " + a.op);
   } catch (const pthio::error& e) {
