@@ -304,9 +304,6 @@ def main():
     rng = random.Random(a.seed)
     load_before = os.getloadavg()
     for rnd in range(a.rounds + 1):
-        for n in CHECKPOINTS:
-            warm(os.path.join(a.data, n + ".pt"))
-            warm(os.path.join(a.data, n + ".safetensors"))
         order = list(m)
         rng.shuffle(order)
         t0 = time.perf_counter()

@@ -446,11 +446,7 @@ namespace detail {
 
 value value_access::tuple_moving(value* items, std::size_t n) {
   // At least one slot, so that every tuple, the empty one too, has an identity of its own.
-  std::shared_ptr<value[]> block;
-  if (value_pool* p = current_value_pool())
-    block = std::allocate_shared<value[]>(pool_allocator<value>(p), std::max<std::size_t>(n, 1));
-  else
-    block = std::make_shared<value[]>(std::max<std::size_t>(n, 1));
+  std::shared_ptr<value[]> block = make_pooled<value[]>(std::max<std::size_t>(n, 1));
   for (std::size_t i = 0; i < n; ++i) block[i] = std::move(items[i]);
   value v;
   v.v_ = value::tuple_box{std::move(block), n};

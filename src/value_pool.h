@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <memory>
 #include <new>
+#include <type_traits>
 #include <utility>
 
 namespace pthio::detail {
@@ -90,11 +91,12 @@ struct pool_allocator {
   }
 };
 
-// make_shared, from this thread's pool when a load is running.
+// make_shared, from this thread's pool when a load is running; T may be an array (U[], with the
+// element count as the argument).
 template <class T, class... Args>
 std::shared_ptr<T> make_pooled(Args&&... args) {
   if (value_pool* p = current_value_pool())
-    return std::allocate_shared<T>(pool_allocator<T>(p), std::forward<Args>(args)...);
+    return std::allocate_shared<T>(pool_allocator<std::remove_extent_t<T>>(p), std::forward<Args>(args)...);
   return std::make_shared<T>(std::forward<Args>(args)...);
 }
 

@@ -451,7 +451,6 @@ std::size_t zip_reader::slot_of(std::string_view name) const noexcept {
 }
 
 const zip_entry* zip_reader::find(std::string_view name) const {
-  if (by_name_.empty()) return nullptr;
   const std::uint32_t k = by_name_[slot_of(name)];
   return k == 0 ? nullptr : &entries_[k - 1];
 }
