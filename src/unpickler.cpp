@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -535,6 +536,45 @@ class identity_map {
 // ---------------------------------------------------------------------------------------------
 // The machine.
 
+// The dense memo: slots 0..size()-1 in fixed chunks of values, each slot set or not (a bit per
+// slot). Growing never moves a value, and no chunk is big enough to make glibc consolidate its free
+// lists when it is freed (a deque of optional values, the form before, took 48 bytes a slot and a
+// 512-byte block per 10 slots).
+class memo_slots {
+ public:
+  static constexpr std::size_t chunk_slots = 256;  // 256 * sizeof(value): under glibc's 64 KiB
+  std::size_t size() const noexcept { return size_; }
+  bool has(std::size_t i) const noexcept { return i < size_ && (set_[i / 64] >> (i % 64) & 1); }
+  value& operator[](std::size_t i) noexcept { return chunks_[i / chunk_slots][i % chunk_slots]; }
+  // Slot i (< size()) becomes v; returns whether it was unset.
+  bool assign(std::size_t i, const value& v) {
+    (*this)[i] = v;
+    std::uint64_t& word = set_[i / 64];
+    const std::uint64_t bit = std::uint64_t{1} << (i % 64);
+    const bool fresh = !(word & bit);
+    word |= bit;
+    return fresh;
+  }
+  void push_back(const value& v) {
+    resize(size_ + 1);
+    assign(size_ - 1, v);
+  }
+  // Adds unset slots up to n.
+  void resize(std::size_t n) {
+    while (chunks_.size() * chunk_slots < n) chunks_.push_back(std::make_unique<value[]>(chunk_slots));
+    if (set_.size() * 64 < n) set_.resize((n + 63) / 64);
+    size_ = std::max(size_, n);
+  }
+  // The bytes one more slot may cost (its share of a chunk and of the bits).
+  static constexpr std::uint64_t slot_cost = sizeof(value) + 1;
+
+ private:
+  std::vector<std::unique_ptr<value[]>> chunks_;
+  std::vector<std::uint64_t> set_;
+  std::size_t size_ = 0;
+};
+
+
 constexpr std::uint64_t slot_bytes = sizeof(value);
 // Dense memo slots are added for indices up to this far past the end; beyond, a hash map holds
 // the entry, so a sparse LONG_BINPUT 2**31 costs one entry, not 2**31 slots.
@@ -582,9 +622,7 @@ class machine {
   std::uint32_t popped_h_ = 0;
   bool needs_walk_ = false;
   std::vector<std::size_t> marks_;
-  // Deques: growing them never moves what they hold, and never frees one big block (which makes
-  // glibc consolidate its free lists); both showed up as a quarter of the parse time.
-  std::deque<std::optional<value>> memo_dense_;
+  memo_slots memo_dense_;
   std::unordered_map<std::uint64_t, value> memo_sparse_;
   std::size_t memo_count_ = 0;
   std::uint64_t memory_ = 0;
@@ -593,12 +631,15 @@ class machine {
   struct recent_call { value callable; const reduce_fn* handler = nullptr; };
   recent_call recent_calls_[2];
 
-  // Every container built here, with its identity, for release().
+  // Every container built here, with its identity, for release(); tuples only when they hold a
+  // container (one of scalars, strings, tensors and storages neither recurses nor cycles when it
+  // is destroyed). tuple_count_ counts them all.
   template <class T>
   struct owned { std::shared_ptr<T> p; const void* id; };
   std::deque<owned<list_object>> lists_;
   struct owned_tuple { value v; const void* id; };
   std::deque<owned_tuple> tuples_;
+  std::size_t tuple_count_ = 0;
   std::deque<owned<dict_object>> dicts_;
   std::deque<owned<object_object>> objects_;
   // After a successful STOP: identities reachable from the result, which release() keeps.
@@ -777,9 +818,11 @@ class machine {
   value new_tuple(value* items, std::size_t n) {
     if (n == 0) return empty_tuple_;
     charge((n + 1) * slot_bytes);
+    bool holds_container = false;
+    for (std::size_t i = 0; i < n; ++i) holds_container |= is_container(items[i]);
     value v = detail::value_access::tuple_moving(items, n);
-    const void* id = v.identity();
-    tuples_.push_back({v, id});
+    ++tuple_count_;
+    if (holds_container) tuples_.push_back({v, v.identity()});
     return v;
   }
   // TUPLE, TUPLE1-3: the tuple is built straight from the stack's values.
@@ -910,19 +953,17 @@ class machine {
     if (!memo_sparse_.empty() && index < memo_dense_.size() + memo_dense_gap && memo_sparse_.erase(index))
       --memo_count_;
     if (index == memo_dense_.size()) {  // the usual case: BINPUT n counts up from 0
-      charge(sizeof(memo_dense_[0]));
-      memo_dense_.emplace_back(v);
+      charge(memo_slots::slot_cost);
+      memo_dense_.push_back(v);
       ++memo_count_;
       return;
     }
     if (index < memo_dense_.size() + memo_dense_gap) {
       if (index >= memo_dense_.size()) {
-        charge((index + 1 - memo_dense_.size()) * sizeof(memo_dense_[0]));
+        charge((index + 1 - memo_dense_.size()) * memo_slots::slot_cost);
         memo_dense_.resize(static_cast<std::size_t>(index) + 1);
       }
-      auto& slot = memo_dense_[static_cast<std::size_t>(index)];
-      if (!slot) ++memo_count_;
-      slot = v;
+      if (memo_dense_.assign(static_cast<std::size_t>(index), v)) ++memo_count_;
       return;
     }
     charge(64);  // a hash node and its share of the buckets
@@ -932,8 +973,7 @@ class machine {
 
   void memo_get(std::uint64_t index) {
     const value* v = nullptr;
-    if (index < memo_dense_.size() && memo_dense_[static_cast<std::size_t>(index)])
-      v = &*memo_dense_[static_cast<std::size_t>(index)];
+    if (memo_dense_.has(index)) v = &memo_dense_[static_cast<std::size_t>(index)];
     else if (auto it = memo_sparse_.find(index); it != memo_sparse_.end())
       v = &it->second;
     if (!v) fail(op_name() + " memo index " + std::to_string(index) + " is not defined");
@@ -1196,7 +1236,7 @@ class machine {
   void verify(const value& root) {
     reachable_.clear();
     if (!root.identity()) return;
-    const std::size_t containers = lists_.size() + tuples_.size() + dicts_.size() + objects_.size() + 1;
+    const std::size_t containers = lists_.size() + tuple_count_ + dicts_.size() + objects_.size() + 1;
     charge(64 * static_cast<std::uint64_t>(containers));  // the map: 16-byte slots, at most 4 per container
     reachable_.reserve(containers);
     struct frame { const value* v; std::size_t next; std::uint32_t height; };
