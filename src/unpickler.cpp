@@ -475,10 +475,15 @@ std::optional<std::string> encode_str(const std::string& s, std::string_view enc
   return out;
 }
 
-std::uint64_t payload_bytes(const value& v) {
-  if (v.is_str()) return v.as_str().size();
-  if (v.type() == value::kind::bytes) return v.as_bytes().size();
-  return 0;
+// What a str or bytes value holds beyond the text itself (charged when the text was read): its
+// shared box (control block and std::string, from the value pool) and, past the SSO size, the
+// malloc chunk's rounding. Copies of the value share all of it.
+std::uint64_t text_box_bytes(const value& v) {
+  std::size_t n;
+  if (v.is_str()) n = v.as_str().size();
+  else if (v.type() == value::kind::bytes) n = v.as_bytes().size();
+  else return 0;
+  return 64 + (n > 15 ? 24 : 0);
 }
 
 // An open-addressing map from container identity to a small number, for the walk at STOP: a
@@ -806,7 +811,8 @@ class machine {
   // ---- containers
 
   value new_list(std::vector<value> items = {}) {
-    charge((items.size() + 1) * slot_bytes);
+    // The items, the list object with its control block, and its entry in lists_.
+    charge(items.size() * slot_bytes + sizeof(list_object) + 64);
     auto p = detail::make_pooled<list_object>();
     p->items = std::move(items);
     value v = value::from(p);
@@ -817,7 +823,8 @@ class machine {
   // A tuple of the n values at `items`, moved from there.
   value new_tuple(value* items, std::size_t n) {
     if (n == 0) return empty_tuple_;
-    charge((n + 1) * slot_bytes);
+    // The items and the count slot before them, the control block, and an entry in tuples_.
+    charge((n + 1) * slot_bytes + 64);
     bool holds_container = false;
     for (std::size_t i = 0; i < n; ++i) holds_container |= is_container(items[i]);
     value v = detail::value_access::tuple_moving(items, n);
@@ -854,8 +861,9 @@ class machine {
     objects_.push_back({std::move(p), v.identity()});
     return v;
   }
-  value copy_of(const value& v) {
-    charge(payload_bytes(v));
+  // A new str or bytes value, charged for its box.
+  value text(value v) {
+    charge(text_box_bytes(v));
     return v;
   }
 
@@ -948,7 +956,7 @@ class machine {
       fail(errc::limit_exceeded, op_name() + " memo index " + std::to_string(index) +
                                      " exceeds the limit max_memo (" + std::to_string(lim_.max_memo) + ")");
     const value& v = top();
-    charge(slot_bytes + payload_bytes(v));
+    charge(slot_bytes);  // the value itself is shared
     // An index lives in one place: a sparse entry moves into the dense part once that reaches it.
     if (!memo_sparse_.empty() && index < memo_dense_.size() + memo_dense_gap && memo_sparse_.erase(index))
       --memo_count_;
@@ -978,7 +986,7 @@ class machine {
       v = &it->second;
     if (!v) fail(op_name() + " memo index " + std::to_string(index) + " is not defined");
     if (is_container(*v)) needs_walk_ = true;
-    push(copy_of(*v));
+    push(*v);
   }
 
   std::uint64_t text_index(std::string_view line) {
@@ -1029,13 +1037,13 @@ class machine {
       if (const reduce_fn* h = handler_of(callable); h && *h) {
         value r = (*h)(args.as_tuple());
         if (is_container(r)) needs_walk_ = true;  // its shape is the handler's business
-        return r;
+        return text(std::move(r));
       }
     if (++call_depth_ > max_call_depth)
       fail(op_name() + ": copyreg calls nest deeper than " + std::to_string(max_call_depth));
     std::optional<value> r = call_builtin(g, args.as_tuple());
     --call_depth_;
-    if (r) return std::move(*r);
+    if (r) return text(std::move(*r));
     return new_object(g, args);
   }
 
@@ -1299,14 +1307,14 @@ class machine {
 
   value make_str(std::string_view s, bool surrogates_ok) {
     if (!valid_utf8(s, surrogates_ok)) fail(op_name() + " is not valid UTF-8");
-    return value(std::string(s));
+    return text(value(std::string(s)));
   }
 
   // Python 2 str (STRING family): torch loads with encoding='utf-8', so text that decodes is a
   // str; anything else stays bytes.
-  static value py2_string(std::string s) {
-    if (valid_utf8(s, false)) return value(std::move(s));
-    return value::make_bytes(std::move(s));
+  value py2_string(std::string s) {
+    if (valid_utf8(s, false)) return text(value(std::move(s)));
+    return text(value::make_bytes(std::move(s)));
   }
 
   unpickle_result loop() {
@@ -1350,7 +1358,7 @@ class machine {
           break;
         case opcode::POP_MARK: pop_mark(); break;
         case opcode::DUP: {
-          value v = copy_of(top());
+          value v = top();
           if (is_container(v)) needs_walk_ = true;
           push(std::move(v), heights_.back());
           break;
@@ -1436,17 +1444,17 @@ class machine {
           std::string why;
           auto s = raw_unicode_escape_decode(t, why);
           if (!s) fail("UNICODE: " + why);
-          push(value(std::move(*s)));
+          push(text(value(std::move(*s))));
           break;
         }
         case opcode::BINUNICODE: push(make_str(arg_payload(arg_le32()), true)); break;
         case opcode::SHORT_BINUNICODE: push(make_str(arg_payload(arg_u8()), true)); break;
         case opcode::BINUNICODE8: push(make_str(arg_payload(arg_le64()), true)); break;
-        case opcode::BINBYTES: push(value::make_bytes(std::string(arg_payload(arg_le32())))); break;
-        case opcode::SHORT_BINBYTES: push(value::make_bytes(std::string(arg_payload(arg_u8())))); break;
+        case opcode::BINBYTES: push(text(value::make_bytes(std::string(arg_payload(arg_le32()))))); break;
+        case opcode::SHORT_BINBYTES: push(text(value::make_bytes(std::string(arg_payload(arg_u8()))))); break;
         case opcode::BINBYTES8:
         case opcode::BYTEARRAY8:  // a bytearray is bytes in pthio's model
-          push(value::make_bytes(std::string(arg_payload(arg_le64()))));
+          push(text(value::make_bytes(std::string(arg_payload(arg_le64())))));
           break;
         case opcode::NEXT_BUFFER:
         case opcode::READONLY_BUFFER:

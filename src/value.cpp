@@ -93,6 +93,8 @@ big_int big_int::from_decimal(std::string_view text) {
 
 // ---- value --------------------------------------------------------------------------------------
 
+static_assert(sizeof(value) == 24, "a value is a 16-byte alternative and its index");
+
 value::value(big_int b) {
   if (b.le_bytes.size() <= 8) {
     std::uint64_t u = b.negative() ? ~std::uint64_t{0} : 0;
@@ -106,9 +108,14 @@ value::value(big_int b) {
   }
 }
 
-std::shared_ptr<const tensor> value::box(tensor t) { return detail::make_pooled<const tensor>(std::move(t)); }
+std::shared_ptr<const value::tensor_cell> value::box(tensor t, bool parameter) {
+  return detail::make_pooled<const tensor_cell>(tensor_cell{std::move(t), parameter});
+}
+std::shared_ptr<const std::string> value::box(std::string s) {
+  return detail::make_pooled<const std::string>(std::move(s));
+}
 
-value value::make_bytes(std::string data) { value v; v.v_ = bytes_box{std::move(data)}; return v; }
+value value::make_bytes(std::string data) { value v; v.v_ = bytes_box{box(std::move(data))}; return v; }
 value value::make_list(std::vector<value> items) {
   auto l = detail::make_pooled<list_object>();
   l->items = std::move(items);
@@ -188,11 +195,11 @@ double value::as_float() const {
   wrong(*this, "float");
 }
 const std::string& value::as_str() const {
-  if (auto p = std::get_if<str_box>(&v_)) return p->s;
+  if (auto p = std::get_if<str_box>(&v_)) return *p->s;
   wrong(*this, "str");
 }
 const std::string& value::as_bytes() const {
-  if (auto p = std::get_if<bytes_box>(&v_)) return p->s;
+  if (auto p = std::get_if<bytes_box>(&v_)) return *p->s;
   wrong(*this, "bytes");
 }
 list_object& value::as_list() const {
@@ -200,7 +207,7 @@ list_object& value::as_list() const {
   wrong(*this, "list");
 }
 std::span<const value> value::as_tuple() const {
-  if (auto p = std::get_if<tuple_box>(&v_)) return {p->items.get(), p->size};
+  if (auto p = std::get_if<tuple_box>(&v_)) return tuple_span(*p);
   wrong(*this, "tuple");
 }
 dict_object& value::as_dict() const {
@@ -208,12 +215,12 @@ dict_object& value::as_dict() const {
   wrong(*this, "dict");
 }
 const pthio::tensor& value::as_tensor() const {
-  if (auto p = std::get_if<tensor_box>(&v_)) return *p->t;
+  if (auto p = std::get_if<tensor_box>(&v_)) return p->t->t;
   wrong(*this, "Tensor");
 }
 bool value::is_parameter() const noexcept {
   auto p = std::get_if<tensor_box>(&v_);
-  return p && p->parameter;
+  return p && p->t->parameter;
 }
 const storage_value& value::as_storage() const {
   if (auto p = std::get_if<storage_ptr>(&v_)) return **p;
@@ -229,7 +236,7 @@ object_object& value::as_object() const {
 }
 std::span<const value> value::items() const {
   if (auto p = std::get_if<list_ptr>(&v_)) return (*p)->items;
-  if (auto p = std::get_if<tuple_box>(&v_)) return {p->items.get(), p->size};
+  if (auto p = std::get_if<tuple_box>(&v_)) return tuple_span(*p);
   wrong(*this, "list or tuple");
 }
 
@@ -445,18 +452,22 @@ const value* dict_object::attr(std::string_view name) const {
 namespace detail {
 
 value value_access::tuple_moving(value* items, std::size_t n) {
-  // At least one slot, so that every tuple, the empty one too, has an identity of its own.
-  std::shared_ptr<value[]> block = make_pooled<value[]>(std::max<std::size_t>(n, 1));
-  for (std::size_t i = 0; i < n; ++i) block[i] = std::move(items[i]);
+  // The count, then at least one item slot, so that every tuple, the empty one too, has an
+  // identity of its own.
+  std::shared_ptr<value[]> block = make_pooled<value[]>(std::max<std::size_t>(n, 1) + 1);
+  block[0].v_ = static_cast<std::int64_t>(n);
+  for (std::size_t i = 0; i < n; ++i) block[i + 1] = std::move(items[i]);
+  const value* first = block.get() + 1;
   value v;
-  v.v_ = value::tuple_box{std::move(block), n};
+  v.v_ = value::tuple_box{std::shared_ptr<const value>(std::move(block), first)};
   return v;
 }
 
 std::span<value> value_access::mutable_items(const value& tuple) noexcept {
   auto* p = std::get_if<value::tuple_box>(&tuple.v_);
   if (!p) return {};
-  return {const_cast<value*>(p->items.get()), p->size};
+  const auto items = value::tuple_span(*p);
+  return {const_cast<value*>(items.data()), items.size()};
 }
 
 const value* child_at(const value& v, std::size_t i) {

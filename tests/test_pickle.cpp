@@ -834,12 +834,17 @@ TEST_CASE("pickle: memory, stack and memo limits are enforced") {
   CHECK_THROWS_WITH_AS(load("\x80\x02X" + le32(2000) + std::string(2000, 'a') + ".", small),
                        doctest::Contains("offset 2: pickle: BINUNICODE: the objects built need more than max_memory (1000 bytes)"),
                        pthio::error);
-  // Copies of a memoized string count too.
-  std::string copies = "\x80\x02X" + le32(200) + std::string(200, 'a') + "q\x00("s;
-  for (int i = 0; i < 20; ++i) copies += "h\x00"s;
-  copies += "l.";
+  // Copies of a memoized string share its text: each costs a value slot, not the text again.
+  auto copies = [](int n) {
+    std::string p = "\x80\x02X" + le32(200) + std::string(200, 'a') + "q\x00("s;
+    for (int i = 0; i < n; ++i) p += "h\x00"s;
+    return p + "l.";
+  };
   small.limits.max_memory = 2000;
-  CHECK_THROWS_WITH_AS(load(copies, small), doctest::Contains("max_memory"), pthio::error);
+  const pthio::value shared = load(copies(20), small);
+  REQUIRE(shared.as_list().items.size() == 20);
+  CHECK(&shared.as_list().items[0].as_str() == &shared.as_list().items[19].as_str());
+  CHECK_THROWS_WITH_AS(load(copies(200), small), doctest::Contains("max_memory"), pthio::error);
   pthio::unpickle_options few;
   few.limits.max_stack = 10;
   CHECK_THROWS_WITH_AS(load("\x80\x02" + std::string(11, 'N') + "."s, few),

@@ -88,10 +88,10 @@ class value {
     requires(std::is_integral_v<I> && !std::is_same_v<I, bool>)
   value(I i) : v_(static_cast<std::int64_t>(i)) {}
   value(double d) : v_(d) {}
-  value(std::string s) : v_(str_box{std::move(s)}) {}
-  value(std::string_view s) : v_(str_box{std::string(s)}) {}
-  value(const char* s) : v_(str_box{s}) {}
-  value(pthio::tensor t, bool parameter = false) : v_(tensor_box{box(std::move(t)), parameter}) {}
+  value(std::string s) : v_(str_box{box(std::move(s))}) {}
+  value(std::string_view s) : v_(str_box{box(std::string(s))}) {}
+  value(const char* s) : v_(str_box{box(std::string(s))}) {}
+  value(pthio::tensor t, bool parameter = false) : v_(tensor_box{box(std::move(t), parameter)}) {}
   value(big_int b);  // normalised: fits int64 -> integer
 
   static value make_bytes(std::string data);
@@ -152,16 +152,24 @@ class value {
   const void* identity() const noexcept;
 
  private:
-  struct str_box { std::string s; };
-  struct bytes_box { std::string s; };
-  // Tensors and globals are boxed so that a value stays small (40 bytes rather than 112) and copies
-  // of it (the unpickler's memo and stack) share them rather than copying shapes and names.
-  struct tensor_box { std::shared_ptr<const pthio::tensor> t; bool parameter = false; };
+  // Every alternative is at most 16 bytes, so a value is 24: strings, bytes, tensors and globals
+  // are boxed and shared by copies of the value (the unpickler's memo and stack) rather than
+  // copied. Strings and bytes never change once made.
+  struct str_box { std::shared_ptr<const std::string> s; };
+  struct bytes_box { std::shared_ptr<const std::string> s; };
+  struct tensor_cell { pthio::tensor t; bool parameter = false; };
+  struct tensor_box { std::shared_ptr<const tensor_cell> t; };
   using global_box = std::shared_ptr<const global_ref>;
-  // A tuple's items live in one block with its control block; a tuple never changes size.
-  struct tuple_box { std::shared_ptr<const value[]> items; std::size_t size = 0; };
+  // A tuple's items live in one block with its control block, behind a slot holding their count
+  // (an integer value); `items` points at the first item. A tuple never changes size.
+  struct tuple_box { std::shared_ptr<const value> items; };
   friend struct detail::value_access;
-  static std::shared_ptr<const pthio::tensor> box(pthio::tensor t);
+  static std::shared_ptr<const std::string> box(std::string s);
+  static std::shared_ptr<const tensor_cell> box(pthio::tensor t, bool parameter);
+  static std::span<const value> tuple_span(const tuple_box& b) noexcept {
+    const value* items = b.items.get();
+    return {items, static_cast<std::size_t>(*std::get_if<std::int64_t>(&items[-1].v_))};
+  }
   std::variant<std::monostate, bool, std::int64_t, std::shared_ptr<const big_int>, double, str_box,
                bytes_box, list_ptr, tuple_box, dict_ptr, tensor_box, storage_ptr, global_box,
                object_ptr>
