@@ -570,9 +570,9 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
     lazy->swap = swap;
     lazy->verify_crc = opt.verify_crc;
   }
-  // The storages loaded so far; by zip entry index (one record is one storage), where each is in
-  // `loaded` plus one (0: not loaded yet).
-  std::vector<storage_value> loaded;
+  // The storages loaded so far (storage values, shared with the result); by zip entry index (one
+  // record is one storage), where each is in `loaded` plus one (0: not loaded yet).
+  std::vector<value> loaded;
   std::vector<std::uint32_t> loaded_at(zip.entries().size(), 0);
   device_upload uploads;  // storages bound for a GPU: in flight until finish(), CRC-32s checked there
 
@@ -587,7 +587,7 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
     if (!e) throw error(errc::corrupt_checkpoint, "storage record " + rec + " is missing");
     std::uint32_t& slot = loaded_at[static_cast<std::size_t>(e - zip.entries().data())];
     if (slot != 0) {
-      const storage_value& cached = loaded[slot - 1];
+      const storage_value& cached = loaded[slot - 1].as_storage();
       // torch 2.x may name one record as a typed storage and as an UntypedStorage (byte views);
       // each name sees the bytes with its own element type.
       if (s.nbytes > cached.data.nbytes())
@@ -642,9 +642,9 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
     sv.numel = s.numel;
     sv.key = s.key;
     sv.location = s.location;
-    loaded.push_back(sv);
+    loaded.push_back(value::make_storage(std::move(sv)));
     slot = static_cast<std::uint32_t>(loaded.size());
-    return value::make_storage(std::move(sv));
+    return loaded.back();
   };
   ck.root = run_unpickle(zip.read(*pkl, opt.verify_crc), u, nullptr, nullptr);
   uploads.finish();

@@ -2,7 +2,10 @@
 #include "value_pool.h"
 
 #include <algorithm>
+#include <sys/mman.h>
+
 #include <cstdint>
+#include <new>
 
 #if defined(__SANITIZE_ADDRESS__)
 #define PTHIO_POOL_PER_OBJECT 1
@@ -15,9 +18,13 @@
 namespace pthio::detail {
 
 namespace {
-// Blocks double from 4 KiB up to this: a small pickle takes little, and what a block holds but
-// has not handed out (memory the unpickler has not charged to max_memory) stays small.
-constexpr std::size_t max_block = std::size_t{32} << 10;
+// Blocks double from 4 KiB up to this; from map_from on they are anonymous maps. What a block
+// holds but has not handed out is not resident (maps) or small (the first, heap, blocks), so the
+// memory the unpickler has not charged to max_memory stays small.
+constexpr std::size_t max_block = std::size_t{4} << 20;
+constexpr std::size_t map_from = std::size_t{64} << 10;
+// A mapped block's pages are made resident this many bytes at a time.
+constexpr std::size_t populate_run = std::size_t{64} << 10;
 }  // namespace
 
 value_pool*& current_value_pool() noexcept {
@@ -28,27 +35,66 @@ value_pool*& current_value_pool() noexcept {
 void* value_pool::allocate(std::size_t bytes, std::size_t align) {
 #ifdef PTHIO_POOL_PER_OBJECT
   void* p = ::operator new(bytes, std::align_val_t(align));
-#else
-  auto at = reinterpret_cast<std::uintptr_t>(cur_);
-  std::uintptr_t aligned = (at + align - 1) & ~(std::uintptr_t(align) - 1);
-  if (!cur_ || aligned + bytes > reinterpret_cast<std::uintptr_t>(end_)) {
-    // A new block: the block header is padded to max_align_t, so its data is aligned.
-    constexpr std::size_t header = (sizeof(block) + alignof(std::max_align_t) - 1) & ~(alignof(std::max_align_t) - 1);
-    const std::size_t size = std::max(next_block_, header + bytes + align);
-    auto* b = static_cast<block*>(::operator new(size));
-    b->next = blocks_;
-    blocks_ = b;
-    cur_ = reinterpret_cast<std::byte*>(b) + header;
-    end_ = reinterpret_cast<std::byte*>(b) + size;
-    next_block_ = std::min(next_block_ * 2, max_block);
-    at = reinterpret_cast<std::uintptr_t>(cur_);
-    aligned = (at + align - 1) & ~(std::uintptr_t(align) - 1);
-  }
-  void* p = reinterpret_cast<void*>(aligned);
-  cur_ = reinterpret_cast<std::byte*>(aligned + bytes);
-#endif
   retain();
   return p;
+#else
+  const auto at = reinterpret_cast<std::uintptr_t>(cur_);
+  const std::uintptr_t aligned = (at + align - 1) & ~(std::uintptr_t(align) - 1);
+  if (!cur_ || aligned + bytes > reinterpret_cast<std::uintptr_t>(end_)) [[unlikely]]
+    return allocate_slow(bytes, align);
+  cur_ = reinterpret_cast<std::byte*>(aligned + bytes);
+  if (cur_ > resident_) [[unlikely]] populate_to(cur_);
+  retain();
+  return reinterpret_cast<void*>(aligned);
+#endif
+}
+
+void* value_pool::allocate_slow(std::size_t bytes, std::size_t align) {
+  new_block(bytes + align);
+  const auto at = reinterpret_cast<std::uintptr_t>(cur_);
+  const std::uintptr_t aligned = (at + align - 1) & ~(std::uintptr_t(align) - 1);
+  cur_ = reinterpret_cast<std::byte*>(aligned + bytes);
+  if (cur_ > resident_) populate_to(cur_);
+  retain();
+  return reinterpret_cast<void*>(aligned);
+}
+
+void value_pool::new_block(std::size_t min_bytes) {
+  // The block header is padded to max_align_t, so its data is aligned.
+  constexpr std::size_t header_bytes =
+      (sizeof(block) + alignof(std::max_align_t) - 1) & ~(alignof(std::max_align_t) - 1);
+  const std::size_t size = std::max(next_block_, header_bytes + min_bytes);
+  block* b = nullptr;
+  if (size >= map_from) {
+    void* m = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) throw std::bad_alloc();
+    b = static_cast<block*>(m);
+    b->mapped = true;
+  } else {
+    b = static_cast<block*>(::operator new(size));
+    b->mapped = false;
+  }
+  b->size = size;
+  b->next = blocks_;
+  blocks_ = b;
+  cur_ = reinterpret_cast<std::byte*>(b) + header_bytes;
+  end_ = reinterpret_cast<std::byte*>(b) + size;
+  // A heap block is resident (or faults page by page as before); a map's header page is.
+  resident_ = b->mapped ? reinterpret_cast<std::byte*>(b) + std::min(size, std::size_t{4096}) : end_;
+  next_block_ = std::min(next_block_ * 2, max_block);
+}
+
+void value_pool::populate_to(std::byte* p) noexcept {
+  // The run holding p and the rest of populate_run after it; pages a failed (or unsupported)
+  // madvise leaves out fault in on first touch as usual.
+  std::byte* to = std::min(end_, p + populate_run);
+  const auto page = std::uintptr_t{4096};
+  const auto from = reinterpret_cast<std::uintptr_t>(resident_) & ~(page - 1);
+  const auto upto = (reinterpret_cast<std::uintptr_t>(to) + page - 1) & ~(page - 1);
+#ifdef MADV_POPULATE_WRITE
+  if (upto > from) ::madvise(reinterpret_cast<void*>(from), upto - from, MADV_POPULATE_WRITE);
+#endif
+  resident_ = to;
 }
 
 void value_pool::deallocate([[maybe_unused]] void* p, [[maybe_unused]] std::size_t bytes,
@@ -62,7 +108,8 @@ void value_pool::deallocate([[maybe_unused]] void* p, [[maybe_unused]] std::size
 value_pool::~value_pool() {
   while (blocks_) {
     block* next = blocks_->next;
-    ::operator delete(blocks_);
+    if (blocks_->mapped) ::munmap(blocks_, blocks_->size);
+    else ::operator delete(blocks_);
     blocks_ = next;
   }
 }

@@ -10,6 +10,12 @@
 // the pool is current. A value that outlives its load keeps the whole pool (the metadata of that
 // load, charged to load_options::limits::max_memory as it was built) until it goes.
 //
+// Memory: blocks double from 4 KiB; from 64 KiB on they are anonymous maps (up to 4 MiB each),
+// whose pages become resident in runs of 64 KiB just ahead of the pointer (one
+// madvise(MADV_POPULATE_WRITE) per run instead of a page fault per page, which on a VM costs as
+// much as the parse of an object or two per page). A map's pages past the pointer's run are never
+// touched, so at most one run ahead of what was handed out is resident and uncharged.
+//
 // Under AddressSanitizer every allocation is a separate operator new, so that the sanitizer
 // still sees each object's bounds and lifetime.
 #pragma once
@@ -46,11 +52,17 @@ class value_pool {
   ~value_pool();
   struct block {
     block* next;
+    std::size_t size;
+    bool mapped;  // an anonymous map (else operator new)
   };
+  void* allocate_slow(std::size_t bytes, std::size_t align);
+  void new_block(std::size_t min_bytes);
+  void populate_to(std::byte* p) noexcept;
   std::atomic<std::size_t> refs_{1};
   block* blocks_ = nullptr;
   std::byte* cur_ = nullptr;
   std::byte* end_ = nullptr;
+  std::byte* resident_ = nullptr;  // in a mapped block: the end of the pages populated so far
   std::size_t next_block_ = 4096;
 };
 
