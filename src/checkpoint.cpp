@@ -285,8 +285,17 @@ struct storage_spec {
   device location;
 };
 
+// What the last persistent id of a load named as its storage type and location, and what they
+// mean: a state_dict names the same ones for every tensor.
+struct pid_memory {
+  global_ref type;
+  dtype t = dtype::uint8;
+  std::string location_text;
+  device location;
+};
+
 // ('storage', storage_type, key, location, numel[, view_metadata]) -> spec.
-storage_spec parse_pid(const value& pid, bool legacy) {
+storage_spec parse_pid(const value& pid, bool legacy, pid_memory& last) {
   const char* fn = "persistent id";
   if (!pid.is_tuple()) bad_args(fn, "must be a tuple, got " + std::string(pid.type_name()));
   const auto& a = pid.as_tuple();
@@ -298,7 +307,9 @@ storage_spec parse_pid(const value& pid, bool legacy) {
   storage_spec s;
   if (!a[1].is_global()) bad_args(fn, "storage type must be a global");
   const auto& g = a[1].as_global();
-  if (g.name == "UntypedStorage") {
+  if (!last.type.name.empty() && g == last.type) {
+    s.t = last.t;
+  } else if (g.name == "UntypedStorage") {
     s.t = dtype::uint8;
   } else if (auto t = dtype_from_storage_class(g.name); t && (g.module == "torch" || g.module == "torch.cuda")) {
     s.t = *t;
@@ -307,17 +318,25 @@ storage_spec parse_pid(const value& pid, bool legacy) {
   } else {
     throw error(errc::unsupported, "storage type " + g.qualified() + " is not supported");
   }
+  if (!(g == last.type)) {
+    last.type = g;
+    last.t = s.t;
+  }
   if (!a[2].is_str() && !a[2].is_int()) bad_args(fn, "key must be a str");
   s.key = a[2].is_str() ? a[2].as_str() : std::to_string(a[2].as_int());
   // Keys name records and appear in messages: a control byte (a NUL cuts what() short) is refused.
   if (std::any_of(s.key.begin(), s.key.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
     bad_args(fn, "key holds a control character");
   if (!a[3].is_str()) bad_args(fn, "location must be a str");
-  try {
-    s.location = device::parse(a[3].as_str());
-  } catch (const error&) {
-    bad_args(fn, "bad location tag '" + a[3].as_str() + "'");
+  if (last.location_text.empty() || a[3].as_str() != last.location_text) {
+    try {
+      last.location = device::parse(a[3].as_str());
+    } catch (const error&) {
+      bad_args(fn, "bad location tag '" + a[3].as_str() + "'");
+    }
+    last.location_text = a[3].as_str();
   }
+  s.location = last.location;
   if (!a[4].is_int() || a[4].as_int() < 0) bad_args(fn, "numel must be a non-negative int");
   s.numel = static_cast<std::uint64_t>(a[4].as_int());
   if (!checked_mul(s.numel, element_size(s.t), s.nbytes)) bad_args(fn, "storage size overflows");
@@ -579,8 +598,9 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
   unpickle_options u = pickle_options_for(opt, pkl->name);
   std::string rec = prefix + "data/";  // the record name, rebuilt in place for each storage
   const std::size_t rec_stem = rec.size();
+  pid_memory last_pid;
   u.persistent_load = [&](const value& pid) -> value {
-    storage_spec s = parse_pid(pid, false);
+    storage_spec s = parse_pid(pid, false, last_pid);
     rec.resize(rec_stem);
     rec += s.key;
     const zip_entry* e = zip.find(rec);
@@ -689,8 +709,9 @@ checkpoint load_legacy(const byte_source& src, const load_options& opt) {
   std::map<std::string, pending> roots;
   std::uint64_t total_declared = 0;
   unpickle_options u = pickle_options_for(opt, "");
+  pid_memory last_pid;
   u.persistent_load = [&](const value& pid) -> value {
-    storage_spec s = parse_pid(pid, true);
+    storage_spec s = parse_pid(pid, true, last_pid);
     check_target(opt.map_location.apply(s.location), s.location);
     auto it = roots.find(s.key);
     if (it == roots.end()) {

@@ -561,7 +561,8 @@ class memo_slots {
     return fresh;
   }
   void push_back(const value& v) {
-    resize(size_ + 1);
+    if (size_ % chunk_slots == 0 || size_ % 64 == 0) [[unlikely]] resize(size_ + 1);
+    else ++size_;
     assign(size_ - 1, v);
   }
   // Adds unset slots up to n.
@@ -747,15 +748,23 @@ class machine {
   }
 
   // `h` bounds the nesting of containers in v from above (0 for a scalar).
-  void push(value v, std::uint32_t h = 0) {
+  void push(value&& v, std::uint32_t h = 0) {
+    make_room(v, h);
+    stack_.push_back(std::move(v));
+    heights_.push_back(h);
+  }
+  void push(const value& v, std::uint32_t h = 0) {
+    make_room(v, h);
+    stack_.push_back(v);
+    heights_.push_back(h);
+  }
+  void make_room(const value& v, std::uint32_t h) {
     if (stack_.size() >= lim_.max_stack) [[unlikely]] stack_full();
     grow(stack_, 1);
     grow(heights_, 1);
     // A big int owns a shared block and a byte vector of its own.
-    if (v.type() == value::kind::big_integer) charge(64 + v.as_big_int().le_bytes.size());
+    if (v.type() == value::kind::big_integer) [[unlikely]] charge(64 + v.as_big_int().le_bytes.size());
     note_height(h);
-    stack_.push_back(std::move(v));
-    heights_.push_back(h);
   }
   [[noreturn, gnu::cold, gnu::noinline]] void stack_full() const {
     fail(errc::limit_exceeded, op_name() + ": the stack holds more than max_stack (" +
