@@ -200,6 +200,13 @@ global_ref python3_name(std::string module, std::string name) {
 bool valid_utf8(std::string_view s, bool allow_surrogates) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const auto* end = p + s.size();
+  // ASCII (every key and record name torch writes) eight bytes at a time.
+  while (end - p >= 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    if (w & 0x8080808080808080u) break;
+    p += 8;
+  }
   while (p < end) {
     unsigned c = *p;
     if (c < 0x80) { ++p; continue; }
