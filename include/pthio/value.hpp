@@ -7,7 +7,8 @@
 // (class, constructor args, state, items appended to it). Nothing in a value ever executes.
 //
 // Lists, dicts and objects are shared handles, as in Python: copying a value copies the handle,
-// and pickle's memo hands out the same container twice. Tuples are immutable and shared too.
+// and pickle's memo hands out the same container twice. Tuples are immutable and shared too, as
+// are the text of a str or bytes value and a tensor value's tensor: copying a value never copies them.
 // Values produced by the unpickler are acyclic and nested at most load_options' depth limit.
 //
 // Lifetime: references returned by the as_*() accessors, items(), find() and dict_object::get()
