@@ -10,6 +10,7 @@
 // that on any error (and for garbage left behind on success) the containers can be emptied one
 // by one, which breaks cycles and keeps destruction shallow.
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <charconv>
 #include <cmath>
@@ -548,6 +549,139 @@ class identity_map {
 // ---------------------------------------------------------------------------------------------
 // The machine.
 
+// Which memo indices a pickle ever reads (GET, BINGET, LONG_BINGET), found by one pass over its
+// opcodes before it runs. torch memoizes every object it writes but reads back only a few (the
+// globals, 'storage', the location), so the machine stores only what will be read: the rest
+// would be copied into the memo, kept to the end and torn down for nothing. The pass only
+// measures opcode arguments; when it cannot follow the stream to a STOP (bad or unknown
+// input, which the machine reports where it meets it), or the stream numbers its memo entries
+// by count (MEMOIZE, protocol 4), every entry is stored as before.
+class memo_reads {
+ public:
+  memo_reads(std::span<const std::byte> data) {
+    if (!scan(data)) all_ = true;
+  }
+  bool will_read(std::uint64_t index) const noexcept {
+    if (all_) return true;
+    if (index < bits_.size() * 64) return bits_[static_cast<std::size_t>(index / 64)] >> (index % 64) & 1;
+    return tail_;
+  }
+  std::uint64_t bytes() const noexcept { return bits_.capacity() * sizeof(std::uint64_t); }
+
+ private:
+  // How the scan steps over each opcode's argument.
+  enum class arg : std::uint8_t {
+    bad,                          // not an opcode, or MEMOIZE (the scan gives up)
+    stop,                         // STOP
+    fixed,                        // `size` bytes (0 for most)
+    counted,                      // a little-endian byte count of `size` bytes, then that many
+    lines,                        // `size` newline-terminated lines
+    get,                          // a memo read: a `size`-byte index, or (size 0) a decimal line
+  };
+  struct step { arg how = arg::bad; std::uint8_t size = 0; };
+  static constexpr std::array<step, 256> steps() {
+    std::array<step, 256> t{};
+    auto set = [&t](opcode o, arg how, std::uint8_t size) { t[static_cast<std::uint8_t>(o)] = {how, size}; };
+    for (opcode o : {opcode::MARK, opcode::POP, opcode::POP_MARK, opcode::DUP, opcode::NONE, opcode::NEWTRUE,
+                     opcode::NEWFALSE, opcode::EMPTY_LIST, opcode::EMPTY_DICT, opcode::EMPTY_TUPLE,
+                     opcode::EMPTY_SET, opcode::LIST, opcode::TUPLE, opcode::TUPLE1, opcode::TUPLE2,
+                     opcode::TUPLE3, opcode::DICT, opcode::FROZENSET, opcode::APPEND, opcode::APPENDS,
+                     opcode::ADDITEMS, opcode::SETITEM, opcode::SETITEMS, opcode::REDUCE, opcode::NEWOBJ,
+                     opcode::NEWOBJ_EX, opcode::OBJ, opcode::BUILD, opcode::BINPERSID, opcode::STACK_GLOBAL,
+                     opcode::NEXT_BUFFER, opcode::READONLY_BUFFER})
+      set(o, arg::fixed, 0);
+    for (opcode o : {opcode::PROTO, opcode::BININT1, opcode::BINPUT, opcode::EXT1}) set(o, arg::fixed, 1);
+    for (opcode o : {opcode::BININT2, opcode::EXT2}) set(o, arg::fixed, 2);
+    for (opcode o : {opcode::BININT, opcode::LONG_BINPUT, opcode::EXT4}) set(o, arg::fixed, 4);
+    for (opcode o : {opcode::FRAME, opcode::BINFLOAT}) set(o, arg::fixed, 8);
+    for (opcode o : {opcode::LONG1, opcode::SHORT_BINSTRING, opcode::SHORT_BINUNICODE, opcode::SHORT_BINBYTES})
+      set(o, arg::counted, 1);
+    // LONG4 and BINSTRING count with a signed int: a negative one reads as past any end here, and
+    // the machine refuses it where it meets it.
+    for (opcode o : {opcode::LONG4, opcode::BINSTRING, opcode::BINUNICODE, opcode::BINBYTES}) set(o, arg::counted, 4);
+    for (opcode o : {opcode::BINUNICODE8, opcode::BINBYTES8, opcode::BYTEARRAY8}) set(o, arg::counted, 8);
+    for (opcode o : {opcode::INT, opcode::LONG, opcode::FLOAT, opcode::STRING, opcode::UNICODE, opcode::PUT,
+                     opcode::PERSID})
+      set(o, arg::lines, 1);
+    for (opcode o : {opcode::GLOBAL, opcode::INST}) set(o, arg::lines, 2);
+    set(opcode::BINGET, arg::get, 1);
+    set(opcode::LONG_BINGET, arg::get, 4);
+    set(opcode::GET, arg::get, 0);
+    set(opcode::STOP, arg::stop, 0);
+    return t;
+  }
+
+  bool scan(std::span<const std::byte> data) {
+    static constexpr std::array<step, 256> table = steps();
+    // The bits cover indices below a bound tied to the input's size; a read past it makes every
+    // index past it count as read.
+    const std::uint64_t cover = 8 * static_cast<std::uint64_t>(data.size()) + 1024;
+    const auto* p = reinterpret_cast<const unsigned char*>(data.data());
+    const std::size_t n = data.size();
+    std::size_t i = 0;
+    auto read = [&](std::uint64_t index) {
+      if (index >= cover) {
+        tail_ = true;
+        return;
+      }
+      if (index >= bits_.size() * 64) bits_.resize(static_cast<std::size_t>(index / 64) + 1);
+      bits_[static_cast<std::size_t>(index / 64)] |= std::uint64_t{1} << (index % 64);
+    };
+    while (i < n) {
+      const step st = table[p[i++]];
+      const std::size_t left = n - i;
+      switch (st.how) {
+        case arg::fixed:
+          if (st.size > left) return false;
+          i += st.size;
+          break;
+        case arg::counted: {
+          if (st.size > left) return false;
+          const std::uint64_t count = le_at(p, i, st.size);
+          if (count > left - st.size) return false;
+          i += st.size + static_cast<std::size_t>(count);
+          break;
+        }
+        case arg::lines:
+          for (int k = 0; k < st.size; ++k) {
+            const void* nl = std::memchr(p + i, '\n', n - i);
+            if (!nl) return false;
+            i = static_cast<std::size_t>(static_cast<const unsigned char*>(nl) - p) + 1;
+          }
+          break;
+        case arg::get: {
+          if (st.size > 0) {
+            if (st.size > left) return false;
+            read(le_at(p, i, st.size));
+            i += st.size;
+            break;
+          }
+          const void* nl = std::memchr(p + i, '\n', left);
+          if (!nl) return false;
+          const std::size_t end = static_cast<std::size_t>(static_cast<const unsigned char*>(nl) - p);
+          bool too_long = false;
+          auto v = parse_int_text(std::string_view(reinterpret_cast<const char*>(p + i), end - i), false, too_long);
+          if (!v || !v->is_int() || v->as_int() < 0) return false;
+          read(static_cast<std::uint64_t>(v->as_int()));
+          i = end + 1;
+          break;
+        }
+        case arg::stop: return true;
+        case arg::bad: return false;
+      }
+    }
+    return false;  // no STOP
+  }
+  static std::uint64_t le_at(const unsigned char* p, std::size_t at, int k) {
+    std::uint64_t v = 0;
+    for (int b = 0; b < k; ++b) v |= std::uint64_t{p[at + static_cast<std::size_t>(b)]} << (8 * b);
+    return v;
+  }
+  std::vector<std::uint64_t> bits_;
+  bool tail_ = false;
+  bool all_ = false;
+};
+
 // The dense memo: slots 0..size()-1 in fixed chunks of values, each slot set or not (a bit per
 // slot). Growing never moves a value, and no chunk is big enough to make glibc consolidate its free
 // lists when it is freed (a deque of optional values, the form before, took 48 bytes a slot and a
@@ -602,7 +736,7 @@ constexpr int max_call_depth = 8;
 class machine {
  public:
   machine(std::span<const std::byte> data, const unpickle_options& options)
-      : in_(data, errc::corrupt_pickle, options.context), opt_(options), lim_(options.limits) {
+      : in_(data, errc::corrupt_pickle, options.context), opt_(options), lim_(options.limits), reads_(data) {
     empty_tuple_ = value::make_tuple();
   }
   machine(const machine&) = delete;
@@ -611,6 +745,7 @@ class machine {
 
   unpickle_result run() {
     try {
+      charge(reads_.bytes());
       return loop();
     } catch (const error& e) {
       if (e.offset()) throw;
@@ -635,6 +770,7 @@ class machine {
   std::uint32_t popped_h_ = 0;
   bool needs_walk_ = false;
   std::vector<std::size_t> marks_;
+  memo_reads reads_;
   memo_slots memo_dense_;
   std::unordered_map<std::uint64_t, value> memo_sparse_;
   std::size_t memo_count_ = 0;
@@ -972,6 +1108,7 @@ class machine {
       fail(errc::limit_exceeded, op_name() + " memo index " + std::to_string(index) +
                                      " exceeds the limit max_memo (" + std::to_string(lim_.max_memo) + ")");
     const value& v = top();
+    if (!reads_.will_read(index)) return;  // never read: nothing to keep
     charge(slot_bytes);  // the value itself is shared
     // An index lives in one place: a sparse entry moves into the dense part once that reaches it.
     if (!memo_sparse_.empty() && index < memo_dense_.size() + memo_dense_gap && memo_sparse_.erase(index))

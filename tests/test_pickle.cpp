@@ -568,6 +568,62 @@ TEST_CASE("pickle: memo opcodes follow pickle.py, including MEMOIZE's count and 
   CHECK(diff(load("\x80\x02K\x09r\x00\x00\x00\x80" "0j\x00\x00\x00\x80."s, big_memo), 9) == "");
 }
 
+TEST_CASE("pickle: entries a pickle never reads back are not kept, whatever opcodes come between") {
+  // Every kind of opcode argument, each value memoized; then 2,000 memo entries nothing reads
+  // (LONG_BINPUT 1000..2999 of None), which would take about 100 KB kept; then the first values
+  // read back through BINGET, LONG_BINGET and GET. With max_memory at 64 KiB this loads only if
+  // the pass that finds the reads stepped over every argument correctly, and the reads then
+  // find their values.
+  std::string p = "\x80\x02"s;
+  std::vector<value> want;
+  std::uint32_t idx = 0;
+  auto put = [&](const std::string& op, value v) {
+    p += op + "r" + le32(idx++) + "0";
+    want.push_back(std::move(v));
+  };
+  put("K\x07", 7);
+  put("M\x34\x12", 0x1234);
+  put("J" + le32(0xfffffffe), -2);
+  put("\x8a\x02\x00\x80"s, -32768);
+  put("\x8b" + le32(1) + "\x05", 5);
+  put("G\x3f\xf8\x00\x00\x00\x00\x00\x00"s, 1.5);
+  put("I42\n", 42);
+  put("L-9L\n", -9);
+  put("F0.25\n", 0.25);
+  put("S'q\\nr'\n", "q\nr");
+  put("T" + le32(3) + "abc", "abc");
+  put("U\x02hi", "hi");
+  put("V\\u00e9\n", "\xc3\xa9");
+  put("X" + le32(4) + "\xe2\x82\xac!", "\xe2\x82\xac!");
+  put("\x8c\x03" "abc", "abc");
+  put("\x8d" + le64(2) + "ok", "ok");
+  put("B" + le32(2) + "\x00\x01"s, value::make_bytes("\x00\x01"s));
+  put("C\x01\xff"s, value::make_bytes("\xff"s));
+  put("\x8e" + le64(1) + "z", value::make_bytes("z"));
+  put("\x96" + le64(1) + "y", value::make_bytes("y"));
+  put("N", value());
+  put("\x88", true);
+  put(")", value::make_tuple());
+  put("cbuiltins\nprint\n", value::make_global("builtins", "print"));
+  p += "\x95" + le64(0);  // FRAME
+  for (std::uint32_t i = 0; i < 2000; ++i) p += "Nr" + le32(1000 + i) + "0";
+  p += "(";
+  for (std::uint32_t i = 0; i < idx; ++i) {
+    if (i % 3 == 0) p += "h" + std::string(1, static_cast<char>(i));
+    else if (i % 3 == 1) p += "j" + le32(i);
+    else p += "g" + std::to_string(i) + "\n";
+  }
+  p += "t.";
+  pthio::unpickle_options tight;
+  tight.limits.max_memory = 64 << 10;
+  CHECK(diff(load(p, tight), value::make_tuple(want)) == "");
+  // The control: with a MEMOIZE in the stream (entries numbered by count) every entry is kept,
+  // and the same pickle does not fit.
+  const std::string memoizes = "\x80\x02N\x94" "0"s + p.substr(2);
+  CHECK_THROWS_WITH_AS(load(memoizes, tight), doctest::Contains("max_memory"), pthio::error);
+  CHECK(diff(load(memoizes), value::make_tuple(want)) == "");
+}
+
 TEST_CASE("pickle: data after STOP is left alone and consumed says where the pickle ended") {
   auto r = pthio::unpickle(raw("\x80\x02K\x01.\x80\x02K\x02."), {});
   CHECK(r.consumed == 5);
