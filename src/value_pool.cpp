@@ -38,6 +38,16 @@ void* value_pool::allocate(std::size_t bytes, std::size_t align) {
   retain();
   return p;
 #else
+  if (bytes <= max_reused && align <= 16) {
+    const std::size_t c = (bytes + 15) / 16;
+    if (void* p = free_[c]) {
+      free_[c] = *static_cast<void**>(p);
+      retain();
+      return p;
+    }
+    bytes = c * 16;  // so that any later object of this class fits where this one was,
+    align = 16;      // however aligned it must be
+  }
   const auto at = reinterpret_cast<std::uintptr_t>(cur_);
   const std::uintptr_t aligned = (at + align - 1) & ~(std::uintptr_t(align) - 1);
   if (!cur_ || aligned + bytes > reinterpret_cast<std::uintptr_t>(end_)) [[unlikely]]
@@ -101,6 +111,13 @@ void value_pool::deallocate([[maybe_unused]] void* p, [[maybe_unused]] std::size
                             [[maybe_unused]] std::size_t align) noexcept {
 #ifdef PTHIO_POOL_PER_OBJECT
   ::operator delete(p, std::align_val_t(align));
+#else
+  if (bytes <= max_reused && align <= 16 && current_value_pool() == this) {
+    // The scope making this pool current holds a reference: release() below cannot free it.
+    const std::size_t c = (bytes + 15) / 16;
+    *static_cast<void**>(p) = free_[c];
+    free_[c] = p;
+  }
 #endif
   release();
 }

@@ -1,8 +1,10 @@
 // value_pool: where the unpickler's objects live. A pickle builds many small objects at once
-// (a torch state_dict: four tuples, an OrderedDict, a storage and a tensor per entry) and most
-// of them die together when the load's memo goes; through malloc each is a search of its free
-// lists on the way in and a sort into them on the way out. The pool hands out memory from large
-// blocks by bumping a pointer and frees nothing until every object allocated from it is gone.
+// (a torch state_dict: four tuples, an OrderedDict, a storage and a tensor per entry), most of
+// them dead by the next entry; through malloc each is a search of its free lists on the way in
+// and a sort into them on the way out. The pool hands out memory from large blocks by bumping a
+// pointer; while its load runs, memory of an object that dies goes on a list by size and the
+// next object of that size takes it. Blocks go back only when every object allocated from the
+// pool is gone.
 //
 // Lifetime: each allocation holds one reference to the pool and drops it when the object's
 // shared_ptr control block is freed; the pool's blocks are freed with the last reference, on
@@ -63,6 +65,12 @@ class value_pool {
   std::byte* cur_ = nullptr;
   std::byte* end_ = nullptr;
   std::byte* resident_ = nullptr;  // in a mapped block: the end of the pages populated so far
+  // Freed memory for reuse, by size class (16-byte steps up to max_reused bytes): only while the
+  // pool is current on the freeing thread, that is, during its load, when no other thread can
+  // hold its objects. A state_dict's transient tuples and OrderedDicts die one entry after they
+  // are made and the next entry's take their place.
+  static constexpr std::size_t max_reused = 512;
+  void* free_[max_reused / 16 + 1] = {};
   std::size_t next_block_ = 4096;
 };
 
