@@ -2,6 +2,7 @@
 // driving miniz's mz_zip_writer_add_mem_ex_v2 and mz_zip_writer_finalize_archive, with
 // MZ_ZIP_FLAG_WRITE_ZIP64 and no timestamps), field for field.
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -135,7 +136,61 @@ class crc_worker {
   std::thread thread_;  // last: started once the members above exist
 };
 
+// CRC-32s of a list of spans, computed in order on a thread of its own; result(i) waits for
+// span i only if the thread has not reached it yet (it runs at several GB/s, the writes it runs
+// ahead of at the page cache's pace).
+class crc_pipeline {
+ public:
+  explicit crc_pipeline(std::vector<std::span<const std::byte>> spans)
+      : spans_(std::move(spans)), crcs_(spans_.size(), 0), thread_([this] { run(); }) {}
+  ~crc_pipeline() {
+    stop_.store(true, std::memory_order_relaxed);
+    thread_.join();
+  }
+  std::size_t size() const noexcept { return spans_.size(); }
+  std::span<const std::byte> span(std::size_t i) const noexcept { return spans_[i]; }
+  std::uint32_t result(std::size_t i) {
+    if (done_.load(std::memory_order_acquire) <= i) {
+      std::unique_lock lock(m_);
+      cv_.wait(lock, [&] { return done_.load(std::memory_order_acquire) > i; });
+    }
+    return crcs_[i];
+  }
+
+ private:
+  void run() {
+    constexpr std::size_t piece = std::size_t{4} << 20;  // how often a destructor is noticed
+    for (std::size_t i = 0; i < spans_.size(); ++i) {
+      std::uint32_t c = 0;
+      for (std::size_t off = 0; off < spans_[i].size(); off += piece) {
+        if (stop_.load(std::memory_order_relaxed)) return;
+        c = crc32(spans_[i].subspan(off, std::min(piece, spans_[i].size() - off)), c);
+      }
+      crcs_[i] = c;
+      {
+        std::lock_guard lock(m_);
+        done_.store(i + 1, std::memory_order_release);
+      }
+      cv_.notify_all();
+    }
+  }
+
+  std::vector<std::span<const std::byte>> spans_;
+  std::vector<std::uint32_t> crcs_;
+  std::atomic<std::size_t> done_{0};
+  std::atomic<bool> stop_{false};
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::thread thread_;  // last: started once the members above exist
+};
+
 zip_writer::~zip_writer() = default;
+
+void zip_writer::crc_ahead(std::vector<std::span<const std::byte>> contents) {
+  if (ahead_ || !compute_crc_ || !crc_worker::worthwhile() || contents.empty()) return;
+  ahead_ = std::make_unique<crc_pipeline>(std::move(contents));
+  ahead_next_ = 0;
+}
 
 zip_writer::zip_writer(sink& out, std::uint32_t alignment) : out_(out), alignment_(alignment) {
   // The "FB" field's length is a u16 holding up to alignment - 1 padding bytes.
@@ -205,6 +260,21 @@ void zip_writer::write(std::span<const std::byte> data) {
   // Written 1 MiB at a time, as file_sink writes (src/io.cpp); without the worker thread each
   // piece is CRC'd just before it is written, so the write reads it from cache.
   constexpr std::size_t piece = std::size_t{1} << 20;
+  if (compute_crc_ && ahead_ && ahead_next_ < ahead_->size()) {
+    const auto next = ahead_->span(ahead_next_);
+    const bool continues = (cur_size_ == 0 || cur_ahead_) && data.data() == next.data() + cur_size_ &&
+                           data.size() <= next.size() - cur_size_;
+    if (continues) {
+      cur_ahead_ = true;  // its CRC-32 comes from the pipeline at end_entry()
+      for (std::size_t off = 0; off < data.size(); off += piece) out_.write(data.subspan(off, std::min(piece, data.size() - off)));
+      cur_size_ += data.size();
+      return;
+    }
+    if (cur_ahead_) {  // the entry left its announced span: checksum what was written of it here
+      cur_crc_ = crc32(next.first(static_cast<std::size_t>(cur_size_)));
+      cur_ahead_ = false;
+    }
+  }
   // From 256 KiB on, the CRC-32 runs on the worker thread while this one writes.
   constexpr std::size_t parallel_crc_size = std::size_t{256} << 10;
   crc_worker* worker = nullptr;
@@ -235,6 +305,15 @@ void zip_writer::end_entry() {
   if (cur_declared_ && cur_size_ != *cur_declared_)
     misuse("entry \"" + cur_name_ + "\" declared " + std::to_string(*cur_declared_) + " bytes but " +
            std::to_string(cur_size_) + " were written");
+  if (ahead_ && ahead_next_ < ahead_->size()) {
+    if (cur_ahead_) {
+      const auto next = ahead_->span(ahead_next_);
+      cur_crc_ = cur_size_ == next.size() ? ahead_->result(ahead_next_)
+                                           : crc32(next.first(static_cast<std::size_t>(cur_size_)));
+      cur_ahead_ = false;
+      ++ahead_next_;
+    }
+  }
   const std::uint64_t planned = cur_declared_.value_or(1);
   const bool local_zip64 = planned >= u32_max || cur_local_ >= u32_max;
   const std::uint16_t flags = planned != 0 ? (flag_utf8 | flag_descriptor) : flag_utf8;

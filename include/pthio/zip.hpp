@@ -122,6 +122,14 @@ class zip_writer {
   // Central directory and end records; the writer is then finished.
   void finish();
 
+  // Announces the contents of entries to be written next, in this order, each the whole data of
+  // one entry (with add(), or begin_entry() and write()s of consecutive pieces of it): their
+  // CRC-32s are computed on a second thread from now on, so that writing them waits for none.
+  // The bytes must stay valid and unchanged until their entry ends or the writer is destroyed.
+  // An entry whose data is not the next announced span (other entries may come between) is
+  // checksummed as usual. Does nothing without CRCs, on one core, or when called twice.
+  void crc_ahead(std::vector<std::span<const std::byte>> contents);
+
  private:
   struct written {
     std::string name;
@@ -142,6 +150,10 @@ class zip_writer {
   std::optional<std::uint64_t> cur_declared_;
   // Computes the CRC-32 of large writes on a second thread while this one writes them.
   std::unique_ptr<class crc_worker> crc_worker_;
+  // CRC-32s of announced entries (crc_ahead), computed ahead of their writes.
+  std::unique_ptr<class crc_pipeline> ahead_;
+  std::size_t ahead_next_ = 0;   // the announced span the next entry should be
+  bool cur_ahead_ = false;       // the open entry's bytes so far are a prefix of that span
   bool compute_crc_ = true;
 };
 
