@@ -558,8 +558,9 @@ class identity_map {
 // by count (MEMOIZE, protocol 4), every entry is stored as before.
 class memo_reads {
  public:
-  memo_reads(std::span<const std::byte> data) {
-    if (!scan(data)) all_ = true;
+  // Indices at or past max_memo are never stored (BINPUT refuses them), so they need no bit.
+  memo_reads(std::span<const std::byte> data, std::uint64_t max_memo) {
+    if (!scan(data, max_memo)) all_ = true;
   }
   bool will_read(std::uint64_t index) const noexcept {
     if (all_) return true;
@@ -596,8 +597,8 @@ class memo_reads {
     for (opcode o : {opcode::FRAME, opcode::BINFLOAT}) set(o, arg::fixed, 8);
     for (opcode o : {opcode::LONG1, opcode::SHORT_BINSTRING, opcode::SHORT_BINUNICODE, opcode::SHORT_BINBYTES})
       set(o, arg::counted, 1);
-    // LONG4 and BINSTRING count with a signed int: a negative one reads as past any end here, and
-    // the machine refuses it where it meets it.
+    // LONG4 and BINSTRING count with a signed int: the machine refuses a negative one where it
+    // meets it, so what the scan makes of it (past the end, or a skip) does not matter.
     for (opcode o : {opcode::LONG4, opcode::BINSTRING, opcode::BINUNICODE, opcode::BINBYTES}) set(o, arg::counted, 4);
     for (opcode o : {opcode::BINUNICODE8, opcode::BINBYTES8, opcode::BYTEARRAY8}) set(o, arg::counted, 8);
     for (opcode o : {opcode::INT, opcode::LONG, opcode::FLOAT, opcode::STRING, opcode::UNICODE, opcode::PUT,
@@ -611,11 +612,11 @@ class memo_reads {
     return t;
   }
 
-  bool scan(std::span<const std::byte> data) {
+  bool scan(std::span<const std::byte> data, std::uint64_t max_memo) {
     static constexpr std::array<step, 256> table = steps();
-    // The bits cover indices below a bound tied to the input's size; a read past it makes every
-    // index past it count as read.
-    const std::uint64_t cover = 8 * static_cast<std::uint64_t>(data.size()) + 1024;
+    // The bits cover indices below a bound tied to the input's size and max_memo; a read past it
+    // makes every index past it count as read.
+    const std::uint64_t cover = std::min<std::uint64_t>(8 * static_cast<std::uint64_t>(data.size()) + 1024, max_memo);
     const auto* p = reinterpret_cast<const unsigned char*>(data.data());
     const std::size_t n = data.size();
     std::size_t i = 0;
@@ -736,7 +737,8 @@ constexpr int max_call_depth = 8;
 class machine {
  public:
   machine(std::span<const std::byte> data, const unpickle_options& options)
-      : in_(data, errc::corrupt_pickle, options.context), opt_(options), lim_(options.limits), reads_(data) {
+      : in_(data, errc::corrupt_pickle, options.context), opt_(options), lim_(options.limits),
+        reads_(data, options.limits.max_memo) {
     empty_tuple_ = value::make_tuple();
   }
   machine(const machine&) = delete;
@@ -1279,6 +1281,7 @@ class machine {
     }
     std::uint32_t bad = 0;
     bool unencodable = false;
+    charge(s.size());  // what the encoded text takes: at most the UTF-8 text's size
     auto out = encode_str(s, encoding, bad, unencodable);
     if (!out)
       fail(errc::unsupported, op_name() + ": " + who + " with encoding '" + std::string(encoding) + "'");
@@ -1305,14 +1308,16 @@ class machine {
       return value::make_bytes(encoded(a.as_str(), args[1], who.c_str()));
     }
     if (args.size() != 1) fail(op_name() + ": " + who + " takes one argument here");
-    if (a.type() == value::kind::bytes) return value::make_bytes(a.as_bytes());
+    if (a.type() == value::kind::bytes) return a;  // immutable: the copy can share its text
     if (a.is_int()) {
       if (a.as_int() < 0) fail(op_name() + ": " + who + " with a negative count");
       charge(static_cast<std::uint64_t>(a.as_int()));
       return value::make_bytes(std::string(static_cast<std::size_t>(a.as_int()), '\0'));
     }
     if (a.is_list() || a.is_tuple()) {
+      charge(a.items().size());
       std::string out;
+      out.reserve(a.items().size());
       for (const auto& b : a.items()) {
         if (!b.is_int() || b.as_int() < 0 || b.as_int() > 255)
           fail(op_name() + ": " + who + " needs ints in range(0, 256)");
@@ -1794,7 +1799,7 @@ class machine {
             if (!std::all_of(t.begin(), t.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; }))
               fail("PERSID argument is not ASCII");
             charge(t.size());
-            pid = value(std::string(t));
+            pid = text(value(std::string(t)));
           } else {
             pid = pop();
           }

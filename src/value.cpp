@@ -93,7 +93,7 @@ big_int big_int::from_decimal(std::string_view text) {
 
 // ---- value --------------------------------------------------------------------------------------
 
-static_assert(sizeof(value) == 24, "a value is a 16-byte alternative and its index");
+static_assert(sizeof(void*) != 8 || sizeof(value) == 24, "a value is a 16-byte alternative and its index");
 
 value::value(big_int b) {
   if (b.le_bytes.size() <= 8) {
@@ -170,6 +170,10 @@ std::string_view value::type_name() const noexcept {
 }
 
 namespace {
+const std::string& empty_text() {
+  static const std::string empty;
+  return empty;
+}
 [[noreturn]] void wrong(const value& v, std::string_view want) {
   throw error(errc::invalid_argument,
               "value is " + std::string(v.type_name()) + ", not " + std::string(want));
@@ -195,11 +199,11 @@ double value::as_float() const {
   wrong(*this, "float");
 }
 const std::string& value::as_str() const {
-  if (auto p = std::get_if<str_box>(&v_)) return *p->s;
+  if (auto p = std::get_if<str_box>(&v_)) return p->s ? *p->s : empty_text();
   wrong(*this, "str");
 }
 const std::string& value::as_bytes() const {
-  if (auto p = std::get_if<bytes_box>(&v_)) return *p->s;
+  if (auto p = std::get_if<bytes_box>(&v_)) return p->s ? *p->s : empty_text();
   wrong(*this, "bytes");
 }
 list_object& value::as_list() const {
@@ -215,12 +219,12 @@ dict_object& value::as_dict() const {
   wrong(*this, "dict");
 }
 const pthio::tensor& value::as_tensor() const {
-  if (auto p = std::get_if<tensor_box>(&v_)) return p->t->t;
+  if (auto p = std::get_if<tensor_box>(&v_); p && p->t) return p->t->t;  // (a moved-from one is refused)
   wrong(*this, "Tensor");
 }
 bool value::is_parameter() const noexcept {
   auto p = std::get_if<tensor_box>(&v_);
-  return p && p->t->parameter;
+  return p && p->t && p->t->parameter;
 }
 const storage_value& value::as_storage() const {
   if (auto p = std::get_if<storage_ptr>(&v_)) return **p;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <sys/mman.h>
 
+#include <atomic>
 #include <cstdint>
 #include <new>
 
@@ -27,6 +28,16 @@ constexpr std::size_t map_from = std::size_t{64} << 10;
 constexpr std::size_t populate_run = std::size_t{64} << 10;
 }  // namespace
 
+namespace {
+constexpr std::size_t page_bytes = 4096;
+std::atomic<resident_observer> observer{nullptr};
+void report_resident(std::ptrdiff_t delta) noexcept {
+  if (auto f = observer.load(std::memory_order_relaxed)) f(delta);
+}
+}  // namespace
+
+void set_resident_observer(resident_observer f) noexcept { observer.store(f, std::memory_order_relaxed); }
+
 value_pool*& current_value_pool() noexcept {
   thread_local value_pool* pool = nullptr;
   return pool;
@@ -39,7 +50,7 @@ void* value_pool::allocate(std::size_t bytes, std::size_t align) {
   return p;
 #else
   if (bytes <= max_reused && align <= 16) {
-    const std::size_t c = (bytes + 15) / 16;
+    const std::size_t c = std::max<std::size_t>((bytes + 15) / 16, 1);  // room for the list's link
     if (void* p = free_[c]) {
       free_[c] = *static_cast<void**>(p);
       retain();
@@ -90,21 +101,30 @@ void value_pool::new_block(std::size_t min_bytes) {
   cur_ = reinterpret_cast<std::byte*>(b) + header_bytes;
   end_ = reinterpret_cast<std::byte*>(b) + size;
   // A heap block is resident (or faults page by page as before); a map's header page is.
-  resident_ = b->mapped ? reinterpret_cast<std::byte*>(b) + std::min(size, std::size_t{4096}) : end_;
+  b->resident = 0;
+  if (b->mapped) {
+    b->resident = std::min(size, page_bytes);  // the header's page, written above
+    report_resident(static_cast<std::ptrdiff_t>(b->resident));
+  }
+  resident_ = b->mapped ? reinterpret_cast<std::byte*>(b) + b->resident : end_;
   next_block_ = std::min(next_block_ * 2, max_block);
 }
 
 void value_pool::populate_to(std::byte* p) noexcept {
-  // The run holding p and the rest of populate_run after it; pages a failed (or unsupported)
-  // madvise leaves out fault in on first touch as usual.
-  std::byte* to = std::min(end_, p + populate_run);
-  const auto page = std::uintptr_t{4096};
-  const auto from = reinterpret_cast<std::uintptr_t>(resident_) & ~(page - 1);
-  const auto upto = (reinterpret_cast<std::uintptr_t>(to) + page - 1) & ~(page - 1);
+  // Pages up to the end of the run holding p and populate_run after it; pages a failed (or
+  // unsupported) madvise leaves out fault in on first touch as usual. resident_ stays on a page
+  // boundary (a mapped block's start and size are multiples of the page size).
+  const auto page = std::uintptr_t{page_bytes};
+  const auto upto = std::min(reinterpret_cast<std::uintptr_t>(end_),
+                             (reinterpret_cast<std::uintptr_t>(p) + populate_run + page - 1) & ~(page - 1));
+  const auto from = reinterpret_cast<std::uintptr_t>(resident_);
+  if (upto <= from) return;
 #ifdef MADV_POPULATE_WRITE
-  if (upto > from) ::madvise(reinterpret_cast<void*>(from), upto - from, MADV_POPULATE_WRITE);
+  ::madvise(reinterpret_cast<void*>(from), upto - from, MADV_POPULATE_WRITE);
 #endif
-  resident_ = to;
+  blocks_->resident += upto - from;
+  report_resident(static_cast<std::ptrdiff_t>(upto - from));
+  resident_ = reinterpret_cast<std::byte*>(upto);
 }
 
 void value_pool::deallocate([[maybe_unused]] void* p, [[maybe_unused]] std::size_t bytes,
@@ -114,7 +134,7 @@ void value_pool::deallocate([[maybe_unused]] void* p, [[maybe_unused]] std::size
 #else
   if (bytes <= max_reused && align <= 16 && current_value_pool() == this) {
     // The scope making this pool current holds a reference: release() below cannot free it.
-    const std::size_t c = (bytes + 15) / 16;
+    const std::size_t c = std::max<std::size_t>((bytes + 15) / 16, 1);
     *static_cast<void**>(p) = free_[c];
     free_[c] = p;
   }
@@ -125,7 +145,10 @@ void value_pool::deallocate([[maybe_unused]] void* p, [[maybe_unused]] std::size
 value_pool::~value_pool() {
   while (blocks_) {
     block* next = blocks_->next;
-    if (blocks_->mapped) ::munmap(blocks_, blocks_->size);
+    if (blocks_->mapped) {
+      report_resident(-static_cast<std::ptrdiff_t>(blocks_->resident));
+      ::munmap(blocks_, blocks_->size);
+    }
     else ::operator delete(blocks_);
     blocks_ = next;
   }

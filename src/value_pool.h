@@ -55,7 +55,8 @@ class value_pool {
   struct block {
     block* next;
     std::size_t size;
-    bool mapped;  // an anonymous map (else operator new)
+    std::size_t resident;  // a map's bytes made resident so far
+    bool mapped;           // an anonymous map (else operator new)
   };
   void* allocate_slow(std::size_t bytes, std::size_t align);
   void new_block(std::size_t min_bytes);
@@ -65,14 +66,20 @@ class value_pool {
   std::byte* cur_ = nullptr;
   std::byte* end_ = nullptr;
   std::byte* resident_ = nullptr;  // in a mapped block: the end of the pages populated so far
-  // Freed memory for reuse, by size class (16-byte steps up to max_reused bytes): only while the
-  // pool is current on the freeing thread, that is, during its load, when no other thread can
-  // hold its objects. A state_dict's transient tuples and OrderedDicts die one entry after they
-  // are made and the next entry's take their place.
+  // Freed memory for reuse, by size class (16-byte steps up to max_reused bytes), taken and
+  // given only on the thread where the pool is current (during its load): objects freed on
+  // other threads, or after the load, only drop their reference. A state_dict's transient
+  // tuples and OrderedDicts die one entry after they are made and the next entry's take their
+  // place.
   static constexpr std::size_t max_reused = 512;
   void* free_[max_reused / 16 + 1] = {};
   std::size_t next_block_ = 4096;
 };
+
+// Test hook: `f` is told, with a delta in bytes, when pools make pages of their mapped blocks
+// resident and when they give them back (the memory a counting operator new does not see).
+using resident_observer = void (*)(std::ptrdiff_t delta) noexcept;
+void set_resident_observer(resident_observer f) noexcept;
 
 // The pool of the load running on this thread, or nullptr.
 value_pool*& current_value_pool() noexcept;

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <exception>
 #include <mutex>
+#include <system_error>
 #include <string>
 #include <thread>
 #include <vector>
@@ -187,9 +188,27 @@ class crc_pipeline {
 zip_writer::~zip_writer() = default;
 
 void zip_writer::crc_ahead(std::vector<std::span<const std::byte>> contents) {
-  if (ahead_ || !compute_crc_ || !crc_worker::worthwhile() || contents.empty()) return;
-  ahead_ = std::make_unique<crc_pipeline>(std::move(contents));
+  if (ahead_ || finished_ || !compute_crc_ || !crc_worker::worthwhile()) return;
+  // An empty entry has no write to match (and no CRC to wait for).
+  std::erase_if(contents, [](std::span<const std::byte> c) { return c.empty(); });
+  if (contents.empty()) return;
+  try {
+    ahead_ = std::make_unique<crc_pipeline>(std::move(contents));
+  } catch (const std::system_error&) {
+    return;  // no thread to be had: entries are checksummed as they are written
+  }
   ahead_next_ = 0;
+}
+
+void zip_writer::write_pieces(std::span<const std::byte> data, bool crc) {
+  // Written 1 MiB at a time, as file_sink writes (src/io.cpp); checksummed here, each piece is
+  // CRC'd just before it is written, so the write reads it from cache.
+  constexpr std::size_t piece = std::size_t{1} << 20;
+  for (std::size_t off = 0; off < data.size(); off += piece) {
+    const auto part = data.subspan(off, std::min(piece, data.size() - off));
+    if (crc) cur_crc_ = crc32(part, cur_crc_);
+    out_.write(part);
+  }
 }
 
 zip_writer::zip_writer(sink& out, std::uint32_t alignment) : out_(out), alignment_(alignment) {
@@ -257,22 +276,20 @@ void zip_writer::write(std::span<const std::byte> data) {
   if (data.empty()) return;
   if (cur_declared_ && data.size() > *cur_declared_ - cur_size_)
     misuse("entry \"" + cur_name_ + "\" declared " + std::to_string(*cur_declared_) + " bytes but more are written");
-  // Written 1 MiB at a time, as file_sink writes (src/io.cpp); without the worker thread each
-  // piece is CRC'd just before it is written, so the write reads it from cache.
-  constexpr std::size_t piece = std::size_t{1} << 20;
   if (compute_crc_ && ahead_ && ahead_next_ < ahead_->size()) {
     const auto next = ahead_->span(ahead_next_);
     const bool continues = (cur_size_ == 0 || cur_ahead_) && data.data() == next.data() + cur_size_ &&
                            data.size() <= next.size() - cur_size_;
     if (continues) {
       cur_ahead_ = true;  // its CRC-32 comes from the pipeline at end_entry()
-      for (std::size_t off = 0; off < data.size(); off += piece) out_.write(data.subspan(off, std::min(piece, data.size() - off)));
+      write_pieces(data, false);
       cur_size_ += data.size();
       return;
     }
     if (cur_ahead_) {  // the entry left its announced span: checksum what was written of it here
       cur_crc_ = crc32(next.first(static_cast<std::size_t>(cur_size_)));
       cur_ahead_ = false;
+      cur_left_ahead_ = true;  // the span was this entry's all the same: the next one is expected
     }
   }
   // From 256 KiB on, the CRC-32 runs on the worker thread while this one writes.
@@ -290,12 +307,7 @@ void zip_writer::write(std::span<const std::byte> data) {
       if (w) (void)w->wait();
     }
   } join{worker};
-  const bool inline_crc = compute_crc_ && !worker;
-  for (std::size_t off = 0; off < data.size(); off += piece) {
-    const auto part = data.subspan(off, std::min(piece, data.size() - off));
-    if (inline_crc) cur_crc_ = crc32(part, cur_crc_);
-    out_.write(part);
-  }
+  write_pieces(data, compute_crc_ && !worker);
   if (worker) cur_crc_ = worker->wait();
   cur_size_ += data.size();
 }
@@ -308,11 +320,17 @@ void zip_writer::end_entry() {
   if (ahead_ && ahead_next_ < ahead_->size()) {
     if (cur_ahead_) {
       const auto next = ahead_->span(ahead_next_);
-      cur_crc_ = cur_size_ == next.size() ? ahead_->result(ahead_next_)
-                                           : crc32(next.first(static_cast<std::size_t>(cur_size_)));
-      cur_ahead_ = false;
+      if (cur_size_ == next.size()) {
+        cur_crc_ = ahead_->result(ahead_next_);
+        ++checksummed_ahead_;
+      } else {
+        cur_crc_ = crc32(next.first(static_cast<std::size_t>(cur_size_)));
+      }
+      ++ahead_next_;
+    } else if (cur_left_ahead_) {
       ++ahead_next_;
     }
+    cur_ahead_ = cur_left_ahead_ = false;
   }
   const std::uint64_t planned = cur_declared_.value_or(1);
   const bool local_zip64 = planned >= u32_max || cur_local_ >= u32_max;
@@ -342,6 +360,7 @@ void zip_writer::end_entry() {
 void zip_writer::finish() {
   if (finished_) misuse("finish called twice");
   if (in_entry_) misuse("finish while entry \"" + cur_name_ + "\" is open");
+  ahead_.reset();  // announced spans are not read past this point
   {
     std::vector<std::string_view> names;
     names.reserve(done_.size());

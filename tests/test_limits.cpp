@@ -18,6 +18,7 @@
 #include "cli_support.h"
 #include "support.h"
 #include "pthio/pthio.hpp"
+#include "value_pool.h"
 
 using namespace std::string_literals;
 
@@ -54,6 +55,16 @@ void* counted_new_aligned(std::size_t n, std::align_val_t a) {
   counted(p, true);
   return p;
 }
+
+// The value pool's mapped blocks (src/value_pool.h) bypass operator new: their resident pages
+// are counted through its hook.
+void pool_resident(std::ptrdiff_t delta) noexcept {
+  const long long now = live_bytes += delta;
+  long long peak = peak_bytes.load();
+  while (now > peak && !peak_bytes.compare_exchange_weak(peak, now)) {
+  }
+}
+[[maybe_unused]] const bool pool_hooked = (pthio::detail::set_resident_observer(&pool_resident), true);
 
 void counted_delete(void* p, bool aligned) noexcept {
   if (!p) return;
@@ -284,6 +295,21 @@ std::vector<hostile> memory_hostile_pickles(std::size_t n) {
   h.push_back({"n/2 20-digit INTs", p2 + repeat("I12345678901234567890\n", n / 2) + "."});
   h.push_back({"n/2 9-byte LONG1s", p2 + repeat("\x8a\x09"s + std::string(9, '\x7f'), n / 2) + "."});
   h.push_back({"a global DUPed n times", p2 + "cm\nf\n" + std::string(n, '2') + "."});
+  // Copies of a memoized text share it, but what is built from one is new: bytes(), bytearray()
+  // and _codecs.encode (all allowed in weights-only mode) of an n-byte text, 200 times over.
+  const std::string le_n = {static_cast<char>(n), static_cast<char>(n >> 8), static_cast<char>(n >> 16),
+                            static_cast<char>(n >> 24)};
+  h.push_back({"_codecs.encode of a memoized n-byte str, 200 times",
+               p2 + "X" + le_n + std::string(n, 'e') + "q\x00"s + "0c_codecs\nencode\nq\x01" + "0(" +
+                   repeat("h\x01h\x00X\x06\x00\x00\x00latin1\x86R"s, 200) + "l.",
+               true});
+  h.push_back({"bytearray of a memoized n-byte bytes, 200 times",
+               p2 + "B" + le_n + std::string(n, 'b') + "q\x00"s + "0cbuiltins\nbytearray\nq\x01" + "0(" +
+                   repeat("h\x01h\x00\x85R"s, 200) + "l.",
+               true});
+  h.push_back({"bytes of a list of n/4 small ints, 50 times",
+               p2 + "(" + repeat("K\x07", n / 4) + "lq\x00"s + "0cbuiltins\nbytes\nq\x01" + "0(" +
+                   repeat("h\x01h\x00\x85R"s, 50) + "l."});
   h.push_back({"n/2 inert REDUCEs", p2 + repeat("cm\nf\n)R", n / 2) + "."});
   // Shared containers send the unpickler's STOP walk over everything it built.
   h.push_back({"a shared list holding n/2 lists",

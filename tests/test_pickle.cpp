@@ -403,6 +403,28 @@ TEST_CASE("pickle: the writer refuses tensors without a hook and newlines in glo
 
 // ---- round trips ----------------------------------------------------------------------------------
 
+TEST_CASE("pickle: values share their text, tuples and tensors, and a moved-from one is still usable") {
+  value s("a text longer than the short-string buffer");
+  value copy = s;
+  CHECK(&copy.as_str() == &s.as_str());  // shared, not copied
+  value t = value::make_tuple({1, s});
+  value moved_s = std::move(s);
+  value moved_t = std::move(t);
+  CHECK(moved_s.as_str() == "a text longer than the short-string buffer");
+  CHECK(moved_t.as_tuple().size() == 2);
+  // What is left behind reads as an empty text and an empty tuple rather than crashing.
+  CHECK(s.as_str().empty());  // NOLINT(bugprone-use-after-move)
+  CHECK(t.as_tuple().empty());  // NOLINT(bugprone-use-after-move)
+  value b = value::make_bytes("xyz");
+  value moved_b = std::move(b);
+  CHECK(b.as_bytes().empty());  // NOLINT(bugprone-use-after-move)
+  value p(pthio::tensor(pthio::storage::allocate(4), pthio::dtype::float32, {1}, {1}), true);
+  value moved_p = std::move(p);
+  CHECK(moved_p.is_parameter());
+  CHECK_FALSE(p.is_parameter());  // NOLINT(bugprone-use-after-move)
+  CHECK_THROWS_AS(p.as_tensor(), pthio::error);
+}
+
 TEST_CASE("pickle: values survive a round trip through the writer and the reader") {
   std::string surrogate = "a\xed\xa0\x80z";  // a lone surrogate, as pickle's surrogatepass writes it
   value deep = L();

@@ -9,6 +9,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "pthio/error.hpp"
@@ -286,6 +287,7 @@ TEST_CASE("zip: CRC-32s announced ahead (crc_ahead) give the same archive howeve
   const bytes other = pattern(1000, 4);
   using sp = std::span<const std::byte>;
   // The same calls, with and without an announcement; `order` is what crc_ahead is told.
+  std::size_t ahead = 0;
   auto write = [&](const std::vector<sp>* order, int scenario) {
     pthio::memory_sink sink;
     pthio::zip_writer w(sink);
@@ -313,14 +315,29 @@ TEST_CASE("zip: CRC-32s announced ahead (crc_ahead) give the same archive howeve
     }
     w.add("t/version", other);
     w.finish();
+    ahead = w.checksummed_ahead();
     return sink.buffer();
   };
-  const std::vector<sp> announced = {a, b, c};
+  const std::vector<sp> announced = {a, sp(), b, c};  // an empty span is passed over
+  // Entries that took the thread's CRC-32: a and b; a only (b came first, c after it); b and c
+  // (a left its span, the announcement goes on with the next). On one core there is no thread.
+  const std::size_t expected[] = {2, 1, 2};
+  const bool threads = std::thread::hardware_concurrency() > 1;
   for (int scenario = 0; scenario < 3; ++scenario) {
     CAPTURE(scenario);
     const bytes plain = write(nullptr, scenario);
+    CHECK(ahead == 0);
     CHECK(write(&announced, scenario) == plain);
+    CHECK(ahead == (threads ? expected[scenario] : 0));
     open_and_read(plain);  // every entry's CRC-32 checked against its bytes
+  }
+  // A writer given up half way (an exception in a save) stops its thread on destruction.
+  {
+    pthio::memory_sink sink;
+    pthio::zip_writer w(sink);
+    w.crc_ahead({a, b});
+    w.begin_entry("t/data/a", a.size());
+    w.write(sp(a).first(100));
   }
 }
 

@@ -167,8 +167,10 @@ class value {
   friend struct detail::value_access;
   static std::shared_ptr<const std::string> box(std::string s);
   static std::shared_ptr<const tensor_cell> box(pthio::tensor t, bool parameter);
+  // A moved-from box holds nothing: an empty tuple, an empty text.
   static std::span<const value> tuple_span(const tuple_box& b) noexcept {
     const value* items = b.items.get();
+    if (!items) return {};
     return {items, static_cast<std::size_t>(*std::get_if<std::int64_t>(&items[-1].v_))};
   }
   std::variant<std::monostate, bool, std::int64_t, std::shared_ptr<const big_int>, double, str_box,

@@ -125,10 +125,14 @@ class zip_writer {
   // Announces the contents of entries to be written next, in this order, each the whole data of
   // one entry (with add(), or begin_entry() and write()s of consecutive pieces of it): their
   // CRC-32s are computed on a second thread from now on, so that writing them waits for none.
-  // The bytes must stay valid and unchanged until their entry ends or the writer is destroyed.
-  // An entry whose data is not the next announced span (other entries may come between) is
-  // checksummed as usual. Does nothing without CRCs, on one core, or when called twice.
+  // The bytes must stay valid and unchanged until finish() or the writer's destruction (the
+  // thread reads every announced span, in order, whether or not its entry is written as
+  // announced). An entry whose data is not the next announced span (other entries may come
+  // between) is checksummed as usual. Does nothing without CRCs, on one core, when no thread can
+  // be started, or when called twice.
   void crc_ahead(std::vector<std::span<const std::byte>> contents);
+  // How many entries took their CRC-32 from crc_ahead's thread.
+  std::size_t checksummed_ahead() const noexcept { return checksummed_ahead_; }
 
  private:
   struct written {
@@ -154,6 +158,9 @@ class zip_writer {
   std::unique_ptr<class crc_pipeline> ahead_;
   std::size_t ahead_next_ = 0;   // the announced span the next entry should be
   bool cur_ahead_ = false;       // the open entry's bytes so far are a prefix of that span
+  bool cur_left_ahead_ = false;  // the open entry began as that span, then left it
+  std::size_t checksummed_ahead_ = 0;
+  void write_pieces(std::span<const std::byte> data, bool crc);
   bool compute_crc_ = true;
 };
 
