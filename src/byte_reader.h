@@ -15,6 +15,13 @@
 
 namespace pthio::detail {
 
+// The n-byte (n <= 8) little-endian integer at p, which must hold n bytes.
+inline std::uint64_t load_le(const std::byte* p, int n) noexcept {
+  std::uint64_t v = 0;
+  for (int i = n - 1; i >= 0; --i) v = (v << 8) | std::to_integer<std::uint8_t>(p[i]);
+  return v;
+}
+
 // Checked arithmetic: false on overflow.
 inline bool checked_add(std::uint64_t a, std::uint64_t b, std::uint64_t& out) noexcept {
   return !__builtin_add_overflow(a, b, &out);
@@ -112,8 +119,7 @@ class byte_reader {
   }
   std::uint64_t le(int n) {
     need(static_cast<std::uint64_t>(n), "integer");
-    std::uint64_t v = 0;
-    for (int i = n - 1; i >= 0; --i) v = (v << 8) | static_cast<std::uint8_t>(data_[pos_ + i]);
+    const std::uint64_t v = load_le(data_.data() + pos_, n);
     pos_ += static_cast<std::size_t>(n);
     return v;
   }

@@ -438,6 +438,15 @@ std::optional<value> parse_int_text(std::string_view s, bool base0, bool& too_lo
 }
 
 // float(text): whitespace, sign, decimal or exponent forms, inf/infinity/nan in any case.
+// The memo index of a text GET or PUT line (the line's integer; may be negative), or nullopt
+// when the line is not an int.
+std::optional<std::int64_t> memo_index_text(std::string_view line) {
+  bool too_long = false;
+  auto v = parse_int_text(line, false, too_long);
+  if (!v || !v->is_int()) return std::nullopt;
+  return v->as_int();
+}
+
 std::optional<double> parse_float_text(std::string_view s) {
   s = trim_ascii_space(s);
   bool plus = !s.empty() && s[0] == '+';
@@ -638,7 +647,7 @@ class memo_reads {
           break;
         case arg::counted: {
           if (st.size > left) return false;
-          const std::uint64_t count = le_at(p, i, st.size);
+          const std::uint64_t count = detail::load_le(data.data() + i, st.size);
           if (count > left - st.size) return false;
           i += st.size + static_cast<std::size_t>(count);
           break;
@@ -653,17 +662,16 @@ class memo_reads {
         case arg::get: {
           if (st.size > 0) {
             if (st.size > left) return false;
-            read(le_at(p, i, st.size));
+            read(detail::load_le(data.data() + i, st.size));
             i += st.size;
             break;
           }
           const void* nl = std::memchr(p + i, '\n', left);
           if (!nl) return false;
           const std::size_t end = static_cast<std::size_t>(static_cast<const unsigned char*>(nl) - p);
-          bool too_long = false;
-          auto v = parse_int_text(std::string_view(reinterpret_cast<const char*>(p + i), end - i), false, too_long);
-          if (!v || !v->is_int() || v->as_int() < 0) return false;
-          read(static_cast<std::uint64_t>(v->as_int()));
+          const auto index = memo_index_text(std::string_view(reinterpret_cast<const char*>(p + i), end - i));
+          if (!index || *index < 0) return false;
+          read(static_cast<std::uint64_t>(*index));
           i = end + 1;
           break;
         }
@@ -672,11 +680,6 @@ class memo_reads {
       }
     }
     return false;  // no STOP
-  }
-  static std::uint64_t le_at(const unsigned char* p, std::size_t at, int k) {
-    std::uint64_t v = 0;
-    for (int b = 0; b < k; ++b) v |= std::uint64_t{p[at + static_cast<std::size_t>(b)]} << (8 * b);
-    return v;
   }
   std::vector<std::uint64_t> bits_;
   bool tail_ = false;
@@ -934,9 +937,13 @@ class machine {
     const std::size_t k = take_n(n);
     std::vector<value> items(std::make_move_iterator(stack_.begin() + static_cast<std::ptrdiff_t>(k)),
                              std::make_move_iterator(stack_.end()));
+    drop_to(k);
+    return items;
+  }
+  // The stack (and its height bounds) cut back to its first k values.
+  void drop_to(std::size_t k) {
     stack_.resize(k);
     heights_.resize(k);
-    return items;
   }
   // Checks and unmarks what pop_n takes, leaving it on the stack: the index of its first value.
   std::size_t take_n(std::size_t n) {
@@ -990,8 +997,7 @@ class machine {
   value tuple_from_stack(std::size_t n) {
     const std::size_t k = take_n(n);
     value v = new_tuple(stack_.data() + k, stack_.size() - k);
-    stack_.resize(k);
-    heights_.resize(k);
+    drop_to(k);
     return v;
   }
   value new_dict(std::string class_name = {}) {
@@ -1145,11 +1151,10 @@ class machine {
   }
 
   std::uint64_t text_index(std::string_view line) {
-    bool too_long = false;
-    auto v = parse_int_text(line, false, too_long);
-    if (!v || !v->is_int()) fail(op_name() + ": memo index '" + std::string(line) + "' is not a number");
-    if (v->as_int() < 0) fail(op_name() + ": negative memo index " + std::to_string(v->as_int()));
-    return static_cast<std::uint64_t>(v->as_int());
+    const auto i = memo_index_text(line);
+    if (!i) fail(op_name() + ": memo index '" + std::string(line) + "' is not a number");
+    if (*i < 0) fail(op_name() + ": negative memo index " + std::to_string(*i));
+    return static_cast<std::uint64_t>(*i);
   }
 
   // ---- globals and calls

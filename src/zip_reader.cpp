@@ -70,14 +70,6 @@ std::string entry_context(const std::string& file, std::string_view name) {
   return file + ": " + printable(name);
 }
 
-// Little-endian fields of a header already read into memory.
-std::uint16_t load_le16(const std::byte* p) noexcept {
-  return static_cast<std::uint16_t>(std::to_integer<unsigned>(p[0]) | std::to_integer<unsigned>(p[1]) << 8);
-}
-std::uint32_t load_le32(const std::byte* p) noexcept {
-  return std::uint32_t{load_le16(p)} | std::uint32_t{load_le16(p + 2)} << 16;
-}
-
 // Errors that name an entry. The context text is built only when one is thrown: building it for
 // every entry cost a tenth of parsing 10,000 entries (BENCHMARKS.md).
 struct entry_errors {
@@ -384,11 +376,11 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
     const std::size_t first = static_cast<std::size_t>(std::min<std::uint64_t>(local.size(), cd_offset - lo));
     copy_out(lo, std::span(local).first(first));
     // first >= 30: the fixed part ends at or before the central directory (checked above).
-    if (load_le32(local.data()) != local_header_sig)
+    if (detail::load_le(local.data(), 4) != local_header_sig)
       le.fail_at(lo, "zip: no local header signature (PK\\3\\4) at offset " + std::to_string(lo));
-    const std::uint16_t method = load_le16(local.data() + 8);  // after version needed, flags
-    const std::uint16_t name_len = load_le16(local.data() + 26);  // after time, date, CRC, sizes
-    const std::uint16_t extra_len = load_le16(local.data() + 28);
+    const std::uint16_t method = static_cast<std::uint16_t>(detail::load_le(local.data() + 8, 2));  // after version needed, flags
+    const std::uint16_t name_len = static_cast<std::uint16_t>(detail::load_le(local.data() + 26, 2));  // after time, date, CRC, sizes
+    const std::uint16_t extra_len = static_cast<std::uint16_t>(detail::load_le(local.data() + 28, 2));
     const std::uint64_t data_offset = fixed_end + name_len + extra_len;
     if (data_offset > cd_offset)
       le.fail_at(lo, "zip: local header's name and extra field run into the central directory at " +
