@@ -1,9 +1,9 @@
 // value_pool: see value_pool.h.
 #include "value_pool.h"
 
-#include <algorithm>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <new>
@@ -26,14 +26,16 @@ constexpr std::size_t max_block = std::size_t{4} << 20;
 constexpr std::size_t map_from = std::size_t{64} << 10;
 // A mapped block's pages are made resident this many bytes at a time.
 constexpr std::size_t populate_run = std::size_t{64} << 10;
-}  // namespace
-
-namespace {
 constexpr std::size_t page_bytes = 4096;
 std::atomic<resident_observer> observer{nullptr};
 void report_resident(std::ptrdiff_t delta) noexcept {
   if (auto f = observer.load(std::memory_order_relaxed)) f(delta);
 }
+
+// The free list for `bytes` (<= max_reused): 16-byte steps, never class 0, so that every slot has
+// room for the list's link.
+[[maybe_unused]] std::size_t size_class(std::size_t bytes) noexcept { return std::max<std::size_t>((bytes + 15) / 16, 1); }
+
 }  // namespace
 
 void set_resident_observer(resident_observer f) noexcept { observer.store(f, std::memory_order_relaxed); }
@@ -50,7 +52,7 @@ void* value_pool::allocate(std::size_t bytes, std::size_t align) {
   return p;
 #else
   if (bytes <= max_reused && align <= 16) {
-    const std::size_t c = std::max<std::size_t>((bytes + 15) / 16, 1);  // room for the list's link
+    const std::size_t c = size_class(bytes);
     if (void* p = free_[c]) {
       free_[c] = *static_cast<void**>(p);
       retain();
@@ -59,25 +61,19 @@ void* value_pool::allocate(std::size_t bytes, std::size_t align) {
     bytes = c * 16;  // so that any later object of this class fits where this one was,
     align = 16;      // however aligned it must be
   }
-  const auto at = reinterpret_cast<std::uintptr_t>(cur_);
-  const std::uintptr_t aligned = (at + align - 1) & ~(std::uintptr_t(align) - 1);
-  if (!cur_ || aligned + bytes > reinterpret_cast<std::uintptr_t>(end_)) [[unlikely]]
-    return allocate_slow(bytes, align);
+  auto aligned_cur = [&] {
+    return (reinterpret_cast<std::uintptr_t>(cur_) + align - 1) & ~(std::uintptr_t(align) - 1);
+  };
+  std::uintptr_t aligned = aligned_cur();
+  if (!cur_ || aligned + bytes > reinterpret_cast<std::uintptr_t>(end_)) [[unlikely]] {
+    new_block(bytes + align);
+    aligned = aligned_cur();
+  }
   cur_ = reinterpret_cast<std::byte*>(aligned + bytes);
   if (cur_ > resident_) [[unlikely]] populate_to(cur_);
   retain();
   return reinterpret_cast<void*>(aligned);
 #endif
-}
-
-void* value_pool::allocate_slow(std::size_t bytes, std::size_t align) {
-  new_block(bytes + align);
-  const auto at = reinterpret_cast<std::uintptr_t>(cur_);
-  const std::uintptr_t aligned = (at + align - 1) & ~(std::uintptr_t(align) - 1);
-  cur_ = reinterpret_cast<std::byte*>(aligned + bytes);
-  if (cur_ > resident_) populate_to(cur_);
-  retain();
-  return reinterpret_cast<void*>(aligned);
 }
 
 void value_pool::new_block(std::size_t min_bytes) {
@@ -86,27 +82,22 @@ void value_pool::new_block(std::size_t min_bytes) {
       (sizeof(block) + alignof(std::max_align_t) - 1) & ~(alignof(std::max_align_t) - 1);
   const std::size_t size = std::max(next_block_, header_bytes + min_bytes);
   block* b = nullptr;
-  if (size >= map_from) {
+  const bool mapped = size >= map_from;
+  if (mapped) {
     void* m = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) throw std::bad_alloc();
     b = static_cast<block*>(m);
-    b->mapped = true;
   } else {
     b = static_cast<block*>(::operator new(size));
-    b->mapped = false;
   }
-  b->size = size;
-  b->next = blocks_;
+  // A heap block counts as resident (it faults page by page, as any heap memory); of a map, the
+  // header's page, written here, is.
+  *b = block{blocks_, size, mapped ? std::min(size, page_bytes) : 0, mapped};
   blocks_ = b;
   cur_ = reinterpret_cast<std::byte*>(b) + header_bytes;
   end_ = reinterpret_cast<std::byte*>(b) + size;
-  // A heap block is resident (or faults page by page as before); a map's header page is.
-  b->resident = 0;
-  if (b->mapped) {
-    b->resident = std::min(size, page_bytes);  // the header's page, written above
-    report_resident(static_cast<std::ptrdiff_t>(b->resident));
-  }
-  resident_ = b->mapped ? reinterpret_cast<std::byte*>(b) + b->resident : end_;
+  resident_ = mapped ? reinterpret_cast<std::byte*>(b) + b->resident : end_;
+  if (mapped) report_resident(static_cast<std::ptrdiff_t>(b->resident));
   next_block_ = std::min(next_block_ * 2, max_block);
 }
 
@@ -134,7 +125,7 @@ void value_pool::deallocate([[maybe_unused]] void* p, [[maybe_unused]] std::size
 #else
   if (bytes <= max_reused && align <= 16 && current_value_pool() == this) {
     // The scope making this pool current holds a reference: release() below cannot free it.
-    const std::size_t c = std::max<std::size_t>((bytes + 15) / 16, 1);
+    const std::size_t c = size_class(bytes);
     *static_cast<void**>(p) = free_[c];
     free_[c] = p;
   }

@@ -58,7 +58,6 @@ class value_pool {
     std::size_t resident;  // a map's bytes made resident so far
     bool mapped;           // an anonymous map (else operator new)
   };
-  void* allocate_slow(std::size_t bytes, std::size_t align);
   void new_block(std::size_t min_bytes);
   void populate_to(std::byte* p) noexcept;
   std::atomic<std::size_t> refs_{1};
