@@ -122,7 +122,7 @@ value value::make_list(std::vector<value> items) {
   return from(std::move(l));
 }
 value value::make_tuple(std::span<const value> items) {
-  return make_tuple(std::vector<value>(items.begin(), items.end()));
+  return detail::value_access::tuple_of(items.size(), [&](std::size_t i) -> const value& { return items[i]; });
 }
 value value::make_tuple(std::vector<value> items) {
   return detail::value_access::tuple_moving(items.data(), items.size());
@@ -455,16 +455,21 @@ const value* dict_object::attr(std::string_view name) const {
 
 namespace detail {
 
-value value_access::tuple_moving(value* items, std::size_t n) {
+template <class F>
+value value_access::tuple_of(std::size_t n, F&& item) {
   // The count, then at least one item slot, so that every tuple, the empty one too, has an
   // identity of its own.
   std::shared_ptr<value[]> block = make_pooled<value[]>(std::max<std::size_t>(n, 1) + 1);
   block[0].v_ = static_cast<std::int64_t>(n);
-  for (std::size_t i = 0; i < n; ++i) block[i + 1] = std::move(items[i]);
+  for (std::size_t i = 0; i < n; ++i) block[i + 1] = item(i);
   const value* first = block.get() + 1;
   value v;
   v.v_ = value::tuple_box{std::shared_ptr<const value>(std::move(block), first)};
   return v;
+}
+
+value value_access::tuple_moving(value* items, std::size_t n) {
+  return tuple_of(n, [items](std::size_t i) -> value&& { return std::move(items[i]); });
 }
 
 std::span<value> value_access::mutable_items(const value& tuple) noexcept {

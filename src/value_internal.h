@@ -18,6 +18,9 @@ struct value_access {
   // A tuple of the n values at `items`, moved from there (one block, from this thread's value
   // pool while a load runs).
   static value tuple_moving(value* items, std::size_t n);
+  // A tuple of n items, the i-th being item(i) (defined in value.cpp, for its own uses).
+  template <class F>
+  static value tuple_of(std::size_t n, F&& item);
   // A tuple's items, writable: only for the sole owner of a tuple taking it apart, or a walk that
   // replaces values in place (transform_values).
   static std::span<value> mutable_items(const value& tuple) noexcept;
