@@ -1,5 +1,5 @@
 // Loading a checkpoint straight to cuda:0, against the reference measured in the same run: pinned
-// host-to-device cudaMemcpy bandwidth (the ceiling; DESIGN.md asks for >= 80% of it), with the
+// host-to-device cudaMemcpy bandwidth (the ceiling; docs/architecture.md: >= 80% of it), with the
 // pageable cudaMemcpy and the page-cache memcpy rates beside it.
 //
 //   pthio_bench_cuda_load [FILE] [--make-mib N] [--tensors K] [--repeat R] [--mmap] [--no-crc]

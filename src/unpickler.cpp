@@ -3,7 +3,7 @@
 // nothing is ever imported or called: globals become values, and calls on them go to a handler
 // table, a few built-in handlers, or become inert objects.
 //
-// Safety rules (STYLE.md): every input byte comes through one detail::byte_reader; every length
+// Safety rules (docs/style.md): every input byte comes through one detail::byte_reader; every length
 // is checked against the bytes remaining and charged to the memory limit before anything is
 // allocated; the value stack and the mark stack are explicit and popped through checked
 // helpers; nothing recurses on input depth. Every container the machine builds is recorded, so

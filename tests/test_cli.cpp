@@ -1,4 +1,4 @@
-// The pthio command's contract (DESIGN.md): --json shapes, key paths, exit statuses.
+// The pthio command's contract (docs/cli.md): --json shapes, key paths, exit statuses.
 #include <doctest/doctest.h>
 #include <openssl/evp.h>
 

@@ -1,4 +1,4 @@
-// pthio — the JSON renderings of the `pthio` command's contract (DESIGN.md).
+// pthio — the JSON renderings of the `pthio` command's contract (docs/cli.md).
 //
 // dump: None -> null; bool; int -> integer when |v| <= 2^53 else {"int": "<decimal>"}; float -> the
 // shortest round-tripping repr, always with '.' or 'e' (as Python's repr), non-finite as

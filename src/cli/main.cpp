@@ -1,4 +1,4 @@
-// The `pthio` command. Its interface is a contract (DESIGN.md): subcommands, --json shapes, key
+// The `pthio` command. Its interface is a contract (docs/cli.md): subcommands, --json shapes, key
 // paths and exit statuses (0 success, 1 a negative answer, 2 usage error, 3 unreadable file).
 #include <cmath>
 #include <cstdio>

@@ -1,7 +1,7 @@
 // Shared by the fuzz targets: the libFuzzer entry point's contract and the checks every target
 // applies to what it loads.
 //
-// Contract (DESIGN.md "Errors"): any input either loads or throws pthio::error. Anything else
+// Contract (docs/architecture.md#errors): any input either loads or throws pthio::error. Anything else
 // escaping a target -- another exception type, a sanitizer report, a hang, an allocation past
 // libFuzzer's -rss_limit_mb / -malloc_limit_mb -- is a bug. So the targets catch pthio::error and
 // nothing else.
