@@ -9,18 +9,31 @@
 
 namespace pthio::detail {
 
+namespace {
+
+// numpy pickles a dtype as numpy.dtype(code, False, True) with the state (3, byte order, ...);
+// the code ("f4", "i8") comes from the file, so it is checked to be a str before it is read.
+const std::string& type_code(const object_object& dt, const char* fn) {
+  if (!dt.args.is_tuple() || dt.args.items().empty() || !dt.args.items()[0].is_str())
+    bad_args(fn, "numpy dtype without a type code");
+  return dt.args.items()[0].as_str();
+}
+
+bool is_big_endian(const object_object& dt) {
+  return dt.has_state && dt.state.is_tuple() && dt.state.items().size() > 1 && dt.state.items()[1].is_str() &&
+         dt.state.items()[1].as_str() == ">";
+}
+
+}  // namespace
+
 // numpy scalar: (dtype object, raw bytes) -> a number.
 value numpy_scalar(std::span<const value> a) {
   const char* fn = "numpy scalar";
   need_args(a, 1, 2, fn);
   if (!a[0].is_object() || a[0].as_object().type.name != "dtype") bad_args(fn, "first argument must be a numpy dtype");
   const auto& dt = a[0].as_object();
-  if (!dt.args.is_tuple() || dt.args.items().empty() || !dt.args.items()[0].is_str())
-    bad_args(fn, "numpy dtype without a type code");
-  std::string code = dt.args.items()[0].as_str();
-  bool big = false;
-  if (dt.has_state && dt.state.is_tuple() && dt.state.items().size() > 1 && dt.state.items()[1].is_str())
-    big = dt.state.items()[1].as_str() == ">";
+  const std::string& code = type_code(dt, fn);
+  const bool big = is_big_endian(dt);
   if (a.size() < 2 || a[1].type() != value::kind::bytes) bad_args(fn, "missing the scalar's bytes");
   std::string raw = a[1].as_bytes();
   if (big) std::reverse(raw.begin(), raw.end());
@@ -60,9 +73,8 @@ std::optional<value> numpy_array(const object_object& o) {
   if (!st[2].is_object() || !st[2].as_object().args.is_tuple() || st[2].as_object().args.items().empty())
     bad_args(fn, "bad dtype");
   const auto& dto = st[2].as_object();
-  std::string code = dto.args.items()[0].as_str();
-  bool big = dto.has_state && dto.state.is_tuple() && dto.state.items().size() > 1 &&
-             dto.state.items()[1].is_str() && dto.state.items()[1].as_str() == ">";
+  const std::string& code = type_code(dto, fn);
+  const bool big = is_big_endian(dto);
   static const std::map<std::string, dtype> codes = {
       {"f8", dtype::float64}, {"f4", dtype::float32}, {"f2", dtype::float16}, {"i8", dtype::int64},
       {"i4", dtype::int32},   {"i2", dtype::int16},   {"i1", dtype::int8},    {"u1", dtype::uint8},
