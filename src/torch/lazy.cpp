@@ -20,6 +20,18 @@ const lazy_records::record* lazy_records::find(const storage& s) const {
   return it == by_storage.end() ? nullptr : &it->second;
 }
 
+void lazy_records::absorb(const lazy_records& other) {
+  const auto first = static_cast<std::uint32_t>(files.size());
+  files.insert(files.end(), other.files.begin(), other.files.end());
+  for (const auto& [id, r] : other.by_storage) {
+    record moved = r;
+    moved.file += first;
+    by_storage.emplace(id, std::move(moved));
+  }
+  // The placeholders come along, so their ids stay unique while these records name them.
+  placeholders.insert(placeholders.end(), other.placeholders.begin(), other.placeholders.end());
+}
+
 storage lazy_records::read(const record& r) {
   const file& f = files[r.file];
   std::span<const std::byte> bytes;
