@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <unordered_map>
 
 #include "../byte_reader.h"
 #include "internal.h"
@@ -41,17 +42,29 @@ checkpoint load_legacy(const byte_source& src, const load_options& opt) {
   if (const value* le = sys_info.find("little_endian"); le && le->is_bool() && !le->as_bool())
     ck.byte_order = "big";
 
+  // A root storage, filled on the host once the pickle is read, then placed on `target`.
   struct pending {
     storage_value sv;
     std::uint64_t nbytes;
+    device target;
+    storage placed;
   };
   std::map<std::string, pending> roots;
+  // Views of root storages (legacy view metadata): the view's host storage -> its root and bytes.
+  struct view_of_root {
+    storage view;  // held, so no other storage takes its id during the load
+    const pending* root;
+    std::uint64_t offset;
+    std::uint64_t nbytes;
+  };
+  std::unordered_map<const void*, view_of_root> views;
   std::uint64_t total_declared = 0;
   unpickle_options u = pickle_options_for(opt, "");
   pid_memory last_pid;
   u.persistent_load = [&](const value& pid) -> value {
     storage_spec s = parse_pid(pid, true, last_pid);
-    check_target(opt.map_location.apply(s.location), s.location);
+    const device target = opt.map_location.apply(s.location);
+    check_target(target, s.location);
     auto it = roots.find(s.key);
     if (it == roots.end()) {
       // Storage bytes come after the pickle; a file cannot declare more than it holds.
@@ -63,7 +76,7 @@ checkpoint load_legacy(const byte_source& src, const load_options& opt) {
       sv.numel = s.numel;
       sv.key = s.key;
       sv.location = s.location;
-      it = roots.emplace(s.key, pending{sv, s.nbytes}).first;
+      it = roots.emplace(s.key, pending{sv, s.nbytes, target, {}}).first;
     }
     const auto& view = pid.as_tuple()[5];
     if (view.is_none()) return value::make_storage(it->second.sv);
@@ -80,6 +93,7 @@ checkpoint load_legacy(const byte_source& src, const load_options& opt) {
     sv.data = storage::wrap(std::make_shared<storage>(it->second.sv.data), it->second.sv.data.data() + off_b,
                             static_cast<std::size_t>(len_b));
     sv.numel = static_cast<std::uint64_t>(v[1]);
+    views.emplace(sv.data.id(), view_of_root{sv.data, &it->second, off_b, len_b});
     return value::make_storage(std::move(sv));
   };
   ck.root = next_pickle("object", u);
@@ -102,20 +116,42 @@ checkpoint load_legacy(const byte_source& src, const load_options& opt) {
     if (n) std::memcpy(it->second.sv.data.data(), bytes.data(), bytes.size());
     if (ck.byte_order == "big") swap_bytes(it->second.sv.data.data(), bytes.size(), it->second.sv.dtype);
   }
-  // Storages bound for another device were filled on the host; move their tensors now.
-  bool moved = false;
-  for (auto& [key, p] : roots)
-    if (!(opt.map_location.apply(p.sv.location) == cpu_device)) moved = true;
-  if (moved)
-    transform_values(ck.root, [&](const value& v) -> std::optional<value> {
-      if (!v.is_tensor()) return std::nullopt;
+  // Storages bound for another device were filled on the host; they go there now, each once, as
+  // the zip loader places its records, so tensors that shared a storage still share one.
+  device_upload uploads;
+  std::unordered_map<const void*, storage> placed;  // host storage id -> the storage on its device
+  for (auto& [key, p] : roots) {
+    if (p.target == cpu_device) continue;
+    const storage& host = p.sv.data;
+    p.placed = place_storage({host.data(), host.nbytes()}, p.sv.dtype, p.target, false, nullptr, uploads);
+    placed.emplace(host.id(), p.placed);
+  }
+  uploads.finish();
+  if (placed.empty()) return ck;
+  for (const auto& [id, v] : views) {
+    const storage& base = v.root->placed;
+    if (!base.defined()) continue;  // its root stays on the host
+    const auto offset = static_cast<std::size_t>(v.offset), n = static_cast<std::size_t>(v.nbytes);
+    placed.emplace(id, base.data() ? storage::wrap(std::make_shared<storage>(base), base.data() + offset, n, base.dev())
+                                   : storage::borrow(nullptr, n, base.dev()));
+  }
+  transform_values(ck.root, [&](const value& v) -> std::optional<value> {
+    if (v.is_tensor()) {
       const tensor& t = v.as_tensor();
-      for (auto& [key, p] : roots)
-        if (p.sv.data.same(t.get_storage()) || (t.get_storage().data() >= p.sv.data.data() &&
-            t.get_storage().data() < p.sv.data.data() + std::max<std::size_t>(p.sv.data.nbytes(), 1)))
-          return value(t.to(opt.map_location.apply(p.sv.location)), v.is_parameter());
-      return std::nullopt;
-    });
+      auto it = placed.find(t.get_storage().id());
+      if (it == placed.end()) return std::nullopt;
+      return value(tensor(it->second, t.dtype(), t.shape(), t.strides(), t.storage_offset(), t.requires_grad()),
+                   v.is_parameter());
+    }
+    if (v.type() == value::kind::storage) {
+      auto it = placed.find(v.as_storage().data.id());
+      if (it == placed.end()) return std::nullopt;
+      storage_value sv = v.as_storage();
+      sv.data = it->second;
+      return value::make_storage(std::move(sv));
+    }
+    return std::nullopt;
+  });
   return ck;
 }
 
