@@ -2,7 +2,7 @@
 // work, anything that needs a device throws pthio::error(errc::cuda).
 #include <cstring>
 
-#include "checkpoint_internal.h"
+#include "torch/internal.h"
 #include "cuda/device_copy.h"
 #include "pthio/cuda.hpp"
 

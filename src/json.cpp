@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "checkpoint_internal.h"
+#include "torch/internal.h"
 
 namespace pthio {
 

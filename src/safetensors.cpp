@@ -10,7 +10,7 @@
 #include <unordered_set>
 
 #include "byte_reader.h"
-#include "checkpoint_internal.h"
+#include "torch/internal.h"
 #include "json_reader.h"
 #include "pthio/cuda.hpp"
 #include "pthio/json.hpp"
@@ -300,8 +300,7 @@ checkpoint load_safetensors(const byte_source& src, const load_options& options)
   std::shared_ptr<lazy_records> lazy;
   if (options.mode == load_mode::lazy) {
     lazy = std::make_shared<lazy_records>();
-    lazy->source = src;
-    lazy->verify_crc = false;  // safetensors has no checksums
+    lazy->files.push_back({src, nullptr, false, false});  // safetensors has no checksums
   }
 
   checkpoint ck;

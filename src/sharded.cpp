@@ -8,6 +8,7 @@
 #include "json_reader.h"
 #include "pthio/json.hpp"
 #include "pthio/safetensors.hpp"
+#include "torch/internal.h"
 
 namespace pthio {
 
@@ -107,10 +108,13 @@ sharded_checkpoint load_sharded(const std::filesystem::path& index_file, const l
   std::unordered_map<std::string, found> tensors;
   std::vector<std::vector<std::string>> order(out.index.shards.size());
   std::unordered_map<std::string, std::size_t> shard_no;
+  // A lazy load keeps every shard's records: the merged tensors are those shards' placeholders.
+  auto lazy = std::make_shared<detail::lazy_records>();
   for (std::size_t s = 0; s < out.index.shards.size(); ++s) {
     const std::string& shard = out.index.shards[s];
     shard_no.emplace(shard, s);
     checkpoint ck = load_shard(folder / shard, options);
+    if (const auto& records = detail::lazy_records::of(ck)) lazy->absorb(*records);
     if (s == 0) {
       out.merged.format = ck.format;
       out.merged.byte_order = ck.byte_order;
@@ -150,6 +154,7 @@ sharded_checkpoint load_sharded(const std::filesystem::path& index_file, const l
         out.unlisted.push_back(key);
       }
   if (!out.index.metadata.is_none()) d.attrs.emplace_back("metadata", out.index.metadata);
+  if (!lazy->empty()) detail::lazy_records::attach(out.merged, std::move(lazy));
   return out;
 }
 

@@ -414,6 +414,29 @@ TEST_CASE("cuda: GPU-saved fixtures load to cuda:0 with the same values as on th
   }
 }
 
+TEST_CASE("cuda: a legacy file loaded to cuda:0 keeps tensors that shared a storage sharing one") {
+  if (!need_device()) return;
+  for (const char* rel : {"t1/legacy_views.pth", "t2/legacy_views.pth", "t2/legacy_ckpt.pth", "t2/cuda_legacy.pth"}) {
+    CAPTURE(rel);
+    pthio::load_options cpu, gpu;
+    cpu.map_location = "cpu";
+    gpu.map_location = "cuda:0";
+    pthio::value want = pthio::load(pthio_test::fixture(rel), cpu);
+    pthio::value got = pthio::load(pthio_test::fixture(rel), gpu);
+    std::vector<tensor> w, g;
+    pthio::visit_tensors(want, [&](const std::string&, const pthio::value& v) { w.push_back(v.as_tensor()); });
+    pthio::visit_tensors(got, [&](const std::string&, const pthio::value& v) { g.push_back(v.as_tensor()); });
+    REQUIRE(g.size() == w.size());
+    for (std::size_t i = 0; i < g.size(); ++i) {
+      CAPTURE(i);
+      CHECK(g[i].dev() == cuda0);
+      check_same(g[i], w[i]);
+      for (std::size_t j = 0; j < g.size(); ++j)
+        CHECK(g[i].get_storage().same(g[j].get_storage()) == w[i].get_storage().same(w[j].get_storage()));
+    }
+  }
+}
+
 TEST_CASE("cuda: a large checkpoint streams to the device, and a corrupt record is caught on the way") {
   if (!need_device()) return;
   auto dir = pthio_test::scratch_dir();

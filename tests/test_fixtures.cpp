@@ -235,4 +235,34 @@ TEST_CASE("fixtures: a checkpoint written with CRC-32 off reads without a false 
   CHECK_NOTHROW(pthio::load_checkpoint(path, cpu_options()));
 }
 
+TEST_CASE("fixtures: storages mapped to another device stay shared, legacy as zip (meta, no GPU needed)") {
+  // map_location maps storages: tensors sharing one in the file share one on the target device.
+  const pthio::device meta(pthio::device_type::meta);
+  for (const char* rel : {"t1/legacy_views.pth", "t2/legacy_views.pth", "t2/legacy_ckpt.pth", "t2/views.pth"}) {
+    INFO(rel);
+    pthio::load_options to_meta;
+    to_meta.map_location = pthio::map_location::function([&](const pthio::device&) { return meta; });
+    pthio::checkpoint want = pthio::load_checkpoint(fixture(rel), cpu_options());
+    pthio::checkpoint got = pthio::load_checkpoint(fixture(rel), to_meta);
+    std::vector<pthio::tensor> w, g;
+    pthio::visit_tensors(want.root, [&](const std::string&, const pthio::value& v) { w.push_back(v.as_tensor()); });
+    pthio::visit_tensors(got.root, [&](const std::string&, const pthio::value& v) { g.push_back(v.as_tensor()); });
+    REQUIRE(g.size() == w.size());
+    std::set<const void*> storages;
+    for (std::size_t i = 0; i < g.size(); ++i) {
+      INFO(i);
+      storages.insert(w[i].get_storage().id());
+      CHECK(g[i].dev() == meta);
+      CHECK(g[i].dtype() == w[i].dtype());
+      CHECK(g[i].shape() == w[i].shape());
+      CHECK(g[i].strides() == w[i].strides());
+      CHECK(g[i].storage_offset() == w[i].storage_offset());
+      CHECK(g[i].get_storage().nbytes() == w[i].get_storage().nbytes());
+      for (std::size_t j = 0; j < g.size(); ++j)
+        CHECK(g[i].get_storage().same(g[j].get_storage()) == w[i].get_storage().same(w[j].get_storage()));
+    }
+    if (std::string(rel).find("views") != std::string::npos) CHECK(storages.size() < w.size());
+  }
+}
+
 }  // TEST_SUITE

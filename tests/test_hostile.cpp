@@ -180,6 +180,42 @@ TEST_CASE("hostile: deep nesting is a limit error, not a stack overflow") {
   CHECK_THROWS_AS(load_bytes(checkpoint_with_pickle(marks)), pthio::error);
 }
 
+TEST_CASE("hostile: a numpy dtype whose type code is not a str is a corrupt checkpoint") {
+  // numpy.dtype(code, False, True) with its BUILD state, as numpy pickles it: the code should be a str ("f4").
+  auto numpy_dtype = [](const std::string& code) {
+    return global("numpy", "dtype") + code + "\x89\x88\x87R" + "(" + binint(3) + unicode("<") + "NNN" + binint(-1) +
+           binint(-1) + binint(0) + "tb";
+  };
+  // numpy.core.multiarray._reconstruct(ndarray, (0,), b'b') with the state (1, (2,), dtype, False, data).
+  auto array = [&](const std::string& code) {
+    return global("numpy.core.multiarray", "_reconstruct") + global("numpy", "ndarray") + "K\x00\x85"s + "C\x01" "b" +
+           "\x87R" + "(" + binint(1) + "(" + binint(2) + "t" + numpy_dtype(code) + "\x89" + "C\x08" +
+           std::string(8, '\0') + "tb";
+  };
+  // numpy.core.multiarray.scalar(dtype, raw bytes).
+  auto scalar = [&](const std::string& code) {
+    return global("numpy.core.multiarray", "scalar") + "(" + numpy_dtype(code) + "C\x04" + std::string(4, '\0') + "tR";
+  };
+  auto dict_of = [](const std::string& v) { return "\x80\x02}" + unicode("a") + v + "s."; };
+  // The well-formed spelling loads, so the failures below come from the type code alone.
+  auto ok = load_bytes(checkpoint_with_pickle(dict_of(array(unicode("f4")))));
+  CHECK(ok.root.find("a")->as_tensor().shape() == pthio::shape_t{2});
+  CHECK(load_bytes(checkpoint_with_pickle(dict_of(scalar(unicode("f4"))))).root.find("a")->as_float() == 0.0);
+  for (const std::string& code : {binint(4), "C\x02" "f4"s, "N"s}) {
+    for (const auto& v : {array(code), scalar(code)}) {
+      try {
+        load_bytes(checkpoint_with_pickle(dict_of(v)));
+        FAIL_CHECK("loaded");
+      } catch (const pthio::error& e) {
+        CHECK_MESSAGE(e.kind() == pthio::errc::corrupt_checkpoint, e.what());
+        CHECK_MESSAGE(std::string(e.what()).find("numpy") != std::string::npos, e.what());
+      } catch (const std::exception& e) {
+        FAIL_CHECK("not a pthio::error: " << e.what());
+      }
+    }
+  }
+}
+
 TEST_CASE("hostile: the command exits 3 on bad input and never dies of a signal") {
   auto dir = pthio_test::scratch_dir();
   auto whole = pthio_test::read_bytes(fixture("t1/linear.pth"));

@@ -189,6 +189,38 @@ TEST_CASE("sharded: each kind of bad index is refused with its rule") {
   CHECK(pthio::load(empty, cpu_options()).as_dict().size() == 0);
 }
 
+TEST_CASE("sharded: a lazy load of an index is lazy; load_tensor and materialize give the eager bytes") {
+  for (const char* rel : {"st/sharded/model.safetensors.index.json", "st/sharded/pytorch_model.bin.index.json"}) {
+    INFO(rel);
+    pthio::checkpoint eager = pthio::load_checkpoint(fixture(rel), cpu_options());
+    pthio::checkpoint ck = pthio::load_checkpoint(fixture(rel), cpu_options(pthio::load_mode::lazy));
+    REQUIRE(ck.is_lazy());
+    std::vector<std::pair<std::string, pthio::tensor>> want;
+    pthio::visit_tensors(eager.root, [&](const std::string& k, const value& v) { want.emplace_back(k, v.as_tensor()); });
+    REQUIRE(want.size() >= 2);
+    for (const auto& [key, w] : want) {
+      INFO(key);
+      pthio::tensor got = ck.load_tensor(key);
+      CHECK(got.dev() == pthio::cpu_device);
+      CHECK(got.dtype() == w.dtype());
+      CHECK(got.shape() == w.shape());
+      CHECK(got.contiguous().bytes() == w.contiguous().bytes());
+    }
+    ck.materialize();
+    CHECK_FALSE(ck.is_lazy());
+    std::size_t i = 0;
+    pthio::visit_tensors(ck.root, [&](const std::string& k, const value& v) {
+      REQUIRE(i < want.size());
+      INFO(k);
+      CHECK(k == want[i].first);
+      CHECK(v.as_tensor().dev() == pthio::cpu_device);
+      CHECK(v.as_tensor().contiguous().bytes() == want[i].second.contiguous().bytes());
+      ++i;
+    });
+    CHECK(i == want.size());
+  }
+}
+
 TEST_CASE("sharded: every truncated prefix of an index gives an error, never a crash") {
   auto full = pthio_test::read_bytes(fixture("st/sharded/model.safetensors.index.json"));
   for (std::size_t n = 0; n + 1 < full.size(); ++n) {

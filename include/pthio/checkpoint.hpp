@@ -37,9 +37,9 @@ enum class load_mode {
   // storage's record, but its storage is a placeholder on the meta device (no bytes; data() is
   // null; the saved location stays in the storage value). No record is read: names, dtypes and
   // shapes are listed without touching data. checkpoint::load_tensor() then reads one tensor's
-  // record, checkpoint::materialize() all of them. Zip and TorchScript archives and safetensors
-  // files are lazy; legacy files (one stream, storages after the pickle) and bare pickles load
-  // eagerly in this mode.
+  // record, checkpoint::materialize() all of them. Zip and TorchScript archives, safetensors
+  // files and sharded indexes over them are lazy; legacy files (one stream, storages after the
+  // pickle) and bare pickles load eagerly in this mode.
   lazy,
 };
 

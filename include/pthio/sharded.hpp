@@ -9,7 +9,7 @@
 // index (load_checkpoint(path) does it for any file whose first non-blank byte is '{') loads every shard
 // named once, in order of first mention, and gives one checkpoint whose root is an OrderedDict of
 // every tensor, in weight_map order; `metadata`, when present, is the root dict's attribute
-// "metadata". The format is the first shard's.
+// "metadata". The format is the first shard's; a lazy load reads tensors from their shards.
 //
 // Checked: the index is UTF-8 JSON, an object with a "weight_map" object of str -> str (other
 // members are ignored, as transformers ignores them); a tensor name is listed once; a shard path is

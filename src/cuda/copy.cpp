@@ -2,7 +2,7 @@
 // saves), strided device tensors made contiguous by a gather kernel, device-to-device copies.
 #include <cstring>
 
-#include "../checkpoint_internal.h"
+#include "../torch/internal.h"
 #include "cuda_internal.h"
 #include "device_copy.h"
 #include "staging.h"

@@ -9,8 +9,8 @@
 #include <random>
 #include <unordered_map>
 
-#include "checkpoint_internal.h"
-#include "cuda/device_copy.h"
+#include "internal.h"
+#include "../cuda/device_copy.h"
 #include "pthio/checkpoint.hpp"
 
 namespace pthio {

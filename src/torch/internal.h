@@ -1,0 +1,146 @@
+// Pieces shared by the torch checkpoint loaders and savers (not part of the public API): the
+// rebuild helpers, persistent ids, where a storage's bytes go, lazy records and the value walks.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "../cuda/device_copy.h"
+#include "pthio/checkpoint.hpp"
+
+namespace pthio::detail {
+
+// globals.cpp: argument checks for torch's rebuild functions and the numpy globals.
+[[noreturn]] void bad_args(const char* fn, const std::string& why);
+void need_args(std::span<const value> a, std::size_t lo, std::size_t hi, const char* fn);
+std::vector<std::int64_t> int_sequence(const value& v, const char* fn, const char* what);
+bool truthy(const value& v);  // Python's truth of a bool, int or None
+
+// numpy.cpp: numpy.core.multiarray.scalar (a number), and numpy arrays (`_reconstruct` objects
+// with their BUILD state) turned into tensors in place after unpickling.
+value numpy_scalar(std::span<const value> a);
+void convert_numpy_arrays(value& root);
+
+// persistent_id.cpp: what a persistent id ('storage', storage_type, key, location, numel[,
+// view_metadata]) names.
+struct storage_spec {
+  dtype t = dtype::uint8;
+  std::uint64_t numel = 0;
+  std::uint64_t nbytes = 0;
+  std::string key;
+  device location;
+};
+
+// What the last persistent id of a load named as its storage type and location, and what they
+// mean: a state_dict names the same ones for every tensor.
+struct pid_memory {
+  global_ref type;
+  dtype t = dtype::uint8;
+  std::string location_text;
+  device location;
+};
+
+// The zip format's five fields, or the legacy format's six (the sixth, view metadata, is left to
+// the caller).
+storage_spec parse_pid(const value& pid, bool legacy, pid_memory& last);
+
+// place.cpp: where a storage's bytes go.
+
+// Big-endian storages to this machine's order, in place.
+void swap_bytes(std::byte* p, std::size_t n, dtype t);
+
+// Refuses a storage saved on `saved` and mapped to a CUDA device that is not there.
+void check_target(const device& target, const device& saved);
+
+// One storage's bytes (elements of `t`) as a storage on `target`, the decision the zip and legacy
+// loaders and lazy reads share: meta, a placeholder with no bytes; cpu, a view of `bytes` kept
+// alive by `view_owner` when one is given and the bytes are aligned for `t`, else a copy
+// (byte-swapped when `swap`); cuda, an upload through `uploads` (unless swapped, `bytes` must stay
+// valid until uploads.finish(), which checks `crc`). Other devices are refused.
+storage place_storage(std::span<const std::byte> bytes, dtype t, const device& target, bool swap,
+                      const std::shared_ptr<const void>& view_owner, device_upload& uploads,
+                      std::optional<device_upload::crc_check> crc = std::nullopt);
+
+// Host bytes to a storage on `target` (cpu: a copy).
+storage copy_to_device(std::span<const std::byte> bytes, const device& target);
+
+// lazy.cpp: a lazy checkpoint's storages: where each placeholder's bytes are, and the files kept
+// open for them (one for a checkpoint, one per shard for a sharded index).
+struct lazy_records {
+  struct file {
+    byte_source source;
+    std::shared_ptr<const zip_reader> zip;  // zip and TorchScript archives
+    bool swap = false;                      // big-endian storages
+    bool verify_crc = true;
+  };
+  struct record {
+    std::string key;                   // the storage key (record name under data/, tensor name)
+    const zip_entry* entry = nullptr;  // zip and TorchScript: the record
+    std::uint64_t offset = 0;          // otherwise: the bytes in the source
+    std::uint64_t nbytes = 0;
+    dtype t = dtype::uint8;            // element type, for a big-endian file's byte swap
+    device target;                     // where map_location sends it
+    std::uint32_t file = 0;            // index in files
+  };
+
+  std::vector<file> files;
+
+  // A placeholder (meta, no bytes) for `r`'s bytes, registered.
+  storage placeholder(record r);
+  // The record of a placeholder; nullptr for any other storage.
+  const record* find(const storage& s) const;
+  // The record's bytes now, on its target device. Thread-safe.
+  storage read(const record& r);
+  // The tensor at a key path of `root` (indexed on the first call); nullptr if none.
+  const tensor* by_key(const value& root, const std::string& key);
+  bool empty() const noexcept { return by_storage.empty(); }
+  // Takes over `other`'s files and placeholders (a sharded load gathers its shards' records).
+  void absorb(const lazy_records& other);
+
+  static void attach(checkpoint& ck, std::shared_ptr<lazy_records> r) { ck.records_ = std::move(r); }
+  static const std::shared_ptr<lazy_records>& of(const checkpoint& ck) { return ck.records_; }
+
+ private:
+  std::unordered_map<const void*, record> by_storage;  // placeholder storage id -> its record
+  std::vector<storage> placeholders;                   // keeps the ids above unique
+  std::mutex inflate_mutex;  // zip_reader keeps inflated copies of deflated records in a cache
+  std::once_flag index_once;
+  std::unordered_map<std::string, tensor> index;
+};
+
+// unpickle.cpp: the unpickler as the torch loaders run it.
+unpickle_options pickle_options_for(const load_options& opt, std::string context);
+// Runs the unpickler and turns numpy arrays into tensors; `consumed` (when given) gets the bytes used.
+value run_unpickle(std::span<const std::byte> bytes, unpickle_options& u, std::size_t* consumed);
+
+// The loaders load_checkpoint dispatches to.
+checkpoint load_zip(const byte_source& src, const load_options& options);     // zip and TorchScript
+checkpoint load_legacy(const byte_source& src, const load_options& options);  // torch < 1.6
+checkpoint load_pickle(const byte_source& src, const load_options& options);  // a bare pickle
+checkpoint load_safetensors(const byte_source& src, const load_options& options);
+void save_safetensors(sink& out, const value& root, const save_options& options);
+
+// walk.cpp: walks over a loaded value.
+
+// Replaces, in place, every value for which fn returns a replacement (iterative walk; shared
+// containers visited once; replaced values are not descended into).
+void transform_values(value& root, const std::function<std::optional<value>(const value&)>& fn);
+
+// The children of `v` that key paths descend into, with the part each adds to the path (visit_tensors'
+// spelling: dict keys as key_text, list/tuple/object-item indices in decimal, an object's state
+// dict entries, then its list and dict items). Returns false for a value that is no container.
+bool for_each_key_path_child(const value& v, const std::function<void(const std::string&, const value&)>& fn);
+
+// Key paths and `dump --json` write shared containers out in full, once per reference: a few
+// hundred bytes of pickle can nest (x, x) sixty times. Refuses (limit_exceeded, naming `what`) a
+// value whose expansion exceeds 16 times the values it holds plus 100,000, and a cyclic one.
+void check_expansion(const value& root, const char* what);
+
+}  // namespace pthio::detail

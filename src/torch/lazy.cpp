@@ -1,0 +1,115 @@
+// Lazy checkpoints: placeholders for storages not yet read, and the records that say where their
+// bytes are; checkpoint::load_tensor reads one, checkpoint::materialize all of them.
+#include <unordered_map>
+
+#include "internal.h"
+
+namespace pthio {
+
+namespace detail {
+
+storage lazy_records::placeholder(record r) {
+  storage s = storage::borrow(nullptr, static_cast<std::size_t>(r.nbytes), device(device_type::meta));
+  by_storage.emplace(s.id(), std::move(r));
+  placeholders.push_back(s);
+  return s;
+}
+
+const lazy_records::record* lazy_records::find(const storage& s) const {
+  auto it = by_storage.find(s.id());
+  return it == by_storage.end() ? nullptr : &it->second;
+}
+
+void lazy_records::absorb(const lazy_records& other) {
+  const auto first = static_cast<std::uint32_t>(files.size());
+  files.insert(files.end(), other.files.begin(), other.files.end());
+  for (const auto& [id, r] : other.by_storage) {
+    record moved = r;
+    moved.file += first;
+    by_storage.emplace(id, std::move(moved));
+  }
+  // The placeholders come along, so their ids stay unique while these records name them.
+  placeholders.insert(placeholders.end(), other.placeholders.begin(), other.placeholders.end());
+}
+
+storage lazy_records::read(const record& r) {
+  const file& f = files[r.file];
+  std::span<const std::byte> bytes;
+  if (r.entry) {
+    std::unique_lock lock(inflate_mutex, std::defer_lock);
+    if (r.entry->method != 0) lock.lock();
+    bytes = f.zip->read(*r.entry, f.verify_crc);
+  } else {
+    bytes = f.source.bytes().subspan(static_cast<std::size_t>(r.offset), static_cast<std::size_t>(r.nbytes));
+  }
+  // A copy: the result does not share bytes with other calls' (checkpoint.hpp).
+  device_upload uploads;
+  storage s = place_storage(bytes, r.t, r.target, f.swap, nullptr, uploads);
+  uploads.finish();
+  return s;
+}
+
+const tensor* lazy_records::by_key(const value& root, const std::string& key) {
+  std::call_once(index_once, [&] {
+    visit_tensors(root, [&](const std::string& k, const value& v) { index.try_emplace(k, v.as_tensor()); });
+  });
+  auto it = index.find(key);
+  return it == index.end() ? nullptr : &it->second;
+}
+
+}  // namespace detail
+
+tensor checkpoint::load_tensor(const tensor& t) const {
+  if (!records_) return t;
+  const detail::lazy_records::record* r = records_->find(t.get_storage());
+  if (!r) return t;  // not a placeholder: loaded already, or built by the caller
+  return tensor(records_->read(*r), t.dtype(), t.shape(), t.strides(), t.storage_offset(), t.requires_grad());
+}
+
+tensor checkpoint::load_tensor(std::string_view key) const {
+  const std::string want(key);
+  if (records_) {
+    // Key paths of the root as it was when first asked, indexed once.
+    if (const tensor* t = records_->by_key(root, want)) return load_tensor(*t);
+  } else {
+    std::optional<tensor> found;
+    visit_tensors(root, [&](const std::string& k, const value& v) {
+      if (!found && k == want) found = v.as_tensor();
+    });
+    if (found) return *found;
+  }
+  throw error(errc::invalid_argument, "no tensor has the key path '" + want + "'");
+}
+
+void checkpoint::materialize() {
+  if (!records_) return;
+  // Storages shared by several tensors (or named again as another type) are read once.
+  std::unordered_map<const void*, storage> done;
+  auto read = [&](const storage& placeholder) -> const storage* {
+    const detail::lazy_records::record* r = records_->find(placeholder);
+    if (!r) return nullptr;
+    auto [it, fresh] = done.try_emplace(placeholder.id());
+    if (fresh) it->second = records_->read(*r);
+    return &it->second;
+  };
+  detail::transform_values(root, [&](const value& v) -> std::optional<value> {
+    if (v.is_tensor()) {
+      const tensor& t = v.as_tensor();
+      const storage* s = read(t.get_storage());
+      if (!s) return std::nullopt;
+      return value(tensor(*s, t.dtype(), t.shape(), t.strides(), t.storage_offset(), t.requires_grad()),
+                   v.is_parameter());
+    }
+    if (v.type() == value::kind::storage) {
+      const storage* s = read(v.as_storage().data);
+      if (!s) return std::nullopt;
+      storage_value sv = v.as_storage();
+      sv.data = *s;
+      return value::make_storage(std::move(sv));
+    }
+    return std::nullopt;
+  });
+  records_.reset();
+}
+
+}  // namespace pthio

@@ -1,0 +1,98 @@
+// Loading any checkpoint: the format from the first bytes (or the path, for a Hugging Face index),
+// then the loader for it; map_location's constructors.
+#include <cstring>
+
+#include "internal.h"
+#include "pthio/safetensors.hpp"
+#include "pthio/sharded.hpp"
+
+namespace pthio {
+
+std::string_view format_name(checkpoint_format f) noexcept {
+  switch (f) {
+    case checkpoint_format::zip: return "zip";
+    case checkpoint_format::legacy: return "legacy";
+    case checkpoint_format::torchscript: return "torchscript";
+    case checkpoint_format::safetensors: return "safetensors";
+    case checkpoint_format::pickle: return "pickle";
+  }
+  return "?";
+}
+
+map_location map_location::mapping(std::vector<std::pair<std::string, std::string>> pairs) {
+  std::vector<std::pair<device, device>> parsed;
+  for (const auto& [from, to] : pairs) parsed.emplace_back(device::parse(from), device::parse(to));
+  return function([parsed](const device& saved) {
+    for (const auto& [from, to] : parsed)
+      if (from == saved) return to;
+    return saved;
+  });
+}
+
+map_location map_location::function(std::function<device(const device& saved)> fn) {
+  map_location m;
+  m.fn_ = std::move(fn);
+  return m;
+}
+
+namespace {
+
+// The legacy stream opens with a pickled LONG1 of this magic number (torch/serialization.py).
+constexpr std::uint8_t legacy_magic_pickle[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c,
+                                                0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+
+}  // namespace
+
+std::optional<checkpoint_format> detect_format(std::span<const std::byte> b) noexcept {
+  auto at = [&](std::size_t i) { return static_cast<std::uint8_t>(b[i]); };
+  if (b.size() >= 4 && at(0) == 'P' && at(1) == 'K' &&
+      ((at(2) == 3 && at(3) == 4) || (at(2) == 5 && at(3) == 6)))
+    return checkpoint_format::zip;
+  if (b.size() >= sizeof legacy_magic_pickle &&
+      std::memcmp(b.data(), legacy_magic_pickle, sizeof legacy_magic_pickle) == 0)
+    return checkpoint_format::legacy;
+  if (b.size() >= 10) {
+    std::uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | at(static_cast<std::size_t>(i));
+    if (n >= 2 && n <= b.size() - 8 && at(8) == '{') return checkpoint_format::safetensors;
+  }
+  if (!b.empty() && (at(0) == 0x80 || at(0) == '(' || at(0) == '}' || at(0) == ']' || at(0) == 'c'))
+    return checkpoint_format::pickle;
+  return std::nullopt;
+}
+
+checkpoint load_checkpoint(byte_source source, const load_options& options) {
+  const std::string name = source.name();
+  try {
+    auto fmt = detect_format(source.bytes());
+    if (!fmt) throw error(errc::corrupt_checkpoint, "not a torch checkpoint (unrecognised first bytes)", "", 0);
+    switch (*fmt) {
+      case checkpoint_format::zip: return detail::load_zip(source, options);
+      case checkpoint_format::legacy: return detail::load_legacy(source, options);
+      case checkpoint_format::safetensors: return detail::load_safetensors(source, options);
+      case checkpoint_format::pickle: return detail::load_pickle(source, options);
+      default: break;
+    }
+    throw error(errc::unsupported, "unsupported format");
+  } catch (const error& e) {
+    throw e.with_outer_context(name);
+  }
+}
+
+checkpoint load_checkpoint(const std::filesystem::path& path, const load_options& options) {
+  // Eager loads map the file too: storages are copied out of the map, which is then released.
+  byte_source src = byte_source::map_file(path);
+  if (!detect_format(src.bytes())) {
+    // A Hugging Face index (*.index.json) names shard files beside it; a .safetensors file whose
+    // first bytes are not recognised gets the safetensors loader's precise error.
+    if (is_sharded_index(src.bytes())) return load_sharded(path, options).merged;
+    if (path.extension() == ".safetensors") return load_safetensors(std::move(src), options);
+  }
+  return load_checkpoint(std::move(src), options);
+}
+
+value load(const std::filesystem::path& path, const load_options& options) {
+  return load_checkpoint(path, options).root;
+}
+
+}  // namespace pthio

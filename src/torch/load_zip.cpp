@@ -1,0 +1,145 @@
+// The zip format (torch >= 1.6) and TorchScript archives: <archive>/data.pkl, whose persistent
+// ids name records under <archive>/data/, with <archive>/byteorder for big-endian files.
+#include <cstring>
+
+#include "internal.h"
+
+namespace pthio::detail {
+
+namespace {
+
+// What one storage record becomes: a lazy placeholder (no read), or its bytes, read and
+// CRC-checked, placed on the target device.
+struct zip_storages {
+  const zip_reader& zip;
+  const load_options& opt;
+  bool swap;
+  bool zero_copy;        // mmap mode over a mapped file, little-endian: stored records are viewed
+  lazy_records* lazy;    // lazy mode: placeholders only
+  device_upload uploads; // storages bound for a GPU: in flight until finish(), CRC-32s checked there
+
+  storage make(const zip_entry& e, const std::string& rec, const storage_spec& s, const device& target) {
+    if (lazy) return lazy->placeholder({s.key, &e, 0, e.uncompressed_size, s.t, target});
+    const bool verify = opt.verify_crc && opt.mode == load_mode::eager;
+    // A record bound for a GPU streams through pinned buffers, its CRC-32 computed on the way
+    // rather than in a pass of its own.
+    const bool crc_on_the_way = verify && target.is_cuda() && !swap && e.crc32 != 0;
+    std::optional<device_upload::crc_check> crc;
+    if (crc_on_the_way)
+      crc = device_upload::crc_check{e.crc32, [z = &zip, &e, rec] {
+                                       z->read(e, true);  // throws the reader's CRC-32 error, with its offset
+                                       throw error(errc::corrupt_zip, "zip: CRC-32 mismatch", rec);
+                                     }};
+    // The record's bytes (the mapped file, or the reader's inflated copy) outlive uploads.finish().
+    auto bytes = zip.read(e, verify && !crc_on_the_way);
+    const bool view = zero_copy && e.method == 0 && target.is_cpu();
+    return place_storage(bytes, s.t, target, swap, view ? zip.owner_of(e) : nullptr, uploads, std::move(crc));
+  }
+};
+
+}  // namespace
+
+checkpoint load_zip(const byte_source& src, const load_options& opt) {
+  auto zip_ptr = std::make_shared<const zip_reader>(src, opt.zip);
+  const zip_reader& zip = *zip_ptr;
+  checkpoint ck;
+  const zip_entry* pkl = nullptr;
+  for (const auto& e : zip.entries()) {
+    auto slash = e.name.find('/');
+    if (slash != std::string::npos && e.name.compare(slash, std::string::npos, "/data.pkl") == 0) {
+      pkl = &e;
+      ck.archive_name = e.name.substr(0, slash);
+      break;
+    }
+  }
+  if (!pkl) {
+    if (zip.find("model.json"))
+      throw error(errc::unsupported, "TorchScript archives from torch <= 1.3 (model.json) are not supported");
+    throw error(errc::corrupt_checkpoint, "no <archive>/data.pkl record: not a torch checkpoint", src.name());
+  }
+  // A deflated record is inflated whole before it is read: a pickle record may not make a load
+  // hold more than the file's bytes and limits.max_memory (a zip bomb in data.pkl).
+  if (pkl->method != 0 && pkl->uncompressed_size > opt.limits.max_memory)
+    throw error(errc::limit_exceeded, "deflated pickle record inflates to " + std::to_string(pkl->uncompressed_size) +
+                                          " bytes, more than max_memory (" + std::to_string(opt.limits.max_memory) +
+                                          " bytes)",
+                pkl->name);
+  const std::string prefix = ck.archive_name + "/";
+  ck.format = (zip.find(prefix + "constants.pkl") || zip.find(prefix + "code/") ) ? checkpoint_format::torchscript
+                                                                                    : checkpoint_format::zip;
+  if (ck.format == checkpoint_format::zip)
+    for (const auto& e : zip.entries())
+      if (e.name.starts_with(prefix + "code/")) ck.format = checkpoint_format::torchscript;
+  if (const zip_entry* bo = zip.find(prefix + "byteorder")) {
+    if (bo->uncompressed_size > 6)  // "little" or "big": refused before a deflated one is inflated
+      throw error(errc::corrupt_checkpoint, "byteorder record of " + std::to_string(bo->uncompressed_size) +
+                                                " bytes is neither 'little' nor 'big'", src.name() + ": " + bo->name);
+    auto b = zip.read(*bo, opt.verify_crc);
+    std::string order(reinterpret_cast<const char*>(b.data()), b.size());
+    if (order != "little" && order != "big")
+      throw error(errc::corrupt_checkpoint, "byteorder record says '" + order.substr(0, 16) + "'",
+                  src.name() + ": " + bo->name);
+    ck.byte_order = order;
+  }
+  const bool swap = ck.byte_order == "big";
+  const bool zero_copy = opt.mode == load_mode::mmap && src.is_mapped() && !swap;
+  std::shared_ptr<lazy_records> lazy;
+  if (opt.mode == load_mode::lazy) {
+    lazy = std::make_shared<lazy_records>();
+    lazy->files.push_back({src, zip_ptr, swap, opt.verify_crc});
+  }
+  // The storages loaded so far (storage values, shared with the result); by zip entry index (one
+  // record is one storage), where each is in `loaded` plus one (0: not loaded yet).
+  std::vector<value> loaded;
+  std::vector<std::uint32_t> loaded_at(zip.entries().size(), 0);
+  zip_storages storages{zip, opt, swap, zero_copy, lazy.get(), {}};
+
+  unpickle_options u = pickle_options_for(opt, pkl->name);
+  std::string rec = prefix + "data/";  // the record name, rebuilt in place for each storage
+  const std::size_t rec_stem = rec.size();
+  pid_memory last_pid;
+  u.persistent_load = [&](const value& pid) -> value {
+    storage_spec s = parse_pid(pid, false, last_pid);
+    rec.resize(rec_stem);
+    rec += s.key;
+    const zip_entry* e = zip.find(rec);
+    if (!e) throw error(errc::corrupt_checkpoint, "storage record " + rec + " is missing");
+    std::uint32_t& slot = loaded_at[static_cast<std::size_t>(e - zip.entries().data())];
+    if (slot != 0) {
+      const storage_value& cached = loaded[slot - 1].as_storage();
+      // torch 2.x may name one record as a typed storage and as an UntypedStorage (byte views);
+      // each name sees the bytes with its own element type.
+      if (s.nbytes > cached.data.nbytes())
+        throw error(errc::corrupt_checkpoint, "storage '" + s.key + "' is named again with " + std::to_string(s.nbytes) +
+                                                  " bytes, more than its record's " +
+                                                  std::to_string(cached.data.nbytes()));
+      storage_value again = cached;
+      again.dtype = s.t;
+      again.numel = s.numel;
+      return value::make_storage(std::move(again));
+    }
+    if (e->uncompressed_size < s.nbytes)
+      throw error(errc::corrupt_checkpoint,
+                  "storage record " + rec + " holds " + std::to_string(e->uncompressed_size) + " bytes but " +
+                      std::to_string(s.numel) + " elements of " + std::string(dtype_name(s.t)) + " need " +
+                      std::to_string(s.nbytes));
+    // The whole record: another persistent id may name it with a larger element type.
+    device target = opt.map_location.apply(s.location);
+    check_target(target, s.location);
+    storage_value sv;
+    sv.data = storages.make(*e, rec, s, target);
+    sv.dtype = s.t;
+    sv.numel = s.numel;
+    sv.key = s.key;
+    sv.location = s.location;
+    loaded.push_back(value::make_storage(std::move(sv)));
+    slot = static_cast<std::uint32_t>(loaded.size());
+    return loaded.back();
+  };
+  ck.root = run_unpickle(zip.read(*pkl, opt.verify_crc), u, nullptr);
+  storages.uploads.finish();
+  if (lazy && !lazy->empty()) lazy_records::attach(ck, std::move(lazy));
+  return ck;
+}
+
+}  // namespace pthio::detail
