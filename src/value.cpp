@@ -450,6 +450,14 @@ std::span<value> value_access::mutable_items(const value& tuple) noexcept {
   return {const_cast<value*>(items.data()), items.size()};
 }
 
+bool value_access::held_elsewhere(const value& v) noexcept {
+  if (const auto* t = std::get_if<value::tuple_box>(&v.v_)) return t->items.use_count() > 1;
+  if (const auto* l = std::get_if<list_ptr>(&v.v_)) return l->use_count() > 1;
+  if (const auto* d = std::get_if<dict_ptr>(&v.v_)) return d->use_count() > 1;
+  if (const auto* o = std::get_if<object_ptr>(&v.v_)) return o->use_count() > 1;
+  return false;
+}
+
 const value* child_at(const value& v, std::size_t i) {
   switch (v.type()) {
     case value::kind::list:
@@ -484,12 +492,14 @@ const value* child_at(const value& v, std::size_t i) {
 
 void flatten_destroy(value& root) {
   // Move every container's children onto a work list so no destructor sees nested containers.
+  // A container another value still holds is that value's: only this reference to it goes.
   std::vector<value> work;
   work.push_back(std::move(root));
   root = value();
   while (!work.empty()) {
     value v = std::move(work.back());
     work.pop_back();
+    if (detail::value_access::held_elsewhere(v)) continue;
     switch (v.type()) {
       case value::kind::list: {
         auto& items = v.as_list().items;
@@ -498,7 +508,7 @@ void flatten_destroy(value& root) {
         break;
       }
       case value::kind::tuple: {
-        // Tuples are immutable and may be shared; only a sole owner is taken apart.
+        // Tuples are immutable, but this is the only reference left: taking it apart is safe.
         for (auto& e : detail::value_access::mutable_items(v)) work.push_back(std::exchange(e, value()));
         break;
       }
