@@ -1,5 +1,6 @@
 #include "pthio/value.hpp"
 
+#include "big_int.h"
 #include "value_internal.h"
 #include "value_pool.h"
 
@@ -17,14 +18,7 @@ std::string big_int::to_string() const {
   // Magnitude as little-endian bytes (two's complement negated when negative).
   std::vector<std::uint8_t> mag = le_bytes;
   bool neg = negative();
-  if (neg) {
-    unsigned carry = 1;
-    for (auto& b : mag) {
-      unsigned v = static_cast<std::uint8_t>(~b) + carry;
-      b = static_cast<std::uint8_t>(v);
-      carry = v >> 8;
-    }
-  }
+  if (neg) detail::negate_twos_complement(mag);
   // Repeated division by 10^9 over base-256 digits, most significant first.
   std::vector<std::uint8_t> be(mag.rbegin(), mag.rend());
   std::string digits;
@@ -70,25 +64,7 @@ big_int big_int::from_decimal(std::string_view text) {
       carry >>= 8;
     }
   }
-  mag.push_back(0);  // room for the sign bit
-  if (neg) {
-    unsigned carry = 1;
-    for (auto& b : mag) {
-      unsigned v = static_cast<std::uint8_t>(~b) + carry;
-      b = static_cast<std::uint8_t>(v);
-      carry = v >> 8;
-    }
-  }
-  // Minimal two's complement.
-  while (mag.size() > 1) {
-    std::uint8_t top = mag.back(), next = mag[mag.size() - 2];
-    if ((top == 0 && !(next & 0x80)) || (top == 0xff && (next & 0x80)))
-      mag.pop_back();
-    else
-      break;
-  }
-  if (mag.size() == 1 && mag[0] == 0) mag.clear();
-  return big_int{std::move(mag)};
+  return big_int{detail::twos_complement_from_magnitude(std::move(mag), neg)};
 }
 
 // ---- value --------------------------------------------------------------------------------------
@@ -97,12 +73,7 @@ static_assert(sizeof(void*) != 8 || sizeof(value) == 24, "a value is a 16-byte a
 
 value::value(big_int b) {
   if (b.le_bytes.size() <= 8) {
-    std::uint64_t u = b.negative() ? ~std::uint64_t{0} : 0;
-    for (std::size_t i = 0; i < b.le_bytes.size(); ++i) {
-      u &= ~(std::uint64_t{0xff} << (8 * i));
-      u |= std::uint64_t{b.le_bytes[i]} << (8 * i);
-    }
-    v_ = static_cast<std::int64_t>(u);
+    v_ = detail::int64_from_twos_complement(b.le_bytes);
   } else {
     v_ = detail::make_pooled<const big_int>(std::move(b));
   }
@@ -479,6 +450,14 @@ std::span<value> value_access::mutable_items(const value& tuple) noexcept {
   return {const_cast<value*>(items.data()), items.size()};
 }
 
+bool value_access::held_elsewhere(const value& v) noexcept {
+  if (const auto* t = std::get_if<value::tuple_box>(&v.v_)) return t->items.use_count() > 1;
+  if (const auto* l = std::get_if<list_ptr>(&v.v_)) return l->use_count() > 1;
+  if (const auto* d = std::get_if<dict_ptr>(&v.v_)) return d->use_count() > 1;
+  if (const auto* o = std::get_if<object_ptr>(&v.v_)) return o->use_count() > 1;
+  return false;
+}
+
 const value* child_at(const value& v, std::size_t i) {
   switch (v.type()) {
     case value::kind::list:
@@ -513,12 +492,14 @@ const value* child_at(const value& v, std::size_t i) {
 
 void flatten_destroy(value& root) {
   // Move every container's children onto a work list so no destructor sees nested containers.
+  // A container another value still holds is that value's: only this reference to it goes.
   std::vector<value> work;
   work.push_back(std::move(root));
   root = value();
   while (!work.empty()) {
     value v = std::move(work.back());
     work.pop_back();
+    if (detail::value_access::held_elsewhere(v)) continue;
     switch (v.type()) {
       case value::kind::list: {
         auto& items = v.as_list().items;
@@ -527,7 +508,7 @@ void flatten_destroy(value& root) {
         break;
       }
       case value::kind::tuple: {
-        // Tuples are immutable and may be shared; only a sole owner is taken apart.
+        // Tuples are immutable, but this is the only reference left: taking it apart is safe.
         for (auto& e : detail::value_access::mutable_items(v)) work.push_back(std::exchange(e, value()));
         break;
       }

@@ -24,6 +24,8 @@ struct value_access {
   // A tuple's items, writable: only for the sole owner of a tuple taking it apart, or a walk that
   // replaces values in place (transform_values).
   static std::span<value> mutable_items(const value& tuple) noexcept;
+  // Whether another value also holds v's list, tuple, dict or object (false for anything else).
+  static bool held_elsewhere(const value& v) noexcept;
 };
 
 }  // namespace pthio::detail

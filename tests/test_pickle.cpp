@@ -425,6 +425,31 @@ TEST_CASE("pickle: values share their text, tuples and tensors, and a moved-from
   CHECK_THROWS_AS(p.as_tensor(), pthio::error);
 }
 
+TEST_CASE("pickle: flatten_destroy takes apart only the containers no other value holds") {
+  value inner = value::make_list({value(2), value("two")});
+  value tuple = value::make_tuple({value(1), inner});
+  value list = value::make_list({value(3), tuple});
+  value dict = value::make_dict();
+  dict.as_dict().set(value("k"), tuple);
+  value root = value::make_list({tuple, list, dict, value::make_tuple({value(4), value::make_list({value(5)})})});
+  pthio::flatten_destroy(root);
+  CHECK(root.is_none());
+  // Each was also held outside root: whole, with what it holds.
+  REQUIRE(tuple.as_tuple().size() == 2);
+  CHECK(tuple.as_tuple()[0].as_int() == 1);
+  CHECK(tuple.as_tuple()[1].items().size() == 2);
+  CHECK(inner.items().size() == 2);
+  REQUIRE(list.items().size() == 2);
+  CHECK(list.items()[1].as_tuple().size() == 2);
+  REQUIRE(dict.as_dict().size() == 1);
+  CHECK(dict.as_dict().get("k")->as_tuple().size() == 2);
+  // A tree deeper than the call stack could destroy recursively is still taken apart.
+  value deep = value::make_list();
+  for (int i = 0; i < 300000; ++i) deep = value::make_list({value::make_tuple({std::move(deep)})});
+  pthio::flatten_destroy(deep);
+  CHECK(deep.is_none());
+}
+
 TEST_CASE("pickle: values survive a round trip through the writer and the reader") {
   std::string surrogate = "a\xed\xa0\x80z";  // a lone surrogate, as pickle's surrogatepass writes it
   value deep = L();

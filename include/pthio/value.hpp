@@ -222,7 +222,9 @@ struct object_object {
 // The hash pthio's dict uses (Python-compatible equality: 1 == 1.0 == True).
 std::size_t hash_value(const value& v);
 
-// Breaks every container reachable from `root` apart without recursion (for adversarial depth).
+// Destroys `root` (which becomes None) without recursion, however deep it nests: every container
+// reachable from it that no other value holds is emptied from a work list. A container another
+// value still holds is left whole (only root's reference to it goes).
 void flatten_destroy(value& root);
 
 }  // namespace pthio

@@ -27,144 +27,23 @@
 #include <utility>
 #include <vector>
 
+#include "../big_int.h"
+#include "compat_names.h"
+#include "opcodes.h"
 #include "pthio/error.hpp"
 #include "pthio/pickle.hpp"
 
 namespace pthio {
 namespace {
 
-enum class opcode : std::uint8_t {
-  MARK = '(', STOP = '.', POP = '0', POP_MARK = '1', BININT = 'J', BININT1 = 'K', BININT2 = 'M',
-  NONE = 'N', BINPERSID = 'Q', REDUCE = 'R', BINUNICODE = 'X', APPEND = 'a', BUILD = 'b',
-  GLOBAL = 'c', EMPTY_DICT = '}', APPENDS = 'e', BINGET = 'h', LONG_BINGET = 'j',
-  EMPTY_LIST = ']', BINPUT = 'q', LONG_BINPUT = 'r', SETITEM = 's', TUPLE = 't',
-  EMPTY_TUPLE = ')', SETITEMS = 'u', BINFLOAT = 'G', PROTO = 0x80, NEWOBJ = 0x81, TUPLE1 = 0x85,
-  TUPLE2 = 0x86, TUPLE3 = 0x87, NEWTRUE = 0x88, NEWFALSE = 0x89, LONG1 = 0x8a, LONG4 = 0x8b,
-};
-
-constexpr std::uint8_t op(opcode o) { return static_cast<std::uint8_t>(o); }
+using detail::op;
+using detail::opcode;
 
 // pickle's BATCHSIZE.
 constexpr std::size_t batch_size = 1000;
 // Values nest at most this deep when written (the writer recurses on the value tree).
 constexpr int max_save_depth = 10000;
 thread_local int save_depth = 0;
-
-// Python 3 -> 2 names (Lib/_compat_pickle.py REVERSE_NAME_MAPPING, then
-// REVERSE_IMPORT_MAPPING), as save_global applies them below protocol 3.
-struct import_rename { std::string_view from, to; };
-struct name_rename { std::string_view module, name, to_module, to_name; };
-
-constexpr import_rename reverse_import_mapping[] = {
-    {"_bz2", "bz2"}, {"_dbm", "dbm"}, {"_dummy_thread", "dummy_thread"},
-    {"_functools", "functools"}, {"_gdbm", "gdbm"}, {"_markupbase", "markupbase"},
-    {"_pickle", "pickle"}, {"_thread", "thread"}, {"builtins", "__builtin__"},
-    {"collections.abc", "_abcoll"}, {"configparser", "ConfigParser"}, {"copyreg", "copy_reg"},
-    {"dbm", "anydbm"}, {"dbm.bsd", "dbhash"}, {"dbm.dumb", "dumbdbm"}, {"dbm.gnu", "gdbm"},
-    {"dbm.ndbm", "dbm"}, {"html.entities", "htmlentitydefs"}, {"html.parser", "HTMLParser"},
-    {"http.client", "httplib"}, {"http.cookiejar", "cookielib"}, {"http.cookies", "Cookie"},
-    {"http.server", "BaseHTTPServer"}, {"queue", "Queue"}, {"reprlib", "repr"},
-    {"socketserver", "SocketServer"}, {"subprocess", "commands"},
-    {"test.support", "test.test_support"}, {"tkinter", "Tkinter"},
-    {"tkinter.colorchooser", "tkColorChooser"}, {"tkinter.commondialog", "tkCommonDialog"},
-    {"tkinter.constants", "Tkconstants"}, {"tkinter.dialog", "Dialog"}, {"tkinter.dnd", "Tkdnd"},
-    {"tkinter.filedialog", "tkFileDialog"}, {"tkinter.font", "tkFont"},
-    {"tkinter.messagebox", "tkMessageBox"}, {"tkinter.scrolledtext", "ScrolledText"},
-    {"tkinter.simpledialog", "tkSimpleDialog"}, {"tkinter.tix", "Tix"}, {"tkinter.ttk", "ttk"},
-    {"urllib.parse", "urlparse"}, {"urllib.request", "urllib2"},
-    {"urllib.robotparser", "robotparser"}, {"winreg", "_winreg"}, {"xmlrpc.client", "xmlrpclib"},
-    {"xmlrpc.server", "SimpleXMLRPCServer"},
-};
-
-constexpr name_rename reverse_name_mapping[] = {
-    {"_functools", "reduce", "__builtin__", "reduce"},
-    {"_socket", "socket", "socket", "_socketobject"},
-    {"builtins", "BrokenPipeError", "exceptions", "OSError"},
-    {"builtins", "ChildProcessError", "exceptions", "OSError"},
-    {"builtins", "ConnectionAbortedError", "exceptions", "OSError"},
-    {"builtins", "ConnectionError", "exceptions", "OSError"},
-    {"builtins", "ConnectionRefusedError", "exceptions", "OSError"},
-    {"builtins", "ConnectionResetError", "exceptions", "OSError"},
-    {"builtins", "FileExistsError", "exceptions", "OSError"},
-    {"builtins", "FileNotFoundError", "exceptions", "OSError"},
-    {"builtins", "InterruptedError", "exceptions", "OSError"},
-    {"builtins", "IsADirectoryError", "exceptions", "OSError"},
-    {"builtins", "ModuleNotFoundError", "exceptions", "ImportError"},
-    {"builtins", "NotADirectoryError", "exceptions", "OSError"},
-    {"builtins", "PermissionError", "exceptions", "OSError"},
-    {"builtins", "ProcessLookupError", "exceptions", "OSError"},
-    {"builtins", "TimeoutError", "exceptions", "OSError"},
-    {"builtins", "chr", "__builtin__", "unichr"}, {"builtins", "filter", "itertools", "ifilter"},
-    {"builtins", "int", "__builtin__", "long"}, {"builtins", "map", "itertools", "imap"},
-    {"builtins", "range", "__builtin__", "xrange"},
-    {"builtins", "str", "__builtin__", "unicode"}, {"builtins", "zip", "itertools", "izip"},
-    {"collections", "UserDict", "UserDict", "IterableUserDict"},
-    {"collections", "UserList", "UserList", "UserList"},
-    {"collections", "UserString", "UserString", "UserString"},
-    {"dbm", "whichdb", "whichdb", "whichdb"}, {"functools", "reduce", "__builtin__", "reduce"},
-    {"http.server", "CGIHTTPRequestHandler", "CGIHTTPServer", "CGIHTTPRequestHandler"},
-    {"http.server", "SimpleHTTPRequestHandler", "SimpleHTTPServer", "SimpleHTTPRequestHandler"},
-    {"itertools", "filterfalse", "itertools", "ifilterfalse"},
-    {"itertools", "zip_longest", "itertools", "izip_longest"},
-    {"multiprocessing.connection", "Connection", "_multiprocessing", "Connection"},
-    {"multiprocessing.context", "AuthenticationError", "multiprocessing", "AuthenticationError"},
-    {"multiprocessing.context", "BufferTooShort", "multiprocessing", "BufferTooShort"},
-    {"multiprocessing.context", "Process", "multiprocessing.process", "Process"},
-    {"multiprocessing.context", "ProcessError", "multiprocessing", "ProcessError"},
-    {"multiprocessing.context", "TimeoutError", "multiprocessing", "TimeoutError"},
-    {"multiprocessing.popen_fork", "Popen", "multiprocessing.forking", "Popen"},
-    {"socket", "fromfd", "_socket", "fromfd"}, {"sys", "intern", "__builtin__", "intern"},
-    {"tkinter.filedialog", "FileDialog", "FileDialog", "FileDialog"},
-    {"tkinter.filedialog", "LoadFileDialog", "FileDialog", "LoadFileDialog"},
-    {"tkinter.filedialog", "SaveFileDialog", "FileDialog", "SaveFileDialog"},
-    {"tkinter.simpledialog", "SimpleDialog", "SimpleDialog", "SimpleDialog"},
-    {"urllib.error", "ContentTooShortError", "urllib", "ContentTooShortError"},
-    {"urllib.error", "HTTPError", "urllib2", "HTTPError"},
-    {"urllib.error", "URLError", "urllib2", "URLError"},
-    {"urllib.parse", "quote", "urllib", "quote"},
-    {"urllib.parse", "quote_plus", "urllib", "quote_plus"},
-    {"urllib.parse", "unquote", "urllib", "unquote"},
-    {"urllib.parse", "unquote_plus", "urllib", "unquote_plus"},
-    {"urllib.parse", "urlencode", "urllib", "urlencode"},
-    {"urllib.request", "getproxies", "urllib", "getproxies"},
-    {"urllib.request", "pathname2url", "urllib", "pathname2url"},
-    {"urllib.request", "url2pathname", "urllib", "url2pathname"},
-    {"urllib.request", "urlcleanup", "urllib", "urlcleanup"},
-    {"urllib.request", "urlopen", "urllib", "urlopen"},
-    {"urllib.request", "urlretrieve", "urllib", "urlretrieve"},
-    {"xmlrpc.server", "DocCGIXMLRPCRequestHandler", "DocXMLRPCServer", "DocCGIXMLRPCRequestHandler"},
-    {"xmlrpc.server", "DocXMLRPCRequestHandler", "DocXMLRPCServer", "DocXMLRPCRequestHandler"},
-    {"xmlrpc.server", "DocXMLRPCServer", "DocXMLRPCServer", "DocXMLRPCServer"},
-    {"xmlrpc.server", "ServerHTMLDoc", "DocXMLRPCServer", "ServerHTMLDoc"},
-    {"xmlrpc.server", "XMLRPCDocGenerator", "DocXMLRPCServer", "XMLRPCDocGenerator"},
-};
-
-// The builtins exceptions REVERSE_NAME_MAPPING sends to Python 2's `exceptions` module.
-constexpr std::string_view python2_exceptions[] = {
-    "ArithmeticError", "AssertionError", "AttributeError", "BaseException", "BufferError",
-    "BytesWarning", "DeprecationWarning", "EOFError", "EnvironmentError", "Exception",
-    "FloatingPointError", "FutureWarning", "GeneratorExit", "IOError", "ImportError",
-    "ImportWarning", "IndentationError", "IndexError", "KeyError", "KeyboardInterrupt",
-    "LookupError", "MemoryError", "NameError", "NotImplementedError", "OSError", "OverflowError",
-    "PendingDeprecationWarning", "ReferenceError", "RuntimeError", "RuntimeWarning",
-    "StopIteration", "SyntaxError", "SyntaxWarning", "SystemError", "SystemExit", "TabError",
-    "TypeError", "UnboundLocalError", "UnicodeDecodeError", "UnicodeEncodeError", "UnicodeError",
-    "UnicodeTranslateError", "UnicodeWarning", "UserWarning", "ValueError", "Warning",
-    "ZeroDivisionError",
-};
-
-std::pair<std::string_view, std::string_view> python2_name(std::string_view module,
-                                                           std::string_view name) {
-  for (const auto& m : reverse_name_mapping)
-    if (m.module == module && m.name == name) return {m.to_module, m.to_name};
-  if (module == "builtins" &&
-      std::find(std::begin(python2_exceptions), std::end(python2_exceptions), name) !=
-          std::end(python2_exceptions))
-    return {"exceptions", name};
-  for (const auto& m : reverse_import_mapping)
-    if (m.from == module) return {m.to, name};
-  return {module, name};
-}
 
 void put_le(std::vector<std::byte>& out, std::uint64_t v, int n) {
   for (int i = 0; i < n; ++i) out.push_back(static_cast<std::byte>((v >> (8 * i)) & 0xff));
@@ -173,15 +52,6 @@ void put_le(std::vector<std::byte>& out, std::uint64_t v, int n) {
 void put_chars(std::vector<std::byte>& out, std::string_view s) {
   const auto* p = reinterpret_cast<const std::byte*>(s.data());
   out.insert(out.end(), p, p + s.size());
-}
-
-void trim_twos_complement(std::vector<std::uint8_t>& b) {
-  while (b.size() > 1) {
-    std::uint8_t last = b.back(), prev = b[b.size() - 2];
-    if ((last == 0x00 && !(prev & 0x80)) || (last == 0xff && (prev & 0x80))) b.pop_back();
-    else break;
-  }
-  if (b.size() == 1 && b[0] == 0) b.clear();
 }
 
 // A key for one-byte and empty bytes in the globals memo ("module\nname" keys never hold two
@@ -332,7 +202,7 @@ void pickler::save_global(std::string_view module, std::string_view name) {
     write_get(out_, it->second);
     return;
   }
-  auto [m, n] = python2_name(module, name);
+  auto [m, n] = detail::python2_name(module, name);
   emit(op(opcode::GLOBAL));
   put_chars(out_, m);
   emit('\n');
@@ -401,9 +271,7 @@ void pickler::save_int(std::int64_t i) {
     emit(op(opcode::BININT));
     put_le(out_, static_cast<std::uint32_t>(static_cast<std::int32_t>(i)), 4);
   } else {
-    std::vector<std::uint8_t> b(8);
-    for (int k = 0; k < 8; ++k) b[k] = static_cast<std::uint8_t>(static_cast<std::uint64_t>(i) >> (8 * k));
-    trim_twos_complement(b);
+    const std::vector<std::uint8_t> b = detail::twos_complement_of(i);
     emit(op(opcode::LONG1));
     emit(static_cast<std::uint8_t>(b.size()));
     for (auto c : b) emit(c);
@@ -412,12 +280,9 @@ void pickler::save_int(std::int64_t i) {
 
 void pickler::save_big(const big_int& bi) {
   std::vector<std::uint8_t> b = bi.le_bytes;
-  trim_twos_complement(b);
+  detail::trim_twos_complement(b);
   if (b.size() <= 8) {  // not normalised by whoever built it
-    std::uint64_t u = 0;
-    for (std::size_t k = b.size(); k-- > 0;) u = (u << 8) | b[k];
-    if (!b.empty() && b.size() < 8 && (b.back() & 0x80)) u |= ~std::uint64_t{0} << (8 * b.size());
-    save_int(static_cast<std::int64_t>(u));
+    save_int(detail::int64_from_twos_complement(b));
     return;
   }
   if (b.size() > 0x7fffffff) throw error(errc::invalid_argument, "pickle: integer too large to write");
