@@ -157,6 +157,48 @@ std::vector<std::string> unexpected_keys(const state_dict& target,
   return out;
 }
 
+// The "version" torch reads from a state dict's `_metadata` for each module (named without its
+// trailing dot, "" the root), the module names renamed as the keys are: "module.bn" with
+// "module." stripped is "bn", and "module" is the root, as torch 2.x's
+// consume_prefix_in_state_dict_if_present renames them (a later entry replaces an earlier one that
+// lands on the same name, as there). Modules without an entry, or whose entry has no int
+// "version", are absent (torch: None).
+using version_map = std::map<std::string, std::int64_t, std::less<>>;
+
+version_map module_versions(const value& metadata, const key_remap& remap) {
+  version_map out;
+  if (!metadata.is_dict()) return out;
+  for (const auto& [k, local] : metadata.as_dict().entries()) {
+    if (!k.is_str()) continue;
+    std::string name = k.as_str().empty() ? remap.apply("") : remap.apply(k.as_str() + ".");
+    if (name.ends_with('.')) name.pop_back();
+    const value* version = local.find("version");
+    if (version && version->is_int())
+      out.insert_or_assign(std::move(name), version->as_int());
+    else
+      out.erase(name);
+  }
+  return out;
+}
+
+// Whether torch fills in target key `key` rather than calling it missing: torch's
+// _NormBase._load_from_state_dict (BatchNorm, SyncBatchNorm, InstanceNorm tracking running stats)
+// puts a num_batches_tracked into the state dict when the checkpoint has none and the module's
+// metadata version is absent or below 2 (the buffer came with version 2, torch 0.4.1). pthio sees
+// no module classes, so a module is taken for one of these when the target holds its
+// running_mean, running_var and num_batches_tracked.
+bool filled_in_by_torch(const state_dict& target, std::string_view key, const version_map& versions) {
+  constexpr std::string_view leaf = "num_batches_tracked";
+  if (!key.ends_with(leaf)) return false;
+  std::string prefix(key.substr(0, key.size() - leaf.size()));
+  if (!prefix.empty() && !prefix.ends_with('.')) return false;
+  if (!target.contains(prefix + "running_mean") || !target.contains(prefix + "running_var"))
+    return false;
+  if (!prefix.empty()) prefix.pop_back();
+  auto it = versions.find(prefix);
+  return it == versions.end() || it->second < 2;
+}
+
 }  // namespace
 
 load_report load_state_dict(state_dict& target, const state_dict& source, const load_state_dict_options& options) {
@@ -170,11 +212,14 @@ load_report load_state_dict(state_dict& target, const state_dict& source, const 
       throw error(errc::invalid_argument, "key remapping maps two checkpoint keys onto \"" + k + "\"");
     renamed.emplace_back(std::move(k), &t);
   }
+  const auto versions = module_versions(source.metadata, options.remap);
   std::vector<std::pair<tensor*, const tensor*>> copies;
   for (auto& [k, dst] : const_cast<std::vector<state_dict::entry>&>(target.entries())) {
     auto it = by_name.find(k);
     if (it == by_name.end()) {
-      report.missing.push_back(k);
+      // torch fills an old BatchNorm's counter in with the module's own (torch 2.x; 1.13 used 0):
+      // the target keeps what it has.
+      (filled_in_by_torch(target, k, versions) ? report.kept : report.missing).push_back(k);
       continue;
     }
     const tensor* src = it->second;

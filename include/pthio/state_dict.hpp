@@ -11,6 +11,18 @@
 // returns the report, but still throws mismatch (target untouched) for a shape or dtype mismatch,
 // as torch does.
 //
+// Old BatchNorm checkpoints: a checkpoint saved before torch 0.4.1 has no `num_batches_tracked`,
+// and torch (_NormBase._load_from_state_dict) fills it in instead of calling it missing when the
+// module's `_metadata` version is absent or below 2; at version 2 or above it is missing. pthio
+// does the same for a target key `<prefix>num_batches_tracked` whose `<prefix>running_mean` and
+// `<prefix>running_var` are also in the target (pthio sees keys, not module classes, so any module
+// holding those three buffers counts as a BatchNorm): absent from the source, it is not missing,
+// is left as the target has it (torch 2.x keeps the module's own; torch 1.13 wrote 0) and is
+// listed in load_report::kept. The versions are the source's `metadata`, its module names renamed
+// by the key remapping as the keys are (so "module.bn" with "module." stripped is "bn"); a module
+// with no entry counts as old, so a DDP-prefixed checkpoint loaded without stripping leaves every
+// BatchNorm counter filled in and reports the rest, as torch does.
+//
 // Ownership: a state_dict holds tensor handles, not copies. from_value() and extract_state_dict()
 // share the checkpoint's storages (the tensors keep them, and an mmap, alive); set() stores the
 // handle it is given. Errors are pthio::error: mismatch for absent keys and wrong layouts,
@@ -50,7 +62,8 @@ class state_dict {
   auto begin() const noexcept { return entries_.begin(); }
   auto end() const noexcept { return entries_.end(); }
 
-  // The `_metadata` torch attaches to a module's state_dict (None when absent).
+  // The `_metadata` torch attaches to a module's state_dict (None when absent): {module name:
+  // {"version": int, ...}}; load_state_dict reads the versions of the source's.
   value metadata;
 
   // Every tensor under `v`, keys joined with '.' (nested dicts, lists and tuples, as ls lists
@@ -82,6 +95,9 @@ struct load_report {
   std::vector<shape_mismatch> mismatched;
   std::vector<std::string> dtype_mismatched;  // differing dtypes, refused (convert_dtypes off)
   std::vector<std::string> loaded;       // keys copied into the target
+  // In the target, absent from the source and left as they are, not missing: the
+  // num_batches_tracked of BatchNorms saved before torch 0.4.1 (see the top of this file).
+  std::vector<std::string> kept;
   bool ok() const noexcept {
     return missing.empty() && unexpected.empty() && mismatched.empty() && dtype_mismatched.empty();
   }
