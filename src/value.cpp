@@ -110,7 +110,7 @@ value value::make_global(std::string module, std::string name) {
   return v;
 }
 value value::make_object(global_ref type, value args) {
-  auto o = detail::make_pooled<object_object>();
+  auto o = detail::make_pooled<opaque_object>();
   o->type = std::move(type);
   o->args = std::move(args);
   return from(std::move(o));
@@ -205,7 +205,7 @@ const global_ref& value::as_global() const {
   if (auto p = std::get_if<global_box>(&v_)) return **p;
   wrong(*this, "global");
 }
-object_object& value::as_object() const {
+opaque_object& value::as_object() const {
   if (auto p = std::get_if<object_ptr>(&v_)) return **p;
   wrong(*this, "object");
 }

@@ -12,6 +12,7 @@
 // inside its storage's record; a record shorter than numel * element size is an error.
 #pragma once
 
+#include <bit>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -83,7 +84,9 @@ struct checkpoint {
   value root;
   checkpoint_format format = checkpoint_format::zip;
   std::string archive_name;  // the zip's top folder ("archive", "model"); empty otherwise
-  std::string byte_order = "little";
+  // The byte order of the tensor data in the file (torch's byteorder record; big for files saved
+  // on big-endian machines). Loaded tensors are always in host order.
+  std::endian byte_order = std::endian::little;
 
   // True when loaded with load_mode::lazy and not materialized: tensors of `root` are
   // placeholders (meta device) until loaded.

@@ -4,7 +4,7 @@
 // a GLOBAL / STACK_GLOBAL / INST / OBJ names a class or function, which is looked up in a
 // global_table; REDUCE/NEWOBJ/OBJ/INST on an entry with a handler call that handler (pure C++
 // provided by pthio, never code from the file); on anything else they build an inert
-// object_object. Built in, always available: collections.OrderedDict (an ordered dict),
+// opaque_object. Built in, always available: collections.OrderedDict (an ordered dict),
 // _codecs.encode (bytes from protocol 2), builtins.bytes / bytearray (bytes), copyreg's
 // _reconstructor and __newobj__ (objects). Python 2 module names (__builtin__, copy_reg) map to
 // their Python 3 names.

@@ -68,11 +68,11 @@ struct list_object {
 };
 
 class dict_object;
-struct object_object;
+struct opaque_object;
 
 using list_ptr = std::shared_ptr<list_object>;
 using dict_ptr = std::shared_ptr<dict_object>;
-using object_ptr = std::shared_ptr<object_object>;
+using object_ptr = std::shared_ptr<opaque_object>;
 using storage_ptr = std::shared_ptr<const storage_value>;
 
 class value {
@@ -121,6 +121,14 @@ class value {
   bool is_tensor() const noexcept { return type() == kind::tensor; }
   bool is_object() const noexcept { return type() == kind::object; }
   bool is_global() const noexcept { return type() == kind::global; }
+  bool is_big_int() const noexcept { return type() == kind::big_integer; }
+  bool is_bytes() const noexcept { return type() == kind::bytes; }
+  bool is_storage() const noexcept { return type() == kind::storage; }
+  // A list, tuple, dict or object: a value that holds other values.
+  bool is_container() const noexcept {
+    const kind k = type();
+    return k == kind::list || k == kind::tuple || k == kind::dict || k == kind::object;
+  }
 
   // Typed access; throws pthio::error(invalid_argument) naming both types on a mismatch.
   bool as_bool() const;
@@ -136,7 +144,7 @@ class value {
   bool is_parameter() const noexcept;
   const storage_value& as_storage() const;
   const global_ref& as_global() const;
-  object_object& as_object() const;
+  opaque_object& as_object() const;
   // The items of a list or tuple (a span: valid while the container lives and, for a list, is
   // not resized).
   std::span<const value> items() const;
@@ -210,7 +218,7 @@ class dict_object {
 };
 
 // An instance of a class pthio does not model: kept inert.
-struct object_object {
+struct opaque_object {
   global_ref type;
   value args;  // the tuple given to REDUCE / NEWOBJ (None when built otherwise)
   value state; // BUILD's argument (None when none)
@@ -218,6 +226,7 @@ struct object_object {
   std::vector<value> list_items;                  // APPEND/APPENDS on it
   std::vector<std::pair<value, value>> dict_items; // SETITEM/SETITEMS on it
 };
+using object_object [[deprecated("renamed pthio::opaque_object")]] = opaque_object;
 
 // The hash pthio's dict uses (Python-compatible equality: 1 == 1.0 == True).
 std::size_t hash_value(const value& v);

@@ -89,7 +89,7 @@ value pickle_machine::call(const value& callable, const value& args) {
   if (opt_.globals)
     if (const reduce_fn* h = handler_of(callable); h && *h) {
       value r = (*h)(args.as_tuple());
-      if (is_container(r)) needs_walk_ = true;  // its shape is the handler's business
+      if (r.is_container()) needs_walk_ = true;  // its shape is the handler's business
       return text(std::move(r));
     }
   if (++call_depth_ > max_call_depth)
@@ -206,7 +206,7 @@ value pickle_machine::make_bytes_from(const global_ref& g, std::span<const value
     return value::make_bytes(encoded(a.as_str(), args[1], who.c_str()));
   }
   if (args.size() != 1) fail(op_name() + ": " + who + " takes one argument here");
-  if (a.type() == value::kind::bytes) return a;  // immutable: the copy can share its text
+  if (a.is_bytes()) return a;  // immutable: the copy can share its text
   if (a.is_int()) {
     if (a.as_int() < 0) fail(op_name() + ": " + who + " with a negative count");
     charge(static_cast<std::uint64_t>(a.as_int()));

@@ -195,7 +195,7 @@ class pickle_machine {
   std::deque<owned_tuple> tuples_;
   std::size_t tuple_count_ = 0;
   std::deque<owned<dict_object>> dicts_;
-  std::deque<owned<object_object>> objects_;
+  std::deque<owned<opaque_object>> objects_;
   // After a successful STOP: identities reachable from the result, which release() keeps.
   identity_map reachable_;
   bool succeeded_ = false;
@@ -284,10 +284,6 @@ class pickle_machine {
     fail(op_name() + " needs " + std::to_string(n) + " value(s) above the last MARK, there are " +
          std::to_string(have));
   }
-  static bool is_container(const value& v) noexcept {
-    const auto k = v.type();
-    return k == value::kind::list || k == value::kind::tuple || k == value::kind::dict || k == value::kind::object;
-  }
   static std::uint32_t up(std::uint32_t h, std::uint32_t by = 1) noexcept {
     return h > UINT32_MAX - 8 ? h : h + by;
   }
@@ -311,7 +307,7 @@ class pickle_machine {
     grow(stack_, 1);
     grow(heights_, 1);
     // A big int owns a shared block and a byte vector of its own.
-    if (v.type() == value::kind::big_integer) [[unlikely]] charge(64 + v.as_big_int().le_bytes.size());
+    if (v.is_big_int()) [[unlikely]] charge(64 + v.as_big_int().le_bytes.size());
     note_height(h);
   }
   [[noreturn, gnu::cold, gnu::noinline]] void stack_full() const {
@@ -387,7 +383,7 @@ class pickle_machine {
     // The items and the count slot before them, the control block, and an entry in tuples_.
     charge((n + 1) * slot_bytes + 64);
     bool holds_container = false;
-    for (std::size_t i = 0; i < n; ++i) holds_container |= is_container(items[i]);
+    for (std::size_t i = 0; i < n; ++i) holds_container |= items[i].is_container();
     value v = detail::value_access::tuple_moving(items, n);
     ++tuple_count_;
     if (holds_container) tuples_.push_back({v, v.identity()});
@@ -413,8 +409,8 @@ class pickle_machine {
 
   value new_object(global_ref type, value args) {
     // The object, its shared_ptr control block and its entry in objects_; names beyond SSO.
-    charge(sizeof(object_object) + 64 + type.module.size() + type.name.size());
-    auto p = detail::make_pooled<object_object>();
+    charge(sizeof(opaque_object) + 64 + type.module.size() + type.name.size());
+    auto p = detail::make_pooled<opaque_object>();
     p->type = std::move(type);
     p->args = std::move(args);
     value v = value::from(p);
@@ -432,7 +428,7 @@ class pickle_machine {
   void check_key(const value& key) {
     if (key.is_list() || key.is_dict())
       fail(op_name() + ": unhashable dict key of type " + std::string(key.type_name()));
-    if (key.type() == value::kind::big_integer && key.as_big_int().le_bytes.size() > max_key_int_bytes)
+    if (key.is_big_int() && key.as_big_int().le_bytes.size() > max_key_int_bytes)
       fail(errc::limit_exceeded, op_name() + ": a dict key integer has more than " +
                                      std::to_string(max_key_int_bytes) + " bytes");
     if (!key.is_tuple()) return;
@@ -448,7 +444,7 @@ class pickle_machine {
                                        std::to_string(max_key_values) + " values");
       if (c.is_list() || c.is_dict())
         fail(op_name() + ": unhashable dict key (a tuple holding a " + std::string(c.type_name()) + ")");
-      if (c.type() == value::kind::big_integer && c.as_big_int().le_bytes.size() > max_key_int_bytes)
+      if (c.is_big_int() && c.as_big_int().le_bytes.size() > max_key_int_bytes)
         fail(errc::limit_exceeded, op_name() + ": a dict key integer has more than " +
                                        std::to_string(max_key_int_bytes) + " bytes");
       if (c.is_tuple()) {
@@ -546,7 +542,7 @@ class pickle_machine {
     else if (auto it = memo_sparse_.find(index); it != memo_sparse_.end())
       v = &it->second;
     if (!v) fail(op_name() + " memo index " + std::to_string(index) + " is not defined");
-    if (is_container(*v)) needs_walk_ = true;
+    if (v->is_container()) needs_walk_ = true;
     push(*v);
   }
 

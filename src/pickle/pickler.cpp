@@ -441,7 +441,7 @@ void pickler::save_dict(const value& v) {
 }
 
 void pickler::save_object(const value& v) {
-  const object_object& o = v.as_object();
+  const opaque_object& o = v.as_object();
   auto emit_fn = [this](std::uint8_t c) { emit(c); };
   const bool no_args = o.args.is_none() || (o.args.is_tuple() && o.args.as_tuple().empty());
   const bool is_set = o.type == global_ref{"builtins", "set"} || o.type == global_ref{"builtins", "frozenset"};

@@ -56,7 +56,7 @@ inline bool valid_utf8(std::string_view s, bool allow_surrogates) {
 inline std::uint64_t text_box_bytes(const value& v) {
   std::size_t n;
   if (v.is_str()) n = v.as_str().size();
-  else if (v.type() == value::kind::bytes) n = v.as_bytes().size();
+  else if (v.is_bytes()) n = v.as_bytes().size();
   else return 0;
   return 64 + (n > 15 ? 24 : 0);
 }

@@ -57,8 +57,7 @@ void pickle_machine::verify(const value& root) {
       if (!path.empty()) path.back().height = std::max(path.back().height, h);
       continue;
     }
-    const auto k = c->type();
-    if (k != value::kind::list && k != value::kind::tuple && k != value::kind::dict && k != value::kind::object)
+    if (!c->is_container())
       continue;  // no children (storages have an identity but hold no values)
     const void* id = c->identity();
     const std::uint32_t seen = reachable_.find_or_insert(id, inserted);
@@ -139,7 +138,7 @@ unpickle_result pickle_machine::loop() {
       case opcode::POP_MARK: pop_mark(); break;
       case opcode::DUP: {
         value v = top();
-        if (is_container(v)) needs_walk_ = true;
+        if (v.is_container()) needs_walk_ = true;
         push(std::move(v), heights_.back());
         break;
       }
@@ -428,7 +427,7 @@ unpickle_result pickle_machine::loop() {
         if (!opt_.persistent_load)
           fail(op_name() + ": a persistent id, but no persistent_load was given");
         value r = opt_.persistent_load(pid);
-        if (is_container(r)) needs_walk_ = true;
+        if (r.is_container()) needs_walk_ = true;
         push(std::move(r));
         break;
       }

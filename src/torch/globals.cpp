@@ -39,7 +39,7 @@ namespace {
 // storage, offset, size, stride, requires_grad with the storage's dtype or an explicit one.
 value rebuild(const char* fn, const value& st, const value& off, const value& size, const value& stride,
               bool requires_grad, std::optional<dtype> explicit_dtype) {
-  if (st.type() != value::kind::storage)
+  if (!st.is_storage())
     bad_args(fn, "the storage argument is a " + std::string(st.type_name()) + ", not a storage");
   const storage_value& s = st.as_storage();
   dtype t = explicit_dtype ? *explicit_dtype : s.dtype;

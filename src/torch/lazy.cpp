@@ -100,7 +100,7 @@ void checkpoint::materialize() {
       return value(tensor(*s, t.dtype(), t.shape(), t.strides(), t.storage_offset(), t.requires_grad()),
                    v.is_parameter());
     }
-    if (v.type() == value::kind::storage) {
+    if (v.is_storage()) {
       const storage* s = read(v.as_storage().data);
       if (!s) return std::nullopt;
       storage_value sv = v.as_storage();

@@ -32,7 +32,7 @@ checkpoint load_legacy(const byte_source& src, const load_options& opt) {
   };
   unpickle_options plain = pickle_options_for(opt, "");
   value magic = next_pickle("magic number", plain);
-  if (magic.type() != value::kind::big_integer || magic.as_big_int().to_string() != "119547037146038801333356")
+  if (!magic.is_big_int() || magic.as_big_int().to_string() != "119547037146038801333356")
     throw error(errc::corrupt_checkpoint, "legacy stream does not start with torch's magic number");
   value proto = next_pickle("protocol version", plain);
   if (!proto.is_int() || proto.as_int() != 1001)
@@ -40,7 +40,7 @@ checkpoint load_legacy(const byte_source& src, const load_options& opt) {
                                        " is not supported (1001 is)");
   value sys_info = next_pickle("sys_info", plain);
   if (const value* le = sys_info.find("little_endian"); le && le->is_bool() && !le->as_bool())
-    ck.byte_order = "big";
+    ck.byte_order = std::endian::big;
 
   // A root storage, filled on the host once the pickle is read, then placed on `target`.
   struct pending {
@@ -114,7 +114,7 @@ checkpoint load_legacy(const byte_source& src, const load_options& opt) {
     if (!checked_mul(count, es, n)) r.fail("storage size overflows");
     auto bytes = r.bytes(n);
     if (n) std::memcpy(it->second.sv.data.data(), bytes.data(), bytes.size());
-    if (ck.byte_order == "big") swap_bytes(it->second.sv.data.data(), bytes.size(), it->second.sv.dtype);
+    if (ck.byte_order == std::endian::big) swap_bytes(it->second.sv.data.data(), bytes.size(), it->second.sv.dtype);
   }
   // Storages bound for another device were filled on the host; they go there now, each once, as
   // the zip loader places its records, so tensors that shared a storage still share one.
@@ -143,7 +143,7 @@ checkpoint load_legacy(const byte_source& src, const load_options& opt) {
       return value(tensor(it->second, t.dtype(), t.shape(), t.strides(), t.storage_offset(), t.requires_grad()),
                    v.is_parameter());
     }
-    if (v.type() == value::kind::storage) {
+    if (v.is_storage()) {
       auto it = placed.find(v.as_storage().data.id());
       if (it == placed.end()) return std::nullopt;
       storage_value sv = v.as_storage();

@@ -79,9 +79,9 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
     if (order != "little" && order != "big")
       throw error(errc::corrupt_checkpoint, "byteorder record says '" + order.substr(0, 16) + "'",
                   src.name() + ": " + bo->name);
-    ck.byte_order = order;
+    ck.byte_order = order == "big" ? std::endian::big : std::endian::little;
   }
-  const bool swap = ck.byte_order == "big";
+  const bool swap = ck.byte_order == std::endian::big;
   const bool zero_copy = opt.mode == load_mode::mmap && src.is_mapped() && !swap;
   std::shared_ptr<lazy_records> lazy;
   if (opt.mode == load_mode::lazy) {

@@ -13,13 +13,13 @@ namespace {
 
 // numpy pickles a dtype as numpy.dtype(code, False, True) with the state (3, byte order, ...);
 // the code ("f4", "i8") comes from the file, so it is checked to be a str before it is read.
-const std::string& type_code(const object_object& dt, const char* fn) {
+const std::string& type_code(const opaque_object& dt, const char* fn) {
   if (!dt.args.is_tuple() || dt.args.items().empty() || !dt.args.items()[0].is_str())
     bad_args(fn, "numpy dtype without a type code");
   return dt.args.items()[0].as_str();
 }
 
-bool is_big_endian(const object_object& dt) {
+bool is_big_endian(const opaque_object& dt) {
   return dt.has_state && dt.state.is_tuple() && dt.state.items().size() > 1 && dt.state.items()[1].is_str() &&
          dt.state.items()[1].as_str() == ">";
 }
@@ -34,7 +34,7 @@ value numpy_scalar(std::span<const value> a) {
   const auto& dt = a[0].as_object();
   const std::string& code = type_code(dt, fn);
   const bool big = is_big_endian(dt);
-  if (a.size() < 2 || a[1].type() != value::kind::bytes) bad_args(fn, "missing the scalar's bytes");
+  if (a.size() < 2 || !a[1].is_bytes()) bad_args(fn, "missing the scalar's bytes");
   std::string raw = a[1].as_bytes();
   if (big) std::reverse(raw.begin(), raw.end());
   auto need = [&](std::size_t n) {
@@ -64,7 +64,7 @@ namespace {
 
 // numpy arrays come out of the unpickler as _reconstruct objects with a BUILD state
 // (version, shape, dtype, is_fortran, raw bytes); turn them into tensors in place.
-std::optional<value> numpy_array(const object_object& o) {
+std::optional<value> numpy_array(const opaque_object& o) {
   if (o.type.name != "_reconstruct" || !o.has_state || !o.state.is_tuple()) return std::nullopt;
   const auto& st = o.state.as_tuple();
   if (st.size() != 5) return std::nullopt;
@@ -82,7 +82,7 @@ std::optional<value> numpy_array(const object_object& o) {
       {"c8", dtype::complex64}, {"c16", dtype::complex128}};
   auto it = codes.find(code);
   if (it == codes.end()) throw error(errc::unsupported, "numpy array of dtype '" + code + "' is not supported");
-  if (st[4].type() != value::kind::bytes) throw error(errc::unsupported, "numpy object arrays are not supported");
+  if (!st[4].is_bytes()) throw error(errc::unsupported, "numpy object arrays are not supported");
   const std::string& raw = st[4].as_bytes();
   std::int64_t n = shape_numel(shape);
   std::uint64_t need;

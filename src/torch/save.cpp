@@ -97,7 +97,7 @@ std::vector<std::byte> pickle_root(const value& root, storage_registry& reg, boo
   };
   pickle_options po;
   po.save_hook = [&reg, legacy, &keep](pickler& p, const value& v) -> bool {
-    if (v.type() == value::kind::storage) {
+    if (v.is_storage()) {
       const storage_value& s = v.as_storage();
       write_persistent_id(p, reg.key_for(s.data, s.dtype), s.dtype, legacy, keep(value::make_tuple()));
       return true;

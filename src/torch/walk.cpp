@@ -50,17 +50,8 @@ void transform_values(value& root, const std::function<std::optional<value>(cons
   }
 }
 
-namespace {
-
-bool is_container(const value& v) noexcept {
-  const auto k = v.type();
-  return k == value::kind::list || k == value::kind::tuple || k == value::kind::dict || k == value::kind::object;
-}
-
-}  // namespace
-
 void check_expansion(const value& root, const char* what) {
-  if (!is_container(root)) return;
+  if (!root.is_container()) return;
   static constexpr std::uint64_t on_path = UINT64_MAX;
   static constexpr std::uint64_t saturated = UINT64_MAX / 2;
   auto add = [](std::uint64_t a, std::uint64_t b) { return std::min(saturated, a + std::min(saturated, b)); };
@@ -83,7 +74,7 @@ void check_expansion(const value& root, const char* what) {
       else path.back().size = add(path.back().size, size);
       continue;
     }
-    if (!is_container(*c)) {
+    if (!c->is_container()) {
       ++distinct;
       f.size = add(f.size, 1);
       continue;
