@@ -3,9 +3,12 @@
 // of it; see fixtures/generate.py views_dict).
 #include <doctest/doctest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <tuple>
 #include <vector>
 
@@ -181,6 +184,41 @@ TEST_CASE("tensor: dtype conversions agree with torch, including the edges") {
   CHECK(as(f, pthio::dtype::uint8) == std::vector<double>{3, 253, 44, 0, 0, 0, 0, 112, 144, 0});
   CHECK(as(f, pthio::dtype::int16) == std::vector<double>{3, -3, 300, 0, 0, 0, 0, 4464, -4464, 0});
   CHECK(as(f, pthio::dtype::bool_) == std::vector<double>{1, 1, 1, 1, 1, 1, 1, 1, 1, 1});
+}
+
+TEST_CASE("tensor: to(float32) converts every float8 code as torch does") {
+  // tests/data/float8/make.py: torch 2.x's .to(torch.float32) of the bytes 0x00..0xff viewed as
+  // each float8 dtype, as float32 bit patterns. NaN payloads are not compared (a NaN is a NaN).
+  const auto data = pthio_test::fixtures_dir().parent_path() / "tests/data/float8";
+  std::ifstream in(data / "float8_to_float32.json");
+  REQUIRE(in);
+  const auto want = nlohmann::json::parse(in);
+  REQUIRE(want["dtypes"].size() == 5);
+  for (const auto& [name, codes] : want["dtypes"].items()) {
+    CAPTURE(name);
+    const auto dt = pthio::dtype_from_name(name);
+    REQUIRE(dt);
+    REQUIRE(codes.size() == 256);
+    auto bytes = pthio::tensor::zeros(dtype::uint8, {256});
+    for (int b = 0; b < 256; ++b) bytes.data<std::uint8_t>()[b] = static_cast<std::uint8_t>(b);
+    const auto f8 = tensor(bytes.get_storage(), *dt, {256}, {1}, 0);
+    const auto f32 = f8.to(dtype::float32);
+    REQUIRE(f32.dtype() == dtype::float32);
+    for (int b = 0; b < 256; ++b) {
+      CAPTURE(b);
+      const std::string hex = codes[b];
+      const auto bits = static_cast<std::uint32_t>(std::stoul(hex, nullptr, 16));
+      const float expected = std::bit_cast<float>(bits);
+      // The tensor conversion and the element function (what `pthio cat` prints) alike.
+      const float direct = pthio::float8_to_float(*dt, static_cast<std::uint8_t>(b));
+      for (float got : {f32.data<float>()[b], direct}) {
+        if (std::isnan(expected))
+          CHECK(std::isnan(got));
+        else
+          CHECK(std::bit_cast<std::uint32_t>(got) == bits);
+      }
+    }
+  }
 }
 
 TEST_CASE("tensor: as_strided outside the storage is the caller's invalid_argument") {

@@ -134,8 +134,9 @@ class tensor {
   // torch does; floating values pass through a double (complex to real keeps the real part);
   // floating to integer truncates toward zero as torch on x86 does: through int32 for int32 and
   // narrower targets (NaN or a value beyond int32 gives INT32_MIN, then the low bits: 300.0 ->
-  // int8 44), through int64 for wider ones (INT64_MIN); to bool is "!= 0". Throws unsupported
-  // for complex32, quantized, float8, float4, bits* and bcomplex32.
+  // int8 44), through int64 for wider ones (INT64_MIN); to bool is "!= 0". float8 converts from
+  // (exactly, as float8_to_float), not to. Throws unsupported for complex32, quantized, float4,
+  // bits*, bcomplex32, and to float8.
   tensor to(pthio::dtype t) const;
   // The elements in row-major order, each little-endian at the element size (host tensors).
   std::vector<std::byte> bytes() const;

@@ -240,21 +240,6 @@ int cmd_dump(const args& a) {
   return exit_ok;
 }
 
-// float8 decoders (OCP FP8 and the fnuz variants) for printing.
-double fp8(std::uint8_t b, int exp_bits, int bias, bool fnuz, bool e4m3fn) {
-  int man_bits = 7 - exp_bits;
-  int sign = b >> 7;
-  int e = (b >> man_bits) & ((1 << exp_bits) - 1);
-  int m = b & ((1 << man_bits) - 1);
-  if (fnuz && b == 0x80) return NAN;
-  if (!fnuz) {
-    if (e4m3fn && e == 15 && m == 7) return NAN;
-    if (!e4m3fn && e == 31) return m ? NAN : (sign ? -INFINITY : INFINITY);
-  }
-  double v = e == 0 ? std::ldexp(m, 1 - bias - man_bits) : std::ldexp((1 << man_bits) + m, e - bias - man_bits);
-  return sign ? -v : v;
-}
-
 std::string element_text(const pthio::tensor& t, const std::byte* p) {
   auto rd = [p]<class T>(T) { T v; std::memcpy(&v, p, sizeof v); return v; };
   auto f = [](double d) {
@@ -298,10 +283,13 @@ std::string element_text(const pthio::tensor& t, const std::byte* p) {
     case dtype::uint32: return std::to_string(rd(std::uint32_t{}));
     case dtype::uint64: return std::to_string(rd(std::uint64_t{}));
     case dtype::bool_: return rd(std::uint8_t{}) ? "True" : "False";
-    case dtype::float8_e4m3fn: return f(fp8(rd(std::uint8_t{}), 4, 7, false, true));
-    case dtype::float8_e5m2: return f(fp8(rd(std::uint8_t{}), 5, 15, false, false));
-    case dtype::float8_e4m3fnuz: return f(fp8(rd(std::uint8_t{}), 4, 8, true, true));
-    case dtype::float8_e5m2fnuz: return f(fp8(rd(std::uint8_t{}), 5, 16, true, false));
+    case dtype::float8_e4m3fn:
+    case dtype::float8_e5m2:
+    case dtype::float8_e4m3fnuz:
+    case dtype::float8_e5m2fnuz:
+    case dtype::float8_e8m0fnu:
+      // Every float8 value is exact as a float, and printed as a double like the other floats.
+      return f(pthio::float8_to_float(t.dtype(), rd(std::uint8_t{})));
     default: {
       char buf[8];
       std::snprintf(buf, sizeof buf, "0x%02x", static_cast<unsigned>(rd(std::uint8_t{})));
