@@ -8,7 +8,7 @@
 #                                       while the version is 0.x: minors may break the ABI)
 # The shared library is linked from the static library's objects (compiled once, position
 # independent), so the two always hold the same code. Its private dependencies (libdeflate,
-# libcrypto, CUDA) are those of the static library, taken from it.
+# CUDA) are those of the static library, taken from it.
 
 add_library(pthio_shared SHARED $<TARGET_OBJECTS:pthio>)
 add_library(pthio::pthio_shared ALIAS pthio_shared)

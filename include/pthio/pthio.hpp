@@ -15,7 +15,6 @@
 #include "pthio/eigen.hpp"
 #include "pthio/error.hpp"
 #include "pthio/io.hpp"
-#include "pthio/json.hpp"
 #include "pthio/pickle.hpp"
 #include "pthio/safetensors.hpp"
 #include "pthio/sharded.hpp"

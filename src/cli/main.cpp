@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "json.h"
 #include "pthio/pthio.hpp"
 #include "scan.h"
 
@@ -111,7 +112,7 @@ int cmd_ls(const args& a) {
   need_positional(a, 1, "one FILE");
   auto ck = pthio::load_checkpoint(a.positional[0], load_opts(a));
   if (a.json) {
-    std::cout << pthio::ls_json(ck, a.positional[0]) << "\n";
+    std::cout << pthio::cli::ls_json(ck, a.positional[0]) << "\n";
     return exit_ok;
   }
   struct row { std::string key, dtype, shape, device, bytes; };
@@ -172,10 +173,10 @@ void dump_text(const pthio::value& v, int indent, std::string& out) {
     case k::big_integer: out += v.as_big_int().to_string(); break;
     case k::floating: {
       double d = v.as_float();
-      out += std::isnan(d) ? "nan" : std::isinf(d) ? (d > 0 ? "inf" : "-inf") : pthio::python_float_repr(d);
+      out += std::isnan(d) ? "nan" : std::isinf(d) ? (d > 0 ? "inf" : "-inf") : pthio::cli::python_float_repr(d);
       break;
     }
-    case k::string: out += pthio::json_quote(v.as_str()); break;
+    case k::string: out += pthio::cli::json_quote(v.as_str()); break;
     case k::bytes: out += "b<" + std::to_string(v.as_bytes().size()) + " bytes>"; break;
     case k::list: dump_text_items(v.items(), indent, out, '[', ']'); break;
     case k::tuple: dump_text_items(v.items(), indent, out, '(', ')'); break;
@@ -231,7 +232,7 @@ int cmd_dump(const args& a) {
   need_positional(a, 1, "one FILE");
   auto ck = pthio::load_checkpoint(a.positional[0], load_opts(a));
   if (a.json) {
-    std::cout << pthio::dump_json(ck.root) << "\n";
+    std::cout << pthio::cli::dump_json(ck.root) << "\n";
   } else {
     std::string out;
     dump_text(ck.root, 0, out);
@@ -245,22 +246,22 @@ std::string element_text(const pthio::tensor& t, const std::byte* p) {
   auto f = [](double d) {
     if (std::isnan(d)) return std::string("nan");
     if (std::isinf(d)) return std::string(d > 0 ? "inf" : "-inf");
-    return pthio::python_float_repr(d);
+    return pthio::cli::python_float_repr(d);
   };
   using pthio::dtype;
   switch (t.dtype()) {
     case dtype::float64: return f(rd(double{}));
     case dtype::float32: {
       float v = rd(float{});
-      return std::isfinite(v) ? pthio::python_float_repr(v) : f(v);
+      return std::isfinite(v) ? pthio::cli::python_float_repr(v) : f(v);
     }
     case dtype::float16: {
       float v = pthio::half_to_float(rd(std::uint16_t{}));
-      return std::isfinite(v) ? pthio::python_float_repr(v) : f(v);
+      return std::isfinite(v) ? pthio::cli::python_float_repr(v) : f(v);
     }
     case dtype::bfloat16: {
       float v = pthio::bfloat16_to_float(rd(std::uint16_t{}));
-      return std::isfinite(v) ? pthio::python_float_repr(v) : f(v);
+      return std::isfinite(v) ? pthio::cli::python_float_repr(v) : f(v);
     }
     case dtype::complex128: {
       double re, im;
