@@ -12,6 +12,7 @@
 #include <tuple>
 #include <vector>
 
+#include "pthio/eigen.hpp"
 #include "pthio/pthio.hpp"
 #include "support.h"
 
@@ -87,25 +88,25 @@ TEST_CASE("tensor: views PyTorch saved read through their strides") {
 
 TEST_CASE("tensor: Eigen maps honour strides without copying") {
   auto root = views("t2/views.pth");
-  auto block = get(root, "block").matrix<float>();
+  auto block = pthio::map_matrix<float>(get(root, "block"));
   CHECK(block.rows() == 3);
   CHECK(block.cols() == 4);
   CHECK(block(0, 0) == 10.0f);
   CHECK(block(2, 3) == 29.0f);
-  auto tr = get(root, "transposed").matrix<float>();
+  auto tr = pthio::map_matrix<float>(get(root, "transposed"));
   CHECK(tr(7, 1) == 15.0f);
-  Eigen::MatrixXf prod = get(root, "base").matrix<float>() * tr;  // (6x8)(8x6)
+  Eigen::MatrixXf prod = pthio::map_matrix<float>(get(root, "base")) * tr;  // (6x8)(8x6)
   float expected = 0;
   for (int k = 0; k < 8; ++k) expected += float(2 * 8 + k) * float(3 * 8 + k);
   CHECK(prod(2, 3) == expected);
-  auto row = get(root, "row2").vector<float>();
+  auto row = pthio::map_vector<float>(get(root, "row2"));
   CHECK(row.sum() == float(16 + 17 + 18 + 19 + 20 + 21 + 22 + 23));
   // A write through the map lands in the shared storage.
   auto b = get(root, "base");
-  b.matrix<float>()(0, 0) = -1.0f;
+  pthio::map_matrix<float>(b)(0, 0) = -1.0f;
   CHECK(get(root, "transposed").at<float>({0, 0}) == -1.0f);
-  CHECK_THROWS_AS(get(root, "base").matrix<double>(), pthio::error);
-  CHECK_THROWS_AS(get(root, "row2").matrix<float>(), pthio::error);
+  CHECK_THROWS_AS(pthio::map_matrix<double>(get(root, "base")), pthio::error);
+  CHECK_THROWS_AS(pthio::map_matrix<float>(get(root, "row2")), pthio::error);
 }
 
 TEST_CASE("tensor: construction refuses views outside their storage") {

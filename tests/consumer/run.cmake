@@ -100,9 +100,9 @@ if(MODE STREQUAL "install")
   run(COMMAND ${PKG_CONFIG} --cflags pthio OUTPUT_VARIABLE pc_cflags)
   run(COMMAND ${PKG_CONFIG} --libs pthio OUTPUT_VARIABLE pc_libs)
   run(COMMAND ${PKG_CONFIG} --static --libs pthio OUTPUT_VARIABLE pc_static_libs)
-  # A C program pays for no crypto library.
-  if("${pc_static_libs}" MATCHES "crypt|ssl")
-    message(FATAL_ERROR "pthio.pc asks for a crypto library: ${pc_static_libs}")
+  # A C program pays for neither Eigen nor a crypto library.
+  if("${pc_cflags} ${pc_static_libs}" MATCHES "eigen|crypt|ssl")
+    message(FATAL_ERROR "pthio.pc asks for Eigen or crypto: ${pc_cflags} ${pc_static_libs}")
   endif()
   separate_arguments(pc_cflags UNIX_COMMAND "${pc_cflags}")
   separate_arguments(pc_libs UNIX_COMMAND "${pc_libs}")
