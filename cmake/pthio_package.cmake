@@ -8,7 +8,8 @@
 #                                       while the version is 0.x: minors may break the ABI)
 # The shared library is linked from the static library's objects (compiled once, position
 # independent), so the two always hold the same code. Its private dependencies (libdeflate,
-# libcrypto, CUDA) are those of the static library, taken from it.
+# CUDA) are those of the static library, taken from it. pthio::eigen (an interface target, where
+# Eigen 3 was found) brings Eigen for <pthio/eigen.hpp>; nothing else needs it.
 
 add_library(pthio_shared SHARED $<TARGET_OBJECTS:pthio>)
 add_library(pthio::pthio_shared ALIAS pthio_shared)
@@ -16,9 +17,7 @@ target_compile_features(pthio_shared PUBLIC cxx_std_20)
 target_include_directories(pthio_shared PUBLIC
   $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
   $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
-target_link_libraries(pthio_shared
-  PUBLIC Eigen3::Eigen
-  PRIVATE "$<TARGET_PROPERTY:pthio,LINK_LIBRARIES>")
+target_link_libraries(pthio_shared PRIVATE "$<TARGET_PROPERTY:pthio,LINK_LIBRARIES>")
 set_target_properties(pthio_shared PROPERTIES
   OUTPUT_NAME pthio
   EXPORT_NAME pthio_shared
@@ -44,7 +43,11 @@ set(PTHIO_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/pthio CACHE STRING
 set(PTHIO_PKGCONFIG_DIR ${CMAKE_INSTALL_LIBDIR}/pkgconfig CACHE STRING
     "Where pthio.pc is installed, relative to the prefix")
 
-install(TARGETS pthio pthio_shared EXPORT pthio-targets
+set(_pthio_exported pthio pthio_shared)
+if(TARGET pthio_eigen)
+  list(APPEND _pthio_exported pthio_eigen)
+endif()
+install(TARGETS ${_pthio_exported} EXPORT pthio-targets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT development
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT runtime NAMELINK_COMPONENT development
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)
@@ -59,6 +62,10 @@ install(EXPORT pthio-targets NAMESPACE pthio:: FILE pthioTargets.cmake
 set(PTHIO_PACKAGE_NEEDS_CUDA OFF)
 if(PTHIO_HAVE_CUDA)
   set(PTHIO_PACKAGE_NEEDS_CUDA ON)
+endif()
+set(PTHIO_PACKAGE_HAS_EIGEN OFF)
+if(TARGET pthio_eigen)
+  set(PTHIO_PACKAGE_HAS_EIGEN ON)
 endif()
 configure_package_config_file(cmake/pthioConfig.cmake.in ${PROJECT_BINARY_DIR}/pthioConfig.cmake
   INSTALL_DESTINATION ${PTHIO_CMAKE_DIR})

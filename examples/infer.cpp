@@ -44,8 +44,8 @@ int main(int argc, char** argv) {
       return 1;
     }
     // Eigen maps honour the saved strides; the product copies into a dense matrix.
-    mlp::matrix x = input->as_tensor().to(pthio::dtype::float32).matrix<float>();
-    mlp::matrix expected = logits->as_tensor().to(pthio::dtype::float32).matrix<float>();
+    mlp::matrix x = pthio::map_matrix<float>(input->as_tensor().to(pthio::dtype::float32));
+    mlp::matrix expected = pthio::map_matrix<float>(logits->as_tensor().to(pthio::dtype::float32));
     mlp::matrix got = net.forward(x);
     if (got.rows() != expected.rows() || got.cols() != expected.cols()) {
       std::fprintf(stderr, "infer: logits are %lldx%lld, PyTorch's %lldx%lld\n", static_cast<long long>(got.rows()),

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "pthio/eigen.hpp"
 #include "pthio/pthio.hpp"
 
 namespace mlp {
@@ -41,8 +42,8 @@ struct linear {
   std::int64_t out_features() const { return weight.size(0); }
 
   matrix forward(const matrix& x) const {
-    matrix y = x * weight.matrix<float>().transpose();
-    y.rowwise() += bias.vector<float>().transpose();
+    matrix y = x * pthio::map_matrix<float>(weight).transpose();
+    y.rowwise() += pthio::map_vector<float>(bias).transpose();
     return y;
   }
 };
@@ -128,12 +129,12 @@ class model {
       const matrix& x = acts.inputs[k];
       pthio::tensor gw = pthio::tensor::zeros(pthio::dtype::float32, l.weight.shape());
       pthio::tensor gb = pthio::tensor::zeros(pthio::dtype::float32, l.bias.shape());
-      gw.matrix<float>() = dy.transpose() * x;            // dW = dY^T X
-      gb.vector<float>() = dy.colwise().sum().transpose();  // db = sum over the batch
+      pthio::map_matrix<float>(gw) = dy.transpose() * x;              // dW = dY^T X
+      pthio::map_vector<float>(gb) = dy.colwise().sum().transpose();  // db = sum over the batch
       grads[2 * k] = gw;
       grads[2 * k + 1] = gb;
       if (k == 0) break;
-      matrix dx = dy * l.weight.matrix<float>();  // dX = dY W
+      matrix dx = dy * pthio::map_matrix<float>(l.weight);  // dX = dY W
       // ReLU backward: x is the ReLU's output, zero where the input was <= 0.
       dy = (x.array() > 0.0f).select(dx, 0.0f);
     }

@@ -57,11 +57,11 @@ void init_weights(mlp::model& net) {
     auto& l = net.layers[k];
     const std::int64_t fan_in = l.in_features();
     const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
-    auto w = l.weight.matrix<float>();
+    auto w = pthio::map_matrix<float>(l.weight);
     for (std::int64_t o = 0; o < l.out_features(); ++o)
       for (std::int64_t i = 0; i < fan_in; ++i)
         w(o, i) = static_cast<float>(bound * std::sin(static_cast<double>(7 * (o * fan_in + i) + 3 * static_cast<std::int64_t>(k) + 1)));
-    auto b = l.bias.vector<float>();
+    auto b = pthio::map_vector<float>(l.bias);
     for (std::int64_t o = 0; o < l.out_features(); ++o)
       b(o) = static_cast<float>(bound * std::sin(static_cast<double>(5 * o + 11 * static_cast<std::int64_t>(k) + 2)));
   }

@@ -2,6 +2,8 @@
 
 #include <array>
 #include <bit>
+#include <cmath>
+#include <limits>
 #include <cstring>
 
 namespace pthio {
@@ -143,6 +145,51 @@ std::uint16_t float_to_bfloat16(float f) noexcept {
   if ((x & 0x7fffffff) > 0x7f800000) return static_cast<std::uint16_t>((x >> 16) | 0x40);  // quiet NaN
   std::uint32_t rounding = 0x7fff + ((x >> 16) & 1);
   return static_cast<std::uint16_t>((x + rounding) >> 16);
+}
+
+namespace {
+
+// A sign, exponent and mantissa float8 layout. `fnuz` formats (Graphcore's, in torch as *fnuz) have
+// no infinities and no negative zero: 0x80 is their only NaN, and their bias is one more than the
+// OCP format's. OCP e4m3fn gives up infinities for range: only S.1111.111 is NaN. OCP e5m2 follows
+// IEEE: an all-ones exponent is infinity or NaN.
+float decode_float8(std::uint8_t b, int exp_bits, int bias, bool fnuz) noexcept {
+  const int man_bits = 7 - exp_bits;
+  const int exp_mask = (1 << exp_bits) - 1;
+  const bool negative = (b & 0x80) != 0;
+  const int e = (b >> man_bits) & exp_mask;
+  const int m = b & ((1 << man_bits) - 1);
+  constexpr float nan = std::numeric_limits<float>::quiet_NaN();
+  if (fnuz) {
+    if (b == 0x80) return nan;
+  } else if (exp_bits == 4) {
+    if (e == exp_mask && m == (1 << man_bits) - 1) return nan;
+  } else if (e == exp_mask) {
+    if (m != 0) return nan;
+    constexpr float inf = std::numeric_limits<float>::infinity();
+    return negative ? -inf : inf;
+  }
+  // Subnormals (e == 0) have no implicit leading one and the exponent of e == 1.
+  const int significand = e == 0 ? m : (1 << man_bits) | m;
+  const int exponent = (e == 0 ? 1 : e) - bias - man_bits;
+  const float v = std::ldexp(static_cast<float>(significand), exponent);
+  return negative ? -v : v;
+}
+
+}  // namespace
+
+float float8_to_float(dtype t, std::uint8_t bits) noexcept {
+  switch (t) {
+    case dtype::float8_e4m3fn: return decode_float8(bits, 4, 7, false);
+    case dtype::float8_e5m2: return decode_float8(bits, 5, 15, false);
+    case dtype::float8_e4m3fnuz: return decode_float8(bits, 4, 8, true);
+    case dtype::float8_e5m2fnuz: return decode_float8(bits, 5, 16, true);
+    case dtype::float8_e8m0fnu:
+      // Exponent only, unsigned: 2^-127 (a float32 subnormal) up to 2^127.
+      if (bits == 0xff) return std::numeric_limits<float>::quiet_NaN();
+      return std::ldexp(1.0f, static_cast<int>(bits) - 127);
+    default: return std::numeric_limits<float>::quiet_NaN();
+  }
 }
 
 }  // namespace pthio

@@ -1,6 +1,7 @@
 // JSON reading for safetensors headers and sharded-checkpoint indexes (RFC 8259).
 #include "json_reader.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <vector>
 
@@ -240,6 +241,37 @@ value json_reader::any_value() {
       return value(d);
     }
   }
+}
+
+std::string json_quote(std::string_view s) {
+  std::string out = "\"";
+  auto hex4 = [&](unsigned c) {
+    char b[8];
+    std::snprintf(b, sizeof b, "\\u%04x", c);
+    out += b;
+  };
+  for (std::size_t i = 0; i < s.size();) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == '"') { out += "\\\""; ++i; continue; }
+    if (c == '\\') { out += "\\\\"; ++i; continue; }
+    if (c == '\n') { out += "\\n"; ++i; continue; }
+    if (c == '\r') { out += "\\r"; ++i; continue; }
+    if (c == '\t') { out += "\\t"; ++i; continue; }
+    if (c < 0x20 || c == 0x7f) { hex4(c); ++i; continue; }
+    if (c < 0x80) { out += static_cast<char>(c); ++i; continue; }
+    // Validate one UTF-8 sequence; pass it through, or escape the byte as U+FFFD.
+    int len = (c >= 0xf0 && c <= 0xf4) ? 4 : (c >= 0xe0) ? 3 : (c >= 0xc2 && c < 0xe0) ? 2 : 0;
+    bool ok = len > 0 && i + static_cast<std::size_t>(len) <= s.size();
+    for (int k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
+    if (ok) {
+      out.append(s.substr(i, static_cast<std::size_t>(len)));
+      i += static_cast<std::size_t>(len);
+    } else {
+      hex4(0xfffd);
+      ++i;
+    }
+  }
+  return out + "\"";
 }
 
 }  // namespace pthio::detail

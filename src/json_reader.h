@@ -17,6 +17,10 @@
 
 namespace pthio::detail {
 
+// A JSON string literal of `s`: UTF-8 passed through, control characters escaped, bytes that are
+// not UTF-8 shown as \ufffd. Error messages show names read from files this way.
+std::string json_quote(std::string_view s);
+
 // Position of the first byte that breaks UTF-8 (overlong forms, surrogates, past U+10FFFF
 // included), or nullopt when all of `text` is valid.
 std::optional<std::size_t> find_invalid_utf8(std::span<const std::byte> text) noexcept;

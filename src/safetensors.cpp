@@ -13,7 +13,6 @@
 #include "torch/internal.h"
 #include "json_reader.h"
 #include "pthio/cuda.hpp"
-#include "pthio/json.hpp"
 
 namespace pthio {
 
@@ -73,7 +72,7 @@ const st_dtype* find_st(dtype t) noexcept {
 }
 
 std::string show_name(const std::string& name) {
-  return json_quote(name.size() > 200 ? name.substr(0, 200) + "..." : name);
+  return detail::json_quote(name.size() > 200 ? name.substr(0, 200) + "..." : name);
 }
 
 std::string shape_text(const shape_t& s) { return shape_string(s); }

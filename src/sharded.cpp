@@ -6,7 +6,6 @@
 #include <unordered_set>
 
 #include "json_reader.h"
-#include "pthio/json.hpp"
 #include "pthio/safetensors.hpp"
 #include "torch/internal.h"
 
@@ -17,7 +16,7 @@ namespace {
 // An index of a few million names is a few hundred MB; past this it is not an index.
 constexpr std::size_t max_index_size = 256u << 20;
 
-std::string show_name(const std::string& s) { return json_quote(s.size() > 200 ? s.substr(0, 200) + "..." : s); }
+std::string show_name(const std::string& s) { return detail::json_quote(s.size() > 200 ? s.substr(0, 200) + "..." : s); }
 
 // The shard path must stay inside the index's folder.
 std::string shard_path_problem(const std::string& shard) {

@@ -320,6 +320,11 @@ elem load_elem(pthio::dtype t, const std::byte* p) {
     case dtype::uint32: return uint(rd((std::uint32_t*)nullptr));
     case dtype::uint64: return uint(rd((std::uint64_t*)nullptr));
     case dtype::bool_: return uint(rd((std::uint8_t*)nullptr) != 0 ? 1 : 0);
+    case dtype::float8_e4m3fn:
+    case dtype::float8_e5m2:
+    case dtype::float8_e4m3fnuz:
+    case dtype::float8_e5m2fnuz:
+    case dtype::float8_e8m0fnu: return real(float8_to_float(t, rd((std::uint8_t*)nullptr)));
     default:
       throw error(errc::unsupported, "dtype conversion from " + std::string(dtype_name(t)) + " is not supported");
   }

@@ -16,7 +16,7 @@ endif()
 
 foreach(target IN LISTS PTHIO_FUZZ_TARGETS)
   add_executable(fuzz_replay_${target} ${PTHIO_FUZZ_DIR}/${target}.cpp ${PTHIO_FUZZ_DIR}/replay_main.cpp)
-  target_link_libraries(fuzz_replay_${target} PRIVATE pthio)
+  target_link_libraries(fuzz_replay_${target} PRIVATE pthio_cli_core pthio)
   target_compile_options(fuzz_replay_${target} PRIVATE ${PTHIO_WARNINGS})
   add_test(NAME "fuzz: the ${target} corpus replays without a crash, leak or sanitizer report"
            COMMAND fuzz_replay_${target} ${PTHIO_CORPUS_DIR}/${target})
@@ -25,7 +25,7 @@ foreach(target IN LISTS PTHIO_FUZZ_TARGETS)
 
   if(PTHIO_FUZZ)
     add_executable(fuzz_${target} ${PTHIO_FUZZ_DIR}/${target}.cpp)
-    target_link_libraries(fuzz_${target} PRIVATE pthio)
+    target_link_libraries(fuzz_${target} PRIVATE pthio_cli_core pthio)
     target_compile_options(fuzz_${target} PRIVATE ${PTHIO_WARNINGS} -fsanitize=fuzzer)
     target_link_options(fuzz_${target} PRIVATE -fsanitize=fuzzer)
   endif()

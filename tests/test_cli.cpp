@@ -1,6 +1,5 @@
 // The pthio command's contract (docs/cli.md): --json shapes, key paths, exit statuses.
 #include <doctest/doctest.h>
-#include <openssl/evp.h>
 
 #include <cstring>
 #include <fstream>
@@ -8,6 +7,7 @@
 #include <set>
 #include <nlohmann/json.hpp>
 
+#include "cli/sha256.h"
 #include "cli_support.h"
 #include "pthio/pthio.hpp"
 #include "manifest.h"
@@ -18,20 +18,6 @@ using pthio_test::run_cli;
 using pthio_test::shell_quote;
 
 using pthio_test::manifest;
-
-namespace {
-
-std::string sha256_hex(const std::string& bytes) {
-  unsigned char md[32];
-  unsigned len = 0;
-  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
-  std::string out;
-  static const char* h = "0123456789abcdef";
-  for (unsigned i = 0; i < len; ++i) out += std::string{h[md[i] >> 4], h[md[i] & 15]};
-  return out;
-}
-
-}  // namespace
 
 TEST_SUITE("cli") {
 
@@ -100,7 +86,9 @@ TEST_CASE("cli: cat prints values whose bytes hash to PyTorch's SHA-256") {
         tok += c;
       }
     }
-    CHECK(sha256_hex(bytes) == t["sha256"].get<std::string>());
+    // The manifest's digest is hashlib's, of the bytes torch saved.
+    CHECK(pthio::cli::sha256_hex(std::as_bytes(std::span(bytes.data(), bytes.size()))) ==
+          t["sha256"].get<std::string>());
   }
 }
 

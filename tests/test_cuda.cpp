@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cuda/staging.h"
+#include "pthio/eigen.hpp"
 #include "pthio/pthio.hpp"
 #include "support.h"
 
@@ -521,7 +522,8 @@ TEST_CASE("cuda: gemm matches the CPU for float32, float16 and bfloat16, plain o
         pthio::cuda::gemm(da, db, dc, alpha, beta);
         tensor fa = ha.to(dtype::float32), fb = hb.to(dtype::float32), fc = hc.to(dtype::float32);
         tensor want = tensor::zeros(dtype::float32, {m, n});
-        want.matrix<float>() = alpha * (fa.matrix<float>() * fb.matrix<float>()) + beta * fc.matrix<float>();
+        pthio::map_matrix<float>(want) =
+            alpha * (pthio::map_matrix<float>(fa) * pthio::map_matrix<float>(fb)) + beta * pthio::map_matrix<float>(fc);
         const float tol = out == dtype::float32 ? 1e-4f : out == dtype::float16 ? 2e-3f : 1.6e-2f;
         check_close(dc, want, tol, tol);
       }
@@ -546,7 +548,8 @@ TEST_CASE("cuda: gemv matches the CPU, with strided vectors") {
       pthio::cuda::gemv(da, dx, dy, 2.0f, -1.0f);
       tensor fa = ha.to(dtype::float32), fx = hx.to(dtype::float32);
       tensor want = tensor::zeros(dtype::float32, {m});
-      want.vector<float>() = 2.0f * (fa.matrix<float>() * fx.vector<float>()) - hy.vector<float>();
+      pthio::map_vector<float>(want) =
+          2.0f * (pthio::map_matrix<float>(fa) * pthio::map_vector<float>(fx)) - pthio::map_vector<float>(hy);
       check_close(dy, want, 1e-3f, 1e-3f);
     }
   }

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "cli/json.h"
 #include "pthio/pthio.hpp"
 #include "support.h"
 #include "manifest.h"
@@ -70,7 +71,7 @@ void check_lazy(const json& e, const pthio::checkpoint& ck) {
     // Its bytes, read now: the same tensor as PyTorch's (sha256 of the elements), on the CPU.
     pthio::value loaded(ck.load_tensor(key), v.is_parameter());
     CHECK(loaded.as_tensor().dev() == pthio::cpu_device);
-    json got = json::parse(pthio::tensor_json(loaded, &key));
+    json got = json::parse(pthio::cli::tensor_json(loaded, &key));
     json expect = w;
     if (e["format"] == "torchscript") {
       got.erase("requires_grad");
@@ -106,7 +107,7 @@ void check_entry(const json& e, pthio::load_mode mode) {
   CHECK(pthio::format_name(ck.format) == e["format"].get<std::string>());
   if (!e["archive"].is_null()) CHECK(ck.archive_name == e["archive"].get<std::string>());
 
-  json ls = json::parse(pthio::ls_json(ck, path.string()));
+  json ls = json::parse(pthio::cli::ls_json(ck, path.string()));
   json want = expected_ls(e, path.string());
   if (e["format"] == "torchscript") {
     // The manifest lists module.state_dict(), whose tensors are detached (requires_grad false);
@@ -119,7 +120,7 @@ void check_entry(const json& e, pthio::load_mode mode) {
   CHECK_MESSAGE(bool(ls == want), "ls differs from PyTorch: ", first_difference(ls, want));
 
   if (!e["dump"].is_null()) {
-    json dump = json::parse(pthio::dump_json(ck.root));
+    json dump = json::parse(pthio::cli::dump_json(ck.root));
     CHECK_MESSAGE(bool(dump == e["dump"]), "dump differs from PyTorch: ", first_difference(dump, e["dump"]));
   }
 
@@ -222,9 +223,9 @@ TEST_CASE("fixtures: a big-endian checkpoint is byte-swapped on load, as torch s
   for (auto mode : {pthio::load_mode::eager, pthio::load_mode::mmap}) {
     auto ck = pthio::load_checkpoint(fixture("bigendian/big.pth"), cpu_options(mode));
     CHECK(ck.byte_order == std::endian::big);
-    json ls = json::parse(pthio::ls_json(ck, "big.pth"));
+    json ls = json::parse(pthio::cli::ls_json(ck, "big.pth"));
     CHECK_MESSAGE(bool(ls["tensors"] == m["tensors"]), first_difference(ls["tensors"], m["tensors"]));
-    CHECK(json::parse(pthio::dump_json(ck.root)) == m["dump"]);
+    CHECK(json::parse(pthio::cli::dump_json(ck.root)) == m["dump"]);
     // The view still shares its base's (swapped) storage.
     CHECK(ck.root.find("view")->as_tensor().get_storage().same(ck.root.find("f32")->as_tensor().get_storage()));
   }

@@ -3,6 +3,7 @@
 // context where one applies), never a crash, hang or unbounded allocation.
 #include <doctest/doctest.h>
 
+#include <cstring>
 #include <random>
 
 #include "cli_support.h"

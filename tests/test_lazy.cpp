@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli/json.h"
 #include "pthio/pthio.hpp"
 #include "support.h"
 
@@ -127,7 +128,7 @@ TEST_CASE("lazy: load_tensor by key and by placeholder; unknown keys; materializ
   for (std::size_t i = 0; i < lazy_ids.size(); ++i)
     for (std::size_t j = 0; j < lazy_ids.size(); ++j)
       CHECK((lazy_ids[i] == lazy_ids[j]) == (eager_ids[i] == eager_ids[j]));
-  CHECK(pthio::dump_json(ck.root) == pthio::dump_json(eager.root));
+  CHECK(pthio::cli::dump_json(ck.root) == pthio::cli::dump_json(eager.root));
 }
 
 TEST_CASE("lazy: big-endian files are swapped on read; safetensors files are lazy too") {
@@ -142,7 +143,7 @@ TEST_CASE("lazy: big-endian files are swapped on read; safetensors files are laz
       CHECK(ck.load_tensor(k).contiguous().bytes() == v.as_tensor().contiguous().bytes());
     });
     ck.materialize();
-    CHECK(pthio::dump_json(ck.root) == pthio::dump_json(eager.root));
+    CHECK(pthio::cli::dump_json(ck.root) == pthio::cli::dump_json(eager.root));
   }
 }
 

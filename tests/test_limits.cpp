@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/json.h"
 #include "cli_support.h"
 #include "support.h"
 #include "pthio/pthio.hpp"
@@ -768,7 +769,7 @@ TEST_CASE("limits: a value that doubles through shared tuples is refused by dump
   for (int i = 0; i < 60; ++i) doubling += "2\x86";  // DUP, TUPLE2
   const auto v = pthio::unpickle(to_bytes("\x80\x02N" + doubling + "."), {}).root;
   try {
-    (void)pthio::dump_json(v);
+    (void)pthio::cli::dump_json(v);
     FAIL("rendered");
   } catch (const pthio::error& e) {
     CHECK(e.kind() == pthio::errc::limit_exceeded);
@@ -779,7 +780,7 @@ TEST_CASE("limits: a value that doubles through shared tuples is refused by dump
   // A few doublings are rendered as usual.
   std::string few;
   for (int i = 0; i < 10; ++i) few += "2\x86";
-  CHECK(pthio::dump_json(pthio::unpickle(to_bytes("\x80\x02N" + few + "."), {}).root).size() > 1024 * 4);
+  CHECK(pthio::cli::dump_json(pthio::unpickle(to_bytes("\x80\x02N" + few + "."), {}).root).size() > 1024 * 4);
   // The command refuses both, quickly, with exit status 3; over a tensor, ls too.
   std::string over_tensor = tensor_pickle("0", 4, {4}, {1}, 0);
   over_tensor.pop_back();  // STOP

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "cli/json.h"
 #include "cli_support.h"
 #include "pthio/pthio.hpp"
 #include "manifest.h"
@@ -100,7 +101,7 @@ TEST_CASE("safetensors: every file the package wrote loads as it saw it, eager a
         CHECK(pthio::dtype_name(t.dtype()) == w["dtype"].get<std::string>());
         CHECK(t.shape() == w["shape"].get<pthio::shape_t>());
         CHECK(t.is_contiguous());
-        CHECK(pthio::tensor_sha256(t) == w["sha256"].get<std::string>());
+        CHECK(pthio::cli::tensor_sha256(t) == w["sha256"].get<std::string>());
       }
       const value* meta = ck.root.as_dict().attr("__metadata__");
       if (f["metadata"].is_null()) {

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "cli/json.h"
 #include "pthio/pthio.hpp"
 #include "support.h"
 #include "manifest.h"
@@ -96,7 +97,7 @@ TEST_CASE("save: compute_crc32 = false writes CRC 0 and nothing else differs") {
   pthio::load_options lo = cpu_options();
   lo.verify_crc = true;
   auto back = pthio::load_checkpoint(pthio::byte_source::borrow(without), lo).root;
-  CHECK(pthio::dump_json(back) == pthio::dump_json(root));
+  CHECK(pthio::cli::dump_json(back) == pthio::cli::dump_json(root));
 }
 
 TEST_CASE("save: the archive folder is named after the file, as torch names it") {
@@ -129,7 +130,7 @@ TEST_CASE("save: every fixture round-trips through pthio in zip and legacy forma
       o.format = fmt;
       auto back = pthio::load_checkpoint(pthio::byte_source::from_vector(save_to_memory(ck.root, o)), cpu_options());
       CHECK(back.root == ck.root);
-      CHECK(pthio::dump_json(back.root) == pthio::dump_json(ck.root));
+      CHECK(pthio::cli::dump_json(back.root) == pthio::cli::dump_json(ck.root));
     }
   }
 }

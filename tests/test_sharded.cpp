@@ -9,6 +9,7 @@
 #include <optional>
 #include <nlohmann/json.hpp>
 
+#include "cli/json.h"
 #include "cli_support.h"
 #include "pthio/pthio.hpp"
 #include "manifest.h"
@@ -87,7 +88,7 @@ TEST_CASE("sharded: both index fixtures load as one state dict in weight_map ord
         CHECK(k.as_str() == w["key"].get<std::string>());
         CHECK(pthio::dtype_name(v.as_tensor().dtype()) == w["dtype"].get<std::string>());
         CHECK(v.as_tensor().shape() == w["shape"].get<pthio::shape_t>());
-        CHECK(pthio::tensor_sha256(v.as_tensor()) == w["sha256"].get<std::string>());
+        CHECK(pthio::cli::tensor_sha256(v.as_tensor()) == w["sha256"].get<std::string>());
       }
       const value* meta = ck.root.as_dict().attr("metadata");
       REQUIRE(meta);

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "cli/json.h"
 #include "pthio/pthio.hpp"
 #include "manifest.h"
 #include "support.h"
@@ -150,7 +151,7 @@ TEST_CASE("state_dict: num_batches_tracked follows the _metadata versions a save
   CHECK(r.ok());
   CHECK(r.kept == std::vector<std::string>{"bn1.num_batches_tracked", "bn2.num_batches_tracked"});
   CHECK(model.at("bn1.num_batches_tracked").item<std::int64_t>() == 5);
-  CHECK(pthio::tensor_sha256(model.at("bn1.running_var")) == pthio::tensor_sha256(source.at("bn1.running_var")));
+  CHECK(pthio::cli::tensor_sha256(model.at("bn1.running_var")) == pthio::cli::tensor_sha256(source.at("bn1.running_var")));
 }
 
 TEST_CASE("state_dict: a strict failure leaves the model untouched") {
@@ -223,7 +224,7 @@ TEST_CASE("state_dict: extracted from a training checkpoint, loaded into a model
     for (const auto& t : e["tensors"]) {
       std::string key = t["key"];
       if (key.starts_with("model_state_dict."))
-        CHECK(pthio::tensor_sha256(model.at(key.substr(17))) == t["sha256"].get<std::string>());
+        CHECK(pthio::cli::tensor_sha256(model.at(key.substr(17))) == t["sha256"].get<std::string>());
     }
     CHECK(pthio::extract_state_dict(root, "model_state_dict").keys() == want_keys);
     CHECK_THROWS_AS(pthio::extract_state_dict(root, "nope"), pthio::error);
@@ -232,7 +233,7 @@ TEST_CASE("state_dict: extracted from a training checkpoint, loaded into a model
   auto root = pthio::load(fixture("t2/cnn_bn.pth"), cpu_options());
   auto sd = pthio::state_dict::from_value(root);
   CHECK(!sd.metadata.is_none());
-  CHECK(pthio::dump_json(sd.to_value()) == pthio::dump_json(root));
+  CHECK(pthio::cli::dump_json(sd.to_value()) == pthio::cli::dump_json(root));
 }
 
 TEST_CASE("state_dict: optimizer state in torch's layout, read and rebuilt") {
@@ -242,13 +243,13 @@ TEST_CASE("state_dict: optimizer state in torch's layout, read and rebuilt") {
     const pthio::value& ov = *root.find("optimizer_state_dict");
     auto o = pthio::optimizer_state::from_value(ov);
     CHECK(o.state.size() == 6);
-    CHECK(pthio::dump_json(o.to_value()) == pthio::dump_json(ov));
+    CHECK(pthio::cli::dump_json(o.to_value()) == pthio::cli::dump_json(ov));
     for (const auto& t : manifest_entry(rel)["tensors"]) {
       std::string key = t["key"];
       if (!key.starts_with("optimizer_state_dict.state.")) continue;
       std::string rest = key.substr(27);
       auto dot = rest.find('.');
-      CHECK(pthio::tensor_sha256(o.tensor_at(std::stoll(rest.substr(0, dot)), rest.substr(dot + 1))) ==
+      CHECK(pthio::cli::tensor_sha256(o.tensor_at(std::stoll(rest.substr(0, dot)), rest.substr(dot + 1))) ==
             t["sha256"].get<std::string>());
     }
   }
@@ -258,11 +259,11 @@ TEST_CASE("state_dict: param groups built in C++ match what torch 2.x wrote") {
   auto group_json = [](const std::vector<std::pair<std::string, pthio::value>>& fields) {
     pthio::value g = pthio::value::make_dict();
     for (const auto& [k, v] : fields) g.as_dict().set(pthio::value(k), v);
-    return pthio::dump_json(g);
+    return pthio::cli::dump_json(g);
   };
   auto torch_group = [](const char* rel) {
     auto root = pthio::load(fixture(rel), cpu_options());
-    return pthio::dump_json(root.find("optimizer_state_dict")->find("param_groups")->items()[0]);
+    return pthio::cli::dump_json(root.find("optimizer_state_dict")->find("param_groups")->items()[0]);
   };
   CHECK(group_json(pthio::adam_param_group({}, 6)) == torch_group("t2/ckpt_adam.pth"));
   pthio::adam_options w;

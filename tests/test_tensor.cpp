@@ -3,12 +3,16 @@
 // of it; see fixtures/generate.py views_dict).
 #include <doctest/doctest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <tuple>
 #include <vector>
 
+#include "pthio/eigen.hpp"
 #include "pthio/pthio.hpp"
 #include "support.h"
 
@@ -84,25 +88,25 @@ TEST_CASE("tensor: views PyTorch saved read through their strides") {
 
 TEST_CASE("tensor: Eigen maps honour strides without copying") {
   auto root = views("t2/views.pth");
-  auto block = get(root, "block").matrix<float>();
+  auto block = pthio::map_matrix<float>(get(root, "block"));
   CHECK(block.rows() == 3);
   CHECK(block.cols() == 4);
   CHECK(block(0, 0) == 10.0f);
   CHECK(block(2, 3) == 29.0f);
-  auto tr = get(root, "transposed").matrix<float>();
+  auto tr = pthio::map_matrix<float>(get(root, "transposed"));
   CHECK(tr(7, 1) == 15.0f);
-  Eigen::MatrixXf prod = get(root, "base").matrix<float>() * tr;  // (6x8)(8x6)
+  Eigen::MatrixXf prod = pthio::map_matrix<float>(get(root, "base")) * tr;  // (6x8)(8x6)
   float expected = 0;
   for (int k = 0; k < 8; ++k) expected += float(2 * 8 + k) * float(3 * 8 + k);
   CHECK(prod(2, 3) == expected);
-  auto row = get(root, "row2").vector<float>();
+  auto row = pthio::map_vector<float>(get(root, "row2"));
   CHECK(row.sum() == float(16 + 17 + 18 + 19 + 20 + 21 + 22 + 23));
   // A write through the map lands in the shared storage.
   auto b = get(root, "base");
-  b.matrix<float>()(0, 0) = -1.0f;
+  pthio::map_matrix<float>(b)(0, 0) = -1.0f;
   CHECK(get(root, "transposed").at<float>({0, 0}) == -1.0f);
-  CHECK_THROWS_AS(get(root, "base").matrix<double>(), pthio::error);
-  CHECK_THROWS_AS(get(root, "row2").matrix<float>(), pthio::error);
+  CHECK_THROWS_AS(pthio::map_matrix<double>(get(root, "base")), pthio::error);
+  CHECK_THROWS_AS(pthio::map_matrix<float>(get(root, "row2")), pthio::error);
 }
 
 TEST_CASE("tensor: construction refuses views outside their storage") {
@@ -181,6 +185,41 @@ TEST_CASE("tensor: dtype conversions agree with torch, including the edges") {
   CHECK(as(f, pthio::dtype::uint8) == std::vector<double>{3, 253, 44, 0, 0, 0, 0, 112, 144, 0});
   CHECK(as(f, pthio::dtype::int16) == std::vector<double>{3, -3, 300, 0, 0, 0, 0, 4464, -4464, 0});
   CHECK(as(f, pthio::dtype::bool_) == std::vector<double>{1, 1, 1, 1, 1, 1, 1, 1, 1, 1});
+}
+
+TEST_CASE("tensor: to(float32) converts every float8 code as torch does") {
+  // tests/data/float8/make.py: torch 2.x's .to(torch.float32) of the bytes 0x00..0xff viewed as
+  // each float8 dtype, as float32 bit patterns. NaN payloads are not compared (a NaN is a NaN).
+  const auto data = pthio_test::fixtures_dir().parent_path() / "tests/data/float8";
+  std::ifstream in(data / "float8_to_float32.json");
+  REQUIRE(in);
+  const auto want = nlohmann::json::parse(in);
+  REQUIRE(want["dtypes"].size() == 5);
+  for (const auto& [name, codes] : want["dtypes"].items()) {
+    CAPTURE(name);
+    const auto dt = pthio::dtype_from_name(name);
+    REQUIRE(dt);
+    REQUIRE(codes.size() == 256);
+    auto bytes = pthio::tensor::zeros(dtype::uint8, {256});
+    for (int b = 0; b < 256; ++b) bytes.data<std::uint8_t>()[b] = static_cast<std::uint8_t>(b);
+    const auto f8 = tensor(bytes.get_storage(), *dt, {256}, {1}, 0);
+    const auto f32 = f8.to(dtype::float32);
+    REQUIRE(f32.dtype() == dtype::float32);
+    for (int b = 0; b < 256; ++b) {
+      CAPTURE(b);
+      const std::string hex = codes[b];
+      const auto bits = static_cast<std::uint32_t>(std::stoul(hex, nullptr, 16));
+      const float expected = std::bit_cast<float>(bits);
+      // The tensor conversion and the element function (what `pthio cat` prints) alike.
+      const float direct = pthio::float8_to_float(*dt, static_cast<std::uint8_t>(b));
+      for (float got : {f32.data<float>()[b], direct}) {
+        if (std::isnan(expected))
+          CHECK(std::isnan(got));
+        else
+          CHECK(std::bit_cast<std::uint32_t>(got) == bits);
+      }
+    }
+  }
 }
 
 TEST_CASE("tensor: as_strided outside the storage is the caller's invalid_argument") {

@@ -5,6 +5,7 @@
 #include <iostream>
 #include <string>
 
+#include <pthio/eigen.hpp>
 #include <pthio/pthio.hpp>
 
 void inspect(const char* path) {
@@ -26,7 +27,7 @@ void inspect(const char* path) {
   const pthio::value* sd = ck.root.find("model_state_dict");
   if (sd && sd->find("0.weight")) {
     const pthio::tensor& w = sd->find("0.weight")->as_tensor();
-    auto m = w.matrix<float>();  // an Eigen view honouring the strides (throws unless float32, 2-D)
+    auto m = pthio::map_matrix<float>(w);  // a strided Eigen view (throws unless float32, 2-D)
     std::cout << "0.weight is " << m.rows() << 'x' << m.cols() << ", [0, 0] = " << m(0, 0) << '\n';
   }
 }

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include <pthio/eigen.hpp>
 #include <pthio/pthio.hpp>
 
 // y = W x + b, as torch.nn.Linear computes it. The tensors are handles: they keep the file's

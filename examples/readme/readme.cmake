@@ -17,6 +17,9 @@ foreach(example inspect lazy load_engine load_c dlpack save resume convert scan)
     add_executable(readme_${example} ${_readme_dir}/${example}.cpp)
   endif()
   target_link_libraries(readme_${example} PRIVATE pthio)
+  if(example MATCHES "^(inspect|load_engine|save)$")  # they include <pthio/eigen.hpp>
+    target_link_libraries(readme_${example} PRIVATE pthio_eigen)
+  endif()
   target_compile_options(readme_${example} PRIVATE ${PTHIO_WARNINGS})
 endforeach()
 

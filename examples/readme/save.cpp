@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include <pthio/eigen.hpp>
 #include <pthio/pthio.hpp>
 
 void save_model(const std::filesystem::path& out) {

@@ -67,5 +67,9 @@ float half_to_float(std::uint16_t h) noexcept;
 std::uint16_t float_to_half(float f) noexcept;
 float bfloat16_to_float(std::uint16_t b) noexcept;
 std::uint16_t float_to_bfloat16(float f) noexcept;
+// A float8 code as float32 (exact: every float8 value is a float32): float8_e4m3fn and
+// float8_e5m2 (OCP FP8), float8_e4m3fnuz and float8_e5m2fnuz (no infinities or -0; 0x80 is NaN),
+// float8_e8m0fnu (a power of two 2^(bits - 127); 0xff is NaN). Any other dtype gives NaN.
+float float8_to_float(dtype t, std::uint8_t bits) noexcept;
 
 }  // namespace pthio

@@ -1,10 +1,8 @@
-// pthio — read and write PyTorch checkpoints without LibTorch. Includes every public C++ header.
-//
-// Eigen is already a public dependency of every pthio consumer (tensor.hpp includes <Eigen/Core>
-// for tensor::matrix() and tensor::vector(); the CMake target and pthio.pc require Eigen 3), so
-// eigen.hpp adds no dependency here. dlpack.hpp declares its structs in pthio::dlpack and never
-// clashes with a <dlpack/dlpack.h> in the same program. The C API, pthio.h, is separate: C
-// programs include it on its own.
+// pthio — read and write PyTorch checkpoints without LibTorch. Includes every public C++ header
+// but <pthio/eigen.hpp>, the one that needs Eigen: include it yourself (and link pthio::eigen, or
+// put Eigen 3 on the include path) to view tensors as Eigen matrices. dlpack.hpp declares its
+// structs in pthio::dlpack and never clashes with a <dlpack/dlpack.h> in the same program. The C
+// API, pthio.h, is separate: C programs include it on its own.
 #pragma once
 
 #include "pthio/checkpoint.hpp"
@@ -12,10 +10,8 @@
 #include "pthio/device.hpp"
 #include "pthio/dlpack.hpp"
 #include "pthio/dtype.hpp"
-#include "pthio/eigen.hpp"
 #include "pthio/error.hpp"
 #include "pthio/io.hpp"
-#include "pthio/json.hpp"
 #include "pthio/pickle.hpp"
 #include "pthio/safetensors.hpp"
 #include "pthio/sharded.hpp"

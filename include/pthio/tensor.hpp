@@ -5,22 +5,21 @@
 // storage. Construction checks that every element the view can reach lies inside the storage:
 // (storage_offset + sum((shape[i]-1) * stride[i]) + 1) * element_size <= storage.nbytes(),
 // with checked arithmetic; an empty tensor (a zero in shape) reaches nothing.
-// Element access is typed and checks the dtype; Eigen maps honour strides without copying.
+// Element access is typed and checks the dtype. <pthio/eigen.hpp> views tensors as Eigen matrices.
 //
 // Ownership: a tensor is a handle. Copying it, and every view made from it, shares the storage;
 // the bytes live until the last handle to the storage (tensor, view, storage, DLPack export) goes.
-// Pointers and Eigen maps taken from a tensor (raw_data, data, at, matrix, vector) do not own
+// Pointers and Eigen maps taken from a tensor (raw_data, data, at, map_matrix ...) do not own
 // anything: they stay valid while some handle keeps the storage alive. Writes through any of them
 // are seen by every view. A tensor is not synchronised: concurrent reads are fine, concurrent
 // writes to shared elements are the caller's to order.
 //
-// Errors: every failure is a pthio::error. Typed access (data, at, item, matrix, vector) throws
+// Errors: every failure is a pthio::error. Typed access (data, at, item) throws
 // invalid_argument for an undefined tensor, a dtype other than T's, a tensor not on the CPU, or an
 // index out of range; views reaching outside the storage throw corrupt_checkpoint (the check that
 // guards views read from files); device moves without CUDA throw cuda.
 #pragma once
 
-#include <Eigen/Core>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
@@ -134,8 +133,9 @@ class tensor {
   // torch does; floating values pass through a double (complex to real keeps the real part);
   // floating to integer truncates toward zero as torch on x86 does: through int32 for int32 and
   // narrower targets (NaN or a value beyond int32 gives INT32_MIN, then the low bits: 300.0 ->
-  // int8 44), through int64 for wider ones (INT64_MIN); to bool is "!= 0". Throws unsupported
-  // for complex32, quantized, float8, float4, bits* and bcomplex32.
+  // int8 44), through int64 for wider ones (INT64_MIN); to bool is "!= 0". float8 converts from
+  // (exactly, as float8_to_float), not to. Throws unsupported for complex32, quantized, float4,
+  // bits*, bcomplex32, and to float8.
   tensor to(pthio::dtype t) const;
   // The elements in row-major order, each little-endian at the element size (host tensors).
   std::vector<std::byte> bytes() const;
@@ -143,30 +143,6 @@ class tensor {
   // dtype if needed; both must be CPU tensors (invalid_argument otherwise). Every view of this
   // tensor's storage sees the new values.
   void copy_from(const tensor& src);
-
-  // Eigen views over host memory, honouring strides; dtype must match T exactly. The maps borrow
-  // the tensor's bytes (see "Ownership" above); <pthio/eigen.hpp> has more views and copies.
-  template <class T>
-  using matrix_map = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>,
-                                Eigen::Unaligned, Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>>;
-  template <class T>
-  using vector_map = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>, Eigen::Unaligned,
-                                Eigen::InnerStride<Eigen::Dynamic>>;
-  // A 2-D tensor as a row-major matrix view (rows = shape[0]).
-  template <class T>
-  matrix_map<T> matrix() const {
-    if (dim() != 2)
-      throw error(errc::invalid_argument, "matrix() needs a 2-D tensor, got " + shape_string(shape_));
-    return matrix_map<T>(data<T>(), shape_[0], shape_[1],
-                         Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(strides_[0], strides_[1]));
-  }
-  // A 1-D tensor as a vector view.
-  template <class T>
-  vector_map<T> vector() const {
-    if (dim() != 1)
-      throw error(errc::invalid_argument, "vector() needs a 1-D tensor, got " + shape_string(shape_));
-    return vector_map<T>(data<T>(), shape_[0], Eigen::InnerStride<Eigen::Dynamic>(strides_[0]));
-  }
 
  private:
   void check_access(pthio::dtype want) const;

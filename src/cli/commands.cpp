@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <map>
 
-#include "pthio/json.hpp"
+#include "json.h"
 #include "pthio/safetensors.hpp"
 #include "scan.h"
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "json.h"
 #include "pthio/pthio.hpp"
 #include "scan.h"
 
@@ -111,7 +112,7 @@ int cmd_ls(const args& a) {
   need_positional(a, 1, "one FILE");
   auto ck = pthio::load_checkpoint(a.positional[0], load_opts(a));
   if (a.json) {
-    std::cout << pthio::ls_json(ck, a.positional[0]) << "\n";
+    std::cout << pthio::cli::ls_json(ck, a.positional[0]) << "\n";
     return exit_ok;
   }
   struct row { std::string key, dtype, shape, device, bytes; };
@@ -172,10 +173,10 @@ void dump_text(const pthio::value& v, int indent, std::string& out) {
     case k::big_integer: out += v.as_big_int().to_string(); break;
     case k::floating: {
       double d = v.as_float();
-      out += std::isnan(d) ? "nan" : std::isinf(d) ? (d > 0 ? "inf" : "-inf") : pthio::python_float_repr(d);
+      out += std::isnan(d) ? "nan" : std::isinf(d) ? (d > 0 ? "inf" : "-inf") : pthio::cli::python_float_repr(d);
       break;
     }
-    case k::string: out += pthio::json_quote(v.as_str()); break;
+    case k::string: out += pthio::cli::json_quote(v.as_str()); break;
     case k::bytes: out += "b<" + std::to_string(v.as_bytes().size()) + " bytes>"; break;
     case k::list: dump_text_items(v.items(), indent, out, '[', ']'); break;
     case k::tuple: dump_text_items(v.items(), indent, out, '(', ')'); break;
@@ -231,7 +232,7 @@ int cmd_dump(const args& a) {
   need_positional(a, 1, "one FILE");
   auto ck = pthio::load_checkpoint(a.positional[0], load_opts(a));
   if (a.json) {
-    std::cout << pthio::dump_json(ck.root) << "\n";
+    std::cout << pthio::cli::dump_json(ck.root) << "\n";
   } else {
     std::string out;
     dump_text(ck.root, 0, out);
@@ -240,42 +241,27 @@ int cmd_dump(const args& a) {
   return exit_ok;
 }
 
-// float8 decoders (OCP FP8 and the fnuz variants) for printing.
-double fp8(std::uint8_t b, int exp_bits, int bias, bool fnuz, bool e4m3fn) {
-  int man_bits = 7 - exp_bits;
-  int sign = b >> 7;
-  int e = (b >> man_bits) & ((1 << exp_bits) - 1);
-  int m = b & ((1 << man_bits) - 1);
-  if (fnuz && b == 0x80) return NAN;
-  if (!fnuz) {
-    if (e4m3fn && e == 15 && m == 7) return NAN;
-    if (!e4m3fn && e == 31) return m ? NAN : (sign ? -INFINITY : INFINITY);
-  }
-  double v = e == 0 ? std::ldexp(m, 1 - bias - man_bits) : std::ldexp((1 << man_bits) + m, e - bias - man_bits);
-  return sign ? -v : v;
-}
-
 std::string element_text(const pthio::tensor& t, const std::byte* p) {
   auto rd = [p]<class T>(T) { T v; std::memcpy(&v, p, sizeof v); return v; };
   auto f = [](double d) {
     if (std::isnan(d)) return std::string("nan");
     if (std::isinf(d)) return std::string(d > 0 ? "inf" : "-inf");
-    return pthio::python_float_repr(d);
+    return pthio::cli::python_float_repr(d);
   };
   using pthio::dtype;
   switch (t.dtype()) {
     case dtype::float64: return f(rd(double{}));
     case dtype::float32: {
       float v = rd(float{});
-      return std::isfinite(v) ? pthio::python_float_repr(v) : f(v);
+      return std::isfinite(v) ? pthio::cli::python_float_repr(v) : f(v);
     }
     case dtype::float16: {
       float v = pthio::half_to_float(rd(std::uint16_t{}));
-      return std::isfinite(v) ? pthio::python_float_repr(v) : f(v);
+      return std::isfinite(v) ? pthio::cli::python_float_repr(v) : f(v);
     }
     case dtype::bfloat16: {
       float v = pthio::bfloat16_to_float(rd(std::uint16_t{}));
-      return std::isfinite(v) ? pthio::python_float_repr(v) : f(v);
+      return std::isfinite(v) ? pthio::cli::python_float_repr(v) : f(v);
     }
     case dtype::complex128: {
       double re, im;
@@ -298,10 +284,13 @@ std::string element_text(const pthio::tensor& t, const std::byte* p) {
     case dtype::uint32: return std::to_string(rd(std::uint32_t{}));
     case dtype::uint64: return std::to_string(rd(std::uint64_t{}));
     case dtype::bool_: return rd(std::uint8_t{}) ? "True" : "False";
-    case dtype::float8_e4m3fn: return f(fp8(rd(std::uint8_t{}), 4, 7, false, true));
-    case dtype::float8_e5m2: return f(fp8(rd(std::uint8_t{}), 5, 15, false, false));
-    case dtype::float8_e4m3fnuz: return f(fp8(rd(std::uint8_t{}), 4, 8, true, true));
-    case dtype::float8_e5m2fnuz: return f(fp8(rd(std::uint8_t{}), 5, 16, true, false));
+    case dtype::float8_e4m3fn:
+    case dtype::float8_e5m2:
+    case dtype::float8_e4m3fnuz:
+    case dtype::float8_e5m2fnuz:
+    case dtype::float8_e8m0fnu:
+      // Every float8 value is exact as a float, and printed as a double like the other floats.
+      return f(pthio::float8_to_float(t.dtype(), rd(std::uint8_t{})));
     default: {
       char buf[8];
       std::snprintf(buf, sizeof buf, "0x%02x", static_cast<unsigned>(rd(std::uint8_t{})));

@@ -4,7 +4,7 @@
 
 #include <cstring>
 
-#include "pthio/json.hpp"
+#include "json.h"
 #include "pthio/pickle.hpp"
 #include "pthio/zip.hpp"
 

@@ -14,6 +14,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "cli/json.h"
 #include "pthio/pthio.hpp"
 
 namespace pthio_fuzz {
@@ -88,9 +89,9 @@ inline std::string exercise(const pthio::value& root, std::uint64_t max_bytes = 
       return "";
   }
   try {
-    std::string dump = pthio::dump_json(root);
+    std::string dump = pthio::cli::dump_json(root);
     pthio::visit_tensors(root, [](const std::string& key, const pthio::value& v) {
-      (void)pthio::tensor_json(v, &key);
+      (void)pthio::cli::tensor_json(v, &key);
     });
     return dump;
   } catch (const pthio::error& e) {

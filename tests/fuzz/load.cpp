@@ -31,7 +31,7 @@ bool load_one(pthio::byte_source src, pthio::load_mode mode, bool strict, std::s
   try {
     pthio::checkpoint ck = pthio::load_checkpoint(std::move(src), o);
     std::string d = pthio_fuzz::exercise(ck.root);
-    if (!d.empty()) (void)pthio::ls_json(ck, "fuzz.pth");
+    if (!d.empty()) (void)pthio::cli::ls_json(ck, "fuzz.pth");
     if (dump) *dump = std::move(d);
     return true;
   } catch (const pthio::error& e) {

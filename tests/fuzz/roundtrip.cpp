@@ -111,18 +111,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (first == outcome::refused) continue;
     if (exact) {
       if (first == outcome::unreadable) mismatch("what pthio::save wrote does not load", before, why);
-      const std::string after = pthio::dump_json(back);
+      const std::string after = pthio::cli::dump_json(back);
       if (after != before) mismatch("the value read back differs", before, after);
       continue;
     }
     // numpy arrays, inert in a bare unpickle, are checked (and may be refused) when a checkpoint
     // loads and become tensors: from there on the value must be a fixed point.
     if (first == outcome::unreadable) continue;
-    const std::string after = pthio::dump_json(back);
+    const std::string after = pthio::cli::dump_json(back);
     pthio::value again;
     const outcome second = save_and_load(back, v, again, why);
     if (second != outcome::loaded) mismatch("what was read back cannot be written and read again", after, why);
-    const std::string twice = pthio::dump_json(again);
+    const std::string twice = pthio::cli::dump_json(again);
     if (twice != after) mismatch("the value read back a second time differs", after, twice);
   }
   return 0;

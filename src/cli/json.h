@@ -1,4 +1,4 @@
-// pthio — the JSON renderings of the `pthio` command's contract (docs/cli.md).
+// The `pthio` command's JSON renderings, part of its contract (docs/cli.md).
 //
 // dump: None -> null; bool; int -> integer when |v| <= 2^53 else {"int": "<decimal>"}; float -> the
 // shortest round-tripping repr, always with '.' or 'e' (as Python's repr), non-finite as
@@ -20,13 +20,14 @@
 
 #include "pthio/checkpoint.hpp"
 
-namespace pthio {
+namespace pthio::cli {
 
 // Python's repr() of a finite double: "0.1", "1e-08", "1e+16", "100.0".
 std::string python_float_repr(double d);
 // The shortest text that reads back as this float32 value, in the same layout ("0.1", "1e-08").
 std::string python_float_repr(float f);
-// A JSON string literal (UTF-8 passed through, control characters and invalid bytes escaped).
+// A JSON string literal (UTF-8 passed through, control characters and invalid bytes escaped): the
+// library's own quoting, with which its error messages show names.
 std::string json_quote(std::string_view s);
 // Lowercase hex SHA-256 of the tensor's elements (row-major, little-endian; host copy if needed).
 std::string tensor_sha256(const tensor& t);
@@ -37,4 +38,4 @@ std::string dump_json(const value& v);
 // The whole `ls --json` object for a loaded file.
 std::string ls_json(const checkpoint& ck, std::string_view file);
 
-}  // namespace pthio
+}  // namespace pthio::cli

@@ -1,14 +1,14 @@
-#include "pthio/json.hpp"
-
-#include <openssl/evp.h>
+#include "json.h"
 
 #include <charconv>
 #include <cmath>
 #include <cstring>
 
 #include "torch/internal.h"
+#include "json_reader.h"
+#include "sha256.h"
 
-namespace pthio {
+namespace pthio::cli {
 
 namespace {
 
@@ -63,51 +63,12 @@ std::string python_layout(std::string sci) {
 
 }  // namespace
 
-std::string json_quote(std::string_view s) {
-  std::string out = "\"";
-  auto hex4 = [&](unsigned c) {
-    char b[8];
-    std::snprintf(b, sizeof b, "\\u%04x", c);
-    out += b;
-  };
-  for (std::size_t i = 0; i < s.size();) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c == '"') { out += "\\\""; ++i; continue; }
-    if (c == '\\') { out += "\\\\"; ++i; continue; }
-    if (c == '\n') { out += "\\n"; ++i; continue; }
-    if (c == '\r') { out += "\\r"; ++i; continue; }
-    if (c == '\t') { out += "\\t"; ++i; continue; }
-    if (c < 0x20 || c == 0x7f) { hex4(c); ++i; continue; }
-    if (c < 0x80) { out += static_cast<char>(c); ++i; continue; }
-    // Validate one UTF-8 sequence; pass it through, or escape the byte as U+FFFD.
-    int len = (c >= 0xf0 && c <= 0xf4) ? 4 : (c >= 0xe0) ? 3 : (c >= 0xc2 && c < 0xe0) ? 2 : 0;
-    bool ok = len > 0 && i + static_cast<std::size_t>(len) <= s.size();
-    for (int k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
-    if (ok) {
-      out.append(s.substr(i, static_cast<std::size_t>(len)));
-      i += static_cast<std::size_t>(len);
-    } else {
-      hex4(0xfffd);
-      ++i;
-    }
-  }
-  return out + "\"";
-}
+std::string json_quote(std::string_view s) { return detail::json_quote(s); }
 
 std::string tensor_sha256(const tensor& t) {
   if (t.dev().type() == device_type::meta) return "";
   std::vector<std::byte> b = t.dev().is_cpu() ? t.bytes() : t.to(cpu_device).bytes();
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(b.data(), b.size(), md, &len, EVP_sha256(), nullptr) != 1)
-    throw error(errc::io, "SHA-256 failed");
-  static const char* hexd = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out += hexd[md[i] >> 4];
-    out += hexd[md[i] & 15];
-  }
-  return out;
+  return sha256_hex(b);
 }
 
 namespace {
@@ -292,4 +253,4 @@ std::string ls_json(const checkpoint& ck, std::string_view file) {
   return out;
 }
 
-}  // namespace pthio
+}  // namespace pthio::cli
