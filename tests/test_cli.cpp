@@ -33,7 +33,7 @@ std::string sha256_hex(const std::string& bytes) {
 
 }  // namespace
 
-TEST_SUITE("cli") {
+TEST_SUITE("cli" * pthio_test::needs_cli) {
 
 TEST_CASE("cli: ls --json and dump --json of every fixture equal what PyTorch saw") {
   for (const auto& e : manifest()["files"]) {

@@ -180,7 +180,7 @@ TEST_CASE("hostile: deep nesting is a limit error, not a stack overflow") {
   CHECK_THROWS_AS(load_bytes(checkpoint_with_pickle(marks)), pthio::error);
 }
 
-TEST_CASE("hostile: the command exits 3 on bad input and never dies of a signal") {
+TEST_CASE("hostile: the command exits 3 on bad input and never dies of a signal" * pthio_test::needs_cli) {
   auto dir = pthio_test::scratch_dir();
   auto whole = pthio_test::read_bytes(fixture("t1/linear.pth"));
   for (std::size_t n : {std::size_t{0}, std::size_t{10}, whole.size() / 2, whole.size() - 1}) {
