@@ -81,7 +81,7 @@ add_test(NAME "package: pthio builds and tests itself without the command (PTHIO
          COMMAND ${CMAKE_COMMAND} -DMODE=tools_off -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/consumer_tools_off
                  ${_pthio_consumer_args} -P ${CMAKE_CURRENT_SOURCE_DIR}/consumer/run.cmake)
 set_tests_properties("package: pthio builds and tests itself without the command (PTHIO_BUILD_TOOLS=OFF)"
-                     PROPERTIES LABELS package TIMEOUT 1500)
+                     PROPERTIES LABELS package TIMEOUT 2400)
 add_test(NAME "package: a consumer project builds pthio through add_subdirectory, tests and tools off"
          COMMAND ${CMAKE_COMMAND} -DMODE=subdirectory -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/consumer_subdirectory
                  ${_pthio_consumer_args} -P ${CMAKE_CURRENT_SOURCE_DIR}/consumer/run.cmake)
