@@ -1,8 +1,8 @@
 # CUDA support for pthio, decided by PTHIO_CUDA:
 #   AUTO  on when check_language(CUDA) finds nvcc and the toolkit has cuBLAS, off otherwise
 #   ON    required: configuring fails without the toolkit
-#   OFF   never; src/cuda_none.cpp stands in
-# Sets PTHIO_HAVE_CUDA and PTHIO_CUDA_SOURCES, and defines pthio_use_cuda(target).
+#   OFF   never; src/cuda/none.cpp stands in
+# Sets PTHIO_HAVE_CUDA and PTHIO_CUDA_SOURCES (src/cuda/common.cpp in both cases), and defines pthio_use_cuda(target).
 # Included from the top-level CMakeLists.txt (enable_language must run at directory scope).
 
 set_property(CACHE PTHIO_CUDA PROPERTY STRINGS AUTO ON OFF)
@@ -45,13 +45,14 @@ endif()
 if(PTHIO_HAVE_CUDA)
   message(STATUS "pthio: CUDA ${CUDAToolkit_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES}")
   set(PTHIO_CUDA_SOURCES
+    src/cuda/common.cpp
     src/cuda/runtime.cpp
     src/cuda/copy.cpp
     src/cuda/blas.cpp
     src/cuda/kernels.cu)
 else()
   message(STATUS "pthio: building without CUDA (${_pthio_cuda_why})")
-  set(PTHIO_CUDA_SOURCES src/cuda_none.cpp)
+  set(PTHIO_CUDA_SOURCES src/cuda/common.cpp src/cuda/none.cpp)
 endif()
 
 # The library's CUDA settings: the shared runtime, cuBLAS, PTHIO_HAVE_CUDA for its sources, warnings

@@ -96,8 +96,25 @@ set(PTHIO_PC_LIBS_PRIVATE "-lstdc++ -lm")
 if(CMAKE_CXX_FLAGS MATCHES "-stdlib=libc\\+\\+")
   set(PTHIO_PC_LIBS_PRIVATE "-lc++ -lm")
 endif()
+# CUDA for a static link (`pkg-config --static`): the toolkit's folder, and its static libraries
+# where it has them, in NVIDIA's order for a static cuBLAS (cuBLAS, cuBLASLt, culibos, the static
+# runtime and what that needs), so that even `gcc -static` finds every archive. A toolkit without
+# static cuBLAS (the pip-installed one, for instance) leaves cuBLAS shared; it needs no CUDA
+# runtime of its own, so the static runtime is still the only one in the program.
+set(PTHIO_PC_CUDA_LIBS "")
 if(PTHIO_HAVE_CUDA)
-  string(PREPEND PTHIO_PC_LIBS_PRIVATE "-L${CUDAToolkit_LIBRARY_DIR} -lcublas -lcudart ")
+  set(PTHIO_PC_CUDA_LIBS "-L${CUDAToolkit_LIBRARY_DIR}")
+  if(TARGET CUDA::cublas_static AND TARGET CUDA::cublasLt_static AND TARGET CUDA::culibos)
+    string(APPEND PTHIO_PC_CUDA_LIBS " -lcublas_static -lcublasLt_static -lculibos")
+  else()
+    string(APPEND PTHIO_PC_CUDA_LIBS " -lcublas")
+  endif()
+  if(TARGET CUDA::cudart_static)
+    string(APPEND PTHIO_PC_CUDA_LIBS " -lcudart_static -ldl -lpthread -lrt")
+  else()
+    string(APPEND PTHIO_PC_CUDA_LIBS " -lcudart")
+  endif()
+  string(PREPEND PTHIO_PC_LIBS_PRIVATE "${PTHIO_PC_CUDA_LIBS} ")
 endif()
 configure_file(cmake/pthio.pc.in ${PROJECT_BINARY_DIR}/pthio.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/pthio.pc DESTINATION ${PTHIO_PKGCONFIG_DIR} COMPONENT development)

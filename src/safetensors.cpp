@@ -10,6 +10,7 @@
 #include <unordered_set>
 
 #include "byte_reader.h"
+#include "cuda/device_copy.h"
 #include "torch/internal.h"
 #include "json_reader.h"
 #include "pthio/cuda.hpp"
@@ -74,8 +75,6 @@ const st_dtype* find_st(dtype t) noexcept {
 std::string show_name(const std::string& name) {
   return detail::json_quote(name.size() > 200 ? name.substr(0, 200) + "..." : name);
 }
-
-std::string shape_text(const shape_t& s) { return shape_string(s); }
 
 // serde_json's compact string form: '"', '\\' and control characters escaped (\b \f \n \r \t,
 // else \u00xx in lowercase hex); everything else, non-ASCII included, as it is.
@@ -268,15 +267,15 @@ safetensors_header read_safetensors_header(std::span<const std::byte> file) {
     std::uint64_t numel = 1, bits = 0;
     for (std::int64_t d : e.shape)
       if (!checked_mul(numel, static_cast<std::uint64_t>(d), numel))
-        r.fail_at(e.header_offset, who + ": shape " + shape_text(e.shape) + " overflows");
+        r.fail_at(e.header_offset, who + ": shape " + shape_string(e.shape) + " overflows");
     if (!checked_mul(numel, find_st(e.dtype_name)->bits, bits))
-      r.fail_at(e.header_offset, who + ": shape " + shape_text(e.shape) + " of " + e.dtype_name + " overflows");
+      r.fail_at(e.header_offset, who + ": shape " + shape_string(e.shape) + " of " + e.dtype_name + " overflows");
     if (bits % 8 != 0)
       r.fail_at(e.header_offset, who + ": " + std::to_string(numel) + " elements of " + e.dtype_name +
                                      " do not fill whole bytes");
     if (e.end - e.begin != bits / 8)
       r.fail_at(e.header_offset, who + ": data_offsets " + span + " hold " + std::to_string(e.end - e.begin) +
-                                     " bytes but shape " + shape_text(e.shape) + " of " + e.dtype_name + " needs " +
+                                     " bytes but shape " + shape_string(e.shape) + " of " + e.dtype_name + " needs " +
                                      std::to_string(bits / 8));
   }
   const std::uint64_t data_len = file.size() - 8 - n;

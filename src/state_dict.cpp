@@ -93,11 +93,7 @@ std::string key_remap::apply(std::string key) const {
 
 namespace {
 
-std::string torch_size(const shape_t& s) {
-  std::string out = "torch.Size([";
-  for (std::size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "])";
-}
+std::string torch_size(const shape_t& s) { return "torch.Size(" + shape_string(s) + ")"; }
 
 std::string quoted_list(const std::vector<std::string>& keys) {
   std::string out;

@@ -8,9 +8,20 @@
 #include <sstream>
 #include <string>
 
+#include <doctest/doctest.h>
+
 #include "support.h"
 
+#ifndef PTHIO_CLI_PATH
+#define PTHIO_CLI_PATH ""  // built with PTHIO_BUILD_TOOLS=OFF: there is no command to run
+#endif
+
 namespace pthio_test {
+
+// Whether the pthio command was built; a test case or suite that runs it carries needs_cli, which
+// skips it without the command, and a skipped case is not listed, so CTest does not register it.
+inline constexpr bool cli_built = sizeof(PTHIO_CLI_PATH) > 1;
+inline const doctest::skip needs_cli{!cli_built};
 
 struct run_result {
   int status = -1;  // exit status; -1 when killed by a signal

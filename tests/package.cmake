@@ -53,12 +53,35 @@ set(_pthio_consumer_args
   -DBINDIR=${CMAKE_INSTALL_BINDIR}
   -DINCLUDEDIR=${CMAKE_INSTALL_INCLUDEDIR}
   -DCMAKEDIR=${PTHIO_CMAKE_DIR}
-  -DPKGCONFIGDIR=${PTHIO_PKGCONFIG_DIR})
+  -DPKGCONFIGDIR=${PTHIO_PKGCONFIG_DIR}
+  -DWITH_TOOL=$<TARGET_EXISTS:pthio_cli>)
 if(PTHIO_INSTALL)
   add_test(NAME "package: an installed pthio is found by find_package and pkg-config, static and shared"
            COMMAND ${CMAKE_COMMAND} -DMODE=install -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/consumer_install
                    ${_pthio_consumer_args} -P ${CMAKE_CURRENT_SOURCE_DIR}/consumer/run.cmake)
 endif()
+if(PTHIO_INSTALL)
+  # Which of CUDA's static libraries pthio.pc names for `pkg-config --static` (cmake/pthio_package.cmake).
+  set(_pthio_static_cudart OFF)
+  set(_pthio_static_cublas OFF)
+  if(PTHIO_HAVE_CUDA AND TARGET CUDA::cudart_static)
+    set(_pthio_static_cudart ON)
+  endif()
+  if(PTHIO_HAVE_CUDA AND TARGET CUDA::cublas_static AND TARGET CUDA::cublasLt_static AND TARGET CUDA::culibos)
+    set(_pthio_static_cublas ON)
+  endif()
+  add_test(NAME "package: C and C++ programs link the installed libpthio.a with pkg-config --static"
+           COMMAND ${CMAKE_COMMAND} -DMODE=static -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/consumer_static
+                   -DSTATIC_CUDART=${_pthio_static_cudart} -DSTATIC_CUBLAS=${_pthio_static_cublas}
+                   ${_pthio_consumer_args} -P ${CMAKE_CURRENT_SOURCE_DIR}/consumer/run.cmake)
+  set_tests_properties("package: C and C++ programs link the installed libpthio.a with pkg-config --static"
+                       PROPERTIES LABELS package TIMEOUT 600)
+endif()
+add_test(NAME "package: pthio builds and tests itself without the command (PTHIO_BUILD_TOOLS=OFF)"
+         COMMAND ${CMAKE_COMMAND} -DMODE=tools_off -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/consumer_tools_off
+                 ${_pthio_consumer_args} -P ${CMAKE_CURRENT_SOURCE_DIR}/consumer/run.cmake)
+set_tests_properties("package: pthio builds and tests itself without the command (PTHIO_BUILD_TOOLS=OFF)"
+                     PROPERTIES LABELS package TIMEOUT 2400)
 add_test(NAME "package: a consumer project builds pthio through add_subdirectory, tests and tools off"
          COMMAND ${CMAKE_COMMAND} -DMODE=subdirectory -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/consumer_subdirectory
                  ${_pthio_consumer_args} -P ${CMAKE_CURRENT_SOURCE_DIR}/consumer/run.cmake)

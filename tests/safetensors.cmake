@@ -9,7 +9,7 @@ if(EXISTS "${PTHIO_SAFETENSORS_PYTHON}")
 else()
   set(PTHIO_HAVE_SAFETENSORS 1)
 endif()
-if(PTHIO_HAVE_SAFETENSORS EQUAL 0)
+if(PTHIO_HAVE_SAFETENSORS EQUAL 0 AND TARGET pthio_cli)
   add_test(NAME "safetensors: conversions by pthio agree with the safetensors package and torch, both ways"
            COMMAND ${PTHIO_SAFETENSORS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/st_roundtrip.py
                    $<TARGET_FILE:pthio_cli> ${CMAKE_CURRENT_BINARY_DIR}/st_roundtrip ${PROJECT_SOURCE_DIR}/fixtures)

@@ -19,7 +19,7 @@ using pthio_test::shell_quote;
 
 using pthio_test::manifest;
 
-TEST_SUITE("cli") {
+TEST_SUITE("cli" * pthio_test::needs_cli) {
 
 TEST_CASE("cli: ls --json and dump --json of every fixture equal what PyTorch saw") {
   for (const auto& e : manifest()["files"]) {

@@ -217,7 +217,7 @@ TEST_CASE("hostile: a numpy dtype whose type code is not a str is a corrupt chec
   }
 }
 
-TEST_CASE("hostile: the command exits 3 on bad input and never dies of a signal") {
+TEST_CASE("hostile: the command exits 3 on bad input and never dies of a signal" * pthio_test::needs_cli) {
   auto dir = pthio_test::scratch_dir();
   auto whole = pthio_test::read_bytes(fixture("t1/linear.pth"));
   for (std::size_t n : {std::size_t{0}, std::size_t{10}, whole.size() / 2, whole.size() - 1}) {

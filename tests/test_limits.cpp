@@ -423,7 +423,7 @@ TEST_CASE("limits: real checkpoints load within their size plus max_memory, tens
   }
 }
 
-TEST_CASE("limits: zip bombs are refused before they allocate") {
+TEST_CASE("limits: zip bombs are refused before they allocate" * pthio_test::needs_cli) {
   // 64 MiB of zeros deflated to a few hundred KiB, as a storage record and as data.pkl.
   const std::uint64_t big = std::uint64_t{64} << 20;
   const bytes zeros = deflate_zeros(big);
@@ -543,7 +543,7 @@ TEST_CASE("limits: weights-only loads refuse code-running globals through every 
   }
 }
 
-TEST_CASE("limits: pthio scan reports code-running globals through every calling opcode, in any mode") {
+TEST_CASE("limits: pthio scan reports code-running globals through every calling opcode, in any mode" * pthio_test::needs_cli) {
   auto dir = pthio_test::scratch_dir();
   int n = 0;
   const char* flag_sets[] = {"--json", "--json --strict", "--json --mmap", ""};
@@ -577,7 +577,7 @@ TEST_CASE("limits: pthio scan reports code-running globals through every calling
   }
 }
 
-TEST_CASE("limits: a pickle hidden in a pickle is neither unpickled nor allowed") {
+TEST_CASE("limits: a pickle hidden in a pickle is neither unpickled nor allowed" * pthio_test::needs_cli) {
   // torch.serialization.load / torch.storage._load_from_bytes would unpickle their bytes
   // argument; here that argument is a pickle calling os.system.
   const std::string inner = "\x80\x02" + global("os", "system") + unicode("id") + "\x85R.";
@@ -762,7 +762,7 @@ TEST_CASE("limits: dims that are not machine ints, and numpy and legacy sizes th
 
 TEST_SUITE("limits") {
 
-TEST_CASE("limits: a value that doubles through shared tuples is refused by dump and key paths") {
+TEST_CASE("limits: a value that doubles through shared tuples is refused by dump and key paths" * pthio_test::needs_cli) {
   // (x, x) nested 60 times: 2^60 values once shared containers are written out in full.
   // (Found by the safetensors fuzzer as a 10 s timeout: regress-dump-json-exponential-shared-tuples.)
   std::string doubling;

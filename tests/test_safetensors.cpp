@@ -483,7 +483,7 @@ TEST_CASE("safetensors: map_location meta gives tensors without data") {
   CHECK(w.shape() == pthio::shape_t{3, 4});
 }
 
-TEST_CASE("cli: convert to safetensors names the values it drops and the storages it copies") {
+TEST_CASE("cli: convert to safetensors names the values it drops and the storages it copies" * pthio_test::needs_cli) {
   auto out = pthio_test::scratch_dir() / "adam.safetensors";
   auto r = run_cli("convert " + shell_quote(fixture("t2/ckpt_adam.pth").string()) + " " + shell_quote(out.string()));
   CHECK(r.status == 0);
@@ -504,7 +504,7 @@ TEST_CASE("cli: convert to safetensors names the values it drops and the storage
   CHECK_FALSE(sd.find("embed.weight")->as_tensor().get_storage().same(sd.find("decoder.weight")->as_tensor().get_storage()));
 }
 
-TEST_CASE("cli: convert safetensors -> pth -> safetensors gives back the package's bytes") {
+TEST_CASE("cli: convert safetensors -> pth -> safetensors gives back the package's bytes" * pthio_test::needs_cli) {
   for (const char* stem : {"dtypes", "meta", "shapes", "mx"}) {
     INFO(std::string(stem));
     auto src = fixture(std::string("st/") + stem + ".safetensors");
@@ -529,7 +529,7 @@ TEST_CASE("cli: convert safetensors -> pth -> safetensors gives back the package
   CHECK(pthio_test::read_bytes(odd) == pthio_test::read_bytes(fixture("st/simple.safetensors")));
 }
 
-TEST_CASE("cli: diff finds no difference between a checkpoint and its safetensors conversion") {
+TEST_CASE("cli: diff finds no difference between a checkpoint and its safetensors conversion" * pthio_test::needs_cli) {
   for (const char* rel : {"t2/linear.pth", "t2/cnn_bn.pth", "t2/tied.pth", "t2/views.pth", "t2/ckpt_adam.pth",
                           "t1/lstm.pth", "t2/mlp.bin", "st/simple.pth"}) {
     INFO(std::string(rel));
@@ -543,7 +543,7 @@ TEST_CASE("cli: diff finds no difference between a checkpoint and its safetensor
   }
 }
 
-TEST_CASE("cli: diff --atol and --rtol judge a perturbed safetensors copy") {
+TEST_CASE("cli: diff --atol and --rtol judge a perturbed safetensors copy" * pthio_test::needs_cli) {
   auto root = pthio::load(fixture("st/simple.safetensors"), cpu_options());
   tensor w = root.find("weight")->as_tensor();
   const float before = w.at<float>({1, 2});
@@ -569,7 +569,7 @@ TEST_CASE("cli: diff --atol and --rtol judge a perturbed safetensors copy") {
   CHECK(r.out == "only in A: bias\n1 difference\n");
 }
 
-TEST_CASE("cli: ls of a safetensors file lists the package's order and hashes") {
+TEST_CASE("cli: ls of a safetensors file lists the package's order and hashes" * pthio_test::needs_cli) {
   const auto& files = manifest("st/manifest.json")["files"];
   for (const auto& f : files) {
     std::string rel = f["file"];

@@ -107,7 +107,7 @@ TEST_CASE("sharded: load_sharded reports the index, its shards and no unlisted t
   CHECK_FALSE(pthio::is_sharded_index(pthio_test::read_bytes(fixture("st/simple.safetensors"))));
 }
 
-TEST_CASE("cli: ls, diff and convert accept an index file") {
+TEST_CASE("cli: ls, diff and convert accept an index file" * pthio_test::needs_cli) {
   auto idx = shell_quote(fixture("st/sharded/model.safetensors.index.json").string());
   auto bin = shell_quote(fixture("st/sharded/pytorch_model.bin.index.json").string());
   auto whole = shell_quote(fixture("st/sharded/whole.safetensors").string());

@@ -100,8 +100,10 @@ class zip_reader {
 
 class zip_writer {
  public:
-  // Writes to `out`, which must outlive the writer. Alignment of entry data: 64 like torch.
-  explicit zip_writer(sink& out, std::uint32_t alignment = 64);
+  // torch's alignment of entry data (PyTorchStreamWriter's kFieldAlignment).
+  static constexpr std::uint32_t default_alignment = 64;
+  // Writes to `out`, which must outlive the writer. Alignment of entry data: 1 to 32768.
+  explicit zip_writer(sink& out, std::uint32_t alignment = default_alignment);
   ~zip_writer();
   zip_writer(const zip_writer&) = delete;
   zip_writer& operator=(const zip_writer&) = delete;

@@ -106,8 +106,6 @@ pthio::load_options load_opts(const args& a) {
   return o;
 }
 
-std::string human_shape(const pthio::shape_t& s) { return pthio::shape_string(s); }
-
 int cmd_ls(const args& a) {
   need_positional(a, 1, "one FILE");
   auto ck = pthio::load_checkpoint(a.positional[0], load_opts(a));
@@ -121,7 +119,7 @@ int cmd_ls(const args& a) {
   pthio::visit_tensors(ck.root, [&](const std::string& key, const pthio::value& v) {
     const auto& t = v.as_tensor();
     total += t.nbytes();
-    rows.push_back({key.empty() ? "\"\"" : key, std::string(pthio::dtype_name(t.dtype())), human_shape(t.shape()),
+    rows.push_back({key.empty() ? "\"\"" : key, std::string(pthio::dtype_name(t.dtype())), pthio::shape_string(t.shape()),
                     t.dev().str(), std::to_string(t.nbytes())});
   });
   std::size_t w[5] = {3, 5, 5, 6, 5};

@@ -71,19 +71,8 @@ device_upload::per_device& device_upload::on(int index) {
   return *devices_.emplace(index, std::move(p)).first->second;
 }
 
-storage device_upload::copy(std::span<const std::byte> bytes, const device& target, hold h,
-                            std::optional<crc_check> verify) {
-  std::uint32_t* crc = nullptr;
-  if (verify) {
-    checks_.push_back({0, std::move(*verify)});
-    crc = &checks_.back().got;
-  }
-  if (target.is_cpu()) {
-    storage s = storage::allocate(bytes.size());
-    if (!bytes.empty()) std::memcpy(s.data(), bytes.data(), bytes.size());
-    if (crc) *crc = pthio::crc32(bytes);
-    return s;
-  }
+storage device_upload::copy_to_cuda(std::span<const std::byte> bytes, const device& target, hold h,
+                                    std::uint32_t* crc) {
   if (!target.is_cuda()) throw error(errc::unsupported, "cannot copy a storage to device " + target.str());
   const int index = cuda::device_index(target);
   storage s = cuda::allocate_uninitialised(bytes.size(), index);
@@ -115,7 +104,7 @@ storage device_upload::copy(std::span<const std::byte> bytes, const device& targ
   return s;
 }
 
-void device_upload::finish() {
+void device_upload::wait_devices() {
   for (auto& [index, d] : devices_) {
     try {
       if (d->pipeline) d->pipeline->wait_all();
@@ -126,17 +115,6 @@ void device_upload::finish() {
     }
   }
   devices_.clear();  // staging buffers back to the pool for the next transfer
-  auto checks = std::move(checks_);
-  checks_.clear();
-  for (auto& c : checks)
-    if (c.got != c.check.expected) c.check.mismatch();
-}
-
-storage copy_to_device(std::span<const std::byte> bytes, const device& target) {
-  device_upload up;
-  storage s = up.copy(bytes, target, device_upload::hold::until_finish);
-  up.finish();
-  return s;
 }
 
 namespace {

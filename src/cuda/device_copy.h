@@ -1,5 +1,6 @@
 // Host<->device streaming used by the checkpoint loader and saver and by tensor::to (internal).
-// Implemented in src/cuda/copy.cpp, or by src/cuda_none.cpp without CUDA (cpu targets only).
+// The cpu side and finish() are in src/cuda/common.cpp, compiled in both builds; the device side
+// in src/cuda/copy.cpp, or src/cuda/none.cpp without CUDA (cpu targets only).
 #pragma once
 
 #include <cstddef>
@@ -51,9 +52,16 @@ class device_upload {
     crc_check check;
   };
   per_device& on(int device_index);
+  // copy() to a target other than cpu. Without CUDA: throws errc::cuda.
+  storage copy_to_cuda(std::span<const std::byte> bytes, const device& target, hold h, std::uint32_t* crc);
+  // finish()'s first half: waits for every device's transfers and hands their buffers back.
+  void wait_devices();
   std::map<int, std::unique_ptr<per_device>> devices_;
   std::deque<pending_check> checks_;  // stable addresses: the filling threads write `got`
 };
+
+// A storage on `target` holding a copy of `bytes`: one device_upload, finished.
+storage copy_to_device(std::span<const std::byte> bytes, const device& target);
 
 // Calls fn with consecutive host chunks holding bytes [0, n) of `s` (a device storage), through
 // pinned buffers: the device->host copy of the next chunks overlaps fn. n <= s.nbytes().

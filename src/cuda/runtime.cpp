@@ -4,6 +4,7 @@
 #include <mutex>
 #include <vector>
 
+#include "common.h"
 #include "cuda_internal.h"
 #include "pthio/cuda.hpp"
 
@@ -224,11 +225,7 @@ storage cuda_allocate(std::size_t nbytes, const device& dev) {
 namespace cuda {
 
 void set_staging_options(const staging_options& options) {
-  if (options.buffers == 0 || options.buffers > 16)
-    throw error(errc::invalid_argument, "staging buffers must be 1 to 16, not " + std::to_string(options.buffers));
-  if (options.buffer_bytes < (std::size_t{64} << 10) || options.buffer_bytes > (std::size_t{1} << 30))
-    throw error(errc::invalid_argument, "staging buffer size must be 64 KiB to 1 GiB, not " +
-                                            std::to_string(options.buffer_bytes) + " bytes");
+  detail::check_staging_options(options);
   auto& p = detail::cuda::pool();
   std::vector<std::unique_ptr<detail::cuda::staging_set>> old;
   {

@@ -68,9 +68,6 @@ storage place_storage(std::span<const std::byte> bytes, dtype t, const device& t
                       const std::shared_ptr<const void>& view_owner, device_upload& uploads,
                       std::optional<device_upload::crc_check> crc = std::nullopt);
 
-// Host bytes to a storage on `target` (cpu: a copy).
-storage copy_to_device(std::span<const std::byte> bytes, const device& target);
-
 // lazy.cpp: a lazy checkpoint's storages: where each placeholder's bytes are, and the files kept
 // open for them (one for a checkpoint, one per shard for a sharded index).
 struct lazy_records {

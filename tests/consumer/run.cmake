@@ -1,8 +1,14 @@
 # Drives the consumer project (this folder) the way a user would; run by CTest with cmake -P.
 #   MODE=install       cmake --install the pthio build tree into WORK_DIR/prefix, check the files,
 #                      build the consumer with find_package(pthio), then a C program with
-#                      pkg-config (shared, then static), and run everything.
+#                      pkg-config against libpthio.so, and run everything.
+#   MODE=static        install, keep only libpthio.a, link the C and the C++ consumer with
+#                      `pkg-config --static --libs pthio` as given, run them, and check that they
+#                      need neither libpthio.so nor, where the toolkit has static libraries
+#                      (STATIC_CUDART, STATIC_CUBLAS), CUDA's shared runtime or cuBLAS.
 #   MODE=subdirectory  build the consumer with add_subdirectory(PTHIO_SOURCE_DIR) and run it.
+#   MODE=tools_off     configure and build pthio itself with PTHIO_BUILD_TOOLS=OFF and tests on,
+#                      check that CTest registers no test that runs the command, run the zip suite.
 # Everything is written under WORK_DIR, which is emptied first.
 cmake_minimum_required(VERSION 3.22)
 
@@ -51,6 +57,11 @@ if(CONFIG)
   list(APPEND build_cmd --config ${CONFIG})
 endif()
 
+find_program(PKG_CONFIG NAMES pkg-config pkgconf)
+if(NOT PKG_CONFIG AND MODE MATCHES "^(install|static)$")
+  message(FATAL_ERROR "pkg-config not found")
+endif()
+
 if(MODE STREQUAL "install")
   set(prefix ${WORK_DIR}/prefix)
   set(install_cmd ${CMAKE_COMMAND} --install ${PTHIO_BUILD_DIR} --prefix ${prefix})
@@ -61,7 +72,6 @@ if(MODE STREQUAL "install")
   foreach(f ${INCLUDEDIR}/pthio/pthio.h ${INCLUDEDIR}/pthio/pthio.hpp ${INCLUDEDIR}/pthio/tensor.hpp
             ${INCLUDEDIR}/pthio/dlpack.hpp ${INCLUDEDIR}/pthio/eigen.hpp
             ${LIBDIR}/libpthio.a ${LIBDIR}/libpthio.so ${LIBDIR}/libpthio.so.${VERSION}
-            ${BINDIR}/pthio
             ${CMAKEDIR}/pthioConfig.cmake ${CMAKEDIR}/pthioConfigVersion.cmake
             ${CMAKEDIR}/pthioTargets.cmake ${PKGCONFIGDIR}/pthio.pc)
     if(NOT EXISTS ${prefix}/${f})
@@ -69,9 +79,14 @@ if(MODE STREQUAL "install")
     endif()
   endforeach()
   # The installed command works from the prefix.
-  run(COMMAND ${prefix}/${BINDIR}/pthio ls ${FIXTURE} OUTPUT_VARIABLE ls_out)
-  if(NOT ls_out MATCHES "weight +float32 +\\[3, 4\\]")
-    message(FATAL_ERROR "unexpected output of the installed pthio ls:\n${ls_out}")
+  if(WITH_TOOL)
+    if(NOT EXISTS ${prefix}/${BINDIR}/pthio)
+      message(FATAL_ERROR "not installed: ${prefix}/${BINDIR}/pthio")
+    endif()
+    run(COMMAND ${prefix}/${BINDIR}/pthio ls ${FIXTURE} OUTPUT_VARIABLE ls_out)
+    if(NOT ls_out MATCHES "weight +float32 +\\[3, 4\\]")
+      message(FATAL_ERROR "unexpected output of the installed pthio ls:\n${ls_out}")
+    endif()
   endif()
 
   run(COMMAND ${configure} -DPTHIO_CONSUMER_MODE=package -DCMAKE_PREFIX_PATH=${prefix})
@@ -80,12 +95,8 @@ if(MODE STREQUAL "install")
     run(COMMAND ${build}/${exe} ${FIXTURE} ${out_dir})
   endforeach()
 
-  # pkg-config: compile the C consumer with what pthio.pc says, against libpthio.so and then
-  # libpthio.a (Libs.private: the C++ runtime and pthio's own dependencies).
-  find_program(PKG_CONFIG NAMES pkg-config pkgconf)
-  if(NOT PKG_CONFIG)
-    message(FATAL_ERROR "pkg-config not found")
-  endif()
+  # pkg-config: compile the C consumer with what pthio.pc says, against libpthio.so (the static
+  # library: MODE=static).
   set(ENV{PKG_CONFIG_PATH} ${prefix}/${PKGCONFIGDIR})
   run(COMMAND ${PKG_CONFIG} --modversion pthio OUTPUT_VARIABLE pc_version)
   if(NOT pc_version STREQUAL VERSION)
@@ -106,15 +117,55 @@ if(MODE STREQUAL "install")
   endif()
   separate_arguments(pc_cflags UNIX_COMMAND "${pc_cflags}")
   separate_arguments(pc_libs UNIX_COMMAND "${pc_libs}")
-  separate_arguments(pc_static_libs UNIX_COMMAND "${pc_static_libs}")
-  list(TRANSFORM pc_static_libs REPLACE "^-lpthio$" "-l:libpthio.a")
   separate_arguments(extra UNIX_COMMAND "${EXTRA_FLAGS}")
   run(COMMAND ${C_COMPILER} -std=c11 ${extra} ${pc_cflags} ${CONSUMER_SOURCE_DIR}/main.c
               -o ${WORK_DIR}/pc_shared ${pc_libs} -Wl,-rpath,${prefix}/${LIBDIR})
   run(COMMAND ${WORK_DIR}/pc_shared ${FIXTURE} ${out_dir})
-  run(COMMAND ${C_COMPILER} -std=c11 ${extra} ${pc_cflags} ${CONSUMER_SOURCE_DIR}/main.c
-              -o ${WORK_DIR}/pc_static ${pc_static_libs})
-  run(COMMAND ${WORK_DIR}/pc_static ${FIXTURE} ${out_dir})
+elseif(MODE STREQUAL "static")
+  set(prefix ${WORK_DIR}/prefix)
+  set(install_cmd ${CMAKE_COMMAND} --install ${PTHIO_BUILD_DIR} --prefix ${prefix})
+  if(CONFIG)
+    list(APPEND install_cmd --config ${CONFIG})
+  endif()
+  run(COMMAND ${install_cmd})
+  # A static-only install: `-lpthio` can only mean libpthio.a.
+  file(GLOB shared_libs ${prefix}/${LIBDIR}/libpthio.so*)
+  file(REMOVE ${shared_libs})
+  set(ENV{PKG_CONFIG_PATH} ${prefix}/${PKGCONFIGDIR})
+  run(COMMAND ${PKG_CONFIG} --cflags pthio OUTPUT_VARIABLE pc_cflags)
+  run(COMMAND ${PKG_CONFIG} --static --libs pthio OUTPUT_VARIABLE pc_static_libs)
+  message(STATUS "pkg-config --static --libs pthio: ${pc_static_libs}")
+  separate_arguments(pc_cflags UNIX_COMMAND "${pc_cflags}")
+  separate_arguments(pc_static_libs UNIX_COMMAND "${pc_static_libs}")
+  separate_arguments(extra UNIX_COMMAND "${EXTRA_FLAGS}")
+  find_program(READELF NAMES readelf)
+  if(NOT READELF)
+    message(FATAL_ERROR "readelf not found")
+  endif()
+  foreach(lang c cpp)
+    if(lang STREQUAL "c")
+      set(compile ${C_COMPILER} -std=c11)
+    else()
+      set(compile ${CXX_COMPILER} -std=c++20)
+    endif()
+    set(exe ${WORK_DIR}/static_${lang})
+    run(COMMAND ${compile} ${extra} ${pc_cflags} ${CONSUMER_SOURCE_DIR}/main.${lang} -o ${exe} ${pc_static_libs})
+    run(COMMAND ${exe} ${FIXTURE} ${out_dir})
+    run(COMMAND ${READELF} -d ${exe} OUTPUT_VARIABLE dynamic)
+    set(must_not_need libpthio)
+    if(STATIC_CUDART)
+      list(APPEND must_not_need libcudart)
+    endif()
+    if(STATIC_CUBLAS)
+      list(APPEND must_not_need libcublas libcublasLt)
+    endif()
+    foreach(lib ${must_not_need})
+      if(dynamic MATCHES "NEEDED[^\n]*\\[${lib}\\.so")
+        message(FATAL_ERROR "static_${lang}, linked with `pkg-config --static --libs pthio` "
+                            "(${pc_static_libs}), needs ${lib}.so:\n${dynamic}")
+      endif()
+    endforeach()
+  endforeach()
 elseif(MODE STREQUAL "subdirectory")
   # CUDA is off here to keep the test quick; the main build covers it.
   run(COMMAND ${configure} -DPTHIO_CONSUMER_MODE=subdirectory -DPTHIO_SOURCE_DIR=${PTHIO_SOURCE_DIR}
@@ -123,7 +174,24 @@ elseif(MODE STREQUAL "subdirectory")
   foreach(exe consumer_cpp consumer_cpp_shared consumer_c consumer_c_static)
     run(COMMAND ${build}/${exe} ${FIXTURE} ${out_dir})
   endforeach()
+elseif(MODE STREQUAL "tools_off")
+  # The command's tests are skipped at doctest's listing, so CTest never registers them.
+  run(COMMAND ${CMAKE_COMMAND} -S ${PTHIO_SOURCE_DIR} -B ${build} -G ${GENERATOR}
+              -DCMAKE_C_COMPILER=${C_COMPILER} -DCMAKE_CXX_COMPILER=${CXX_COMPILER}
+              -DCMAKE_CXX_COMPILER_LAUNCHER=${CXX_LAUNCHER} -DPTHIO_CUDA=OFF
+              -DPTHIO_BUILD_TOOLS=OFF -DPTHIO_BUILD_TESTS=ON -DPTHIO_BUILD_EXAMPLES=OFF)
+  run(COMMAND ${CMAKE_COMMAND} --build ${build} --target pthio_tests)
+  run(COMMAND ${CMAKE_CTEST_COMMAND} --test-dir ${build} -N OUTPUT_VARIABLE listed)
+  if(NOT listed MATCHES "Test +#[0-9]+: zip: ")
+    message(FATAL_ERROR "tools off: the zip tests are not registered:\n${listed}")
+  endif()
+  foreach(pattern "Test +#[0-9]+: cli: " "the command exits 3" "pthio scan reports" "refused by dump")
+    if(listed MATCHES "${pattern}")
+      message(FATAL_ERROR "tools off: a test that runs the command is registered (${pattern}):\n${listed}")
+    endif()
+  endforeach()
+  run(COMMAND ${build}/tests/pthio_tests -ts=zip)
 else()
-  message(FATAL_ERROR "run.cmake: MODE must be install or subdirectory, not ${MODE}")
+  message(FATAL_ERROR "run.cmake: MODE must be install, static, subdirectory or tools_off, not ${MODE}")
 endif()
 message(STATUS "consumer (${MODE}): ok")

@@ -8,7 +8,8 @@
 #include <mutex>
 #include <new>
 
-#include "byte_reader.h"
+#include "../byte_reader.h"
+#include "format.h"
 #include "pthio/error.hpp"
 #include "pthio/zip.hpp"
 
@@ -19,21 +20,7 @@ namespace {
 using detail::byte_reader;
 using detail::checked_add;
 
-// APPNOTE 4.3.7, 4.3.12, 4.3.14, 4.3.15, 4.3.16: signatures and fixed record sizes.
-constexpr std::uint32_t local_header_sig = 0x04034b50;    // PK\3\4
-constexpr std::uint32_t central_header_sig = 0x02014b50;  // PK\1\2
-constexpr std::uint32_t end_sig = 0x06054b50;             // PK\5\6
-constexpr std::uint32_t zip64_end_sig = 0x06064b50;       // PK\6\6
-constexpr std::uint32_t zip64_locator_sig = 0x07064b50;   // PK\6\7
-constexpr std::uint64_t local_header_size = 30;
-constexpr std::uint64_t central_header_size = 46;
-constexpr std::uint64_t end_size = 22;
-constexpr std::uint64_t zip64_end_min_size = 56;
-constexpr std::uint64_t zip64_locator_size = 20;
-constexpr std::uint64_t max_comment = 0xFFFF;
-constexpr std::uint16_t zip64_extra_id = 0x0001;          // APPNOTE 4.5.3
-constexpr std::uint32_t u32_max = 0xFFFFFFFF;
-constexpr std::uint16_t u16_max = 0xFFFF;
+using namespace detail::zip;
 
 std::string hex32(std::uint32_t v) {
   char buf[16];
@@ -143,7 +130,7 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
   for (std::uint64_t p = size - end_size + 1; p-- > lowest;) {
     r.seek(p);
     if (r.le32() != end_sig) continue;
-    r.seek(p + 20);
+    r.seek(p + end_record::comment_length);
     if (r.le16() == size - p - end_size) {
       end_pos = p;
       found = true;
@@ -156,7 +143,7 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
   }
   if (!found) {
     if (mismatched) {
-      r.seek(mismatched_at + 20);
+      r.seek(mismatched_at + end_record::comment_length);
       std::uint16_t len = r.le16();
       r.fail_at(mismatched_at, "zip: end-of-central-directory comment length " + std::to_string(len) +
                                    " does not match the " + std::to_string(size - mismatched_at - end_size) +
@@ -199,7 +186,7 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
                   "zip: multi-disk archives are not supported (zip64 locator names disk " +
                       std::to_string(z64_disk) + " of " + std::to_string(total_disks) + ")");
     std::uint64_t z64_end;
-    if (!checked_add(z64_pos, zip64_end_min_size, z64_end) || z64_end > loc_pos)
+    if (!checked_add(z64_pos, zip64_end_size, z64_end) || z64_end > loc_pos)
       r.fail_at(loc_pos, "zip: zip64 end record offset " + std::to_string(z64_pos) +
                              " does not leave its 56 bytes before the zip64 locator at " +
                              std::to_string(loc_pos));
@@ -209,9 +196,10 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
                              " named by the zip64 locator");
     std::uint64_t record_size = r.le64();
     std::uint64_t record_end;
-    if (record_size < zip64_end_min_size - 12 || !checked_add(z64_pos + 12, record_size, record_end) ||
+    if (record_size < zip64_end_size - zip64_end_size_field_excludes ||
+        !checked_add(z64_pos + zip64_end_size_field_excludes, record_size, record_end) ||
         record_end > loc_pos)
-      r.fail_at(z64_pos + 4, "zip: zip64 end record size " + std::to_string(record_size) +
+      r.fail_at(z64_pos + zip64_end_record::size, "zip: zip64 end record size " + std::to_string(record_size) +
                                  " is below 44 or runs past the zip64 locator");
     r.skip(4);  // version made by, version needed
     std::uint32_t z64_disk_number = r.le32();
@@ -232,12 +220,12 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
                           " but the end record says " + std::to_string(classic));
       }
     };
-    merge(disk_number, u16_max, z64_disk_number, z64_pos + 16, "disk number");
-    merge(cd_disk_number, u16_max, z64_cd_disk, z64_pos + 20, "central directory disk");
-    merge(entries_on_disk, u16_max, z64_entries_on_disk, z64_pos + 24, "entries on this disk");
-    merge(entries, u16_max, z64_entries, z64_pos + 32, "entry count");
-    merge(cd_size, u32_max, z64_cd_size, z64_pos + 40, "central directory size");
-    merge(cd_offset, u32_max, z64_cd_offset, z64_pos + 48, "central directory offset");
+    merge(disk_number, u16_max, z64_disk_number, z64_pos + zip64_end_record::disk, "disk number");
+    merge(cd_disk_number, u16_max, z64_cd_disk, z64_pos + zip64_end_record::cd_disk, "central directory disk");
+    merge(entries_on_disk, u16_max, z64_entries_on_disk, z64_pos + zip64_end_record::entries_on_disk, "entries on this disk");
+    merge(entries, u16_max, z64_entries, z64_pos + zip64_end_record::entries, "entry count");
+    merge(cd_size, u32_max, z64_cd_size, z64_pos + zip64_end_record::cd_size, "central directory size");
+    merge(cd_offset, u32_max, z64_cd_offset, z64_pos + zip64_end_record::cd_offset, "central directory offset");
     records_start = z64_pos;
   }
 
@@ -298,10 +286,10 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
     const entry_errors er{file, name};
     if (name.find('\0') != std::string_view::npos)
       er.fail_at(cd_offset + at + central_header_size, "zip: entry name contains a NUL byte");
-    if (e.flags & 0x0001)
-      er.fail_kind(errc::unsupported, cd_offset + at + 8, "zip: encrypted entries are not supported");
-    if (e.method != 0 && e.method != 8)
-      er.fail_kind(errc::unsupported, cd_offset + at + 10,
+    if (e.flags & flag_encrypted)
+      er.fail_kind(errc::unsupported, cd_offset + at + central_header::flags, "zip: encrypted entries are not supported");
+    if (e.method != method_stored && e.method != method_deflate)
+      er.fail_kind(errc::unsupported, cd_offset + at + central_header::method,
                    "zip: compression method " + std::to_string(e.method) + " (" + method_name(e.method) +
                        ") is not supported; only 0 (stored) and 8 (deflate)");
 
@@ -317,7 +305,7 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
       byte_reader xr(extra, errc::corrupt_zip, entry_context(file, e.name), extra_at);
       while (!xr.at_end()) {
         const std::uint64_t field_at = xr.pos();
-        if (xr.remaining() < 4)
+        if (xr.remaining() < extra_header_size)
           xr.fail("zip: " + std::to_string(xr.remaining()) + " stray bytes at the end of the extra field");
         std::uint16_t id = xr.le16();
         std::uint16_t len = xr.le16();
@@ -327,7 +315,7 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
         std::span<const std::byte> data = xr.bytes(len);
         if (id != zip64_extra_id || have_zip64) continue;
         have_zip64 = true;
-        byte_reader zr(data, errc::corrupt_zip, entry_context(file, e.name), extra_at + field_at + 4);
+        byte_reader zr(data, errc::corrupt_zip, entry_context(file, e.name), extra_at + field_at + extra_header_size);
         auto take = [&](bool needed, std::uint64_t& out, const char* what) {
           if (!needed) return;
           if (zr.remaining() < 8)
@@ -342,8 +330,8 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
     }
     if ((need_usize || need_csize || need_local) && !have_zip64)
       er.fail_at(cd_offset + at, "zip: a size or offset is 0xFFFFFFFF but there is no zip64 extra field");
-    if (e.method == 0 && e.compressed_size != e.uncompressed_size)
-      er.fail_at(cd_offset + at + 20, "zip: stored entry's compressed size " + std::to_string(e.compressed_size) +
+    if (e.method == method_stored && e.compressed_size != e.uncompressed_size)
+      er.fail_at(cd_offset + at + central_header::compressed_size, "zip: stored entry's compressed size " + std::to_string(e.compressed_size) +
                                           " differs from its uncompressed size " +
                                           std::to_string(e.uncompressed_size));
     entries_.push_back(std::move(e));
@@ -378,9 +366,9 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
     // first >= 30: the fixed part ends at or before the central directory (checked above).
     if (detail::load_le(local.data(), 4) != local_header_sig)
       le.fail_at(lo, "zip: no local header signature (PK\\3\\4) at offset " + std::to_string(lo));
-    const std::uint16_t method = static_cast<std::uint16_t>(detail::load_le(local.data() + 8, 2));  // after version needed, flags
-    const std::uint16_t name_len = static_cast<std::uint16_t>(detail::load_le(local.data() + 26, 2));  // after time, date, CRC, sizes
-    const std::uint16_t extra_len = static_cast<std::uint16_t>(detail::load_le(local.data() + 28, 2));
+    const std::uint16_t method = static_cast<std::uint16_t>(detail::load_le(local.data() + local_header::method, 2));
+    const std::uint16_t name_len = static_cast<std::uint16_t>(detail::load_le(local.data() + local_header::name_length, 2));
+    const std::uint16_t extra_len = static_cast<std::uint16_t>(detail::load_le(local.data() + local_header::extra_length, 2));
     const std::uint64_t data_offset = fixed_end + name_len + extra_len;
     if (data_offset > cd_offset)
       le.fail_at(lo, "zip: local header's name and extra field run into the central directory at " +
@@ -394,7 +382,7 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
       le.fail_at(fixed_end, "zip: local header names " + in_quotes(local_name) + " but the central directory " +
                                 in_quotes(e.name));
     if (method != e.method)
-      le.fail_at(lo + 8, "zip: local header says method " + std::to_string(method) +
+      le.fail_at(lo + local_header::method, "zip: local header says method " + std::to_string(method) +
                              " but the central directory " + std::to_string(e.method));
     std::uint64_t data_end;
     if (!checked_add(data_offset, e.compressed_size, data_end) || data_end > cd_offset)
@@ -473,7 +461,7 @@ std::span<const std::byte> zip_reader::read(const zip_entry& entry, bool verify_
                                                               static_cast<std::size_t>(e.compressed_size));
 
   std::span<const std::byte> out;
-  if (e.method == 0) {
+  if (e.method == method_stored) {
     out = stored;
   } else {
     std::shared_ptr<std::vector<std::byte>> buf;
@@ -531,7 +519,7 @@ std::span<const std::byte> zip_reader::read(const zip_entry& entry, bool verify_
 
 std::shared_ptr<const void> zip_reader::owner_of(const zip_entry& entry) const {
   const std::size_t index = index_of(*this, entry);
-  if (entries_[index].method == 0) return source_.owner();
+  if (entries_[index].method == method_stored) return source_.owner();
   read(entries_[index]);
   std::lock_guard<std::mutex> lock(inflated_mutex);
   return inflated_.at(index);

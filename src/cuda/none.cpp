@@ -1,9 +1,8 @@
 // CUDA entry points when pthio is built without the CUDA toolkit: queries say no, cpu targets
-// work, anything that needs a device throws pthio::error(errc::cuda).
-#include <cstring>
-
-#include "torch/internal.h"
-#include "cuda/device_copy.h"
+// work, anything that needs a device throws pthio::error(errc::cuda). What does not need the
+// toolkit (argument checks, device_upload's cpu path and finish()) is shared, in common.cpp.
+#include "common.h"
+#include "device_copy.h"
 #include "pthio/cuda.hpp"
 
 namespace pthio {
@@ -33,11 +32,7 @@ staging_options& current_options() {
 }  // namespace
 
 void set_staging_options(const staging_options& options) {
-  if (options.buffers == 0 || options.buffers > 16)
-    throw error(errc::invalid_argument, "staging buffers must be 1 to 16, not " + std::to_string(options.buffers));
-  if (options.buffer_bytes < (std::size_t{64} << 10) || options.buffer_bytes > (std::size_t{1} << 30))
-    throw error(errc::invalid_argument, "staging buffer size must be 64 KiB to 1 GiB, not " +
-                                            std::to_string(options.buffer_bytes) + " bytes");
+  detail::check_staging_options(options);
   current_options() = options;
 }
 staging_options get_staging_options() { return current_options(); }
@@ -55,30 +50,12 @@ struct device_upload::per_device {};
 device_upload::device_upload() = default;
 device_upload::~device_upload() = default;
 
-device_upload::per_device& device_upload::on(int) { no_cuda("device copy"); }
-
-storage device_upload::copy(std::span<const std::byte> bytes, const device& target, hold,
-                            std::optional<crc_check> verify) {
-  if (!target.is_cpu()) no_cuda("cannot put a storage on " + target.str());
-  storage s = storage::allocate(bytes.size());
-  if (!bytes.empty()) std::memcpy(s.data(), bytes.data(), bytes.size());
-  if (verify) checks_.push_back({pthio::crc32(bytes), std::move(*verify)});
-  return s;
+storage device_upload::copy_to_cuda(std::span<const std::byte>, const device& target, hold, std::uint32_t*) {
+  no_cuda("cannot put a storage on " + target.str());
 }
 
-void device_upload::finish() {
-  auto checks = std::move(checks_);
-  checks_.clear();
-  for (auto& c : checks)
-    if (c.got != c.check.expected) c.check.mismatch();
-}
-
-storage copy_to_device(std::span<const std::byte> bytes, const device& target) {
-  device_upload up;
-  storage s = up.copy(bytes, target, device_upload::hold::until_finish);
-  up.finish();
-  return s;
-}
+// Nothing is ever in flight: copy_to_cuda() never starts a transfer.
+void device_upload::wait_devices() {}
 
 void for_each_host_chunk(const storage& s, std::size_t, const std::function<void(std::span<const std::byte>)>&) {
   no_cuda("cannot read a storage on " + s.dev().str());

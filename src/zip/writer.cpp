@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "format.h"
 #include "pthio/error.hpp"
 #include "pthio/zip.hpp"
 
@@ -18,19 +19,10 @@ namespace pthio {
 
 namespace {
 
-constexpr std::uint32_t local_header_sig = 0x04034b50;    // PK\3\4
-constexpr std::uint32_t central_header_sig = 0x02014b50;  // PK\1\2
-constexpr std::uint32_t descriptor_sig = 0x08074b50;      // PK\7\8
-constexpr std::uint32_t end_sig = 0x06054b50;             // PK\5\6
-constexpr std::uint32_t zip64_end_sig = 0x06064b50;       // PK\6\6
-constexpr std::uint32_t zip64_locator_sig = 0x07064b50;   // PK\6\7
-constexpr std::uint64_t u32_max = 0xFFFFFFFF;
-constexpr std::uint64_t u16_max = 0xFFFF;
+using namespace detail::zip;
 
-// General-purpose flags (APPNOTE 4.4.4): bit 3, sizes and CRC in a data descriptor; bit 11, UTF-8
-// names. miniz sets bit 3 only for entries with data, and writes a descriptor only for them.
-constexpr std::uint16_t flag_descriptor = 0x0008;
-constexpr std::uint16_t flag_utf8 = 0x0800;
+// The public header cannot name the internal constant; the two must agree.
+static_assert(zip_writer::default_alignment == torch_alignment);
 
 class header_buffer {
  public:
@@ -61,7 +53,7 @@ class header_buffer {
 // header miniz writes the compressed size as 0 (it is not known yet); the central copy is real.
 void zip64_extra(header_buffer& h, bool sizes, std::uint64_t usize, std::uint64_t csize, bool offset,
                  std::uint64_t local_offset) {
-  h.u16(0x0001);
+  h.u16(zip64_extra_id);
   h.u16((sizes ? 16 : 0) + (offset ? 8 : 0));
   if (sizes) {
     h.u64(usize);
@@ -213,8 +205,8 @@ void zip_writer::write_pieces(std::span<const std::byte> data, bool crc) {
 
 zip_writer::zip_writer(sink& out, std::uint32_t alignment) : out_(out), alignment_(alignment) {
   // The "FB" field's length is a u16 holding up to alignment - 1 padding bytes.
-  if (alignment_ == 0 || alignment_ > 32768)
-    misuse("alignment " + std::to_string(alignment) + " is not between 1 and 32768");
+  if (alignment_ == 0 || alignment_ > max_alignment)
+    misuse("alignment " + std::to_string(alignment) + " is not between 1 and " + std::to_string(max_alignment));
 }
 
 void zip_writer::add(std::string_view name, std::span<const std::byte> data) {
@@ -236,31 +228,32 @@ void zip_writer::begin_entry(std::string_view name, std::optional<std::uint64_t>
   const bool zip64_sizes = planned >= u32_max;
   const bool zip64_offset = offset >= u32_max;
   const bool zip64 = zip64_sizes || zip64_offset;
-  const std::size_t zip64_len = zip64 ? 4 + (zip64_sizes ? 16 : 0) + (zip64_offset ? 8 : 0) : 0;
+  const std::size_t zip64_len = zip64 ? extra_header_size + (zip64_sizes ? 16 : 0) + (zip64_offset ? 8 : 0) : 0;
+  // miniz sets the descriptor bit only for entries with data, and writes a descriptor only for them.
   const std::uint16_t flags = planned != 0 ? (flag_utf8 | flag_descriptor) : flag_utf8;
 
   // torch's getPadding(): an "FB" extra field (always present, possibly empty) of 'Z' bytes that
   // puts the data on a multiple of the alignment, counting the zip64 field before it.
-  const std::uint64_t start = offset + 30 + name.size() + zip64_len + 4;
+  const std::uint64_t start = offset + local_header_size + name.size() + zip64_len + extra_header_size;
   const std::uint64_t padding = (alignment_ - start % alignment_) % alignment_;
 
   header_buffer h;
   h.u32(local_header_sig);
   h.u16(0);      // version needed: miniz writes 0 for stored entries
   h.u16(flags);
-  h.u16(0);      // method: stored
+  h.u16(method_stored);
   h.u16(0);      // DOS time: torch's miniz is built without time support
   h.u16(0);      // DOS date
   h.u32(0);      // CRC-32, compressed and uncompressed size: in the data descriptor
   h.u32(0);
   h.u32(0);
   h.u16(name.size());
-  h.u16(zip64_len + 4 + padding);
+  h.u16(zip64_len + extra_header_size + padding);
   h.text(name);
   if (zip64) zip64_extra(h, zip64_sizes, planned, 0, zip64_offset, offset);
-  h.text("FB");
+  h.text(padding_field_id);
   h.u16(padding);
-  h.fill(static_cast<std::size_t>(padding), 'Z');
+  h.fill(static_cast<std::size_t>(padding), padding_byte);
   out_.write(h.bytes());
 
   in_entry_ = true;
@@ -378,13 +371,13 @@ void zip_writer::finish() {
     const bool zip64_sizes = w.size >= u32_max;
     const bool zip64_offset = w.local_offset >= u32_max;
     const std::size_t zip64_len =
-        (zip64_sizes || zip64_offset) ? 4 + (zip64_sizes ? 16 : 0) + (zip64_offset ? 8 : 0) : 0;
+        (zip64_sizes || zip64_offset) ? extra_header_size + (zip64_sizes ? 16 : 0) + (zip64_offset ? 8 : 0) : 0;
     h.clear();
     h.u32(central_header_sig);
     h.u16(0);  // version made by: miniz leaves it 0
     h.u16(0);  // version needed (stored)
     h.u16(w.flags);
-    h.u16(0);  // method
+    h.u16(method_stored);
     h.u16(0);  // time
     h.u16(0);  // date
     h.u32(w.crc);
@@ -408,9 +401,9 @@ void zip_writer::finish() {
   const std::uint64_t n = done_.size();
   h.clear();
   h.u32(zip64_end_sig);
-  h.u64(44);      // size of the rest of the record
-  h.u16(0x031E);  // version made by: miniz's constant (Unix, 3.0)
-  h.u16(0x002D);  // version needed: 4.5
+  h.u64(zip64_end_size - zip64_end_size_field_excludes);
+  h.u16(version_made_by_miniz);
+  h.u16(version_needed_zip64);
   h.u32(0);       // this disk
   h.u32(0);       // disk with the central directory
   h.u64(n);
