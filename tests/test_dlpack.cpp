@@ -132,7 +132,7 @@ TEST_CASE("dlpack: every dtype DLPack can describe maps both ways, the rest are 
     CHECK_THROWS_WITH_AS(pthio::dtype_from_dlpack(d), doctest::Contains("pthio has no dtype"), pthio::error);
 }
 
-TEST_CASE("dlpack: devices map cpu and cuda:N both ways; other device types are refused") {
+TEST_CASE("dlpack: devices map cpu and cuda:N both ways, other device types are refused") {
   CHECK(pthio::to_dlpack_device(pthio::cpu_device).device_type == dl::kDLCPU);
   auto c = pthio::to_dlpack_device(pthio::device::parse("cuda:3"));
   CHECK(c.device_type == dl::kDLCUDA);
