@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """pthio against torch, safetensors and page-cache reads, in one process, interleaved.
 
-Run with the torch 2.x interpreter (torch + safetensors + numpy):
+Run with the torch 2.x interpreter (torch + safetensors + numpy: the venv scripts/deps.sh makes,
+$PTHIO_VENV, by default ~/.cache/pthio/venv-torch2):
 
-    /opt/torch2/bin/python bench/compare.py --bench build/pthio_bench [--data /work/bench-data]
+    $PTHIO_VENV/bin/python bench/compare.py --bench build/pthio_bench [--data DIR]
                                             [--rounds 7] [--out bench/results.json] [--only NAMES]
 
-It writes the checkpoints once with torch (kept in --data, never in the repository):
+It writes the checkpoints once with torch (kept in --data, by default ~/.cache/pthio/bench-data,
+never in the repository):
   ckpt_1g     1 GiB of float32 in 1,000 tensors      (eager/mmap load, save)
   ckpt_256m   256 MiB in 1,000 tensors                (mmap flatness)
   ckpt_64m    64 MiB in 1,000 tensors                 (mmap flatness, eager)
@@ -275,8 +277,9 @@ def machine():
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     here = os.path.dirname(os.path.abspath(__file__))
+    repo = os.path.join(here, "..")
     ap.add_argument("--bench", default=os.path.join(here, "..", "build", "pthio_bench"))
-    ap.add_argument("--data", default="/work/bench-data")
+    ap.add_argument("--data", default=os.path.join(os.path.expanduser("~"), ".cache", "pthio", "bench-data"))
     ap.add_argument("--rounds", type=int, default=7, help="counted rounds (after one warm-up round)")
     ap.add_argument("--out", default=os.path.join(here, "results.json"))
     ap.add_argument("--only", default="", help="comma-separated substrings: run only matching measurements")
@@ -415,8 +418,9 @@ def main():
 
     result = {
         "machine": machine(),
-        "command": " ".join([sys.executable] + sys.argv),
-        "bench": os.path.abspath(a.bench),
+        # Relative to the repository: no path of the machine that ran it.
+        "command": " ".join(["python", os.path.relpath(os.path.abspath(sys.argv[0]), repo)] + sys.argv[1:]),
+        "bench": os.path.relpath(os.path.abspath(a.bench), repo),
         "rounds": a.rounds,
         "load_average_before_after": [load_before, load_after],
         "medians": {k: {f: med(k, f) for f in fields} for k in keys},

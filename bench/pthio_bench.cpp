@@ -9,38 +9,33 @@
 //       rss_anon_delta_kib the part the process allocated, rss_file_delta_kib the page-cache pages
 //       of the file the load mapped in (shared with the page cache, not allocated).
 //   pthio_bench save FILE (--size-mib N --tensors K | --from SRC) [--repeat R]
-//                    [--sink file|nofsync|nofsync-copy|null] [--crc] [--no-crc]
+//                    [--sink file|nofsync|null] [--crc] [--no-crc]
 //       seconds: pthio::save of a state dict of K float32 tensors (N MiB in all), or of SRC's root
 //       loaded untimed. --sink file (default) is pthio::save(path): temporary, fsync, rename.
 //       nofsync writes the same bytes through a plain buffered fd (what torch.save does: no
-//       fsync; it gathers and writes as file_sink does; nofsync-copy as file_sink did before
-//       BENCHMARKS.md, copying every write under 4 MiB into a 4 MiB buffer). null discards the bytes (pickling, zip structure and CRC only). --crc also times
+//       fsync; it gathers and writes as file_sink does). null discards the bytes (pickling, zip
+//       structure and CRC only). --crc also times
 //       pthio::crc32 (libdeflate) over the same tensor bytes: crc_seconds.
 //       --no-crc saves with save_options::compute_crc32 = false (CRC fields 0): the difference to a
 //       save with CRCs is what the CRC-32 costs the save.
-//   pthio_bench read FILE [--method fresh|fresh-thp|reuse|mmap-memcpy] [--repeat R]
+//   pthio_bench read FILE [--method fresh|reuse] [--repeat R]
 //       The memcpy-class reference: read() of the whole file from the page cache into a freshly
-//       allocated buffer (fresh; fresh-thp adds MADV_HUGEPAGE), into a pre-faulted buffer (reuse),
-//       or mmap + memcpy into a fresh buffer (mmap-memcpy).
-//       pread-crc is the eager load proposed in BENCHMARKS.md: read() into a fresh buffer in 4 MiB
-//       pieces, each CRC-32'd while it is in cache. mmap-crc-memcpy mirrors pthio's eager load
-//       today: mmap, CRC-32 over the map, zeroed allocation, memcpy.
+//       allocated buffer (fresh) or into a pre-faulted buffer (reuse).
 //   pthio_bench crc FILE [--repeat R]
 //       pthio::crc32 over the file's bytes, already in memory.
 //   pthio_bench zip FILE [--repeat R]
 //       Opening the file's zip structure alone (map, central directory, every local header):
 //       pthio::zip_reader's constructor, the part of an mmap load that touches pages across the file.
-//   pthio_bench write FILE --size-mib N [--method plain|big|crc-chunked|crc-thread] [--piece-kib K] [--repeat R]
+//   pthio_bench write FILE --size-mib N [--method plain|big|crc-chunked] [--piece-kib K] [--repeat R]
 //       The write reference: N MiB from memory to a new FILE, no fsync, with write() --piece-kib
 //       at a time (default 1024, as zip_writer writes; plain), in 64 MiB calls (big: measured 2-3.5x
-//       slower into the page cache here), each piece CRC-32'd then written (crc-chunked, zip_writer
-//       on one core), or 64 MiB calls with the CRC on a second thread (crc-thread).
+//       slower into the page cache here), or each piece CRC-32'd then written (crc-chunked,
+//       zip_writer on one core).
 //
 // Output keys: op, mode, bytes (storage bytes for load/save, file bytes for read/crc), tensors,
 // seconds (wall clock), cpu_seconds (this process's CPU time over the same span), plus the extras
 // above and max_rss_kib (getrusage, the process's peak so far).
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -52,7 +47,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <optional>
-#include <thread>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -80,11 +74,10 @@ double cpu_now() {
                "usage: pthio_bench load FILE --eager|--mmap|--lazy [--device cpu|cuda:N] [--repeat R] [--no-crc]\n"
                "       pthio_bench save FILE (--size-mib N --tensors K | --from SRC) [--repeat R]\n"
                "                        [--sink file|nofsync|null] [--crc] [--no-crc]\n"
-               "       pthio_bench read FILE [--method fresh|fresh-thp|reuse|mmap-memcpy] [--repeat R]\n"
-               "       pthio_bench read FILE [--method ...|pread-crc|mmap-crc-memcpy] [--repeat R]\n"
+               "       pthio_bench read FILE [--method fresh|reuse] [--repeat R]\n"
                "       pthio_bench crc FILE [--repeat R]\n"
                "       pthio_bench zip FILE [--repeat R]\n"
-               "       pthio_bench write FILE --size-mib N [--method plain|big|crc-chunked|crc-thread] [--piece-kib K]\n",
+               "       pthio_bench write FILE --size-mib N [--method plain|big|crc-chunked] [--piece-kib K]\n",
                why.c_str());
   std::exit(2);
 }
@@ -253,7 +246,7 @@ int run_load(const args& a) {
 // torch.save does.
 class fd_sink final : public pthio::sink {
  public:
-  fd_sink(const std::string& path, std::size_t cap, std::size_t direct) : cap_(cap), direct_(direct) {
+  explicit fd_sink(const std::string& path) {
     fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd_ < 0) throw pthio::error(pthio::errc::io, std::string("cannot create: ") + std::strerror(errno), path);
     buf_.reserve(cap_);
@@ -279,7 +272,7 @@ class fd_sink final : public pthio::sink {
   std::uint64_t position() const override { return pos_; }
 
  private:
-  std::size_t cap_, direct_;
+  static constexpr std::size_t cap_ = 1u << 20, direct_ = 256u << 10;
   void put(const std::byte* a, std::size_t na, const std::byte* b, std::size_t nb) {
     iovec iov[2] = {{const_cast<std::byte*>(a), na}, {const_cast<std::byte*>(b), nb}};
     iovec* v = iov;
@@ -344,16 +337,14 @@ int run_save(const args& a) {
     auto t0 = clock_type::now();
     if (a.sink == "file") {
       pthio::save(a.file, root, so);
-    } else if (a.sink == "nofsync" || a.sink == "nofsync-copy") {
-      // nofsync-copy: as file_sink did before BENCHMARKS.md, copying every write under 4 MiB
-      // into a 4 MiB buffer.
-      fd_sink out(a.file, a.sink == "nofsync" ? 1u << 20 : 4u << 20, a.sink == "nofsync" ? 256u << 10 : 4u << 20);
+    } else if (a.sink == "nofsync") {
+      fd_sink out(a.file);
       pthio::save(out, root, so);
     } else if (a.sink == "null") {
       null_sink out;
       pthio::save(out, root, so);
     } else {
-      usage("--sink is file, nofsync, nofsync-copy or null");
+      usage("--sink is file, nofsync or null");
     }
     const double s = since(t0);
     const double cpu = cpu_now() - c0;
@@ -417,44 +408,12 @@ int run_read(const args& a) {
     const double c0 = cpu_now();
     auto t0 = clock_type::now();
     std::byte* buf = reused;
-    if (a.method == "fresh" || a.method == "fresh-thp" || a.method == "mmap-memcpy" || a.method == "pread-crc" ||
-        a.method == "mmap-crc-memcpy") {
+    if (a.method == "fresh") {
       buf = static_cast<std::byte*>(std::aligned_alloc(64, (n + 63) / 64 * 64));
-      if (a.method == "fresh-thp") ::madvise(buf, n, MADV_HUGEPAGE);
-      if (a.method == "mmap-crc-memcpy") std::memset(buf, 0, n);  // storage::allocate zeroes
     } else if (a.method != "reuse") {
-      usage("--method is fresh, fresh-thp, reuse, mmap-memcpy, pread-crc or mmap-crc-memcpy");
+      usage("--method is fresh or reuse");
     }
-    if (a.method == "mmap-memcpy" || a.method == "mmap-crc-memcpy") {
-      void* m = ::mmap(nullptr, n, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (m == MAP_FAILED) {
-        std::perror("mmap");
-        return 3;
-      }
-      if (a.method == "mmap-crc-memcpy") crc_sink = pthio::crc32({static_cast<const std::byte*>(m), n});
-      std::memcpy(buf, m, n);
-      ::munmap(m, n);
-    } else if (a.method == "pread-crc") {
-      std::uint32_t crc = 0;
-      constexpr std::uint64_t piece = 4u << 20;
-      for (std::uint64_t off = 0; off < n; off += piece) {
-        const std::uint64_t len = std::min(piece, n - off);
-        std::uint64_t done = 0;
-        while (done < len) {
-          ssize_t got = ::pread(fd, buf + off + done, len - done, static_cast<off_t>(off + done));
-          if (got < 0 && errno == EINTR) continue;
-          if (got <= 0) {
-            std::perror("read");
-            return 3;
-          }
-          done += static_cast<std::uint64_t>(got);
-        }
-        crc = pthio::crc32({buf + off, len}, crc);
-      }
-      crc_sink = crc;
-    } else {
-      read_all(fd, buf, n);
-    }
+    read_all(fd, buf, n);
     sink_byte = static_cast<unsigned char>(buf[n / 2]);
     const double s = since(t0);
     const double cpu = cpu_now() - c0;
@@ -547,17 +506,8 @@ int run_write(const args& a) {
         crc = pthio::crc32({src.data() + off, len}, crc);
         write_all(fd, src.data() + off, len);
       }
-    } else if (a.method == "crc-thread") {
-      for (std::size_t off = 0; off < n; off += call) {
-        const std::size_t len = std::min(call, n - off);
-        std::uint32_t part = crc;
-        std::thread t([&] { part = pthio::crc32({src.data() + off, len}, part); });
-        write_all(fd, src.data() + off, len);
-        t.join();
-        crc = part;
-      }
     } else {
-      usage("--method is plain, big, crc-chunked or crc-thread");
+      usage("--method is plain, big or crc-chunked");
     }
     const double s = since(t0);
     const double cpu = cpu_now() - c0;

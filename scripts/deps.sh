@@ -1,8 +1,23 @@
 #!/usr/bin/env bash
-# Installs what pthio needs to build and test, from Debian's packages. Idempotent.
+# Installs what pthio needs to build and test: Debian's packages (with python3-torch, torch 1.13),
+# then a virtual environment with PyPI's torch 2.x, safetensors and numpy, so that the PyTorch
+# cross-checks run against both torches. Idempotent: an environment that already imports all
+# three is reused as it is.
+#
+#   bash scripts/deps.sh [--no-venv]
+#   PTHIO_VENV=DIR   where the environment lives (default ~/.cache/pthio/venv-torch2); the test
+#                    scripts pass the same folder to CMake (cmake/pthio_python.cmake)
 set -euo pipefail
+venv=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-venv) venv=0 ;;
+    *) echo "usage: bash scripts/deps.sh [--no-venv]" >&2; exit 2 ;;
+  esac
+done
+
 pkgs=(build-essential cmake ninja-build pkg-config libeigen3-dev doctest-dev libdeflate-dev
-      nlohmann-json3-dev python3-torch python3-numpy unzip)
+      nlohmann-json3-dev python3-torch python3-numpy python3-venv unzip)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -13,3 +28,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+
+[ "$venv" = 1 ] || exit 0
+dir=${PTHIO_VENV:-$HOME/.cache/pthio/venv-torch2}
+# Reused when pip has recorded all three (the metadata, not an import: importing torch takes
+# seconds; cmake/pthio_python.cmake imports them when it probes the interpreter).
+if [ -x "$dir/bin/python" ] && have=$("$dir/bin/python" -c "from importlib.metadata import version as v
+v('safetensors'), v('numpy'); print(v('torch'))" 2>/dev/null); then
+  echo "deps.sh: reusing $dir (torch $have)"
+  exit 0
+fi
+echo "deps.sh: installing PyPI's torch, safetensors and numpy into $dir"
+# Debian's interpreter, not Debian's modules: the environment sees only what pip puts in it.
+/usr/bin/python3 -m venv "$dir"
+"$dir/bin/python" -m pip install -q --disable-pip-version-check torch safetensors numpy

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds, and runs every test: a warnings-as-errors build, then the same
-# suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+# suite under AddressSanitizer + UndefinedBehaviorSanitizer. The PyTorch cross-checks run under
+# Debian's torch 1.13 and under the torch 2.x of the environment scripts/deps.sh makes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PTHIO_VENV=${PTHIO_VENV:-$HOME/.cache/pthio/venv-torch2}
 bash scripts/deps.sh
 jobs=$(nproc)
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPTHIO_WERROR=ON
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPTHIO_WERROR=ON -DPTHIO_VENV="$PTHIO_VENV"
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPTHIO_SANITIZE=ON
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPTHIO_SANITIZE=ON -DPTHIO_VENV="$PTHIO_VENV"
 cmake --build build-asan -j "$jobs"
 # The package tests (install, find_package, add_subdirectory) build pthio again from scratch and
 # test packaging, not memory safety: the normal build runs them.

@@ -42,16 +42,12 @@ add_test(NAME "examples: infer matches PyTorch's logits to 1e-5"
          COMMAND example_infer ${PROJECT_SOURCE_DIR}/fixtures/infer/classifier.pth
                  ${PROJECT_SOURCE_DIR}/fixtures/infer/io.pth)
 
-# The cross-checks run PyTorch (tests/CMakeLists.txt found it in PTHIO_TORCH_PYTHON).
-if(PTHIO_HAVE_TORCH EQUAL 0)
-  add_test(NAME "examples: PyTorch trains 2 epochs, train_resume resumes 2, matches PyTorch 4 straight to 1e-5"
-           COMMAND ${PTHIO_TORCH_PYTHON} ${PROJECT_SOURCE_DIR}/examples/torch/cross_check.py
-                   $<TARGET_FILE:example_train_resume> ${CMAKE_CURRENT_BINARY_DIR}/examples_cross torch-then-cpp)
-  add_test(NAME "examples: train_resume trains 2 epochs, PyTorch resumes 2, matches train_resume 4 straight to 1e-5"
-           COMMAND ${PTHIO_TORCH_PYTHON} ${PROJECT_SOURCE_DIR}/examples/torch/cross_check.py
-                   $<TARGET_FILE:example_train_resume> ${CMAKE_CURRENT_BINARY_DIR}/examples_cross cpp-then-torch)
-  set_tests_properties(
-    "examples: PyTorch trains 2 epochs, train_resume resumes 2, matches PyTorch 4 straight to 1e-5"
-    "examples: train_resume trains 2 epochs, PyTorch resumes 2, matches train_resume 4 straight to 1e-5"
-    PROPERTIES ENVIRONMENT PYTHONDONTWRITEBYTECODE=1)
-endif()
+# The cross-checks run PyTorch, under each interpreter that has it (cmake/pthio_python.cmake).
+pthio_python_test(NAME "examples: PyTorch trains 2 epochs, train_resume resumes 2, matches PyTorch 4 straight to 1e-5"
+                  NEEDS torch
+                  COMMAND ${PROJECT_SOURCE_DIR}/examples/torch/cross_check.py $<TARGET_FILE:example_train_resume>
+                          ${CMAKE_CURRENT_BINARY_DIR}/examples_cross-@TORCH@ torch-then-cpp)
+pthio_python_test(NAME "examples: train_resume trains 2 epochs, PyTorch resumes 2, matches train_resume 4 straight to 1e-5"
+                  NEEDS torch
+                  COMMAND ${PROJECT_SOURCE_DIR}/examples/torch/cross_check.py $<TARGET_FILE:example_train_resume>
+                          ${CMAKE_CURRENT_BINARY_DIR}/examples_cross-@TORCH@ cpp-then-torch)

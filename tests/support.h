@@ -1,12 +1,17 @@
-// Helpers shared by the tests: fixture paths, a scratch folder outside the source tree, file I/O,
-// CPU load options.
+// Helpers shared by the tests: fixture paths, a scratch folder outside the source tree (removed
+// unless a test failed), visible skips, file I/O, CPU load options.
 #pragma once
 
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
+#include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include <unistd.h>
@@ -18,15 +23,62 @@ namespace pthio_test {
 inline std::filesystem::path fixtures_dir() { return PTHIO_FIXTURES_DIR; }
 inline std::filesystem::path fixture(const std::string& rel) { return fixtures_dir() / rel; }
 
-// A fresh folder under the system temp dir, unique to this process.
+// This process's scratch folder: a fresh folder under the system temp dir, made on first use and
+// removed, with everything the tests wrote there, when the process exits, unless keep() was
+// called. main.cpp calls keep() when a test failed, so what a failing test wrote stays for
+// debugging (its path printed); a process that dies of a signal leaves it too.
+class scratch_folder {
+ public:
+  scratch_folder() : owner_(::getpid()) {
+    std::string name = (std::filesystem::temp_directory_path() / "pthio-tests-XXXXXX").string();
+    if (::mkdtemp(name.data()) == nullptr) throw std::runtime_error("cannot make a scratch folder: " + name);
+    path_ = name;
+  }
+  scratch_folder(const scratch_folder&) = delete;
+  scratch_folder& operator=(const scratch_folder&) = delete;
+  ~scratch_folder() {
+    // A forked child that exits normally must not remove its parent's folder.
+    if (keep_ || ::getpid() != owner_) return;
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+  void keep() { keep_ = true; }
+
+ private:
+  std::filesystem::path path_;
+  pid_t owner_;
+  bool keep_ = false;
+};
+
+namespace detail {
+// Made by the first scratch_dir() call; none when no test of this process needed one.
+inline std::unique_ptr<scratch_folder>& scratch_instance() {
+  static std::unique_ptr<scratch_folder> folder;
+  return folder;
+}
+}  // namespace detail
+
 inline std::filesystem::path scratch_dir() {
-  static const std::filesystem::path dir = [] {
-    auto d = std::filesystem::temp_directory_path() /
-             ("pthio-tests-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(d);
-    return d;
-  }();
-  return dir;
+  auto& folder = detail::scratch_instance();
+  if (!folder) folder = std::make_unique<scratch_folder>();
+  return folder->path();
+}
+
+// Keeps the scratch folder (if one was made) and says where it is.
+inline void keep_scratch_dir() {
+  if (auto& folder = detail::scratch_instance()) {
+    folder->keep();
+    std::fprintf(stderr, "pthio tests: scratch files kept in %s\n", folder->path().c_str());
+  }
+}
+
+// A test that cannot run here (no CUDA device, one device where it needs two) calls skip() and
+// returns. The marker line makes CTest report it as Skipped with this reason
+// (SKIP_REGULAR_EXPRESSION in tests/CMakeLists.txt); run directly, the program prints it.
+inline void skip(const std::string& reason) {
+  std::printf("PTHIO_TEST_SKIPPED: %s\n", reason.c_str());
+  std::fflush(stdout);
 }
 
 inline std::vector<std::byte> read_bytes(const std::filesystem::path& p) {

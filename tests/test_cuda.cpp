@@ -1,7 +1,8 @@
 // CUDA: availability, device storages, host<->device copies, loading to and saving from a GPU,
-// cuBLAS. Tests that need a device check cuda_available() first and otherwise report
-// "skipped: no CUDA device (...)" and return; the rest (the build flag, the errors without a
-// device, the staging pipeline on a fake backend, CRC-32 combination) run everywhere.
+// cuBLAS. Tests that need a device check cuda_available() first and otherwise skip, visibly
+// (pthio_test::skip: CTest reports them Skipped with the reason), and return; the rest (the build
+// flag, the errors without a device, the staging pipeline on a fake backend, CRC-32 combination)
+// run everywhere.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -32,7 +33,7 @@ const device cuda0 = device::parse("cuda:0");
 // True when a device is present; otherwise reports the skip.
 bool need_device() {
   if (pthio::cuda_available()) return true;
-  MESSAGE("skipped: no CUDA device (" << pthio::cuda_unavailable_reason() << ")");
+  pthio_test::skip("no CUDA device (" + pthio::cuda_unavailable_reason() + ")");
   return false;
 }
 
@@ -146,7 +147,7 @@ TEST_CASE("cuda: cuda_built() reflects the build, and the queries agree") {
 
 TEST_CASE("cuda: without a device, loading a GPU-saved file to cuda:0 fails naming map_location") {
   if (pthio::cuda_available()) {
-    MESSAGE("skipped: a CUDA device is present");
+    pthio_test::skip("a CUDA device is present: this case checks the errors without one");
     return;
   }
   for (const char* rel : {"t1/cuda.pth", "t1/cuda_legacy.pth"}) {
@@ -168,7 +169,7 @@ TEST_CASE("cuda: without a device, loading a GPU-saved file to cuda:0 fails nami
 
 TEST_CASE("cuda: without a device, device storages and copies throw errc::cuda") {
   if (pthio::cuda_available()) {
-    MESSAGE("skipped: a CUDA device is present");
+    pthio_test::skip("a CUDA device is present: this case checks the errors without one");
     return;
   }
   CHECK_THROWS_WITH_AS(pthio::storage::allocate(16, cuda0), doctest::Contains("cuda:0"), pthio::error);
@@ -587,7 +588,7 @@ TEST_CASE("cuda: gemm refuses what it cannot compute") {
 TEST_CASE("cuda: tensors move between devices") {
   if (!need_device()) return;
   if (pthio::cuda_device_count() < 2) {
-    MESSAGE("skipped: one CUDA device");
+    pthio_test::skip("one CUDA device: this case needs two");
     return;
   }
   const device cuda1 = device::parse("cuda:1");

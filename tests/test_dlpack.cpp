@@ -132,7 +132,7 @@ TEST_CASE("dlpack: every dtype DLPack can describe maps both ways, the rest are 
     CHECK_THROWS_WITH_AS(pthio::dtype_from_dlpack(d), doctest::Contains("pthio has no dtype"), pthio::error);
 }
 
-TEST_CASE("dlpack: devices map cpu and cuda:N both ways; other device types are refused") {
+TEST_CASE("dlpack: devices map cpu and cuda:N both ways, other device types are refused") {
   CHECK(pthio::to_dlpack_device(pthio::cpu_device).device_type == dl::kDLCPU);
   auto c = pthio::to_dlpack_device(pthio::device::parse("cuda:3"));
   CHECK(c.device_type == dl::kDLCUDA);
@@ -360,9 +360,10 @@ TEST_CASE("dlpack: CUDA tensors pass their device id and pointer through untouch
   CHECK(v.get_storage().nbytes() == 40);
 }
 
-TEST_CASE("dlpack: on a GPU, a cuda:0 tensor exports its device memory and imports back") {
+// In the cuda suite (CTest label cuda) though it lives here with the other DLPack cases.
+TEST_CASE("dlpack: on a GPU, a cuda:0 tensor exports its device memory and imports back" * doctest::test_suite("cuda")) {
   if (!pthio::cuda_available()) {
-    MESSAGE("no usable CUDA device: skipped");
+    pthio_test::skip("no CUDA device (" + pthio::cuda_unavailable_reason() + ")");
     return;
   }
   tensor host = tensor::from_values<float>({1, 2, 3, 4, 5, 6}, {2, 3});

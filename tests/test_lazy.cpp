@@ -88,7 +88,7 @@ TEST_CASE("lazy: a damaged record is not read until its tensor is asked for") {
   CHECK_THROWS_AS(ck.materialize(), pthio::error);
 }
 
-TEST_CASE("lazy: load_tensor by key and by placeholder; unknown keys; materialize keeps sharing") {
+TEST_CASE("lazy: load_tensor by key and by placeholder, unknown keys, materialize keeps sharing") {
   // fixtures/t2/views.pth: views of one storage, as torch saved them.
   const auto path = pthio_test::fixture("t2/views.pth");
   auto eager = pthio::load_checkpoint(path, eager_cpu());
@@ -131,7 +131,7 @@ TEST_CASE("lazy: load_tensor by key and by placeholder; unknown keys; materializ
   CHECK(pthio::cli::dump_json(ck.root) == pthio::cli::dump_json(eager.root));
 }
 
-TEST_CASE("lazy: big-endian files are swapped on read; safetensors files are lazy too") {
+TEST_CASE("lazy: big-endian files are swapped on read, safetensors files are lazy too") {
   for (const char* rel : {"bigendian/big.pth", "st/dtypes.safetensors"}) {
     INFO(rel);
     const auto path = pthio_test::fixture(rel);

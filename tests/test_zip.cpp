@@ -629,7 +629,7 @@ TEST_CASE("zip: writes and reads zip64 entries past 4 GiB as torch does") {
   const std::size_t cap = (std::size_t{4} << 30) + (std::size_t{1} << 20);
   void* map = ::mmap(nullptr, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (map == MAP_FAILED) {
-    MESSAGE("skipped: cannot reserve 4 GiB of address space");
+    pthio_test::skip("cannot reserve 4 GiB of address space");
     return;
   }
   std::shared_ptr<void> unmap(map, [cap](void* p) { ::munmap(p, cap); });

@@ -59,26 +59,21 @@ _readme_test("scan refuses fixtures/t2/pyvalues.pth in strict mode and loads fix
   "refused: .*pyvalues.pth: pyvalues/data.pkl: offset [0-9]+: pickle: global argparse.Namespace is not allowed in weights-only mode\n.*without strict: \"namespace\" is an inert argparse.Namespace\nreadme_scan: ok\n"
   readme_scan ${_readme_fixtures}/t2/linear.pth ${_readme_fixtures}/t2/pyvalues.pth)
 
-find_package(Python3 COMPONENTS Interpreter)
-if(Python3_Interpreter_FOUND AND TARGET pthio_cli)
-  add_test(NAME "readme: every tagged code block is in its examples/readme file, every command prints what the README shows"
-           COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/readme_check.py
-                   --readme ${PROJECT_SOURCE_DIR}/README.md --root ${PROJECT_SOURCE_DIR}
-                   --pthio $<TARGET_FILE:pthio_cli> --scratch ${_readme_scratch}/commands)
-  set_tests_properties(
-    "readme: every tagged code block is in its examples/readme file, every command prints what the README shows"
-    PROPERTIES ENVIRONMENT PYTHONDONTWRITEBYTECODE=1)
-else()
-  message(WARNING "no python3 (or no pthio command): the README consistency test is not registered")
+# Any Python runs the consistency check (cmake/pthio_python.cmake found them).
+if(TARGET pthio_cli)
+  pthio_python_test(NAME "readme: every tagged code block is in its examples/readme file, every command prints what the README shows"
+                    COMMAND ${PROJECT_SOURCE_DIR}/tests/readme_check.py
+                            --readme ${PROJECT_SOURCE_DIR}/README.md --root ${PROJECT_SOURCE_DIR}
+                            --pthio $<TARGET_FILE:pthio_cli> --scratch ${_readme_scratch}/commands)
 endif()
 
-# What save.cpp wrote, loaded by real PyTorch (where tests/CMakeLists.txt found it).
-if(PTHIO_HAVE_TORCH EQUAL 0)
+# What save.cpp wrote, loaded by real PyTorch (each torch cmake/pthio_python.cmake found).
+pthio_python_test(NAME "readme: torch loads what examples/readme/save.cpp wrote"
+                  NEEDS torch NAMES_VAR _readme_torch_tests
+                  PROPERTIES FIXTURES_REQUIRED readme_save
+                             PASS_REGULAR_EXPRESSION "loads both files as the README says"
+                  COMMAND ${_readme_dir}/save_in_torch.py ${_readme_scratch}/save)
+if(_readme_torch_tests)
   set_tests_properties("readme: save writes a state dict and a checkpoint that load back"
                        PROPERTIES FIXTURES_SETUP readme_save)
-  add_test(NAME "readme: torch loads what examples/readme/save.cpp wrote"
-           COMMAND ${PTHIO_TORCH_PYTHON} ${_readme_dir}/save_in_torch.py ${_readme_scratch}/save)
-  set_tests_properties("readme: torch loads what examples/readme/save.cpp wrote"
-                       PROPERTIES FIXTURES_REQUIRED readme_save ENVIRONMENT PYTHONDONTWRITEBYTECODE=1
-                                  PASS_REGULAR_EXPRESSION "loads both files as the README says")
 endif()

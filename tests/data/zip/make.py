@@ -1,8 +1,9 @@
 """Makes the zip fixtures of tests/test_zip.cpp with the real writers.
 
-Run from anywhere, once with Debian's torch 1.13 and once with a torch 2.x:
+Run from anywhere, once with Debian's torch 1.13 and once with a torch 2.x (>= 2.5; the venv
+scripts/deps.sh makes, $PTHIO_VENV, by default ~/.cache/pthio/venv-torch2):
     /usr/bin/python3 tests/data/zip/make.py
-    /opt/torch2/bin/python tests/data/zip/make.py   (or any python with torch >= 2.5)
+    $PTHIO_VENV/bin/python tests/data/zip/make.py
 Each run writes the files of its torch's major version, and both write the zipfile ones.
 """
 import io
