@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export PTHIO_VENV=${PTHIO_VENV:-$HOME/.cache/pthio/venv-torch2}
 bash scripts/deps.sh
 jobs=$(nproc)
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPTHIO_WERROR=ON -DPTHIO_VENV="$PTHIO_VENV"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPTHIO_WERROR=ON -DPTHIO_PEDANTIC=ON -DPTHIO_VENV="$PTHIO_VENV"
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPTHIO_SANITIZE=ON -DPTHIO_VENV="$PTHIO_VENV"

@@ -974,7 +974,7 @@ TEST_CASE("pickle: truncating or corrupting single bytes of golden files never c
     o.persistent_load = [](const value&) { return value(); };
     const std::size_t step = std::max<std::size_t>(1, good.size() / 150);
     for (std::size_t i = 0; i < good.size(); i += step) {
-      for (std::uint8_t b : {0x00, 0x28, 0x71, 0x80, 0xff}) {
+      for (int b : {0x00, 0x28, 0x71, 0x80, 0xff}) {
         auto bad = good;
         bad[i] = static_cast<std::byte>(b);
         try {

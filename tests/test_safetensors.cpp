@@ -449,9 +449,9 @@ TEST_CASE("safetensors: every truncated prefix and every flipped header byte giv
     }
     const std::size_t header_end = std::min<std::size_t>(full.size(), 8 + pthio::read_safetensors_header(full).header_size);
     for (std::size_t i = 0; i < header_end; ++i) {
-      for (std::uint8_t mask : {0x01, 0x20, 0x80}) {
+      for (std::byte mask : {std::byte{0x01}, std::byte{0x20}, std::byte{0x80}}) {
         auto b = full;
-        b[i] ^= std::byte{mask};
+        b[i] ^= mask;
         try {
           auto ck = load_memory(b, pthio::load_mode::mmap);
           pthio::visit_tensors(ck.root, [](const std::string&, const value& v) { (void)v.as_tensor().bytes(); });

@@ -734,7 +734,7 @@ TEST_CASE("zip: rejects every truncated prefix of an archive") {
 TEST_CASE("zip: survives every single-byte corruption of an archive") {
   for (const bytes& full : {write_zip(three), pthio_test::read_bytes(zip_data("zipfile_deflated.zip"))}) {
     for (std::size_t i = 0; i < full.size(); ++i) {
-      for (std::uint8_t x : {0x01, 0x80, 0xFF}) {
+      for (int x : {0x01, 0x80, 0xFF}) {
         bytes b = full;
         b[i] ^= static_cast<std::byte>(x);
         CAPTURE(i);
