@@ -31,6 +31,16 @@ foreach(variant static shared)
   endforeach()
 endforeach()
 
+# libpthio.so exports its API only: hidden visibility, PTHIO_API (include/pthio/export.hpp).
+if(CMAKE_SYSTEM_NAME STREQUAL "Linux")
+  set(_pthio_exports_test "package: libpthio.so exports no pthio::detail symbol outside the allowlist")
+  add_test(NAME ${_pthio_exports_test}
+           COMMAND ${CMAKE_COMMAND} -DLIBRARY=$<TARGET_FILE:pthio_shared> -DNM=${CMAKE_NM}
+                   -P ${CMAKE_CURRENT_SOURCE_DIR}/consumer/check_exports.cmake)
+  set_tests_properties(${_pthio_exports_test} PROPERTIES LABELS package
+                       SKIP_REGULAR_EXPRESSION "PTHIO_TEST_SKIPPED:")
+endif()
+
 # The consumer projects re-run CMake and a compiler: give them the same tools and, in sanitizer
 # builds, the same instrumentation.
 set(_pthio_consumer_flags "")

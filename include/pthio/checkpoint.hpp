@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "pthio/export.hpp"
 #include "pthio/io.hpp"
 #include "pthio/pickle.hpp"
 #include "pthio/value.hpp"
@@ -29,7 +30,7 @@
 namespace pthio {
 
 enum class checkpoint_format { zip, legacy, torchscript, safetensors, pickle };
-std::string_view format_name(checkpoint_format f) noexcept;  // "zip", "legacy", ...
+PTHIO_API std::string_view format_name(checkpoint_format f) noexcept;  // "zip", "legacy", ...
 
 enum class load_mode {
   eager,  // storages copied into owned host memory (CRC-32 verified when present)
@@ -45,7 +46,7 @@ enum class load_mode {
 };
 
 // Where storages go, from the location tag they were saved with.
-class map_location {
+class PTHIO_API map_location {
  public:
   map_location() = default;  // keep the saved location
   map_location(const device& to) : fn_([to](const device&) { return to; }) {}
@@ -80,7 +81,7 @@ namespace detail {
 struct lazy_records;  // where a lazy checkpoint's storages are, and the file kept open for them
 }
 
-struct checkpoint {
+struct PTHIO_API checkpoint {
   value root;
   checkpoint_format format = checkpoint_format::zip;
   std::string archive_name;  // the zip's top folder ("archive", "model"); empty otherwise
@@ -121,17 +122,18 @@ struct checkpoint {
 // (options.limits: depth, memo, memory) and cuda (storages mapped to a GPU that is not there).
 // Nothing from the file is ever executed. A byte_source that borrows memory must outlive the
 // checkpoint in mmap and lazy modes (its tensors view or read that memory).
-checkpoint load_checkpoint(const std::filesystem::path& path, const load_options& options = {});
-checkpoint load_checkpoint(byte_source source, const load_options& options = {});
+PTHIO_API checkpoint load_checkpoint(const std::filesystem::path& path,
+                                     const load_options& options = {});
+PTHIO_API checkpoint load_checkpoint(byte_source source, const load_options& options = {});
 // The root object only.
-value load(const std::filesystem::path& path, const load_options& options = {});
+PTHIO_API value load(const std::filesystem::path& path, const load_options& options = {});
 
 // The globals pthio resolves for torch files (rebuild functions, storage classes, dtypes,
 // torch.Size/device, numpy scalars and arrays), i.e. torch's weights-only allowlist.
-const global_table& torch_globals();
+PTHIO_API const global_table& torch_globals();
 
 // What kind of file `bytes` holds, from its first bytes; nullopt when unrecognised.
-std::optional<checkpoint_format> detect_format(std::span<const std::byte> bytes) noexcept;
+PTHIO_API std::optional<checkpoint_format> detect_format(std::span<const std::byte> bytes) noexcept;
 
 enum class torch_layout {
   v2,     // records current torch 2.x writes (byteorder, .data/serialization_id, .format_version, ...)
@@ -157,15 +159,16 @@ struct save_options {
 // tensors without CUDA to copy them back, a non-tensor in a safetensors save), invalid_argument
 // (bad options, such as a malformed serialization_id) and cuda. The sink overload writes the same
 // bytes to `out` (nothing is atomic there: the sink decides).
-void save(const std::filesystem::path& path, const value& root, const save_options& options = {});
-void save(sink& out, const value& root, const save_options& options = {});
+PTHIO_API void save(const std::filesystem::path& path, const value& root,
+                    const save_options& options = {});
+PTHIO_API void save(sink& out, const value& root, const save_options& options = {});
 
 // Visits every tensor reachable from `root` depth first, in the file's order, with its key path
 // (dict keys as text, list/tuple indices in decimal, object state keys, joined by '.'; "" for a
 // root tensor).
-void visit_tensors(const value& root,
-                   const std::function<void(const std::string& key, const value& tensor)>& fn);
+PTHIO_API void visit_tensors(
+    const value& root, const std::function<void(const std::string& key, const value& tensor)>& fn);
 // The key-path spelling of a dict key: a str as it is, an int in decimal, None/True/False.
-std::string key_text(const value& key);
+PTHIO_API std::string key_text(const value& key);
 
 }  // namespace pthio

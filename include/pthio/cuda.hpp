@@ -21,21 +21,22 @@
 #include <cstddef>
 #include <string>
 
+#include "pthio/export.hpp"
 #include "pthio/device.hpp"
 #include "pthio/tensor.hpp"
 
 namespace pthio {
 
 // True when pthio was built with CUDA.
-bool cuda_built() noexcept;
+PTHIO_API bool cuda_built() noexcept;
 // True when built with CUDA and at least one device is usable now (decided at the first call, by
 // cudaGetDeviceCount; never fails, even without a driver).
-bool cuda_available() noexcept;
+PTHIO_API bool cuda_available() noexcept;
 // Number of usable CUDA devices (0 without CUDA).
-int cuda_device_count() noexcept;
+PTHIO_API int cuda_device_count() noexcept;
 // Why cuda_available() is false: "pthio was built without CUDA", or "cudaGetDeviceCount: <the
 // runtime's message>"; empty when it is true.
-std::string cuda_unavailable_reason();
+PTHIO_API std::string cuda_unavailable_reason();
 
 namespace cuda {
 
@@ -46,20 +47,22 @@ struct staging_options {
   std::size_t buffers = 4;
   std::size_t buffer_bytes = std::size_t{8} << 20;
 };
-void set_staging_options(const staging_options& options);
-staging_options get_staging_options();
+PTHIO_API void set_staging_options(const staging_options& options);
+PTHIO_API staging_options get_staging_options();
 
 // Waits until all work enqueued on `dev` (cuda or cuda:N) has finished.
-void synchronize(const device& dev);
+PTHIO_API void synchronize(const device& dev);
 
 // c = alpha · a · b + beta · c through cuBLAS, with float accumulation (CUBLAS_COMPUTE_32F).
 // a [m, k], b [k, n], c [m, n], all on one CUDA device. a and b: float32, float16 or bfloat16
 // (the same dtype); c: the same dtype, or float32. Each operand is 2-D with a unit stride in one
 // dimension (contiguous, a transpose() of contiguous, or a narrow() of either); c must not overlap
 // a or b. Throws invalid_argument (dtype, device, layout), mismatch (shapes), cuda (cuBLAS).
-void gemm(const tensor& a, const tensor& b, tensor& c, float alpha = 1.0f, float beta = 0.0f);
+PTHIO_API void gemm(const tensor& a, const tensor& b, tensor& c, float alpha = 1.0f,
+                    float beta = 0.0f);
 // y = alpha · a · x + beta · y: a [m, n] as in gemm, x [n] and y [m] 1-D with any positive stride.
-void gemv(const tensor& a, const tensor& x, tensor& y, float alpha = 1.0f, float beta = 0.0f);
+PTHIO_API void gemv(const tensor& a, const tensor& x, tensor& y, float alpha = 1.0f,
+                    float beta = 0.0f);
 
 }  // namespace cuda
 }  // namespace pthio

@@ -8,11 +8,13 @@
 #include <string>
 #include <string_view>
 
+#include "pthio/export.hpp"
+
 namespace pthio {
 
 enum class device_type { cpu, cuda, meta, other };
 
-class device {
+class PTHIO_API device {
  public:
   device() = default;
   device(device_type type, int index = -1) : type_(type), index_(index) {}

@@ -42,6 +42,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "pthio/export.hpp"
 #include "pthio/device.hpp"
 #include "pthio/dtype.hpp"
 #include "pthio/tensor.hpp"
@@ -140,32 +141,32 @@ struct DLManagedTensorVersioned {
 }  // namespace dlpack
 
 // The DLPack dtype of `t`; throws pthio::error(unsupported) when DLPack has none.
-dlpack::DLDataType to_dlpack_dtype(dtype t);
+PTHIO_API dlpack::DLDataType to_dlpack_dtype(dtype t);
 // The pthio dtype of a DLPack dtype; throws pthio::error(unsupported) for codes, bit widths or
 // lane counts pthio has no dtype for (vector types, float6, float8_e3m4 ...).
-dtype dtype_from_dlpack(dlpack::DLDataType t);
+PTHIO_API dtype dtype_from_dlpack(dlpack::DLDataType t);
 // cpu -> kDLCPU 0, cuda:N -> kDLCUDA N ("cuda" without index -> 0); others throw unsupported.
-dlpack::DLDevice to_dlpack_device(const device& d);
+PTHIO_API dlpack::DLDevice to_dlpack_device(const device& d);
 // The inverse, plus kDLCUDAHost -> cpu and kDLCUDAManaged -> cuda:N; others throw unsupported.
-device device_from_dlpack(dlpack::DLDevice d);
+PTHIO_API device device_from_dlpack(dlpack::DLDevice d);
 
 // Exports `t` without copying, as DLPack >= 1.0 consumers expect (version 1.1, flags 0). The
 // caller owns the result and releases it with its deleter. Throws for an undefined tensor, a
 // meta/other-device tensor, or a dtype DLPack lacks.
-dlpack::DLManagedTensorVersioned* to_dlpack_versioned(const tensor& t);
+PTHIO_API dlpack::DLManagedTensorVersioned* to_dlpack_versioned(const tensor& t);
 // The same as the legacy (pre-1.0) DLManagedTensor, for consumers that only take that.
-dlpack::DLManagedTensor* to_dlpack(const tensor& t);
+PTHIO_API dlpack::DLManagedTensor* to_dlpack(const tensor& t);
 
 // Takes ownership of `m` and returns a tensor over its data, without copying (see the header
 // comment for the lifetime rules). Refuses (throws, ownership not taken) a null pointer, a major
 // version other than 1, negative strides or extents, and unsupported dtypes or devices. A
 // read-only tensor (flag_read_only) is accepted; the caller must then not write through it.
-tensor from_dlpack(dlpack::DLManagedTensorVersioned* m);
-tensor from_dlpack(dlpack::DLManagedTensor* m);
+PTHIO_API tensor from_dlpack(dlpack::DLManagedTensorVersioned* m);
+PTHIO_API tensor from_dlpack(dlpack::DLManagedTensor* m);
 
 // A tensor viewing `t`'s data without taking any ownership: the caller keeps the data alive
 // longer than every handle to the result. Same checks as from_dlpack.
-tensor view_dlpack(const dlpack::DLTensor& t);
+PTHIO_API tensor view_dlpack(const dlpack::DLTensor& t);
 
 }  // namespace pthio
 

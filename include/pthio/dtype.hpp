@@ -12,6 +12,8 @@
 #include <optional>
 #include <string_view>
 
+#include "pthio/export.hpp"
+
 namespace pthio {
 
 enum class dtype : std::uint8_t {
@@ -30,18 +32,18 @@ enum class dtype : std::uint8_t {
 inline constexpr std::size_t dtype_count = static_cast<std::size_t>(dtype::bcomplex32) + 1;
 
 // torch's name without `torch.`: "float32".
-std::string_view dtype_name(dtype t) noexcept;
+PTHIO_API std::string_view dtype_name(dtype t) noexcept;
 // Accepts torch's names and its aliases ("float", "double", "half", "long", "int", "short",
 // "cfloat", "cdouble", "chalf"); nullopt if unknown.
-std::optional<dtype> dtype_from_name(std::string_view name) noexcept;
-std::size_t element_size(dtype t) noexcept;
+PTHIO_API std::optional<dtype> dtype_from_name(std::string_view name) noexcept;
+PTHIO_API std::size_t element_size(dtype t) noexcept;
 // "FloatStorage" etc.; empty when the dtype has no legacy storage class.
-std::string_view storage_class_name(dtype t) noexcept;
-std::optional<dtype> dtype_from_storage_class(std::string_view class_name) noexcept;
+PTHIO_API std::string_view storage_class_name(dtype t) noexcept;
+PTHIO_API std::optional<dtype> dtype_from_storage_class(std::string_view class_name) noexcept;
 
-bool is_floating_point(dtype t) noexcept;  // includes float8 / bfloat16 / float16
-bool is_complex(dtype t) noexcept;
-bool is_quantized(dtype t) noexcept;
+PTHIO_API bool is_floating_point(dtype t) noexcept;  // includes float8 / bfloat16 / float16
+PTHIO_API bool is_complex(dtype t) noexcept;
+PTHIO_API bool is_quantized(dtype t) noexcept;
 
 namespace detail {
 template <class T> struct dtype_of_impl;
@@ -63,13 +65,13 @@ template <class T>
 inline constexpr dtype dtype_of = detail::dtype_of_impl<T>::value;
 
 // IEEE half and bfloat16 conversions (round to nearest even).
-float half_to_float(std::uint16_t h) noexcept;
-std::uint16_t float_to_half(float f) noexcept;
-float bfloat16_to_float(std::uint16_t b) noexcept;
-std::uint16_t float_to_bfloat16(float f) noexcept;
+PTHIO_API float half_to_float(std::uint16_t h) noexcept;
+PTHIO_API std::uint16_t float_to_half(float f) noexcept;
+PTHIO_API float bfloat16_to_float(std::uint16_t b) noexcept;
+PTHIO_API std::uint16_t float_to_bfloat16(float f) noexcept;
 // A float8 code as float32 (exact: every float8 value is a float32): float8_e4m3fn and
 // float8_e5m2 (OCP FP8), float8_e4m3fnuz and float8_e5m2fnuz (no infinities or -0; 0x80 is NaN),
 // float8_e8m0fnu (a power of two 2^(bits - 127); 0xff is NaN). Any other dtype gives NaN.
-float float8_to_float(dtype t, std::uint8_t bits) noexcept;
+PTHIO_API float float8_to_float(dtype t, std::uint8_t bits) noexcept;
 
 }  // namespace pthio

@@ -14,6 +14,8 @@
 #include <string>
 #include <string_view>
 
+#include "pthio/export.hpp"
+
 namespace pthio {
 
 enum class errc {
@@ -31,9 +33,9 @@ enum class errc {
 };
 
 // Torch-style short name of an error kind: "io", "corrupt zip", ...
-std::string_view errc_name(errc kind) noexcept;
+PTHIO_API std::string_view errc_name(errc kind) noexcept;
 
-class error : public std::runtime_error {
+class PTHIO_API error : public std::runtime_error {
  public:
   error(errc kind, std::string message, std::string context = {},
         std::optional<std::uint64_t> offset = std::nullopt);

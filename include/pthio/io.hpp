@@ -20,9 +20,11 @@
 #include <string>
 #include <vector>
 
+#include "pthio/export.hpp"
+
 namespace pthio {
 
-class byte_source {
+class PTHIO_API byte_source {
  public:
   byte_source() = default;
   byte_source(std::shared_ptr<const void> owner, std::span<const std::byte> bytes, std::string name)
@@ -62,7 +64,7 @@ class byte_source {
   bool mapped_ = false;
 };
 
-class sink {
+class PTHIO_API sink {
  public:
   virtual ~sink() = default;
   virtual void write(const void* data, std::size_t n) = 0;
@@ -70,7 +72,7 @@ class sink {
   void write(std::span<const std::byte> b) { write(b.data(), b.size()); }
 };
 
-class memory_sink final : public sink {
+class PTHIO_API memory_sink final : public sink {
  public:
   void write(const void* data, std::size_t n) override;
   std::uint64_t position() const override { return buffer_.size(); }
@@ -80,7 +82,7 @@ class memory_sink final : public sink {
   std::vector<std::byte> buffer_;
 };
 
-class file_sink final : public sink {
+class PTHIO_API file_sink final : public sink {
  public:
   // Creates "<target>.pthio-tmp-<random>" in the target's folder (io error when it cannot).
   explicit file_sink(std::filesystem::path target);

@@ -31,6 +31,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "pthio/export.hpp"
 #include "pthio/value.hpp"
 
 namespace pthio {
@@ -46,7 +47,7 @@ struct unpickle_limits {
 // returns the value it builds. Throws pthio::error to refuse.
 using reduce_fn = std::function<value(std::span<const value> args)>;
 
-class global_table {
+class PTHIO_API global_table {
  public:
   // Allow module.name; with a handler, REDUCE on it calls the handler.
   void add(std::string module, std::string name, reduce_fn handler = nullptr);
@@ -83,10 +84,11 @@ struct unpickle_result {
 // Reads one pickle from the start of `data` (which may continue past STOP). The result owns
 // everything it holds except what persistent_load hands back (storages keep their own owners);
 // `data` may go once this returns.
-unpickle_result unpickle(std::span<const std::byte> data, const unpickle_options& options);
+PTHIO_API unpickle_result unpickle(std::span<const std::byte> data,
+                                   const unpickle_options& options);
 
 // The globals allowed without a table in strict mode (OrderedDict, _codecs.encode, ...).
-bool is_builtin_safe_global(std::string_view module, std::string_view name);
+PTHIO_API bool is_builtin_safe_global(std::string_view module, std::string_view name);
 
 // ---------------------------------------------------------------------------------------------
 // Writer: protocol 2, memoizing as CPython's pickler does for the objects torch.save writes
@@ -101,7 +103,7 @@ struct pickle_options {
   std::function<bool(pickler& p, const value& v)> save_hook;
 };
 
-class pickler {
+class PTHIO_API pickler {
  public:
   explicit pickler(pickle_options options = {});
 

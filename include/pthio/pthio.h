@@ -30,8 +30,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Exported from libpthio.so even when built with -fvisibility=hidden. */
-#if defined(__GNUC__)
+/* Exported from libpthio.so, which is built with hidden visibility (see <pthio/export.hpp>).
+   PTHIO_BUILDING (compiling the library) and PTHIO_STATIC (linking libpthio.a) matter on Windows only. */
+#if defined(_WIN32) || defined(__CYGWIN__)
+#if defined(PTHIO_STATIC)
+#define PTHIO_C_API
+#elif defined(PTHIO_BUILDING)
+#define PTHIO_C_API __declspec(dllexport)
+#else
+#define PTHIO_C_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__)
 #define PTHIO_C_API __attribute__((visibility("default")))
 #else
 #define PTHIO_C_API

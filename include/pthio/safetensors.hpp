@@ -49,14 +49,15 @@
 #include <utility>
 #include <vector>
 
+#include "pthio/export.hpp"
 #include "pthio/checkpoint.hpp"
 
 namespace pthio {
 
 // The safetensors name of a dtype ("F32"); empty when safetensors has none (complex128, qint8, ...).
-std::string_view safetensors_dtype_name(dtype t) noexcept;
+PTHIO_API std::string_view safetensors_dtype_name(dtype t) noexcept;
 // The dtype of a safetensors name; nullopt for unknown names and for F6_E2M3 / F6_E3M2.
-std::optional<dtype> dtype_from_safetensors_name(std::string_view name) noexcept;
+PTHIO_API std::optional<dtype> dtype_from_safetensors_name(std::string_view name) noexcept;
 
 struct safetensors_entry {
   std::string name;
@@ -76,13 +77,14 @@ struct safetensors_header {
 
 // Parses and validates the header of a whole safetensors file (every rule above, including that
 // the data section ends where the file does). Throws pthio::error(corrupt_safetensors).
-safetensors_header read_safetensors_header(std::span<const std::byte> file);
+PTHIO_API safetensors_header read_safetensors_header(std::span<const std::byte> file);
 
 // Loads a safetensors file (load_checkpoint dispatches here too). mmap mode: tensors are views into
 // the mapping when their data is aligned to the element size, else copies. map_location maps the
 // saved location "cpu".
-checkpoint load_safetensors(const std::filesystem::path& path, const load_options& options = {});
-checkpoint load_safetensors(byte_source source, const load_options& options = {});
+PTHIO_API checkpoint load_safetensors(const std::filesystem::path& path,
+                                      const load_options& options = {});
+PTHIO_API checkpoint load_safetensors(byte_source source, const load_options& options = {});
 
 // What a save would write, and what it would leave out.
 struct safetensors_plan {
@@ -95,7 +97,7 @@ struct safetensors_plan {
   // `__metadata__`: the root dict's "__metadata__" attribute when it is a dict of str to str.
   std::optional<std::vector<std::pair<std::string, std::string>>> metadata;
 };
-safetensors_plan plan_safetensors(const value& root);
+PTHIO_API safetensors_plan plan_safetensors(const value& root);
 
 struct safetensors_save_options {
   // false: a value that is not a tensor is refused (pthio::error invalid_argument naming it);
@@ -108,8 +110,9 @@ struct safetensors_save_options {
 // Writes `root`'s tensors as a safetensors file, atomically as save() does. Throws
 // invalid_argument for values that are not tensors (unless dropped), two tensors with one key
 // path, names that are not UTF-8; unsupported for dtypes safetensors lacks and meta tensors.
-void save_safetensors(const std::filesystem::path& path, const value& root,
-                      const safetensors_save_options& options = {});
-void save_safetensors(sink& out, const value& root, const safetensors_save_options& options = {});
+PTHIO_API void save_safetensors(const std::filesystem::path& path, const value& root,
+                                const safetensors_save_options& options = {});
+PTHIO_API void save_safetensors(sink& out, const value& root,
+                                const safetensors_save_options& options = {});
 
 }  // namespace pthio

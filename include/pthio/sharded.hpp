@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "pthio/export.hpp"
 #include "pthio/checkpoint.hpp"
 
 namespace pthio {
@@ -38,10 +39,11 @@ struct sharded_index {
 };
 
 // True when the first byte that is not JSON whitespace is '{' (an index, not a checkpoint).
-bool is_sharded_index(std::span<const std::byte> bytes) noexcept;
+PTHIO_API bool is_sharded_index(std::span<const std::byte> bytes) noexcept;
 
 // Parses and checks an index. `name` is used in error messages.
-sharded_index read_sharded_index(std::span<const std::byte> bytes, const std::string& name = "index");
+PTHIO_API sharded_index read_sharded_index(std::span<const std::byte> bytes,
+                                           const std::string& name = "index");
 
 struct sharded_checkpoint {
   checkpoint merged;
@@ -50,6 +52,7 @@ struct sharded_checkpoint {
 };
 
 // Loads the index at `index_file` and all its shards with `options`.
-sharded_checkpoint load_sharded(const std::filesystem::path& index_file, const load_options& options = {});
+PTHIO_API sharded_checkpoint load_sharded(const std::filesystem::path& index_file,
+                                          const load_options& options = {});
 
 }  // namespace pthio

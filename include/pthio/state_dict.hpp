@@ -37,11 +37,12 @@
 #include <utility>
 #include <vector>
 
+#include "pthio/export.hpp"
 #include "pthio/value.hpp"
 
 namespace pthio {
 
-class state_dict {
+class PTHIO_API state_dict {
  public:
   using entry = std::pair<std::string, tensor>;
 
@@ -81,7 +82,7 @@ class state_dict {
 // The model's state dict inside a checkpoint: the value under `key` when given; otherwise the
 // root itself when it holds tensors at its top level, else the first of "model_state_dict",
 // "state_dict", "model", "module", "net", "network" that is a dict. Throws mismatch when none.
-state_dict extract_state_dict(const value& root, std::string_view key = {});
+PTHIO_API state_dict extract_state_dict(const value& root, std::string_view key = {});
 
 struct shape_mismatch {
   std::string key;
@@ -89,7 +90,7 @@ struct shape_mismatch {
   shape_t model_shape;       // in the target
 };
 
-struct load_report {
+struct PTHIO_API load_report {
   std::vector<std::string> missing;      // in the target, not in the source (after remapping)
   std::vector<std::string> unexpected;   // in the source, not in the target
   std::vector<shape_mismatch> mismatched;
@@ -109,7 +110,7 @@ struct load_report {
 };
 
 // How source keys are renamed before matching, applied in this order.
-struct key_remap {
+struct PTHIO_API key_remap {
   bool strip_data_parallel = false;  // drop a leading "module." (DataParallel / DDP)
   std::string strip_prefix;          // drop this prefix where present
   std::string add_prefix;            // then prepend this to every key
@@ -130,14 +131,14 @@ struct load_state_dict_options {
 // Copies into the target's CPU tensors in place (source tensors on other devices are copied to
 // the host first); throws mismatch as described at the top, invalid_argument when remapping sends
 // two source keys to one name, unsupported for a target tensor that is not on the CPU.
-load_report load_state_dict(state_dict& target, const state_dict& source,
-                            const load_state_dict_options& options = {});
+PTHIO_API load_report load_state_dict(state_dict& target, const state_dict& source,
+                                      const load_state_dict_options& options = {});
 
 // ---------------------------------------------------------------------------------------------
 // Optimizer state dicts, in torch's layout: {'state': {index: {name: tensor or number}},
 // 'param_groups': [{'lr': ..., ..., 'params': [index, ...]}]}.
 
-struct optimizer_state {
+struct PTHIO_API optimizer_state {
   // Per parameter index: "step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer"...
   std::map<std::int64_t, std::vector<std::pair<std::string, value>>> state;
   // Each group's fields in torch's order, "params" last.
@@ -174,7 +175,9 @@ struct sgd_options {
   bool nesterov = false;
 };
 // A param group with every field torch 2.x writes for these optimizers, params 0..n-1.
-std::vector<std::pair<std::string, value>> adam_param_group(const adam_options& o, std::int64_t n_params);
-std::vector<std::pair<std::string, value>> sgd_param_group(const sgd_options& o, std::int64_t n_params);
+PTHIO_API std::vector<std::pair<std::string, value>> adam_param_group(const adam_options& o,
+                                                                      std::int64_t n_params);
+PTHIO_API std::vector<std::pair<std::string, value>> sgd_param_group(const sgd_options& o,
+                                                                     std::int64_t n_params);
 
 }  // namespace pthio

@@ -13,11 +13,12 @@
 #include <cstddef>
 #include <memory>
 
+#include "pthio/export.hpp"
 #include "pthio/device.hpp"
 
 namespace pthio {
 
-class storage {
+class PTHIO_API storage {
  public:
   storage() = default;
 

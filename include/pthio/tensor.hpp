@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "pthio/export.hpp"
 #include "pthio/dtype.hpp"
 #include "pthio/error.hpp"
 #include "pthio/storage.hpp"
@@ -36,13 +37,13 @@ namespace pthio {
 using shape_t = std::vector<std::int64_t>;
 
 // Row-major (C-contiguous) strides for a shape.
-shape_t contiguous_strides(std::span<const std::int64_t> shape);
+PTHIO_API shape_t contiguous_strides(std::span<const std::int64_t> shape);
 // Product of the extents; throws limit_exceeded on overflow.
-std::int64_t shape_numel(std::span<const std::int64_t> shape);
+PTHIO_API std::int64_t shape_numel(std::span<const std::int64_t> shape);
 // "[2, 3]"
-std::string shape_string(std::span<const std::int64_t> shape);
+PTHIO_API std::string shape_string(std::span<const std::int64_t> shape);
 
-class tensor {
+class PTHIO_API tensor {
  public:
   tensor() = default;
   // A view of `s`. Throws pthio::error(corrupt_checkpoint) if the view reaches outside `s`,

@@ -31,6 +31,7 @@
 #include <variant>
 #include <vector>
 
+#include "pthio/export.hpp"
 #include "pthio/tensor.hpp"
 
 namespace pthio {
@@ -39,7 +40,7 @@ class value;
 namespace detail { struct value_access; }
 
 // An integer outside int64, as little-endian two's-complement bytes (pickle's LONG1 layout).
-struct big_int {
+struct PTHIO_API big_int {
   std::vector<std::uint8_t> le_bytes;
   std::string to_string() const;                       // decimal
   static big_int from_decimal(std::string_view text);  // "-123..."; throws invalid_argument
@@ -75,7 +76,7 @@ using dict_ptr = std::shared_ptr<dict_object>;
 using object_ptr = std::shared_ptr<opaque_object>;
 using storage_ptr = std::shared_ptr<const storage_value>;
 
-class value {
+class PTHIO_API value {
  public:
   enum class kind : std::uint8_t {
     none, boolean, integer, big_integer, floating, string, bytes,
@@ -155,7 +156,7 @@ class value {
   const value* find(std::string_view key) const;
 
   // Deep equality (tensors: dtype, shape and elements; floats bitwise-equal or both NaN).
-  friend bool operator==(const value& a, const value& b);
+  friend PTHIO_API bool operator==(const value& a, const value& b);
 
   // Identity of a shared container (list, tuple, dict, object) for memo and cycle checks; null otherwise.
   const void* identity() const noexcept;
@@ -188,7 +189,7 @@ class value {
 };
 
 // A dict in insertion order with a hash index for str, int, bool, None, bytes, float and tuple keys.
-class dict_object {
+class PTHIO_API dict_object {
  public:
   using entry = std::pair<value, value>;
 
@@ -229,11 +230,11 @@ struct opaque_object {
 using object_object [[deprecated("renamed pthio::opaque_object")]] = opaque_object;
 
 // The hash pthio's dict uses (Python-compatible equality: 1 == 1.0 == True).
-std::size_t hash_value(const value& v);
+PTHIO_API std::size_t hash_value(const value& v);
 
 // Destroys `root` (which becomes None) without recursion, however deep it nests: every container
 // reachable from it that no other value holds is emptied from a work list. A container another
 // value still holds is left whole (only root's reference to it goes).
-void flatten_destroy(value& root);
+PTHIO_API void flatten_destroy(value& root);
 
 }  // namespace pthio

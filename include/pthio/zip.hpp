@@ -41,6 +41,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "pthio/export.hpp"
 #include "pthio/io.hpp"
 
 namespace pthio {
@@ -64,12 +65,12 @@ struct zip_read_options {
 };
 
 // Where a zip file starts; true when `bytes` begins with a local header or is an empty zip.
-bool looks_like_zip(std::span<const std::byte> bytes) noexcept;
+PTHIO_API bool looks_like_zip(std::span<const std::byte> bytes) noexcept;
 
 // CRC-32 (ISO-HDLC, as zip) through libdeflate; `crc` continues a running value.
-std::uint32_t crc32(std::span<const std::byte> bytes, std::uint32_t crc = 0) noexcept;
+PTHIO_API std::uint32_t crc32(std::span<const std::byte> bytes, std::uint32_t crc = 0) noexcept;
 
-class zip_reader {
+class PTHIO_API zip_reader {
  public:
   // Parses the archive's structure; throws pthio::error(corrupt_zip) with the offset.
   explicit zip_reader(byte_source source, zip_read_options options = {});
@@ -98,7 +99,7 @@ class zip_reader {
   mutable std::unordered_map<std::size_t, std::shared_ptr<std::vector<std::byte>>> inflated_;
 };
 
-class zip_writer {
+class PTHIO_API zip_writer {
  public:
   // torch's alignment of entry data (PyTorchStreamWriter's kFieldAlignment).
   static constexpr std::uint32_t default_alignment = 64;
