@@ -97,9 +97,10 @@ double page_cache_rate(const std::filesystem::path& path, int repeat) {
 }
 
 [[noreturn]] void usage() {
-  std::fprintf(stderr,
-               "usage: pthio_bench_cuda_load [FILE] [--make-mib N] [--tensors K] [--repeat R] [--mmap] "
-               "[--no-crc] [--staging BUFFERSxMIB]\n");
+  std::fprintf(
+      stderr,
+      "usage: pthio_bench_cuda_load [FILE] [--make-mib N] [--tensors K] [--repeat R] [--mmap] "
+      "[--no-crc] [--staging BUFFERSxMIB]\n");
   std::exit(2);
 }
 
@@ -117,18 +118,26 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) usage();
       return argv[++i];
     };
-    if (a == "--make-mib") make_mib = std::stoull(next());
-    else if (a == "--tensors") tensors = std::max<std::size_t>(1, std::stoull(next()));
-    else if (a == "--repeat") repeat = std::max(1, std::stoi(next()));
-    else if (a == "--mmap") opt.mode = pthio::load_mode::mmap;
-    else if (a == "--no-crc") opt.verify_crc = false;
+    if (a == "--make-mib")
+      make_mib = std::stoull(next());
+    else if (a == "--tensors")
+      tensors = std::max<std::size_t>(1, std::stoull(next()));
+    else if (a == "--repeat")
+      repeat = std::max(1, std::stoi(next()));
+    else if (a == "--mmap")
+      opt.mode = pthio::load_mode::mmap;
+    else if (a == "--no-crc")
+      opt.verify_crc = false;
     else if (a == "--staging") {
       std::string s = next();
       auto x = s.find('x');
       if (x == std::string::npos) usage();
-      pthio::cuda::set_staging_options({std::stoull(s.substr(0, x)), std::stoull(s.substr(x + 1)) << 20});
-    } else if (!a.empty() && a[0] == '-') usage();
-    else file = a;
+      pthio::cuda::set_staging_options(
+          {std::stoull(s.substr(0, x)), std::stoull(s.substr(x + 1)) << 20});
+    } else if (!a.empty() && a[0] == '-')
+      usage();
+    else
+      file = a;
   }
   if (!pthio::cuda_available()) {
     std::fprintf(stderr, "no CUDA device (%s)\n", pthio::cuda_unavailable_reason().c_str());
@@ -140,18 +149,21 @@ int main(int argc, char** argv) {
 
   bool made = false;
   if (file.empty()) {
-    file = std::filesystem::temp_directory_path() / ("pthio_cuda_bench_" + std::to_string(::getpid()) + ".pth");
+    file = std::filesystem::temp_directory_path() /
+           ("pthio_cuda_bench_" + std::to_string(::getpid()) + ".pth");
     const std::int64_t per = static_cast<std::int64_t>((make_mib << 20) / tensors / 4);
     pthio::value root = pthio::value::make_ordered_dict();
     for (std::size_t t = 0; t < tensors; ++t) {
       pthio::tensor x = pthio::tensor::zeros(pthio::dtype::float32, {per});
-      for (std::int64_t j = 0; j < per; ++j) x.data<float>()[j] = static_cast<float>((j * 31 + t) % 1000) * 0.001f;
+      for (std::int64_t j = 0; j < per; ++j)
+        x.data<float>()[j] = static_cast<float>((j * 31 + t) % 1000) * 0.001f;
       root.as_dict().set(pthio::value("layer" + std::to_string(t) + ".weight"), pthio::value(x));
     }
     auto t0 = clock_type::now();
     pthio::save(file, root);
     std::printf("wrote %s: %zu tensors, %.1f MiB in %.2f s\n", file.c_str(), tensors,
-                static_cast<double>(std::filesystem::file_size(file)) / (1 << 20), seconds_since(t0));
+                static_cast<double>(std::filesystem::file_size(file)) / (1 << 20),
+                seconds_since(t0));
     made = true;
   }
 
@@ -182,15 +194,18 @@ int main(int argc, char** argv) {
   }
   const double best = *std::max_element(rates.begin(), rates.end()), med = median(rates);
   const auto st = pthio::cuda::get_staging_options();
-  std::printf("checkpoint: %s, %.1f MiB of storages, mode %s, crc %s, staging %zu x %zu MiB\n", file.c_str(),
-              static_cast<double>(bytes) / (1 << 20), opt.mode == pthio::load_mode::mmap ? "mmap" : "eager",
-              opt.verify_crc ? "on" : "off", st.buffers, st.buffer_bytes >> 20);
+  std::printf("checkpoint: %s, %.1f MiB of storages, mode %s, crc %s, staging %zu x %zu MiB\n",
+              file.c_str(), static_cast<double>(bytes) / (1 << 20),
+              opt.mode == pthio::load_mode::mmap ? "mmap" : "eager", opt.verify_crc ? "on" : "off",
+              st.buffers, st.buffer_bytes >> 20);
   std::printf("pinned   H2D cudaMemcpy (256 MiB): %7.2f GB/s   <- reference\n", pinned);
   std::printf("pageable H2D cudaMemcpy (256 MiB): %7.2f GB/s\n", pageable);
   std::printf("page-cache memcpy (the file)     : %7.2f GB/s\n", cache);
-  std::printf("pthio::load to cuda:0            : %7.2f GB/s best, %.2f median of %d = %.0f%% / %.0f%% of pinned "
-              "H2D (target >= 80%%)\n",
-              best, med, repeat, 100 * best / pinned, 100 * med / pinned);
+  std::printf(
+      "pthio::load to cuda:0            : %7.2f GB/s best, %.2f median of %d = %.0f%% / %.0f%% of "
+      "pinned "
+      "H2D (target >= 80%%)\n",
+      best, med, repeat, 100 * best / pinned, 100 * med / pinned);
   if (made) std::filesystem::remove(file);
   return 0;
 }

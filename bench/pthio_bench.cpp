@@ -25,11 +25,13 @@
 //       pthio::crc32 over the file's bytes, already in memory.
 //   pthio_bench zip FILE [--repeat R]
 //       Opening the file's zip structure alone (map, central directory, every local header):
-//       pthio::zip_reader's constructor, the part of an mmap load that touches pages across the file.
-//   pthio_bench write FILE --size-mib N [--method plain|big|crc-chunked] [--piece-kib K] [--repeat R]
+//       pthio::zip_reader's constructor, the part of an mmap load that touches pages across the
+//       file.
+//   pthio_bench write FILE --size-mib N [--method plain|big|crc-chunked] [--piece-kib K] [--repeat
+//   R]
 //       The write reference: N MiB from memory to a new FILE, no fsync, with write() --piece-kib
-//       at a time (default 1024, as zip_writer writes; plain), in 64 MiB calls (big: measured 2-3.5x
-//       slower into the page cache here), or each piece CRC-32'd then written (crc-chunked,
+//       at a time (default 1024, as zip_writer writes; plain), in 64 MiB calls (big: measured
+//       2-3.5x slower into the page cache here), or each piece CRC-32'd then written (crc-chunked,
 //       zip_writer on one core).
 //
 // Output keys: op, mode, bytes (storage bytes for load/save, file bytes for read/crc), tensors,
@@ -42,10 +44,10 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <optional>
 #include <string>
 #include <unordered_set>
@@ -61,7 +63,8 @@ double since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
-// CPU time of this process (all threads): less disturbed than wall time by other work on the machine.
+// CPU time of this process (all threads): less disturbed than wall time by other work on the
+// machine.
 double cpu_now() {
   timespec ts{};
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -71,13 +74,15 @@ double cpu_now() {
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "pthio_bench: %s\n"
-               "usage: pthio_bench load FILE --eager|--mmap|--lazy [--device cpu|cuda:N] [--repeat R] [--no-crc]\n"
+               "usage: pthio_bench load FILE --eager|--mmap|--lazy [--device cpu|cuda:N] [--repeat "
+               "R] [--no-crc]\n"
                "       pthio_bench save FILE (--size-mib N --tensors K | --from SRC) [--repeat R]\n"
                "                        [--sink file|nofsync|null] [--crc] [--no-crc]\n"
                "       pthio_bench read FILE [--method fresh|reuse] [--repeat R]\n"
                "       pthio_bench crc FILE [--repeat R]\n"
                "       pthio_bench zip FILE [--repeat R]\n"
-               "       pthio_bench write FILE --size-mib N [--method plain|big|crc-chunked] [--piece-kib K]\n",
+               "       pthio_bench write FILE --size-mib N [--method plain|big|crc-chunked] "
+               "[--piece-kib K]\n",
                why.c_str());
   std::exit(2);
 }
@@ -100,15 +105,19 @@ rss rss_now() {
   char line[256];
   while (std::fgets(line, sizeof line, f)) {
     long v = 0;
-    if (std::sscanf(line, "VmRSS: %ld", &v) == 1) r.total = v;
-    else if (std::sscanf(line, "RssAnon: %ld", &v) == 1) r.anon = v;
-    else if (std::sscanf(line, "RssFile: %ld", &v) == 1) r.file = v;
+    if (std::sscanf(line, "VmRSS: %ld", &v) == 1)
+      r.total = v;
+    else if (std::sscanf(line, "RssAnon: %ld", &v) == 1)
+      r.anon = v;
+    else if (std::sscanf(line, "RssFile: %ld", &v) == 1)
+      r.file = v;
   }
   std::fclose(f);
   return r;
 }
 
-// The first tensor depth first, in the file's order (visit_tensors' order), without visiting the rest.
+// The first tensor depth first, in the file's order (visit_tensors' order), without visiting the
+// rest.
 const pthio::tensor* first_tensor(const pthio::value& v) {
   using k = pthio::value::kind;
   switch (v.type()) {
@@ -168,7 +177,8 @@ counts count(const pthio::value& root) {
 }
 
 struct args {
-  std::string op, file, mode = "eager", device = "cpu", from, sink = "file", method;  // method: per op default
+  std::string op, file, mode = "eager", device = "cpu", from, sink = "file",
+                        method;  // method: per op default
   int repeat = 1;
   std::uint64_t size_mib = 0;
   std::size_t tensors = 0;
@@ -187,18 +197,30 @@ args parse(int argc, char** argv) {
   };
   for (int i = 3; i < argc; ++i) {
     std::string s = argv[i];
-    if (s == "--eager" || s == "--mmap" || s == "--lazy") a.mode = s.substr(2);
-    else if (s == "--device") a.device = need(i);
-    else if (s == "--repeat") a.repeat = std::atoi(need(i).c_str());
-    else if (s == "--size-mib") a.size_mib = std::strtoull(need(i).c_str(), nullptr, 10);
-    else if (s == "--tensors") a.tensors = std::strtoull(need(i).c_str(), nullptr, 10);
-    else if (s == "--from") a.from = need(i);
-    else if (s == "--piece-kib") a.piece_kib = std::strtoull(need(i).c_str(), nullptr, 10);
-    else if (s == "--sink") a.sink = need(i);
-    else if (s == "--method") a.method = need(i);
-    else if (s == "--crc") a.crc = true;
-    else if (s == "--no-crc") a.no_crc = true;
-    else usage("unknown option " + s);
+    if (s == "--eager" || s == "--mmap" || s == "--lazy")
+      a.mode = s.substr(2);
+    else if (s == "--device")
+      a.device = need(i);
+    else if (s == "--repeat")
+      a.repeat = std::atoi(need(i).c_str());
+    else if (s == "--size-mib")
+      a.size_mib = std::strtoull(need(i).c_str(), nullptr, 10);
+    else if (s == "--tensors")
+      a.tensors = std::strtoull(need(i).c_str(), nullptr, 10);
+    else if (s == "--from")
+      a.from = need(i);
+    else if (s == "--piece-kib")
+      a.piece_kib = std::strtoull(need(i).c_str(), nullptr, 10);
+    else if (s == "--sink")
+      a.sink = need(i);
+    else if (s == "--method")
+      a.method = need(i);
+    else if (s == "--crc")
+      a.crc = true;
+    else if (s == "--no-crc")
+      a.no_crc = true;
+    else
+      usage("unknown option " + s);
   }
   if (a.repeat < 1) usage("--repeat must be at least 1");
   if (a.method.empty()) a.method = a.op == "write" ? "plain" : "fresh";
@@ -227,14 +249,18 @@ int run_load(const args& a) {
     const double cpu = cpu_now() - c0;
     const rss rss1 = rss_now();
     counts c = count(ck.root);
-    std::printf("{\"op\": \"load\", \"mode\": \"%s\", \"device\": \"%s\", \"bytes\": %llu, \"tensors\": %zu, "
-                "\"seconds\": %.9f, \"cpu_seconds\": %.9f",
-                a.mode.c_str(), a.device.c_str(), static_cast<unsigned long long>(c.bytes), c.tensors, total, cpu);
+    std::printf(
+        "{\"op\": \"load\", \"mode\": \"%s\", \"device\": \"%s\", \"bytes\": %llu, \"tensors\": "
+        "%zu, "
+        "\"seconds\": %.9f, \"cpu_seconds\": %.9f",
+        a.mode.c_str(), a.device.c_str(), static_cast<unsigned long long>(c.bytes), c.tensors,
+        total, cpu);
     if (a.mode != "eager") std::printf(", \"first_tensor_seconds\": %.9f", total);
-    std::printf(", \"parse_seconds\": %.9f, \"touched\": %s, \"crc\": %s, \"rss_delta_kib\": %ld, "
-                "\"rss_anon_delta_kib\": %ld, \"rss_file_delta_kib\": %ld, \"max_rss_kib\": %ld}\n",
-                parse, touched ? "true" : "false", o.verify_crc ? "true" : "false", rss1.total - rss0.total,
-                rss1.anon - rss0.anon, rss1.file - rss0.file, max_rss_kib());
+    std::printf(
+        ", \"parse_seconds\": %.9f, \"touched\": %s, \"crc\": %s, \"rss_delta_kib\": %ld, "
+        "\"rss_anon_delta_kib\": %ld, \"rss_file_delta_kib\": %ld, \"max_rss_kib\": %ld}\n",
+        parse, touched ? "true" : "false", o.verify_crc ? "true" : "false", rss1.total - rss0.total,
+        rss1.anon - rss0.anon, rss1.file - rss0.file, max_rss_kib());
     std::fflush(stdout);
   }
   return 0;
@@ -248,7 +274,9 @@ class fd_sink final : public pthio::sink {
  public:
   explicit fd_sink(const std::string& path) {
     fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw pthio::error(pthio::errc::io, std::string("cannot create: ") + std::strerror(errno), path);
+    if (fd_ < 0)
+      throw pthio::error(pthio::errc::io, std::string("cannot create: ") + std::strerror(errno),
+                         path);
     buf_.reserve(cap_);
   }
   ~fd_sink() override {
@@ -311,7 +339,8 @@ pthio::value synthetic_state_dict(std::uint64_t size_mib, std::size_t k) {
   for (std::size_t i = 0; i < k; ++i) {
     pthio::tensor t = pthio::tensor::zeros(pthio::dtype::float32, {static_cast<std::int64_t>(per)});
     float* d = t.data<float>();
-    for (std::uint64_t j = 0; j < per; ++j) d[j] = static_cast<float>((i * 131 + j) % 1021) * 0.001f;
+    for (std::uint64_t j = 0; j < per; ++j)
+      d[j] = static_cast<float>((i * 131 + j) % 1021) * 0.001f;
     sd.as_dict().set(pthio::value("layers." + std::to_string(i) + ".weight"), pthio::value(t));
   }
   return sd;
@@ -328,7 +357,8 @@ int run_save(const args& a) {
   counts c = count(root);
   pthio::save_options so;
   so.archive_name = std::filesystem::path(a.file).stem().string();
-  so.serialization_id = "1234567890123456789012345678901234567890";  // fixed: runs compare byte for byte
+  so.serialization_id =
+      "1234567890123456789012345678901234567890";  // fixed: runs compare byte for byte
   so.compute_crc32 = !a.no_crc;
   for (int r = 0; r < a.repeat; ++r) {
     // A previous run's file is removed untimed: truncating 1 GiB of page cache is not saving.
@@ -348,9 +378,11 @@ int run_save(const args& a) {
     }
     const double s = since(t0);
     const double cpu = cpu_now() - c0;
-    std::printf("{\"op\": \"save\", \"mode\": \"%s\", \"bytes\": %llu, \"tensors\": %zu, \"seconds\": %.9f, "
-                "\"cpu_seconds\": %.9f",
-                a.sink.c_str(), static_cast<unsigned long long>(c.bytes), c.tensors, s, cpu);
+    std::printf(
+        "{\"op\": \"save\", \"mode\": \"%s\", \"bytes\": %llu, \"tensors\": %zu, \"seconds\": "
+        "%.9f, "
+        "\"cpu_seconds\": %.9f",
+        a.sink.c_str(), static_cast<unsigned long long>(c.bytes), c.tensors, s, cpu);
     if (a.crc) {
       std::unordered_set<const void*> seen;
       std::uint32_t crc = 0;
@@ -371,7 +403,7 @@ int run_save(const args& a) {
 }
 
 std::uint64_t file_size(const std::string& path, int fd) {
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) != 0) {
     std::perror(path.c_str());
     std::exit(3);
@@ -382,7 +414,8 @@ std::uint64_t file_size(const std::string& path, int fd) {
 void read_all(int fd, std::byte* dst, std::uint64_t n) {
   std::uint64_t done = 0;
   while (done < n) {
-    ssize_t got = ::pread(fd, dst + done, std::min<std::uint64_t>(n - done, 1u << 30), static_cast<off_t>(done));
+    ssize_t got = ::pread(fd, dst + done, std::min<std::uint64_t>(n - done, 1u << 30),
+                          static_cast<off_t>(done));
     if (got < 0 && errno == EINTR) continue;
     if (got <= 0) {
       std::perror("read");
@@ -418,9 +451,10 @@ int run_read(const args& a) {
     const double s = since(t0);
     const double cpu = cpu_now() - c0;
     if (buf != reused) std::free(buf);
-    std::printf("{\"op\": \"read\", \"mode\": \"%s\", \"bytes\": %llu, \"tensors\": 0, \"seconds\": %.9f, "
-                "\"cpu_seconds\": %.9f, \"max_rss_kib\": %ld}\n",
-                a.method.c_str(), static_cast<unsigned long long>(n), s, cpu, max_rss_kib());
+    std::printf(
+        "{\"op\": \"read\", \"mode\": \"%s\", \"bytes\": %llu, \"tensors\": 0, \"seconds\": %.9f, "
+        "\"cpu_seconds\": %.9f, \"max_rss_kib\": %ld}\n",
+        a.method.c_str(), static_cast<unsigned long long>(n), s, cpu, max_rss_kib());
     std::fflush(stdout);
   }
   std::free(reused);
@@ -444,9 +478,11 @@ int run_crc(const args& a) {
     std::uint32_t c = pthio::crc32(buf);
     const double s = since(t0);
     const double cpu = cpu_now() - c0;
-    std::printf("{\"op\": \"crc\", \"mode\": \"libdeflate\", \"bytes\": %llu, \"tensors\": 0, \"seconds\": %.9f, "
-                "\"cpu_seconds\": %.9f, \"crc_value\": %u}\n",
-                static_cast<unsigned long long>(n), s, cpu, c);
+    std::printf(
+        "{\"op\": \"crc\", \"mode\": \"libdeflate\", \"bytes\": %llu, \"tensors\": 0, \"seconds\": "
+        "%.9f, "
+        "\"cpu_seconds\": %.9f, \"crc_value\": %u}\n",
+        static_cast<unsigned long long>(n), s, cpu, c);
     std::fflush(stdout);
   }
   return 0;
@@ -459,9 +495,10 @@ int run_zip(const args& a) {
     pthio::zip_reader z(pthio::byte_source::map_file(a.file));
     const double s = since(t0);
     const double cpu = cpu_now() - c0;
-    std::printf("{\"op\": \"zip\", \"mode\": \"open\", \"bytes\": %llu, \"tensors\": 0, \"entries\": %zu, "
-                "\"seconds\": %.9f, \"cpu_seconds\": %.9f}\n",
-                static_cast<unsigned long long>(z.source().size()), z.entries().size(), s, cpu);
+    std::printf(
+        "{\"op\": \"zip\", \"mode\": \"open\", \"bytes\": %llu, \"tensors\": 0, \"entries\": %zu, "
+        "\"seconds\": %.9f, \"cpu_seconds\": %.9f}\n",
+        static_cast<unsigned long long>(z.source().size()), z.entries().size(), s, cpu);
     std::fflush(stdout);
   }
   return 0;
@@ -488,7 +525,8 @@ int run_write(const args& a) {
   constexpr std::size_t call = 64u << 20;
   const std::size_t piece = std::max<std::size_t>(a.piece_kib, 1) << 10;
   for (int r = 0; r < a.repeat; ++r) {
-    ::unlink(a.file.c_str());  // as save: the previous run's file removed untimed, creating it timed
+    ::unlink(
+        a.file.c_str());  // as save: the previous run's file removed untimed, creating it timed
     const double c0 = cpu_now();
     auto t0 = clock_type::now();
     int fd = ::open(a.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -499,7 +537,8 @@ int run_write(const args& a) {
     std::uint32_t crc = 0;
     if (a.method == "plain" || a.method == "big") {
       const std::size_t step = a.method == "big" ? call : piece;
-      for (std::size_t off = 0; off < n; off += step) write_all(fd, src.data() + off, std::min(step, n - off));
+      for (std::size_t off = 0; off < n; off += step)
+        write_all(fd, src.data() + off, std::min(step, n - off));
     } else if (a.method == "crc-chunked") {
       for (std::size_t off = 0; off < n; off += piece) {
         const std::size_t len = std::min(piece, n - off);
@@ -513,9 +552,10 @@ int run_write(const args& a) {
     const double cpu = cpu_now() - c0;
     ::close(fd);
     crc_sink = crc;
-    std::printf("{\"op\": \"write\", \"mode\": \"%s\", \"bytes\": %zu, \"tensors\": 0, \"seconds\": %.9f, "
-                "\"cpu_seconds\": %.9f, \"crc_value\": %u}\n",
-                a.method.c_str(), n, s, cpu, crc);
+    std::printf(
+        "{\"op\": \"write\", \"mode\": \"%s\", \"bytes\": %zu, \"tensors\": 0, \"seconds\": %.9f, "
+        "\"cpu_seconds\": %.9f, \"crc_value\": %u}\n",
+        a.method.c_str(), n, s, cpu, crc);
     std::fflush(stdout);
   }
   return 0;

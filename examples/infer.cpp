@@ -33,7 +33,8 @@ int main(int argc, char** argv) {
     pthio::state_dict params = net.named_parameters();  // shares storage with net
     pthio::load_state_dict_options lo;
     lo.model_name = "Classifier";
-    pthio::load_report report = pthio::load_state_dict(params, pthio::extract_state_dict(pthio::load(argv[1], opts)), lo);
+    pthio::load_report report =
+        pthio::load_state_dict(params, pthio::extract_state_dict(pthio::load(argv[1], opts)), lo);
     std::printf("loaded %zu tensors from %s\n", report.loaded.size(), argv[1]);
 
     pthio::value io = pthio::load(argv[2], opts);
@@ -48,8 +49,9 @@ int main(int argc, char** argv) {
     mlp::matrix expected = pthio::map_matrix<float>(logits->as_tensor().to(pthio::dtype::float32));
     mlp::matrix got = net.forward(x);
     if (got.rows() != expected.rows() || got.cols() != expected.cols()) {
-      std::fprintf(stderr, "infer: logits are %lldx%lld, PyTorch's %lldx%lld\n", static_cast<long long>(got.rows()),
-                   static_cast<long long>(got.cols()), static_cast<long long>(expected.rows()),
+      std::fprintf(stderr, "infer: logits are %lldx%lld, PyTorch's %lldx%lld\n",
+                   static_cast<long long>(got.rows()), static_cast<long long>(got.cols()),
+                   static_cast<long long>(expected.rows()),
                    static_cast<long long>(expected.cols()));
       return 1;
     }
@@ -64,12 +66,15 @@ int main(int argc, char** argv) {
       for (Eigen::Index j = 0; j < got.cols(); ++j)
         max_diff = std::max(max_diff, static_cast<double>(std::fabs(got(i, j) - expected(i, j))));
       if (i < 4)
-        std::printf("sample %lld: class %lld, logits [%9.5f %9.5f %9.5f] (PyTorch [%9.5f %9.5f %9.5f])\n",
-                    static_cast<long long>(i), static_cast<long long>(a), got(i, 0), got(i, 1), got(i, 2),
-                    expected(i, 0), expected(i, 1), expected(i, 2));
+        std::printf(
+            "sample %lld: class %lld, logits [%9.5f %9.5f %9.5f] (PyTorch [%9.5f %9.5f %9.5f])\n",
+            static_cast<long long>(i), static_cast<long long>(a), got(i, 0), got(i, 1), got(i, 2),
+            expected(i, 0), expected(i, 1), expected(i, 2));
     }
-    std::printf("%lld samples, %d with PyTorch's class; max |logit - PyTorch logit| = %.3e (tolerance %g)\n",
-                static_cast<long long>(got.rows()), same_class, max_diff, tolerance);
+    std::printf(
+        "%lld samples, %d with PyTorch's class; max |logit - PyTorch logit| = %.3e (tolerance "
+        "%g)\n",
+        static_cast<long long>(got.rows()), same_class, max_diff, tolerance);
     if (!(max_diff <= tolerance)) {
       std::printf("FAILED: the logits differ from PyTorch's by more than %g\n", tolerance);
       return 1;

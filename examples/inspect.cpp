@@ -15,14 +15,16 @@ int main(int argc, char** argv) {
     pthio::checkpoint ck = pthio::load_checkpoint(argv[1], opts);
     pthio::visit_tensors(ck.root, [](const std::string& key, const pthio::value& v) {
       const pthio::tensor& t = v.as_tensor();
-      std::printf("%-40s %-10s %s\n", key.c_str(), std::string(pthio::dtype_name(t.dtype())).c_str(),
+      std::printf("%-40s %-10s %s\n", key.c_str(),
+                  std::string(pthio::dtype_name(t.dtype())).c_str(),
                   pthio::shape_string(t.shape()).c_str());
     });
     if (argc > 2) {
       pthio::visit_tensors(ck.root, [&](const std::string& key, const pthio::value& v) {
         if (key != argv[2]) return;
         pthio::tensor t = v.as_tensor().to(pthio::dtype::float32).contiguous();
-        for (std::int64_t i = 0; i < std::min<std::int64_t>(t.numel(), 8); ++i) std::printf("%g ", t.data<float>()[i]);
+        for (std::int64_t i = 0; i < std::min<std::int64_t>(t.numel(), 8); ++i)
+          std::printf("%g ", t.data<float>()[i]);
         std::printf("\n");
       });
     }

@@ -29,7 +29,7 @@ using matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMa
 
 // torch.nn.Linear: y = x W^T + b.
 struct linear {
-  std::string name;     // "fc1", "net.0", ...
+  std::string name;      // "fc1", "net.0", ...
   pthio::tensor weight;  // float32 [out, in]
   pthio::tensor bias;    // float32 [out]
 
@@ -59,7 +59,8 @@ class model {
   model(const std::vector<std::int64_t>& sizes, const std::vector<std::string>& names) {
     if (sizes.size() < 2 || names.size() + 1 != sizes.size())
       throw pthio::error(pthio::errc::invalid_argument, "mlp::model: need one name per layer");
-    for (std::size_t k = 0; k + 1 < sizes.size(); ++k) layers.emplace_back(names[k], sizes[k], sizes[k + 1]);
+    for (std::size_t k = 0; k + 1 < sizes.size(); ++k)
+      layers.emplace_back(names[k], sizes[k], sizes[k + 1]);
   }
 
   std::vector<linear> layers;
@@ -86,9 +87,11 @@ class model {
     meta.as_dict().set("", version());
     for (const auto& l : layers) {
       // Containers first ("net" before "net.0"), each once.
-      for (std::size_t dot = l.name.find('.'); dot != std::string::npos; dot = l.name.find('.', dot + 1)) {
+      for (std::size_t dot = l.name.find('.'); dot != std::string::npos;
+           dot = l.name.find('.', dot + 1)) {
         std::string container = l.name.substr(0, dot);
-        if (!meta.as_dict().get(std::string_view(container))) meta.as_dict().set(container, version());
+        if (!meta.as_dict().get(std::string_view(container)))
+          meta.as_dict().set(container, version());
       }
       meta.as_dict().set(l.name, version());
     }
@@ -120,7 +123,8 @@ class model {
     return h;
   }
 
-  // Gradients of the loss for every parameter, in named_parameters() order, given d loss / d logits.
+  // Gradients of the loss for every parameter, in named_parameters() order, given d loss / d
+  // logits.
   std::vector<pthio::tensor> backward(const activations& acts, const matrix& dlogits) const {
     std::vector<pthio::tensor> grads(2 * layers.size());
     matrix dy = dlogits;
@@ -144,7 +148,8 @@ class model {
 
 // torch.nn.functional.cross_entropy(logits, labels) with reduction='mean', as torch computes it
 // (log_softmax, then nll_loss). When `dlogits` is given it receives d loss / d logits.
-inline float cross_entropy(const matrix& logits, const std::vector<std::int64_t>& labels, matrix* dlogits = nullptr) {
+inline float cross_entropy(const matrix& logits, const std::vector<std::int64_t>& labels,
+                           matrix* dlogits = nullptr) {
   const Eigen::Index n = logits.rows();
   matrix logp(n, logits.cols());
   for (Eigen::Index i = 0; i < n; ++i) {
@@ -169,8 +174,10 @@ inline float cross_entropy(const matrix& logits, const std::vector<std::int64_t>
 // "exp_avg_sq".
 class adam {
  public:
-  adam(std::vector<pthio::tensor> params, const pthio::adam_options& o) : params_(std::move(params)), opts_(o) {
-    if (o.amsgrad || o.decoupled) throw pthio::error(pthio::errc::unsupported, "mlp::adam: no amsgrad or AdamW here");
+  adam(std::vector<pthio::tensor> params, const pthio::adam_options& o)
+      : params_(std::move(params)), opts_(o) {
+    if (o.amsgrad || o.decoupled)
+      throw pthio::error(pthio::errc::unsupported, "mlp::adam: no amsgrad or AdamW here");
     for (const auto& p : params_) {
       step_.push_back(pthio::tensor::zeros(pthio::dtype::float32, {}));
       exp_avg_.push_back(pthio::tensor::zeros(pthio::dtype::float32, p.shape()));
@@ -203,11 +210,13 @@ class adam {
       const auto bc2_sqrt = static_cast<float>(bias_correction2_sqrt);
       for (std::int64_t j = 0; j < params_[i].numel(); ++j) {
         float grad = g[j];
-        if (opts_.weight_decay != 0) grad = grad + weight_decay * p[j];  // grad.add(param, alpha=wd)
-        m[j] = m[j] * beta1 + one_minus_beta1 * grad;                    // exp_avg.mul_(b1).add_(g, alpha=1-b1)
-        v[j] = v[j] * beta2 + one_minus_beta2 * grad * grad;             // exp_avg_sq.mul_(b2).addcmul_(g, g, 1-b2)
-        float denom = std::sqrt(v[j]) / bc2_sqrt + eps;                  // (sqrt(v) / bc2_sqrt).add_(eps)
-        p[j] = p[j] + neg_step_size * m[j] / denom;                      // param.addcdiv_(m, denom, -step_size)
+        if (opts_.weight_decay != 0)
+          grad = grad + weight_decay * p[j];           // grad.add(param, alpha=wd)
+        m[j] = m[j] * beta1 + one_minus_beta1 * grad;  // exp_avg.mul_(b1).add_(g, alpha=1-b1)
+        v[j] = v[j] * beta2 +
+               one_minus_beta2 * grad * grad;            // exp_avg_sq.mul_(b2).addcmul_(g, g, 1-b2)
+        float denom = std::sqrt(v[j]) / bc2_sqrt + eps;  // (sqrt(v) / bc2_sqrt).add_(eps)
+        p[j] = p[j] + neg_step_size * m[j] / denom;      // param.addcdiv_(m, denom, -step_size)
       }
     }
   }
@@ -218,13 +227,15 @@ class adam {
     pthio::optimizer_state o;
     for (std::size_t i = 0; i < params_.size(); ++i) {
       if (step_[i].item<float>() == 0) continue;  // torch creates the state at the first step
-      o.state[static_cast<std::int64_t>(i)] = {{"step", pthio::value(step_[i].clone())},
-                                                {"exp_avg", pthio::value(exp_avg_[i].clone())},
-                                                {"exp_avg_sq", pthio::value(exp_avg_sq_[i].clone())}};
+      o.state[static_cast<std::int64_t>(i)] = {
+          {"step", pthio::value(step_[i].clone())},
+          {"exp_avg", pthio::value(exp_avg_[i].clone())},
+          {"exp_avg_sq", pthio::value(exp_avg_sq_[i].clone())}};
     }
     auto group = pthio::adam_param_group(opts_, static_cast<std::int64_t>(params_.size()));
     for (auto& [name, val] : group)
-      if (name == "foreach") val = pthio::value(false);  // as written by torch.optim.Adam(foreach=False)
+      if (name == "foreach")
+        val = pthio::value(false);  // as written by torch.optim.Adam(foreach=False)
     o.param_groups.push_back(std::move(group));
     return o.to_value();
   }
@@ -242,7 +253,9 @@ class adam {
                                                     std::to_string(params_.size()) + " parameters");
     auto field = [&](std::string_view name) -> const pthio::value& {
       const pthio::value* f = o.group_field(0, name);
-      if (!f) throw pthio::error(pthio::errc::mismatch, "the saved param group has no '" + std::string(name) + "'");
+      if (!f)
+        throw pthio::error(pthio::errc::mismatch,
+                           "the saved param group has no '" + std::string(name) + "'");
       return *f;
     };
     pthio::adam_options opts = opts_;
@@ -267,16 +280,19 @@ class adam {
       pthio::tensor s = pthio::tensor::zeros(pthio::dtype::float32, {});
       for (const auto& [name, val] : o.state.at(index))
         if (name == "step") {
-          if (val.is_tensor()) s.copy_from(val.as_tensor().reshape({}));
-          else *s.data<float>() = static_cast<float>(val.as_float());
+          if (val.is_tensor())
+            s.copy_from(val.as_tensor().reshape({}));
+          else
+            *s.data<float>() = static_cast<float>(val.as_float());
         }
       step.push_back(s);
       using slot = std::pair<const char*, std::vector<pthio::tensor>*>;
       for (auto [name, out] : {slot{"exp_avg", &exp_avg}, slot{"exp_avg_sq", &exp_avg_sq}}) {
         const pthio::tensor& src = o.tensor_at(index, name);
         if (src.shape() != params_[i].shape())
-          throw pthio::error(pthio::errc::mismatch, std::string(name) + " of parameter " + std::to_string(index) +
-                                                        " has shape " + pthio::shape_string(src.shape()));
+          throw pthio::error(pthio::errc::mismatch, std::string(name) + " of parameter " +
+                                                        std::to_string(index) + " has shape " +
+                                                        pthio::shape_string(src.shape()));
         pthio::tensor t = pthio::tensor::zeros(pthio::dtype::float32, params_[i].shape());
         t.copy_from(src);  // converts dtype when needed, as torch casts state to the parameter's
         out->push_back(t);

@@ -31,10 +31,10 @@ constexpr int n_train = 256, n_val = 64, batch_size = 32;
 constexpr int n_features = 8, n_hidden = 16, n_classes = 3;
 constexpr double learning_rate = 0.01;
 
-// Sample i (train: 0..255, validation: 256..319): feature j = sin((i * (2j + 3) + 8j) / 8), computed
-// in double and rounded to float32. The argument is an integer over 8, so it is exact whatever
-// the compiler contracts; sin is the C library's, the one Python's math.sin calls.
-// Label: the index of the largest of features 0, 1, 2.
+// Sample i (train: 0..255, validation: 256..319): feature j = sin((i * (2j + 3) + 8j) / 8),
+// computed in double and rounded to float32. The argument is an integer over 8, so it is exact
+// whatever the compiler contracts; sin is the C library's, the one Python's math.sin calls. Label:
+// the index of the largest of features 0, 1, 2.
 void make_data(int first, int count, mlp::matrix& x, std::vector<std::int64_t>& labels) {
   x.resize(count, n_features);
   labels.resize(static_cast<std::size_t>(count));
@@ -60,10 +60,13 @@ void init_weights(mlp::model& net) {
     auto w = pthio::map_matrix<float>(l.weight);
     for (std::int64_t o = 0; o < l.out_features(); ++o)
       for (std::int64_t i = 0; i < fan_in; ++i)
-        w(o, i) = static_cast<float>(bound * std::sin(static_cast<double>(7 * (o * fan_in + i) + 3 * static_cast<std::int64_t>(k) + 1)));
+        w(o, i) = static_cast<float>(
+            bound * std::sin(static_cast<double>(7 * (o * fan_in + i) +
+                                                 3 * static_cast<std::int64_t>(k) + 1)));
     auto b = pthio::map_vector<float>(l.bias);
     for (std::int64_t o = 0; o < l.out_features(); ++o)
-      b(o) = static_cast<float>(bound * std::sin(static_cast<double>(5 * o + 11 * static_cast<std::int64_t>(k) + 2)));
+      b(o) = static_cast<float>(
+          bound * std::sin(static_cast<double>(5 * o + 11 * static_cast<std::int64_t>(k) + 2)));
   }
 }
 
@@ -122,7 +125,8 @@ int main(int argc, char** argv) {
       optimizer.load_state_value(*opt_state);
       epoch = saved_epoch->as_int();
       best_val = saved_best->as_float();
-      std::printf("resumed %s at epoch %lld (best_val %.6f)\n", resume.c_str(), static_cast<long long>(epoch), best_val);
+      std::printf("resumed %s at epoch %lld (best_val %.6f)\n", resume.c_str(),
+                  static_cast<long long>(epoch), best_val);
     }
 
     mlp::matrix x_train, x_val;
@@ -135,7 +139,8 @@ int main(int argc, char** argv) {
       const int n_batches = n_train / batch_size;
       for (int b = 0; b < n_batches; ++b) {
         mlp::matrix xb = x_train.middleRows(b * batch_size, batch_size);
-        std::vector<std::int64_t> yb(y_train.begin() + b * batch_size, y_train.begin() + (b + 1) * batch_size);
+        std::vector<std::int64_t> yb(y_train.begin() + b * batch_size,
+                                     y_train.begin() + (b + 1) * batch_size);
         mlp::activations acts;
         mlp::matrix logits = net.forward(xb, acts);
         mlp::matrix dlogits;
@@ -156,8 +161,8 @@ int main(int argc, char** argv) {
       d.set("loss", pthio::value(train_loss));
       d.set("best_val", pthio::value(best_val));
       pthio::save(out, ckpt);
-      std::printf("epoch %lld  loss %.6f  val %.6f  best %.6f\n", static_cast<long long>(epoch), train_loss, val_loss,
-                  best_val);
+      std::printf("epoch %lld  loss %.6f  val %.6f  best %.6f\n", static_cast<long long>(epoch),
+                  train_loss, val_loss, best_val);
     }
   } catch (const pthio::error& e) {
     std::fprintf(stderr, "train_resume: %s\n", e.what());

@@ -14,8 +14,10 @@ namespace pthio::detail {
 inline void trim_twos_complement(std::vector<std::uint8_t>& b) {
   while (b.size() > 1) {
     const std::uint8_t last = b.back(), prev = b[b.size() - 2];
-    if ((last == 0x00 && !(prev & 0x80)) || (last == 0xff && (prev & 0x80))) b.pop_back();
-    else break;
+    if ((last == 0x00 && !(prev & 0x80)) || (last == 0xff && (prev & 0x80)))
+      b.pop_back();
+    else
+      break;
   }
   if (b.size() == 1 && b[0] == 0) b.clear();
 }
@@ -31,7 +33,8 @@ inline std::int64_t int64_from_twos_complement(const std::vector<std::uint8_t>& 
 // The minimal bytes of an int64.
 inline std::vector<std::uint8_t> twos_complement_of(std::int64_t i) {
   std::vector<std::uint8_t> b(8);
-  for (std::size_t k = 0; k < 8; ++k) b[k] = static_cast<std::uint8_t>(static_cast<std::uint64_t>(i) >> (8 * k));
+  for (std::size_t k = 0; k < 8; ++k)
+    b[k] = static_cast<std::uint8_t>(static_cast<std::uint64_t>(i) >> (8 * k));
   trim_twos_complement(b);
   return b;
 }
@@ -47,7 +50,8 @@ inline void negate_twos_complement(std::vector<std::uint8_t>& b) noexcept {
 }
 
 // A magnitude (little-endian, unsigned) and a sign -> the minimal two's complement bytes.
-inline std::vector<std::uint8_t> twos_complement_from_magnitude(std::vector<std::uint8_t> mag, bool negative) {
+inline std::vector<std::uint8_t> twos_complement_from_magnitude(std::vector<std::uint8_t> mag,
+                                                                bool negative) {
   mag.push_back(0);  // room for the sign bit
   if (negative) negate_twos_complement(mag);
   trim_twos_complement(mag);

@@ -44,13 +44,20 @@ class byte_reader {
   const std::string& context() const noexcept { return context_; }
 
   void seek(std::uint64_t p) {
-    if (p > data_.size()) fail("seek to " + std::to_string(p) + " past the end (" +
-                               std::to_string(data_.size()) + " bytes)");
+    if (p > data_.size())
+      fail("seek to " + std::to_string(p) + " past the end (" + std::to_string(data_.size()) +
+           " bytes)");
     pos_ = static_cast<std::size_t>(p);
   }
-  void skip(std::uint64_t n) { need(n, "skip"); pos_ += static_cast<std::size_t>(n); }
+  void skip(std::uint64_t n) {
+    need(n, "skip");
+    pos_ += static_cast<std::size_t>(n);
+  }
 
-  std::uint8_t u8() { need(1, "u8"); return static_cast<std::uint8_t>(data_[pos_++]); }
+  std::uint8_t u8() {
+    need(1, "u8");
+    return static_cast<std::uint8_t>(data_[pos_++]);
+  }
   std::uint16_t le16() { return static_cast<std::uint16_t>(le(2)); }
   std::uint32_t le32() { return static_cast<std::uint32_t>(le(4)); }
   std::uint64_t le64() { return le(8); }
@@ -78,7 +85,8 @@ class byte_reader {
   std::string_view line() {
     const void* nl = std::memchr(data_.data() + pos_, '\n', remaining());
     if (!nl) fail("text argument has no terminating newline");
-    std::size_t n = static_cast<std::size_t>(static_cast<const std::byte*>(nl) - (data_.data() + pos_));
+    std::size_t n =
+        static_cast<std::size_t>(static_cast<const std::byte*>(nl) - (data_.data() + pos_));
     std::string_view s(reinterpret_cast<const char*>(data_.data() + pos_), n);
     pos_ += n + 1;
     return s;
@@ -92,7 +100,8 @@ class byte_reader {
   std::size_t read_count(std::uint64_t n, std::uint64_t elem_size, std::uint64_t cap,
                          std::string_view what) const {
     if (n > cap)
-      fail(std::string(what) + " " + std::to_string(n) + " exceeds the limit " + std::to_string(cap));
+      fail(std::string(what) + " " + std::to_string(n) + " exceeds the limit " +
+           std::to_string(cap));
     std::uint64_t total;
     if (!checked_mul(n, elem_size, total) || total > remaining())
       fail(std::string(what) + " " + std::to_string(n) + " needs more bytes than the " +
@@ -110,7 +119,8 @@ class byte_reader {
 
  private:
   void need(std::uint64_t n, const char* what) const {
-    if (n > remaining()) [[unlikely]] short_read(n, what);
+    if (n > remaining()) [[unlikely]]
+      short_read(n, what);
   }
   // Out of line and cold, so that need() inlines to one compare.
   [[noreturn, gnu::cold, gnu::noinline]] void short_read(std::uint64_t n, const char* what) const {

@@ -64,19 +64,29 @@ pthio_status guarded(F&& f) noexcept {
     f();
     return PTHIO_OK;
   } catch (const c_error& e) {
-    try { last_error = e.message; } catch (...) {}
+    try {
+      last_error = e.message;
+    } catch (...) {}
     return e.status;
   } catch (const pthio::error& e) {
-    try { last_error = e.what(); } catch (...) {}
+    try {
+      last_error = e.what();
+    } catch (...) {}
     return status_of(e.kind());
   } catch (const std::bad_alloc&) {
-    try { last_error = "out of memory"; } catch (...) {}
+    try {
+      last_error = "out of memory";
+    } catch (...) {}
     return PTHIO_ERR_OUT_OF_MEMORY;
   } catch (const std::exception& e) {
-    try { last_error = std::string("internal error: ") + e.what(); } catch (...) {}
+    try {
+      last_error = std::string("internal error: ") + e.what();
+    } catch (...) {}
     return PTHIO_ERR_INTERNAL;
   } catch (...) {
-    try { last_error = "internal error: unknown exception"; } catch (...) {}
+    try {
+      last_error = "internal error: unknown exception";
+    } catch (...) {}
     return PTHIO_ERR_INTERNAL;
   }
 }
@@ -197,7 +207,8 @@ pthio_status pthio_dtype_from_name(const char* name, pthio_dtype* out) {
   return guarded([&] {
     require(name && out, "pthio_dtype_from_name: name and out must not be NULL");
     auto t = pthio::dtype_from_name(name);
-    if (!t) throw c_error{PTHIO_ERR_INVALID_ARGUMENT, std::string("unknown dtype \"") + name + "\""};
+    if (!t)
+      throw c_error{PTHIO_ERR_INVALID_ARGUMENT, std::string("unknown dtype \"") + name + "\""};
     *out = static_cast<pthio_dtype>(*t);
   });
 }
@@ -247,8 +258,9 @@ pthio_status pthio_checkpoint_tensor(const pthio_checkpoint* checkpoint, size_t 
   return guarded([&] {
     require(checkpoint && out, "pthio_checkpoint_tensor: checkpoint and out must not be NULL");
     if (index >= checkpoint->tensors.size())
-      throw c_error{PTHIO_ERR_NOT_FOUND, "tensor index " + std::to_string(index) + " out of range: the checkpoint has " +
-                                             std::to_string(checkpoint->tensors.size()) + " tensors"};
+      throw c_error{PTHIO_ERR_NOT_FOUND,
+                    "tensor index " + std::to_string(index) + " out of range: the checkpoint has " +
+                        std::to_string(checkpoint->tensors.size()) + " tensors"};
     const auto& e = checkpoint->tensors[index];
     // Every device tag was interned at open: the const handle is not modified here.
     fill_info(out, e.key, e.t, const_cast<device_names&>(checkpoint->devices));
@@ -258,7 +270,8 @@ pthio_status pthio_checkpoint_tensor(const pthio_checkpoint* checkpoint, size_t 
 pthio_status pthio_checkpoint_find(const pthio_checkpoint* checkpoint, const char* key,
                                    pthio_tensor_info* out) {
   return guarded([&] {
-    require(checkpoint && key && out, "pthio_checkpoint_find: checkpoint, key and out must not be NULL");
+    require(checkpoint && key && out,
+            "pthio_checkpoint_find: checkpoint, key and out must not be NULL");
     auto it = checkpoint->index.find(std::string_view(key));
     if (it == checkpoint->index.end())
       throw c_error{PTHIO_ERR_NOT_FOUND, std::string("no tensor with key \"") + key + "\""};
@@ -272,8 +285,9 @@ pthio_status pthio_checkpoint_to_dlpack(const pthio_checkpoint* checkpoint, size
   return guarded([&] {
     require(checkpoint && out, "pthio_checkpoint_to_dlpack: checkpoint and out must not be NULL");
     if (index >= checkpoint->tensors.size())
-      throw c_error{PTHIO_ERR_NOT_FOUND, "tensor index " + std::to_string(index) + " out of range: the checkpoint has " +
-                                             std::to_string(checkpoint->tensors.size()) + " tensors"};
+      throw c_error{PTHIO_ERR_NOT_FOUND,
+                    "tensor index " + std::to_string(index) + " out of range: the checkpoint has " +
+                        std::to_string(checkpoint->tensors.size()) + " tensors"};
     // pthio::dlpack's struct is DLPack's, declared by pthio: the same layout under another name.
     *out = reinterpret_cast<struct DLManagedTensorVersioned*>(
         pthio::to_dlpack_versioned(checkpoint->tensors[index].t));
@@ -290,9 +304,11 @@ pthio_status pthio_state_dict_new(pthio_state_dict** out) {
 pthio_status pthio_state_dict_from_checkpoint(const pthio_checkpoint* checkpoint, const char* key,
                                               pthio_state_dict** out) {
   return guarded([&] {
-    require(checkpoint && out, "pthio_state_dict_from_checkpoint: checkpoint and out must not be NULL");
+    require(checkpoint && out,
+            "pthio_state_dict_from_checkpoint: checkpoint and out must not be NULL");
     auto h = std::make_unique<pthio_state_dict>();
-    h->sd = pthio::extract_state_dict(checkpoint->ck.root, key ? std::string_view(key) : std::string_view());
+    h->sd = pthio::extract_state_dict(checkpoint->ck.root,
+                                      key ? std::string_view(key) : std::string_view());
     *out = h.release();
   });
 }
@@ -309,7 +325,8 @@ pthio_status pthio_state_dict_tensor(const pthio_state_dict* state_dict, size_t 
     require(state_dict && out, "pthio_state_dict_tensor: state_dict and out must not be NULL");
     const auto& entries = state_dict->sd.entries();
     if (index >= entries.size())
-      throw c_error{PTHIO_ERR_NOT_FOUND, "entry index " + std::to_string(index) + " out of range: the state dict has " +
+      throw c_error{PTHIO_ERR_NOT_FOUND, "entry index " + std::to_string(index) +
+                                             " out of range: the state dict has " +
                                              std::to_string(entries.size()) + " entries"};
     // The device-name cache is the only thing that changes; callers use a handle from one
     // thread at a time.
@@ -333,10 +350,15 @@ pthio_status pthio_state_dict_add(pthio_state_dict* state_dict, const char* name
     const auto nd = static_cast<std::size_t>(ndim);
     pthio::shape_t sh(shape, shape + nd);
     for (auto d : sh)
-      if (d < 0) throw c_error{PTHIO_ERR_INVALID_ARGUMENT, "pthio_state_dict_add: negative extent in shape " + pthio::shape_string(sh)};
-    pthio::shape_t st = strides ? pthio::shape_t(strides, strides + nd) : pthio::contiguous_strides(sh);
+      if (d < 0)
+        throw c_error{PTHIO_ERR_INVALID_ARGUMENT,
+                      "pthio_state_dict_add: negative extent in shape " + pthio::shape_string(sh)};
+    pthio::shape_t st =
+        strides ? pthio::shape_t(strides, strides + nd) : pthio::contiguous_strides(sh);
     for (auto s : st)
-      if (s < 0) throw c_error{PTHIO_ERR_INVALID_ARGUMENT, "pthio_state_dict_add: negative stride in " + pthio::shape_string(st)};
+      if (s < 0)
+        throw c_error{PTHIO_ERR_INVALID_ARGUMENT,
+                      "pthio_state_dict_add: negative stride in " + pthio::shape_string(st)};
     // Bytes the view reaches: (sum((n_i - 1) * s_i) + 1) * element size, checked.
     std::uint64_t reach = 0;
     if (pthio::shape_numel(sh) > 0) {
@@ -344,18 +366,21 @@ pthio_status pthio_state_dict_add(pthio_state_dict* state_dict, const char* name
       bool ok = true;
       for (std::size_t i = 0; i < nd && ok; ++i) {
         std::uint64_t span;
-        ok = pthio::detail::checked_mul(static_cast<std::uint64_t>(sh[i] - 1), static_cast<std::uint64_t>(st[i]), span) &&
+        ok = pthio::detail::checked_mul(static_cast<std::uint64_t>(sh[i] - 1),
+                                        static_cast<std::uint64_t>(st[i]), span) &&
              pthio::detail::checked_add(last, span, last);
       }
       ok = ok && pthio::detail::checked_add(last, 1, reach) &&
            pthio::detail::checked_mul(reach, pthio::element_size(t), reach);
-      if (!ok) throw c_error{PTHIO_ERR_LIMIT_EXCEEDED, "pthio_state_dict_add: shape and strides overflow"};
+      if (!ok)
+        throw c_error{PTHIO_ERR_LIMIT_EXCEEDED, "pthio_state_dict_add: shape and strides overflow"};
     }
     if (reach > nbytes)
       throw c_error{PTHIO_ERR_INVALID_ARGUMENT,
-                    std::string("pthio_state_dict_add: \"") + name + "\": shape " + pthio::shape_string(sh) +
-                        " and strides " + pthio::shape_string(st) + " reach " + std::to_string(reach) +
-                        " bytes but the buffer has " + std::to_string(nbytes)};
+                    std::string("pthio_state_dict_add: \"") + name + "\": shape " +
+                        pthio::shape_string(sh) + " and strides " + pthio::shape_string(st) +
+                        " reach " + std::to_string(reach) + " bytes but the buffer has " +
+                        std::to_string(nbytes)};
     require(reach == 0 || data, "pthio_state_dict_add: data must not be NULL");
     pthio::storage s;
     if (flags == PTHIO_BORROW) {

@@ -24,15 +24,14 @@ static_assert(sizeof(void*) != 8 ||
                offsetof(DLTensor, ndim) == 16 && offsetof(DLTensor, dtype) == 20 &&
                offsetof(DLTensor, shape) == 24 && offsetof(DLTensor, strides) == 32 &&
                offsetof(DLTensor, byte_offset) == 40));
-static_assert(sizeof(void*) != 8 || (sizeof(DLManagedTensor) == 64 &&
-                                     offsetof(DLManagedTensor, manager_ctx) == 48 &&
-                                     offsetof(DLManagedTensor, deleter) == 56));
 static_assert(sizeof(void*) != 8 ||
-              (sizeof(DLManagedTensorVersioned) == 80 &&
-               offsetof(DLManagedTensorVersioned, manager_ctx) == 8 &&
-               offsetof(DLManagedTensorVersioned, deleter) == 16 &&
-               offsetof(DLManagedTensorVersioned, flags) == 24 &&
-               offsetof(DLManagedTensorVersioned, dl_tensor) == 32));
+              (sizeof(DLManagedTensor) == 64 && offsetof(DLManagedTensor, manager_ctx) == 48 &&
+               offsetof(DLManagedTensor, deleter) == 56));
+static_assert(sizeof(void*) != 8 || (sizeof(DLManagedTensorVersioned) == 80 &&
+                                     offsetof(DLManagedTensorVersioned, manager_ctx) == 8 &&
+                                     offsetof(DLManagedTensorVersioned, deleter) == 16 &&
+                                     offsetof(DLManagedTensorVersioned, flags) == 24 &&
+                                     offsetof(DLManagedTensorVersioned, dl_tensor) == 32));
 
 namespace {
 
@@ -142,7 +141,8 @@ tensor import_tensor(const DLTensor& t, std::shared_ptr<const void> owner, const
   shape_t shape(t.shape, t.shape + nd);
   shape_t strides = t.strides ? shape_t(t.strides, t.strides + nd) : contiguous_strides(shape);
   for (std::size_t i = 0; i < nd; ++i) {
-    if (shape[i] < 0) throw fail(errc::invalid_argument, "negative extent in shape " + shape_string(shape));
+    if (shape[i] < 0)
+      throw fail(errc::invalid_argument, "negative extent in shape " + shape_string(shape));
     if (strides[i] < 0)
       throw fail(errc::unsupported, "negative stride in " + shape_string(strides) +
                                         " (pthio tensors have non-negative strides)");
@@ -154,18 +154,21 @@ tensor import_tensor(const DLTensor& t, std::shared_ptr<const void> owner, const
     std::uint64_t last = 0;
     for (std::size_t i = 0; i < nd; ++i) {
       std::uint64_t span;
-      if (!checked_mul(static_cast<std::uint64_t>(shape[i] - 1), static_cast<std::uint64_t>(strides[i]), span) ||
+      if (!checked_mul(static_cast<std::uint64_t>(shape[i] - 1),
+                       static_cast<std::uint64_t>(strides[i]), span) ||
           !checked_add(last, span, last))
         throw fail(errc::limit_exceeded, "element index overflows");
     }
     if (!checked_add(last, 1, nbytes) || !checked_mul(nbytes, element_size(dt), nbytes) ||
         nbytes > SIZE_MAX)
       throw fail(errc::limit_exceeded, "byte size overflows");
-    if (!t.data) throw fail(errc::invalid_argument, "null data for " + std::to_string(numel) + " elements");
+    if (!t.data)
+      throw fail(errc::invalid_argument, "null data for " + std::to_string(numel) + " elements");
   }
   // Element 0 lives at data + byte_offset (bytes); the storage starts there. Device pointers are
   // only offset, never dereferenced.
-  void* base = t.data ? static_cast<void*>(static_cast<std::byte*>(t.data) + t.byte_offset) : nullptr;
+  void* base =
+      t.data ? static_cast<void*>(static_cast<std::byte*>(t.data) + t.byte_offset) : nullptr;
   storage s = owner ? storage::wrap(std::move(owner), base, static_cast<std::size_t>(nbytes), dev)
                     : storage::borrow(base, static_cast<std::size_t>(nbytes), dev);
   return tensor(std::move(s), dt, std::move(shape), std::move(strides), 0);
@@ -188,22 +191,23 @@ dtype dtype_from_dlpack(DLDataType t) {
 DLDevice to_dlpack_device(const device& d) {
   if (d.is_cpu()) return {kDLCPU, 0};
   if (d.is_cuda()) return {kDLCUDA, d.index() < 0 ? 0 : d.index()};
-  throw error(errc::unsupported, "DLPack export of a tensor on " + d.str() + " (cpu and cuda only)");
+  throw error(errc::unsupported,
+              "DLPack export of a tensor on " + d.str() + " (cpu and cuda only)");
 }
 
 device device_from_dlpack(DLDevice d) {
   switch (d.device_type) {
     case kDLCPU:
-    case kDLCUDAHost:
-      return device(device_type::cpu);
+    case kDLCUDAHost: return device(device_type::cpu);
     case kDLCUDA:
     case kDLCUDAManaged:
       if (d.device_id < 0)
         throw error(errc::invalid_argument, "DLPack CUDA device id " + std::to_string(d.device_id));
       return device(device_type::cuda, d.device_id);
     default:
-      throw error(errc::unsupported, "DLPack device type " + std::to_string(d.device_type) +
-                                         " (pthio takes kDLCPU, kDLCUDA, kDLCUDAHost, kDLCUDAManaged)");
+      throw error(errc::unsupported,
+                  "DLPack device type " + std::to_string(d.device_type) +
+                      " (pthio takes kDLCPU, kDLCUDA, kDLCUDAHost, kDLCUDAManaged)");
   }
 }
 
@@ -217,8 +221,9 @@ tensor from_dlpack(DLManagedTensorVersioned* m) {
   if (!m) throw error(errc::invalid_argument, "from_dlpack: null DLManagedTensorVersioned");
   // DLPack: a different major version means a different layout past `flags`.
   if (m->version.major != version_major)
-    throw error(errc::unsupported, "from_dlpack: DLPack version " + std::to_string(m->version.major) +
-                                       "." + std::to_string(m->version.minor) + " (pthio reads 1.x)");
+    throw error(errc::unsupported, "from_dlpack: DLPack version " +
+                                       std::to_string(m->version.major) + "." +
+                                       std::to_string(m->version.minor) + " (pthio reads 1.x)");
   if ((m->flags & flag_is_subbyte_type_padded) && m->dl_tensor.dtype.bits < 8)
     throw error(errc::unsupported, "from_dlpack: padded sub-byte dtypes");
   auto owner = std::make_shared<import_owner>();

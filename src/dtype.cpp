@@ -3,8 +3,8 @@
 #include <array>
 #include <bit>
 #include <cmath>
-#include <limits>
 #include <cstring>
+#include <limits>
 
 namespace pthio {
 
@@ -72,11 +72,14 @@ std::optional<dtype> dtype_from_name(std::string_view name) noexcept {
   if (name.starts_with("torch.")) name.remove_prefix(6);
   for (const auto& i : infos)
     if (i.name == name) return i.t;
-  struct alias { std::string_view name; dtype t; };
+  struct alias {
+    std::string_view name;
+    dtype t;
+  };
   static constexpr alias aliases[] = {
-      {"float", dtype::float32},    {"double", dtype::float64},   {"half", dtype::float16},
-      {"long", dtype::int64},       {"int", dtype::int32},        {"short", dtype::int16},
-      {"cfloat", dtype::complex64}, {"cdouble", dtype::complex128}, {"chalf", dtype::complex32},
+      {"float", dtype::float32},       {"double", dtype::float64},     {"half", dtype::float16},
+      {"long", dtype::int64},          {"int", dtype::int32},          {"short", dtype::int16},
+      {"cfloat", dtype::complex64},    {"cdouble", dtype::complex128}, {"chalf", dtype::complex32},
       {"complex32", dtype::complex32},
   };
   for (const auto& a : aliases)
@@ -101,7 +104,10 @@ float half_to_float(std::uint16_t h) noexcept {
       bits = sign;
     } else {  // subnormal: renormalise
       int e = -1;
-      do { ++e; man <<= 1; } while ((man & 0x400) == 0);
+      do {
+        ++e;
+        man <<= 1;
+      } while ((man & 0x400) == 0);
       bits = sign | static_cast<std::uint32_t>(127 - 15 - e) << 23 | (man & 0x3ff) << 13;
     }
   } else if (exp == 0x1f) {
@@ -117,7 +123,8 @@ std::uint16_t float_to_half(float f) noexcept {
   std::uint16_t sign = static_cast<std::uint16_t>((x >> 16) & 0x8000);
   std::uint32_t exp = (x >> 23) & 0xff;
   std::uint32_t man = x & 0x7fffff;
-  if (exp == 0xff) return static_cast<std::uint16_t>(sign | 0x7c00 | (man ? 0x200 | (man >> 13) : 0));
+  if (exp == 0xff)
+    return static_cast<std::uint16_t>(sign | 0x7c00 | (man ? 0x200 | (man >> 13) : 0));
   int e = static_cast<int>(exp) - 127 + 15;
   if (e >= 0x1f) return static_cast<std::uint16_t>(sign | 0x7c00);
   if (e <= 0) {
@@ -132,7 +139,8 @@ std::uint16_t float_to_half(float f) noexcept {
   }
   std::uint32_t half = static_cast<std::uint32_t>(e) << 10 | man >> 13;
   std::uint32_t rem = man & 0x1fff;
-  if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) ++half;  // may carry into the exponent: correct
+  if (rem > 0x1000 || (rem == 0x1000 && (half & 1)))
+    ++half;  // may carry into the exponent: correct
   return static_cast<std::uint16_t>(sign | half);
 }
 
@@ -142,7 +150,8 @@ float bfloat16_to_float(std::uint16_t b) noexcept {
 
 std::uint16_t float_to_bfloat16(float f) noexcept {
   std::uint32_t x = std::bit_cast<std::uint32_t>(f);
-  if ((x & 0x7fffffff) > 0x7f800000) return static_cast<std::uint16_t>((x >> 16) | 0x40);  // quiet NaN
+  if ((x & 0x7fffffff) > 0x7f800000)
+    return static_cast<std::uint16_t>((x >> 16) | 0x40);  // quiet NaN
   std::uint32_t rounding = 0x7fff + ((x >> 16) & 1);
   return static_cast<std::uint16_t>((x + rounding) >> 16);
 }

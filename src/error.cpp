@@ -29,7 +29,8 @@ std::string compose(const std::string& context, std::optional<std::uint64_t> off
 }
 }  // namespace
 
-error::error(errc kind, std::string message, std::string context, std::optional<std::uint64_t> offset)
+error::error(errc kind, std::string message, std::string context,
+             std::optional<std::uint64_t> offset)
     : std::runtime_error(compose(context, offset, message)),
       kind_(kind),
       message_(std::move(message)),

@@ -22,11 +22,13 @@ namespace {
 
 struct fd_guard {
   int fd;
-  ~fd_guard() { if (fd >= 0) ::close(fd); }
+  ~fd_guard() {
+    if (fd >= 0) ::close(fd);
+  }
 };
 
 std::uint64_t file_size_of(int fd, const std::filesystem::path& p) {
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) != 0) throw_io("cannot stat", p, errno);
   if (S_ISDIR(st.st_mode)) throw error(errc::io, "is a directory", p.string());
   return static_cast<std::uint64_t>(st.st_size);
@@ -47,9 +49,10 @@ byte_source byte_source::map_file(const std::filesystem::path& path) {
   // touching the file (copy-on-write pages).
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, f.fd, 0);
   if (p == MAP_FAILED) throw_io("cannot mmap", path, errno);
-  auto owner = std::shared_ptr<const void>(p, [size](const void* q) { ::munmap(const_cast<void*>(q), size); });
-  byte_source s(std::move(owner), {static_cast<const std::byte*>(p), static_cast<std::size_t>(size)},
-                path.string());
+  auto owner = std::shared_ptr<const void>(
+      p, [size](const void* q) { ::munmap(const_cast<void*>(q), size); });
+  byte_source s(std::move(owner),
+                {static_cast<const std::byte*>(p), static_cast<std::size_t>(size)}, path.string());
   s.mapped_ = true;
   s.fd_ = std::shared_ptr<const int>(new int(f.fd), [](const int* fd) {
     ::close(*fd);
@@ -66,7 +69,8 @@ void byte_source::copy_out(std::uint64_t offset, std::span<std::byte> out) const
   }
   std::size_t done = 0;
   while (done < out.size()) {
-    ssize_t n = ::pread(*fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    ssize_t n =
+        ::pread(*fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       // The file shrank or cannot be read: the map's bytes are what the reader saw so far.
@@ -85,7 +89,8 @@ byte_source byte_source::read_file(const std::filesystem::path& path) {
   try {
     buf->resize(static_cast<std::size_t>(size));
   } catch (const std::bad_alloc&) {
-    throw error(errc::limit_exceeded, "cannot allocate " + std::to_string(size) + " bytes", path.string());
+    throw error(errc::limit_exceeded, "cannot allocate " + std::to_string(size) + " bytes",
+                path.string());
   }
   std::uint64_t done = 0;
   while (done < size) {
@@ -126,14 +131,16 @@ constexpr std::size_t sink_buffer_size = 1u << 20;
 // in the same writev), not through the buffer: copying them first made a 1 GiB save of 1 MiB
 // tensors 3.5x slower (BENCHMARKS.md, "Changes measured").
 constexpr std::size_t direct_write_size = 256u << 10;
-}
+}  // namespace
 
 file_sink::file_sink(std::filesystem::path target) : target_(std::move(target)) {
   std::random_device rd;
-  std::mt19937_64 rng((static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^ static_cast<std::uint64_t>(::getpid()));
+  std::mt19937_64 rng((static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
+                      static_cast<std::uint64_t>(::getpid()));
   for (int attempt = 0; attempt < 16; ++attempt) {
     char suffix[32];
-    std::snprintf(suffix, sizeof suffix, ".pthio-tmp-%016llx", static_cast<unsigned long long>(rng()));
+    std::snprintf(suffix, sizeof suffix, ".pthio-tmp-%016llx",
+                  static_cast<unsigned long long>(rng()));
     temp_ = target_;
     temp_ += suffix;
     fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -168,7 +175,8 @@ void file_sink::flush() {
 }
 
 void file_sink::write(const void* data, std::size_t n) {
-  if (committed_ || fd_ < 0) throw error(errc::invalid_argument, "write after commit", target_.string());
+  if (committed_ || fd_ < 0)
+    throw error(errc::invalid_argument, "write after commit", target_.string());
   auto p = static_cast<const std::byte*>(data);
   if (n < direct_write_size) {
     if (buffer_.size() + n > sink_buffer_size) flush();
@@ -210,7 +218,8 @@ void file_sink::commit() {
     throw_io("cannot close", temp_, errno);
   }
   fd_ = -1;
-  if (::rename(temp_.c_str(), target_.c_str()) != 0) throw_io("cannot rename into place", target_, errno);
+  if (::rename(temp_.c_str(), target_.c_str()) != 0)
+    throw_io("cannot rename into place", target_, errno);
   committed_ = true;
   auto dir = target_.parent_path();
   if (dir.empty()) dir = ".";

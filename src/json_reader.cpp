@@ -20,14 +20,26 @@ std::optional<std::size_t> find_invalid_utf8(std::span<const std::byte> text) no
     // Unicode 15, table 3-7: well-formed UTF-8 byte sequences.
     std::size_t len;
     std::uint8_t lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c == 0xE0) { len = 3; lo = 0xA0; }
-    else if (c == 0xED) { len = 3; hi = 0x9F; }
-    else if (c >= 0xE1 && c <= 0xEF) len = 3;
-    else if (c == 0xF0) { len = 4; lo = 0x90; }
-    else if (c == 0xF4) { len = 4; hi = 0x8F; }
-    else if (c >= 0xF1 && c <= 0xF3) len = 4;
-    else return i;
+    if (c >= 0xC2 && c <= 0xDF)
+      len = 2;
+    else if (c == 0xE0) {
+      len = 3;
+      lo = 0xA0;
+    } else if (c == 0xED) {
+      len = 3;
+      hi = 0x9F;
+    } else if (c >= 0xE1 && c <= 0xEF)
+      len = 3;
+    else if (c == 0xF0) {
+      len = 4;
+      lo = 0x90;
+    } else if (c == 0xF4) {
+      len = 4;
+      hi = 0x8F;
+    } else if (c >= 0xF1 && c <= 0xF3)
+      len = 4;
+    else
+      return i;
     if (n - i < len) return i;
     if (at(i + 1) < lo || at(i + 1) > hi) return i;
     for (std::size_t k = 2; k < len; ++k)
@@ -73,10 +85,14 @@ unsigned json_reader::hex4() {
   for (int i = 0; i < 4; ++i) {
     std::uint8_t c = r_.u8();
     v <<= 4;
-    if (c >= '0' && c <= '9') v |= c - '0';
-    else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
-    else fail_at(r_.pos() - 1, "invalid hex digit in a \\u escape");
+    if (c >= '0' && c <= '9')
+      v |= c - '0';
+    else if (c >= 'a' && c <= 'f')
+      v |= c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F')
+      v |= c - 'A' + 10;
+    else
+      fail_at(r_.pos() - 1, "invalid hex digit in a \\u escape");
   }
   return v;
 }
@@ -173,18 +189,22 @@ std::uint64_t json_reader::uint(const char* what) {
   bool is_integer = false;
   std::string_view tok = number_token(is_integer);
   if (!is_integer || tok[0] == '-')
-    fail_at(start, std::string(what) + " must be a non-negative integer, got " + std::string(tok.substr(0, 40)));
+    fail_at(start, std::string(what) + " must be a non-negative integer, got " +
+                       std::string(tok.substr(0, 40)));
   std::uint64_t v = 0;
   auto res = std::from_chars(tok.data(), tok.data() + tok.size(), v);
   if (res.ec != std::errc() || res.ptr != tok.data() + tok.size())
-    fail_at(start, std::string(what) + " " + std::string(tok.substr(0, 40)) + " does not fit in 64 bits");
+    fail_at(start,
+            std::string(what) + " " + std::string(tok.substr(0, 40)) + " does not fit in 64 bits");
   return v;
 }
 
 void json_reader::skip_value() {
   int c = peek();
   switch (c) {
-    case '{': object("a JSON value", [&](const std::string&, std::size_t) { skip_value(); }); return;
+    case '{':
+      object("a JSON value", [&](const std::string&, std::size_t) { skip_value(); });
+      return;
     case '[': array("a JSON value", [&](std::size_t) { skip_value(); }); return;
     case '"': string(); return;
     case 't': literal("true"); return;
@@ -206,7 +226,8 @@ value json_reader::any_value() {
   switch (c) {
     case '{': {
       value d = value::make_dict();
-      object("a JSON value", [&](const std::string& k, std::size_t) { d.as_dict().set(value(k), any_value()); });
+      object("a JSON value",
+             [&](const std::string& k, std::size_t) { d.as_dict().set(value(k), any_value()); });
       return d;
     }
     case '[': {
@@ -219,7 +240,8 @@ value json_reader::any_value() {
     case 'f': literal("false"); return value(false);
     case 'n': literal("null"); return value();
     default: {
-      if (c != '-' && (c < '0' || c > '9')) fail(c < 0 ? "unexpected end of JSON" : "invalid JSON value");
+      if (c != '-' && (c < '0' || c > '9'))
+        fail(c < 0 ? "unexpected end of JSON" : "invalid JSON value");
       const std::size_t start = r_.pos();
       bool is_integer = false;
       std::string_view tok = number_token(is_integer);
@@ -227,7 +249,8 @@ value json_reader::any_value() {
         std::int64_t i = 0;
         auto res = std::from_chars(tok.data(), tok.data() + tok.size(), i);
         if (res.ec == std::errc() && res.ptr == tok.data() + tok.size()) return value(i);
-        if (tok.size() > 4300) fail_at(start, "JSON integer longer than 4300 digits");  // Python's int limit
+        if (tok.size() > 4300)
+          fail_at(start, "JSON integer longer than 4300 digits");  // Python's int limit
         return value(big_int::from_decimal(tok));
       }
       double d = 0;
@@ -252,13 +275,41 @@ std::string json_quote(std::string_view s) {
   };
   for (std::size_t i = 0; i < s.size();) {
     unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c == '"') { out += "\\\""; ++i; continue; }
-    if (c == '\\') { out += "\\\\"; ++i; continue; }
-    if (c == '\n') { out += "\\n"; ++i; continue; }
-    if (c == '\r') { out += "\\r"; ++i; continue; }
-    if (c == '\t') { out += "\\t"; ++i; continue; }
-    if (c < 0x20 || c == 0x7f) { hex4(c); ++i; continue; }
-    if (c < 0x80) { out += static_cast<char>(c); ++i; continue; }
+    if (c == '"') {
+      out += "\\\"";
+      ++i;
+      continue;
+    }
+    if (c == '\\') {
+      out += "\\\\";
+      ++i;
+      continue;
+    }
+    if (c == '\n') {
+      out += "\\n";
+      ++i;
+      continue;
+    }
+    if (c == '\r') {
+      out += "\\r";
+      ++i;
+      continue;
+    }
+    if (c == '\t') {
+      out += "\\t";
+      ++i;
+      continue;
+    }
+    if (c < 0x20 || c == 0x7f) {
+      hex4(c);
+      ++i;
+      continue;
+    }
+    if (c < 0x80) {
+      out += static_cast<char>(c);
+      ++i;
+      continue;
+    }
     // Validate one UTF-8 sequence; pass it through, or escape the byte as U+FFFD.
     int len = (c >= 0xf0 && c <= 0xf4) ? 4 : (c >= 0xe0) ? 3 : (c >= 0xc2 && c < 0xe0) ? 2 : 0;
     bool ok = len > 0 && i + static_cast<std::size_t>(len) <= s.size();

@@ -29,7 +29,8 @@ class json_reader {
  public:
   static constexpr int max_depth = 128;
 
-  json_reader(std::span<const std::byte> text, errc kind, std::string context, std::uint64_t base_offset)
+  json_reader(std::span<const std::byte> text, errc kind, std::string context,
+              std::uint64_t base_offset)
       : r_(text, kind, std::move(context), base_offset) {}
 
   std::size_t pos() const noexcept { return r_.pos(); }
@@ -41,7 +42,8 @@ class json_reader {
   void expect_end();
   bool is_null();  // consumes a `null` when one comes next
 
-  // An object; calls on_member(key, position of the key) with the reader placed at the member's value.
+  // An object; calls on_member(key, position of the key) with the reader placed at the member's
+  // value.
   template <class F>
   void object(const char* what, F&& on_member) {
     if (peek() != '{') fail(std::string(what) + " must be a JSON object");
@@ -61,8 +63,15 @@ class json_reader {
       skip_ws();
       on_member(key, key_pos);
       int c = peek();
-      if (c == ',') { r_.skip(1); skip_ws(); continue; }
-      if (c == '}') { r_.skip(1); break; }
+      if (c == ',') {
+        r_.skip(1);
+        skip_ws();
+        continue;
+      }
+      if (c == '}') {
+        r_.skip(1);
+        break;
+      }
       fail("expected ',' or '}' in " + std::string(what));
     }
     --depth_;
@@ -82,8 +91,14 @@ class json_reader {
       skip_ws();
       on_item(i);
       int c = peek();
-      if (c == ',') { r_.skip(1); continue; }
-      if (c == ']') { r_.skip(1); break; }
+      if (c == ',') {
+        r_.skip(1);
+        continue;
+      }
+      if (c == ']') {
+        r_.skip(1);
+        break;
+      }
       fail("expected ',' or ']' in " + std::string(what));
     }
     --depth_;
@@ -99,13 +114,17 @@ class json_reader {
   value any_value();
 
   [[noreturn]] void fail(const std::string& message) const { r_.fail(message); }
-  [[noreturn]] void fail_at(std::size_t pos, const std::string& message) const { r_.fail_at(pos, message); }
+  [[noreturn]] void fail_at(std::size_t pos, const std::string& message) const {
+    r_.fail_at(pos, message);
+  }
 
  private:
   void enter() {
-    if (++depth_ > max_depth) fail("JSON nesting deeper than " + std::to_string(max_depth) + " levels");
+    if (++depth_ > max_depth)
+      fail("JSON nesting deeper than " + std::to_string(max_depth) + " levels");
   }
-  // The text of a number token per the JSON grammar; is_integer when it has no fraction or exponent.
+  // The text of a number token per the JSON grammar; is_integer when it has no fraction or
+  // exponent.
   std::string_view number_token(bool& is_integer);
   void literal(std::string_view word);
   unsigned hex4();

@@ -1,5 +1,6 @@
-// safetensors reading and writing, checked as the reference crate checks (safetensors/src/tensor.rs:
-// read_metadata, Metadata::validate) and written as its serializer writes (prepare()).
+// safetensors reading and writing, checked as the reference crate checks
+// (safetensors/src/tensor.rs: read_metadata, Metadata::validate) and written as its serializer
+// writes (prepare()).
 #include "pthio/safetensors.hpp"
 
 #include <algorithm>
@@ -11,9 +12,9 @@
 
 #include "byte_reader.h"
 #include "cuda/device_copy.h"
-#include "torch/internal.h"
 #include "json_reader.h"
 #include "pthio/cuda.hpp"
+#include "torch/internal.h"
 
 namespace pthio {
 
@@ -31,7 +32,8 @@ const std::string header_context = "safetensors header";
 struct st_dtype {
   std::string_view name;
   unsigned bits;
-  int rank;  // position in the crate's `enum Dtype` ("increasing alignment order"); the writer sorts on it
+  int rank;  // position in the crate's `enum Dtype` ("increasing alignment order"); the writer
+             // sorts on it
   std::optional<dtype> type;
 };
 
@@ -114,14 +116,15 @@ void collect_dropped(const value& v, std::string& path, int depth,
                      std::vector<std::pair<std::string, std::string>>& out) {
   if (v.is_tensor()) return;
   bool any = false;
-  const bool container = detail::for_each_key_path_child(v, [&](const std::string& part, const value& c) {
-    any = true;
-    std::size_t keep = path.size();
-    if (depth > 0) path += ".";
-    path += part;
-    collect_dropped(c, path, depth + 1, out);
-    path.resize(keep);
-  });
+  const bool container =
+      detail::for_each_key_path_child(v, [&](const std::string& part, const value& c) {
+        any = true;
+        std::size_t keep = path.size();
+        if (depth > 0) path += ".";
+        path += part;
+        collect_dropped(c, path, depth + 1, out);
+        path.resize(keep);
+      });
   if (!container) {
     out.emplace_back(path, std::string(v.type_name()));
   } else if (v.is_object()) {
@@ -159,16 +162,18 @@ std::optional<dtype> dtype_from_safetensors_name(std::string_view name) noexcept
 safetensors_header read_safetensors_header(std::span<const std::byte> file) {
   detail::byte_reader r(file, errc::corrupt_safetensors, header_context);
   if (file.size() < 8)
-    r.fail_at(0, "the file holds " + std::to_string(file.size()) + " bytes, fewer than the 8 of the header size");
+    r.fail_at(0, "the file holds " + std::to_string(file.size()) +
+                     " bytes, fewer than the 8 of the header size");
   const std::uint64_t n = r.le64();
   if (n > max_header_size)
-    r.fail_at(0, "header size " + std::to_string(n) + " exceeds the limit of " + std::to_string(max_header_size) +
-                     " bytes");
+    r.fail_at(0, "header size " + std::to_string(n) + " exceeds the limit of " +
+                     std::to_string(max_header_size) + " bytes");
   if (n > file.size() - 8)
     r.fail_at(0, "header size " + std::to_string(n) + " runs past the end of the file (" +
                      std::to_string(file.size() - 8) + " bytes follow the size)");
   const auto text = file.subspan(8, static_cast<std::size_t>(n));
-  if (auto bad = detail::find_invalid_utf8(text)) r.fail_at(8 + *bad, "the header is not valid UTF-8");
+  if (auto bad = detail::find_invalid_utf8(text))
+    r.fail_at(8 + *bad, "the header is not valid UTF-8");
 
   safetensors_header h;
   h.header_size = n;
@@ -184,7 +189,8 @@ safetensors_header read_safetensors_header(std::span<const std::byte> file) {
       std::vector<std::pair<std::string, std::string>> m;
       std::unordered_set<std::string> keys;
       j.object("__metadata__", [&](const std::string& k, std::size_t kp) {
-        if (!keys.insert(k).second) j.fail_at(kp, "__metadata__ key " + show_name(k) + " is given twice");
+        if (!keys.insert(k).second)
+          j.fail_at(kp, "__metadata__ key " + show_name(k) + " is given twice");
         if (j.peek() != '"') j.fail("__metadata__ value of " + show_name(k) + " must be a string");
         m.emplace_back(k, j.string());
       });
@@ -199,8 +205,10 @@ safetensors_header read_safetensors_header(std::span<const std::byte> file) {
     e.name = key;
     e.header_offset = 8 + key_pos;
     if (j.peek() == '[')
-      j.fail(who + ": the array form of a tensor entry is not supported (an object with \"dtype\", \"shape\" and "
-                   "\"data_offsets\" is)");
+      j.fail(who +
+             ": the array form of a tensor entry is not supported (an object with \"dtype\", "
+             "\"shape\" and "
+             "\"data_offsets\" is)");
     bool has_dtype = false, has_shape = false, has_offsets = false;
     j.object(who.c_str(), [&](const std::string& field, std::size_t fp) {
       auto once = [&](bool& seen) {
@@ -219,7 +227,8 @@ safetensors_header read_safetensors_header(std::span<const std::byte> file) {
       } else if (field == "shape") {
         once(has_shape);
         j.array((who + " shape").c_str(), [&](std::size_t i) {
-          if (i >= max_rank) j.fail(who + ": shape has more than " + std::to_string(max_rank) + " dimensions");
+          if (i >= max_rank)
+            j.fail(who + ": shape has more than " + std::to_string(max_rank) + " dimensions");
           std::size_t vp = j.pos();
           std::uint64_t d = j.uint("a shape dimension");
           if (d > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
@@ -236,7 +245,8 @@ safetensors_header read_safetensors_header(std::span<const std::byte> file) {
           v[i] = j.uint("a data offset");
           count = i + 1;
         });
-        if (count != 2) j.fail_at(array_pos, who + ": data_offsets must hold two integers, [begin, end]");
+        if (count != 2)
+          j.fail_at(array_pos, who + ": data_offsets must hold two integers, [begin, end]");
         e.begin = v[0];
         e.end = v[1];
       } else {
@@ -252,36 +262,43 @@ safetensors_header read_safetensors_header(std::span<const std::byte> file) {
 
   // Metadata::validate: in offset order, each tensor starts where the previous one ended and holds
   // exactly numel x bits / 8 bytes; the last one ends at the end of the file.
-  std::stable_sort(h.tensors.begin(), h.tensors.end(), [](const safetensors_entry& a, const safetensors_entry& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-  });
+  std::stable_sort(h.tensors.begin(), h.tensors.end(),
+                   [](const safetensors_entry& a, const safetensors_entry& b) {
+                     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+                   });
   std::uint64_t start = 0;
   for (const auto& e : h.tensors) {
     const std::string who = "tensor " + show_name(e.name);
     const std::string span = "[" + std::to_string(e.begin) + ", " + std::to_string(e.end) + "]";
-    if (e.end < e.begin) r.fail_at(e.header_offset, who + ": data_offsets " + span + " end before they begin");
+    if (e.end < e.begin)
+      r.fail_at(e.header_offset, who + ": data_offsets " + span + " end before they begin");
     if (e.begin != start)
-      r.fail_at(e.header_offset, who + ": data_offsets " + span + (e.begin > start ? " leave a gap after" : " overlap") +
-                                     " the bytes before them, which end at " + std::to_string(start));
+      r.fail_at(e.header_offset, who + ": data_offsets " + span +
+                                     (e.begin > start ? " leave a gap after" : " overlap") +
+                                     " the bytes before them, which end at " +
+                                     std::to_string(start));
     start = e.end;
     std::uint64_t numel = 1, bits = 0;
     for (std::int64_t d : e.shape)
       if (!checked_mul(numel, static_cast<std::uint64_t>(d), numel))
         r.fail_at(e.header_offset, who + ": shape " + shape_string(e.shape) + " overflows");
     if (!checked_mul(numel, find_st(e.dtype_name)->bits, bits))
-      r.fail_at(e.header_offset, who + ": shape " + shape_string(e.shape) + " of " + e.dtype_name + " overflows");
+      r.fail_at(e.header_offset,
+                who + ": shape " + shape_string(e.shape) + " of " + e.dtype_name + " overflows");
     if (bits % 8 != 0)
-      r.fail_at(e.header_offset, who + ": " + std::to_string(numel) + " elements of " + e.dtype_name +
-                                     " do not fill whole bytes");
+      r.fail_at(e.header_offset, who + ": " + std::to_string(numel) + " elements of " +
+                                     e.dtype_name + " do not fill whole bytes");
     if (e.end - e.begin != bits / 8)
-      r.fail_at(e.header_offset, who + ": data_offsets " + span + " hold " + std::to_string(e.end - e.begin) +
-                                     " bytes but shape " + shape_string(e.shape) + " of " + e.dtype_name + " needs " +
+      r.fail_at(e.header_offset, who + ": data_offsets " + span + " hold " +
+                                     std::to_string(e.end - e.begin) + " bytes but shape " +
+                                     shape_string(e.shape) + " of " + e.dtype_name + " needs " +
                                      std::to_string(bits / 8));
   }
   const std::uint64_t data_len = file.size() - 8 - n;
   if (start != data_len)
     r.fail_at(8 + n + std::min(start, data_len), "the tensors cover " + std::to_string(start) +
-                                                     " bytes but the data section holds " + std::to_string(data_len));
+                                                     " bytes but the data section holds " +
+                                                     std::to_string(data_len));
   return h;
 }
 
@@ -292,8 +309,9 @@ checkpoint load_safetensors(const byte_source& src, const load_options& options)
   const auto data = src.bytes().subspan(static_cast<std::size_t>(h.data_offset()));
   const device target = options.map_location.apply(cpu_device);
   if (target.is_cuda() && !cuda_available())
-    throw error(errc::cuda, "tensors are mapped to " + target.str() + " but no CUDA device is available (" +
-                                cuda_unavailable_reason() + "); load with map_location \"cpu\"");
+    throw error(errc::cuda, "tensors are mapped to " + target.str() +
+                                " but no CUDA device is available (" + cuda_unavailable_reason() +
+                                "); load with map_location \"cpu\"");
   const bool zero_copy = options.mode == load_mode::mmap && src.owner() != nullptr;
   std::shared_ptr<lazy_records> lazy;
   if (options.mode == load_mode::lazy) {
@@ -308,22 +326,26 @@ checkpoint load_safetensors(const byte_source& src, const load_options& options)
   for (const auto& e : h.tensors) {
     const std::string who = "tensor " + show_name(e.name);
     if (!e.type)
-      throw error(errc::unsupported, who + " has dtype " + e.dtype_name + ", which pthio has no type for",
+      throw error(errc::unsupported,
+                  who + " has dtype " + e.dtype_name + ", which pthio has no type for",
                   header_context, e.header_offset);
     shape_t shape = e.shape;
     if (*e.type == dtype::float4_e2m1fn_x2) {
       // The header counts 4-bit elements; float4_e2m1fn_x2 holds two per element.
       if (shape.empty() || shape.back() % 2 != 0)
-        throw error(errc::unsupported, who + ": F4 shape " + shape_string(shape) +
-                                           " has no even last dimension, so it is not a float4_e2m1fn_x2 tensor",
+        throw error(errc::unsupported,
+                    who + ": F4 shape " + shape_string(shape) +
+                        " has no even last dimension, so it is not a float4_e2m1fn_x2 tensor",
                     header_context, e.header_offset);
       shape.back() /= 2;
     }
-    auto bytes = data.subspan(static_cast<std::size_t>(e.begin), static_cast<std::size_t>(e.end - e.begin));
+    auto bytes =
+        data.subspan(static_cast<std::size_t>(e.begin), static_cast<std::size_t>(e.end - e.begin));
     const std::size_t es = element_size(*e.type);
     storage s;
     if (lazy) {
-      s = lazy->placeholder({e.name, nullptr, h.data_offset() + e.begin, bytes.size(), *e.type, target});
+      s = lazy->placeholder(
+          {e.name, nullptr, h.data_offset() + e.begin, bytes.size(), *e.type, target});
     } else if (target.type() == device_type::meta) {
       s = storage::borrow(nullptr, bytes.size(), target);
     } else if (target.is_cpu()) {
@@ -340,7 +362,8 @@ checkpoint load_safetensors(const byte_source& src, const load_options& options)
                                          "; map them to \"cpu\" or \"cuda:N\" with map_location");
     }
     shape_t strides = contiguous_strides(shape);
-    d.set(value(e.name), value(tensor(std::move(s), *e.type, std::move(shape), std::move(strides))));
+    d.set(value(e.name),
+          value(tensor(std::move(s), *e.type, std::move(shape), std::move(strides))));
   }
   if (h.metadata) {
     value m = value::make_dict();
@@ -371,7 +394,9 @@ checkpoint load_safetensors(const std::filesystem::path& path, const load_option
 
 safetensors_plan plan_safetensors(const value& root) {
   safetensors_plan p;
-  visit_tensors(root, [&](const std::string& key, const value& t) { p.tensors.emplace_back(key, t.as_tensor()); });
+  visit_tensors(root, [&](const std::string& key, const value& t) {
+    p.tensors.emplace_back(key, t.as_tensor());
+  });
   std::string path;
   collect_dropped(root, path, 0, p.dropped);
   std::unordered_map<const void*, std::size_t> group_of;
@@ -394,13 +419,16 @@ void save_safetensors(sink& out, const value& root, const safetensors_save_optio
   if (!options.drop_non_tensors && !plan.dropped.empty()) {
     std::string list;
     for (std::size_t i = 0; i < plan.dropped.size() && i < 5; ++i)
-      list += (i ? ", " : "") + (plan.dropped[i].first.empty() ? std::string("\"\"") : plan.dropped[i].first) +
-              " (" + plan.dropped[i].second + ")";
+      list += (i ? ", " : "") +
+              (plan.dropped[i].first.empty() ? std::string("\"\"") : plan.dropped[i].first) + " (" +
+              plan.dropped[i].second + ")";
     if (plan.dropped.size() > 5) list += ", ...";
     throw error(errc::invalid_argument,
                 "safetensors stores only tensors, and " + std::to_string(plan.dropped.size()) +
-                    (plan.dropped.size() == 1 ? " value is not one: " : " values are not: ") + list +
-                    "; save the state dict alone, or leave them out with save_safetensors' drop_non_tensors");
+                    (plan.dropped.size() == 1 ? " value is not one: " : " values are not: ") +
+                    list +
+                    "; save the state dict alone, or leave them out with save_safetensors' "
+                    "drop_non_tensors");
   }
   const auto& metadata = options.metadata ? options.metadata : plan.metadata;
 
@@ -416,7 +444,8 @@ void save_safetensors(sink& out, const value& root, const safetensors_save_optio
   std::unordered_set<std::string_view> names;
   for (const auto& [name, t] : plan.tensors) {
     const std::string who = "tensor " + show_name(name);
-    if (!is_utf8(name)) throw error(errc::invalid_argument, who + ": a safetensors name must be UTF-8");
+    if (!is_utf8(name))
+      throw error(errc::invalid_argument, who + ": a safetensors name must be UTF-8");
     if (!names.insert(name).second)
       throw error(errc::invalid_argument, "two tensors have the key path " + show_name(name) +
                                               "; safetensors names must be unique");
@@ -428,7 +457,8 @@ void save_safetensors(sink& out, const value& root, const safetensors_save_optio
       throw error(errc::unsupported, who + " is on the meta device and has no data to write");
     shape_t shape = t.shape();
     if (t.dtype() == dtype::float4_e2m1fn_x2) {
-      if (shape.empty()) throw error(errc::unsupported, who + ": a 0-d float4_e2m1fn_x2 tensor has no F4 shape");
+      if (shape.empty())
+        throw error(errc::unsupported, who + ": a 0-d float4_e2m1fn_x2 tensor has no F4 shape");
       std::uint64_t doubled;
       if (!checked_mul(static_cast<std::uint64_t>(shape.back()), 2, doubled))
         throw error(errc::invalid_argument, who + ": shape overflows");
@@ -448,7 +478,8 @@ void save_safetensors(sink& out, const value& root, const safetensors_save_optio
     header += "\"__metadata__\":{";
     for (std::size_t i = 0; i < metadata->size(); ++i) {
       const auto& [k, v] = (*metadata)[i];
-      if (!is_utf8(k) || !is_utf8(v)) throw error(errc::invalid_argument, "__metadata__ must be UTF-8");
+      if (!is_utf8(k) || !is_utf8(v))
+        throw error(errc::invalid_argument, "__metadata__ must be UTF-8");
       if (i) header += ',';
       append_json_string(header, k);
       header += ':';
@@ -470,18 +501,21 @@ void save_safetensors(sink& out, const value& root, const safetensors_save_optio
       header += std::to_string(it.shape[i]);
     }
     std::uint64_t end;
-    if (!checked_add(offset, it.nbytes, end)) throw error(errc::limit_exceeded, "tensor data overflows 64 bits");
+    if (!checked_add(offset, it.nbytes, end))
+      throw error(errc::limit_exceeded, "tensor data overflows 64 bits");
     header += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(end) + "]}";
     offset = end;
   }
   header += '}';
   header.resize((header.size() + 7) / 8 * 8, ' ');
   if (header.size() > max_header_size)
-    throw error(errc::limit_exceeded, "the safetensors header would take " + std::to_string(header.size()) +
-                                          " bytes, more than the limit of " + std::to_string(max_header_size));
+    throw error(errc::limit_exceeded,
+                "the safetensors header would take " + std::to_string(header.size()) +
+                    " bytes, more than the limit of " + std::to_string(max_header_size));
 
   std::byte size_le[8];
-  for (int i = 0; i < 8; ++i) size_le[i] = static_cast<std::byte>(static_cast<std::uint64_t>(header.size()) >> (8 * i));
+  for (int i = 0; i < 8; ++i)
+    size_le[i] = static_cast<std::byte>(static_cast<std::uint64_t>(header.size()) >> (8 * i));
   out.write(size_le, 8);
   out.write(header.data(), header.size());
   for (const auto& it : items) {
@@ -492,7 +526,8 @@ void save_safetensors(sink& out, const value& root, const safetensors_save_optio
   }
 }
 
-void save_safetensors(const std::filesystem::path& path, const value& root, const safetensors_save_options& options) {
+void save_safetensors(const std::filesystem::path& path, const value& root,
+                      const safetensors_save_options& options) {
   try {
     file_sink out(path);
     save_safetensors(out, root, options);

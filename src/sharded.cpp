@@ -16,7 +16,9 @@ namespace {
 // An index of a few million names is a few hundred MB; past this it is not an index.
 constexpr std::size_t max_index_size = 256u << 20;
 
-std::string show_name(const std::string& s) { return detail::json_quote(s.size() > 200 ? s.substr(0, 200) + "..." : s); }
+std::string show_name(const std::string& s) {
+  return detail::json_quote(s.size() > 200 ? s.substr(0, 200) + "..." : s);
+}
 
 // The shard path must stay inside the index's folder.
 std::string shard_path_problem(const std::string& shard) {
@@ -31,7 +33,8 @@ std::string shard_path_problem(const std::string& shard) {
 
 checkpoint load_shard(const std::filesystem::path& p, const load_options& options) {
   byte_source src = byte_source::map_file(p);
-  if (!detect_format(src.bytes()) && p.extension() == ".safetensors") return load_safetensors(std::move(src), options);
+  if (!detect_format(src.bytes()) && p.extension() == ".safetensors")
+    return load_safetensors(std::move(src), options);
   return load_checkpoint(std::move(src), options);
 }
 
@@ -64,7 +67,8 @@ sharded_index read_sharded_index(std::span<const std::byte> bytes, const std::st
       j.object("weight_map", [&](const std::string& tensor, std::size_t tp) {
         if (!listed.emplace(tensor, idx.weight_map.size()).second)
           j.fail_at(tp, "weight_map lists tensor " + show_name(tensor) + " twice");
-        if (j.peek() != '"') j.fail("weight_map entry " + show_name(tensor) + " must name a shard file (a string)");
+        if (j.peek() != '"')
+          j.fail("weight_map entry " + show_name(tensor) + " must name a shard file (a string)");
         std::size_t sp = j.pos();
         std::string shard = j.string();
         if (std::string why = shard_path_problem(shard); !why.empty())
@@ -86,7 +90,8 @@ sharded_index read_sharded_index(std::span<const std::byte> bytes, const std::st
   return idx;
 }
 
-sharded_checkpoint load_sharded(const std::filesystem::path& index_file, const load_options& options) {
+sharded_checkpoint load_sharded(const std::filesystem::path& index_file,
+                                const load_options& options) {
   sharded_checkpoint out;
   const std::string name = index_file.string();
   {
@@ -121,9 +126,10 @@ sharded_checkpoint load_sharded(const std::filesystem::path& index_file, const l
     visit_tensors(ck.root, [&](const std::string& key, const value& t) {
       auto [it, fresh] = tensors.emplace(key, found{t, s});
       if (!fresh)
-        throw error(errc::corrupt_checkpoint, "tensor " + show_name(key) + " is in shard " +
-                                                  show_name(out.index.shards[it->second.shard]) + " and in shard " +
-                                                  show_name(shard),
+        throw error(errc::corrupt_checkpoint,
+                    "tensor " + show_name(key) + " is in shard " +
+                        show_name(out.index.shards[it->second.shard]) + " and in shard " +
+                        show_name(shard),
                     name);
       order[s].push_back(key);
     });
@@ -135,13 +141,15 @@ sharded_checkpoint load_sharded(const std::filesystem::path& index_file, const l
   for (const auto& [tensor_name, shard] : out.index.weight_map) {
     auto it = tensors.find(tensor_name);
     if (it == tensors.end())
-      throw error(errc::corrupt_checkpoint, "weight_map puts tensor " + show_name(tensor_name) + " in shard " +
-                                                show_name(shard) + ", which holds no such tensor",
+      throw error(errc::corrupt_checkpoint,
+                  "weight_map puts tensor " + show_name(tensor_name) + " in shard " +
+                      show_name(shard) + ", which holds no such tensor",
                   name);
     if (it->second.shard != shard_no.at(shard))
-      throw error(errc::corrupt_checkpoint, "weight_map puts tensor " + show_name(tensor_name) + " in shard " +
-                                                show_name(shard) + ", but shard " +
-                                                show_name(out.index.shards[it->second.shard]) + " holds it",
+      throw error(errc::corrupt_checkpoint,
+                  "weight_map puts tensor " + show_name(tensor_name) + " in shard " +
+                      show_name(shard) + ", but shard " +
+                      show_name(out.index.shards[it->second.shard]) + " holds it",
                   name);
     d.set(value(tensor_name), it->second.tensor);
     placed.insert(tensor_name);

@@ -76,9 +76,10 @@ state_dict extract_state_dict(const value& root, std::string_view key) {
     for (const char* name : {"model_state_dict", "state_dict", "model", "module", "net", "network"})
       if (const value* v = root.find(name); v && v->is_dict()) return state_dict::from_value(*v);
   }
-  throw error(errc::mismatch,
-              "no state dict found: the root holds no tensors and no model_state_dict, state_dict, model, "
-              "module, net or network entry; name the key to use");
+  throw error(
+      errc::mismatch,
+      "no state dict found: the root holds no tensors and no model_state_dict, state_dict, model, "
+      "module, net or network entry; name the key to use");
 }
 
 // ---- loading ------------------------------------------------------------------------------------
@@ -87,7 +88,8 @@ std::string key_remap::apply(std::string key) const {
   if (strip_data_parallel && key.starts_with("module.")) key.erase(0, 7);
   if (!strip_prefix.empty() && key.starts_with(strip_prefix)) key.erase(0, strip_prefix.size());
   if (!add_prefix.empty()) key.insert(0, add_prefix);
-  for (const auto& [pattern, replacement] : rename) key = std::regex_replace(key, pattern, replacement);
+  for (const auto& [pattern, replacement] : rename)
+    key = std::regex_replace(key, pattern, replacement);
   return key;
 }
 
@@ -106,13 +108,18 @@ std::string quoted_list(const std::vector<std::string>& keys) {
 std::string load_report::message(std::string_view model_name) const {
   // torch/nn/modules/module.py load_state_dict: missing first, then unexpected, then the rest.
   std::vector<std::string> msgs;
-  if (!missing.empty()) msgs.push_back("Missing key(s) in state_dict: " + quoted_list(missing) + ". ");
-  if (!unexpected.empty()) msgs.push_back("Unexpected key(s) in state_dict: " + quoted_list(unexpected) + ". ");
+  if (!missing.empty())
+    msgs.push_back("Missing key(s) in state_dict: " + quoted_list(missing) + ". ");
+  if (!unexpected.empty())
+    msgs.push_back("Unexpected key(s) in state_dict: " + quoted_list(unexpected) + ". ");
   for (const auto& m : mismatched)
-    msgs.push_back("size mismatch for " + m.key + ": copying a param with shape " + torch_size(m.checkpoint_shape) +
-                   " from checkpoint, the shape in current model is " + torch_size(m.model_shape) + ".");
+    msgs.push_back("size mismatch for " + m.key + ": copying a param with shape " +
+                   torch_size(m.checkpoint_shape) +
+                   " from checkpoint, the shape in current model is " + torch_size(m.model_shape) +
+                   ".");
   for (const auto& k : dtype_mismatched)
-    msgs.push_back("dtype mismatch for " + k + ": set convert_dtypes to convert the checkpoint's tensor.");
+    msgs.push_back("dtype mismatch for " + k +
+                   ": set convert_dtypes to convert the checkpoint's tensor.");
   if (msgs.empty()) return "";
   std::string out = "Error(s) in loading state_dict for " + std::string(model_name) + ":";
   for (const auto& m : msgs) out += "\n\t" + m;
@@ -125,8 +132,8 @@ namespace {
 // the modules depth first (each module's prefix first seen in the target's key order) and, for
 // each, lists the source keys under its prefix whose next name is neither one of its own
 // parameters or buffers nor a child module (torch/nn/modules/module.py _load_from_state_dict).
-std::vector<std::string> unexpected_keys(const state_dict& target,
-                                         const std::vector<std::pair<std::string, const tensor*>>& source) {
+std::vector<std::string> unexpected_keys(
+    const state_dict& target, const std::vector<std::pair<std::string, const tensor*>>& source) {
   std::vector<std::string> modules{""};
   std::map<std::string, std::set<std::string>> local, children;
   std::set<std::string> known{""};
@@ -183,7 +190,8 @@ version_map module_versions(const value& metadata, const key_remap& remap) {
 // metadata version is absent or below 2 (the buffer came with version 2, torch 0.4.1). pthio sees
 // no module classes, so a module is taken for one of these when the target holds its
 // running_mean, running_var and num_batches_tracked.
-bool filled_in_by_torch(const state_dict& target, std::string_view key, const version_map& versions) {
+bool filled_in_by_torch(const state_dict& target, std::string_view key,
+                        const version_map& versions) {
   constexpr std::string_view leaf = "num_batches_tracked";
   if (!key.ends_with(leaf)) return false;
   std::string prefix(key.substr(0, key.size() - leaf.size()));
@@ -197,7 +205,8 @@ bool filled_in_by_torch(const state_dict& target, std::string_view key, const ve
 
 }  // namespace
 
-load_report load_state_dict(state_dict& target, const state_dict& source, const load_state_dict_options& options) {
+load_report load_state_dict(state_dict& target, const state_dict& source,
+                            const load_state_dict_options& options) {
   load_report report;
   // Remap source keys first; two source keys landing on one name is an error in the remap.
   std::vector<std::pair<std::string, const tensor*>> renamed;
@@ -205,7 +214,8 @@ load_report load_state_dict(state_dict& target, const state_dict& source, const 
   for (const auto& [key, t] : source) {
     std::string k = options.remap.apply(key);
     if (!by_name.emplace(k, &t).second)
-      throw error(errc::invalid_argument, "key remapping maps two checkpoint keys onto \"" + k + "\"");
+      throw error(errc::invalid_argument,
+                  "key remapping maps two checkpoint keys onto \"" + k + "\"");
     renamed.emplace_back(std::move(k), &t);
   }
   const auto versions = module_versions(source.metadata, options.remap);
@@ -225,7 +235,8 @@ load_report load_state_dict(state_dict& target, const state_dict& source, const 
       report.dtype_mismatched.push_back(k);
     } else {
       if (!dst.dev().is_cpu())
-        throw error(errc::unsupported, "loading into " + dst.dev().str() + " tensors in place needs CUDA support");
+        throw error(errc::unsupported,
+                    "loading into " + dst.dev().str() + " tensors in place needs CUDA support");
       copies.emplace_back(&dst, src);
       report.loaded.push_back(k);
     }
@@ -233,7 +244,8 @@ load_report load_state_dict(state_dict& target, const state_dict& source, const 
   report.unexpected = unexpected_keys(target, renamed);
   // Strict mode refuses before touching anything; non-strict ignores missing and unexpected keys
   // (torch's strict=False) but still refuses mismatched shapes, as torch does.
-  bool refuse = options.strict ? !report.ok() : (!report.mismatched.empty() || !report.dtype_mismatched.empty());
+  bool refuse = options.strict ? !report.ok()
+                               : (!report.mismatched.empty() || !report.dtype_mismatched.empty());
   if (refuse) {
     load_report shown = report;
     if (!options.strict) shown.missing.clear(), shown.unexpected.clear();
@@ -247,26 +259,33 @@ load_report load_state_dict(state_dict& target, const state_dict& source, const 
 
 optimizer_state optimizer_state::from_value(const value& v) {
   const char* what = "optimizer state_dict";
-  if (!v.is_dict()) throw error(errc::mismatch, std::string(what) + " is a " + std::string(v.type_name()) + ", not a dict");
+  if (!v.is_dict())
+    throw error(errc::mismatch,
+                std::string(what) + " is a " + std::string(v.type_name()) + ", not a dict");
   optimizer_state o;
   const value* st = v.find("state");
   const value* groups = v.find("param_groups");
   if (!st || !st->is_dict() || !groups || !groups->is_list())
-    throw error(errc::mismatch, std::string(what) + " needs a 'state' dict and a 'param_groups' list");
+    throw error(errc::mismatch,
+                std::string(what) + " needs a 'state' dict and a 'param_groups' list");
   for (const auto& [k, per] : st->as_dict().entries()) {
     if (!k.is_int() || !per.is_dict())
-      throw error(errc::mismatch, std::string(what) + ": state is keyed by parameter index, each a dict");
+      throw error(errc::mismatch,
+                  std::string(what) + ": state is keyed by parameter index, each a dict");
     auto& slot = o.state[k.as_int()];
     for (const auto& [name, val] : per.as_dict().entries()) {
-      if (!name.is_str()) throw error(errc::mismatch, std::string(what) + ": state names must be str");
+      if (!name.is_str())
+        throw error(errc::mismatch, std::string(what) + ": state names must be str");
       slot.emplace_back(name.as_str(), val);
     }
   }
   for (const auto& g : groups->as_list().items) {
-    if (!g.is_dict()) throw error(errc::mismatch, std::string(what) + ": each param group must be a dict");
+    if (!g.is_dict())
+      throw error(errc::mismatch, std::string(what) + ": each param group must be a dict");
     auto& fields = o.param_groups.emplace_back();
     for (const auto& [name, val] : g.as_dict().entries()) {
-      if (!name.is_str()) throw error(errc::mismatch, std::string(what) + ": param group keys must be str");
+      if (!name.is_str())
+        throw error(errc::mismatch, std::string(what) + ": param group keys must be str");
       fields.emplace_back(name.as_str(), val);
     }
   }
@@ -297,8 +316,8 @@ const tensor& optimizer_state::tensor_at(std::int64_t index, std::string_view na
   if (it != state.end())
     for (const auto& [n, v] : it->second)
       if (n == name && v.is_tensor()) return v.as_tensor();
-  throw error(errc::mismatch, "optimizer state has no tensor '" + std::string(name) + "' for parameter " +
-                                  std::to_string(index));
+  throw error(errc::mismatch, "optimizer state has no tensor '" + std::string(name) +
+                                  "' for parameter " + std::to_string(index));
 }
 
 const value* optimizer_state::group_field(std::size_t g, std::string_view name) const {
@@ -344,7 +363,8 @@ value param_indices(std::int64_t n) {
 
 }  // namespace
 
-std::vector<std::pair<std::string, value>> adam_param_group(const adam_options& o, std::int64_t n_params) {
+std::vector<std::pair<std::string, value>> adam_param_group(const adam_options& o,
+                                                            std::int64_t n_params) {
   // torch 2.x Adam / AdamW param_groups, in its order (torch/optim/adam.py defaults).
   return {{"lr", value(o.lr)},
           {"betas", value::make_tuple({value(o.beta1), value(o.beta2)})},
@@ -360,7 +380,8 @@ std::vector<std::pair<std::string, value>> adam_param_group(const adam_options& 
           {"params", param_indices(n_params)}};
 }
 
-std::vector<std::pair<std::string, value>> sgd_param_group(const sgd_options& o, std::int64_t n_params) {
+std::vector<std::pair<std::string, value>> sgd_param_group(const sgd_options& o,
+                                                           std::int64_t n_params) {
   return {{"lr", value(o.lr)},
           {"momentum", number(o.momentum)},
           {"dampening", number(o.dampening)},

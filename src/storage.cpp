@@ -25,15 +25,15 @@ storage storage::allocate_for_overwrite(std::size_t nbytes) {
   try {
     p = static_cast<std::byte*>(::operator new(nbytes ? nbytes : 1, align));
   } catch (const std::bad_alloc&) {
-    throw error(errc::limit_exceeded, "cannot allocate " + std::to_string(nbytes) + " bytes of host memory");
+    throw error(errc::limit_exceeded,
+                "cannot allocate " + std::to_string(nbytes) + " bytes of host memory");
   }
   storage s;
   s.impl_ = std::make_shared<impl>();
   s.impl_->data = p;
   s.impl_->nbytes = nbytes;
-  s.impl_->owner = std::shared_ptr<const void>(p, [](const void* q) {
-    ::operator delete(const_cast<void*>(q), std::align_val_t{64});
-  });
+  s.impl_->owner = std::shared_ptr<const void>(
+      p, [](const void* q) { ::operator delete (const_cast<void*>(q), std::align_val_t{64}); });
   return s;
 }
 

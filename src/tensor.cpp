@@ -24,7 +24,8 @@ shape_t contiguous_strides(std::span<const std::int64_t> shape) {
 std::int64_t shape_numel(std::span<const std::int64_t> shape) {
   std::uint64_t n = 1;
   for (auto d : shape) {
-    if (d < 0) throw error(errc::invalid_argument, "negative extent in shape " + shape_string(shape));
+    if (d < 0)
+      throw error(errc::invalid_argument, "negative extent in shape " + shape_string(shape));
     if (!checked_mul(n, static_cast<std::uint64_t>(d), n) ||
         n > static_cast<std::uint64_t>(INT64_MAX))
       throw error(errc::limit_exceeded, "shape " + shape_string(shape) + " has too many elements");
@@ -43,8 +44,12 @@ std::string shape_string(std::span<const std::int64_t> shape) {
 
 tensor::tensor(pthio::storage s, pthio::dtype t, shape_t shape, shape_t strides,
                std::int64_t storage_offset, bool requires_grad)
-    : storage_(std::move(s)), dtype_(t), shape_(std::move(shape)), strides_(std::move(strides)),
-      offset_(storage_offset), requires_grad_(requires_grad) {
+    : storage_(std::move(s)),
+      dtype_(t),
+      shape_(std::move(shape)),
+      strides_(std::move(strides)),
+      offset_(storage_offset),
+      requires_grad_(requires_grad) {
   auto bad = [&](const std::string& why) {
     return error(errc::corrupt_checkpoint, "tensor of shape " + shape_string(shape_) + ", stride " +
                                                shape_string(strides_) + ", offset " +
@@ -68,7 +73,8 @@ tensor::tensor(pthio::storage s, pthio::dtype t, shape_t shape, shape_t strides,
   std::uint64_t last = static_cast<std::uint64_t>(offset_);
   for (std::size_t i = 0; i < shape_.size(); ++i) {
     std::uint64_t span;
-    if (!checked_mul(static_cast<std::uint64_t>(shape_[i] - 1), static_cast<std::uint64_t>(strides_[i]), span) ||
+    if (!checked_mul(static_cast<std::uint64_t>(shape_[i] - 1),
+                     static_cast<std::uint64_t>(strides_[i]), span) ||
         !checked_add(last, span, last))
       throw bad("element index overflows");
   }
@@ -116,7 +122,8 @@ void tensor::check_access(pthio::dtype want) const {
                                             " requested from a " + std::string(dtype_name(dtype_)) +
                                             " tensor");
   if (!dev().is_cpu())
-    throw error(errc::invalid_argument, "element access needs a CPU tensor; this one is on " + dev().str());
+    throw error(errc::invalid_argument,
+                "element access needs a CPU tensor; this one is on " + dev().str());
 }
 
 std::int64_t tensor::element_offset(std::initializer_list<std::int64_t> index) const {
@@ -127,8 +134,9 @@ std::int64_t tensor::element_offset(std::initializer_list<std::int64_t> index) c
   std::size_t d = 0;
   for (auto i : index) {
     if (i < 0 || i >= shape_[d])
-      throw error(errc::invalid_argument, "index " + std::to_string(i) + " out of range for dimension " +
-                                              std::to_string(d) + " of size " + std::to_string(shape_[d]));
+      throw error(errc::invalid_argument, "index " + std::to_string(i) +
+                                              " out of range for dimension " + std::to_string(d) +
+                                              " of size " + std::to_string(shape_[d]));
     off += i * strides_[d];
     ++d;
   }
@@ -138,7 +146,8 @@ std::int64_t tensor::element_offset(std::initializer_list<std::int64_t> index) c
 tensor tensor::as_strided(shape_t shape, shape_t strides, std::int64_t storage_offset) const {
   // The constructor's checks speak of a file's data; here the view is the caller's.
   try {
-    return tensor(storage_, dtype_, std::move(shape), std::move(strides), storage_offset, requires_grad_);
+    return tensor(storage_, dtype_, std::move(shape), std::move(strides), storage_offset,
+                  requires_grad_);
   } catch (const error& e) {
     if (e.kind() != errc::corrupt_checkpoint) throw;
     throw error(errc::invalid_argument, "as_strided: " + e.message());
@@ -160,9 +169,9 @@ tensor tensor::narrow(std::int64_t d, std::int64_t start, std::int64_t length) c
   std::int64_t n = size(d);
   if (d < 0) d += dim();
   if (start < 0 || length < 0 || start > n || length > n - start)
-    throw error(errc::invalid_argument, "narrow(" + std::to_string(d) + ", " + std::to_string(start) +
-                                            ", " + std::to_string(length) + ") out of range for size " +
-                                            std::to_string(n));
+    throw error(errc::invalid_argument, "narrow(" + std::to_string(d) + ", " +
+                                            std::to_string(start) + ", " + std::to_string(length) +
+                                            ") out of range for size " + std::to_string(n));
   shape_t sh = shape_;
   sh[d] = length;
   return as_strided(std::move(sh), strides_, offset_ + start * strides_[d]);
@@ -181,8 +190,9 @@ tensor tensor::reshape(shape_t shape) const {
   }
   if (infer >= 0) shape[infer] = known ? numel_ / known : 0;
   if (shape_numel(shape) != numel_)
-    throw error(errc::invalid_argument, "reshape: shape " + shape_string(shape) + " is invalid for " +
-                                            std::to_string(numel_) + " elements");
+    throw error(errc::invalid_argument, "reshape: shape " + shape_string(shape) +
+                                            " is invalid for " + std::to_string(numel_) +
+                                            " elements");
   tensor c = contiguous();
   auto st = contiguous_strides(shape);
   return tensor(c.storage_, dtype_, std::move(shape), std::move(st), c.offset_, requires_grad_);
@@ -220,7 +230,8 @@ void for_each_offset(const shape_t& shape, const shape_t& strides, std::size_t e
 
 void require_host(const tensor& t, const char* what) {
   if (!t.dev().is_cpu() && t.dev().type() != device_type::meta)
-    throw error(errc::invalid_argument, std::string(what) + " needs a CPU tensor; this one is on " + t.dev().str());
+    throw error(errc::invalid_argument,
+                std::string(what) + " needs a CPU tensor; this one is on " + t.dev().str());
 }
 
 }  // namespace
@@ -295,15 +306,35 @@ struct elem {
   std::int64_t i = 0;
   std::uint64_t u = 0;
   std::complex<double> c;
-  bool is_zero() const noexcept { return k == kind::sint ? i == 0 : k == kind::uint ? u == 0 : c == 0.0; }
+  bool is_zero() const noexcept {
+    return k == kind::sint ? i == 0 : k == kind::uint ? u == 0 : c == 0.0;
+  }
 };
 
-elem sint(std::int64_t v) { elem e; e.k = elem::kind::sint; e.i = v; return e; }
-elem uint(std::uint64_t v) { elem e; e.k = elem::kind::uint; e.u = v; return e; }
-elem real(std::complex<double> v) { elem e; e.c = v; return e; }
+elem sint(std::int64_t v) {
+  elem e;
+  e.k = elem::kind::sint;
+  e.i = v;
+  return e;
+}
+elem uint(std::uint64_t v) {
+  elem e;
+  e.k = elem::kind::uint;
+  e.u = v;
+  return e;
+}
+elem real(std::complex<double> v) {
+  elem e;
+  e.c = v;
+  return e;
+}
 
 elem load_elem(pthio::dtype t, const std::byte* p) {
-  auto rd = [p]<class T>(T*) { T v; std::memcpy(&v, p, sizeof v); return v; };
+  auto rd = [p]<class T>(T*) {
+    T v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  };
   switch (t) {
     case dtype::float64: return real(rd((double*)nullptr));
     case dtype::float32: return real(rd((float*)nullptr));
@@ -326,12 +357,15 @@ elem load_elem(pthio::dtype t, const std::byte* p) {
     case dtype::float8_e5m2fnuz:
     case dtype::float8_e8m0fnu: return real(float8_to_float(t, rd((std::uint8_t*)nullptr)));
     default:
-      throw error(errc::unsupported, "dtype conversion from " + std::string(dtype_name(t)) + " is not supported");
+      throw error(errc::unsupported,
+                  "dtype conversion from " + std::string(dtype_name(t)) + " is not supported");
   }
 }
 
 template <class T>
-void put(std::byte* p, T v) { std::memcpy(p, &v, sizeof v); }
+void put(std::byte* p, T v) {
+  std::memcpy(p, &v, sizeof v);
+}
 
 // How a floating value becomes an integer, defined for every input and as torch does on x86:
 // truncated toward zero through a 32-bit conversion for int32 and narrower targets (NaN and values
@@ -347,7 +381,8 @@ std::uint64_t float_to_bits(double v, int_route route) {
   }
   constexpr double two63 = 9223372036854775808.0;
   if (std::isnan(v)) return std::uint64_t{1} << 63;
-  if (route == int_route::uint64 && v >= two63 && v < 2 * two63) return static_cast<std::uint64_t>(v);
+  if (route == int_route::uint64 && v >= two63 && v < 2 * two63)
+    return static_cast<std::uint64_t>(v);
   if (v >= two63 || v < -two63) return std::uint64_t{1} << 63;
   return static_cast<std::uint64_t>(static_cast<std::int64_t>(v));
 }
@@ -380,7 +415,9 @@ void store_elem(pthio::dtype t, std::byte* p, const elem& e) {
     case dtype::float16: put(p, float_to_half(static_cast<float>(v))); break;
     case dtype::bfloat16: put(p, float_to_bfloat16(static_cast<float>(v))); break;
     case dtype::complex128: put(p, e.k == elem::kind::real ? e.c : std::complex<double>(v)); break;
-    case dtype::complex64: put(p, std::complex<float>(e.k == elem::kind::real ? e.c : std::complex<double>(v))); break;
+    case dtype::complex64:
+      put(p, std::complex<float>(e.k == elem::kind::real ? e.c : std::complex<double>(v)));
+      break;
     case dtype::int64: put(p, static_cast<std::int64_t>(int_bits(e, int_route::via64))); break;
     case dtype::int32: put(p, static_cast<std::int32_t>(int_bits(e, int_route::via32))); break;
     case dtype::int16: put(p, static_cast<std::int16_t>(int_bits(e, int_route::via32))); break;
@@ -391,7 +428,8 @@ void store_elem(pthio::dtype t, std::byte* p, const elem& e) {
     case dtype::uint64: put(p, int_bits(e, int_route::uint64)); break;
     case dtype::bool_: put(p, static_cast<std::uint8_t>(e.is_zero() ? 0 : 1)); break;
     default:
-      throw error(errc::unsupported, "dtype conversion to " + std::string(dtype_name(t)) + " is not supported");
+      throw error(errc::unsupported,
+                  "dtype conversion to " + std::string(dtype_name(t)) + " is not supported");
   }
 }
 
@@ -401,7 +439,8 @@ void tensor::copy_from(const tensor& src) {
   require_host(*this, "copy_from()");
   require_host(src, "copy_from()");
   if (src.shape_ != shape_)
-    throw error(errc::mismatch, "copy_from: shape " + shape_string(src.shape_) + " into " + shape_string(shape_));
+    throw error(errc::mismatch,
+                "copy_from: shape " + shape_string(src.shape_) + " into " + shape_string(shape_));
   if (src.dtype_ == dtype_ && is_contiguous()) {
     auto b = src.bytes();
     if (!b.empty()) std::memcpy(raw_data(), b.data(), b.size());
@@ -409,7 +448,8 @@ void tensor::copy_from(const tensor& src) {
   }
   std::vector<std::size_t> dst_offsets;
   dst_offsets.reserve(static_cast<std::size_t>(numel_));
-  for_each_offset(shape_, strides_, element_size(), [&](std::size_t off) { dst_offsets.push_back(off); });
+  for_each_offset(shape_, strides_, element_size(),
+                  [&](std::size_t off) { dst_offsets.push_back(off); });
   std::size_t i = 0;
   const std::byte* sp = src.raw_data();
   std::byte* dp = raw_data();

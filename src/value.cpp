@@ -69,7 +69,8 @@ big_int big_int::from_decimal(std::string_view text) {
 
 // ---- value --------------------------------------------------------------------------------------
 
-static_assert(sizeof(void*) != 8 || sizeof(value) == 24, "a value is a 16-byte alternative and its index");
+static_assert(sizeof(void*) != 8 || sizeof(value) == 24,
+              "a value is a 16-byte alternative and its index");
 
 value::value(big_int b) {
   if (b.le_bytes.size() <= 8) {
@@ -86,14 +87,19 @@ std::shared_ptr<const std::string> value::box(std::string s) {
   return detail::make_pooled<const std::string>(std::move(s));
 }
 
-value value::make_bytes(std::string data) { value v; v.v_ = bytes_box{box(std::move(data))}; return v; }
+value value::make_bytes(std::string data) {
+  value v;
+  v.v_ = bytes_box{box(std::move(data))};
+  return v;
+}
 value value::make_list(std::vector<value> items) {
   auto l = detail::make_pooled<list_object>();
   l->items = std::move(items);
   return from(std::move(l));
 }
 value value::make_tuple(std::span<const value> items) {
-  return detail::value_access::tuple_of(items.size(), [&](std::size_t i) -> const value& { return items[i]; });
+  return detail::value_access::tuple_of(items.size(),
+                                        [&](std::size_t i) -> const value& { return items[i]; });
 }
 value value::make_tuple(std::vector<value> items) {
   return detail::value_access::tuple_moving(items.data(), items.size());
@@ -125,7 +131,8 @@ std::string_view value::type_name() const noexcept {
   switch (type()) {
     case kind::none: return "None";
     case kind::boolean: return "bool";
-    case kind::integer: case kind::big_integer: return "int";
+    case kind::integer:
+    case kind::big_integer: return "int";
     case kind::floating: return "float";
     case kind::string: return "str";
     case kind::bytes: return "bytes";
@@ -190,7 +197,8 @@ dict_object& value::as_dict() const {
   wrong(*this, "dict");
 }
 const pthio::tensor& value::as_tensor() const {
-  if (auto p = std::get_if<tensor_box>(&v_); p && p->t) return p->t->t;  // (a moved-from one is refused)
+  if (auto p = std::get_if<tensor_box>(&v_); p && p->t)
+    return p->t->t;  // (a moved-from one is refused)
   wrong(*this, "Tensor");
 }
 bool value::is_parameter() const noexcept {
@@ -219,8 +227,8 @@ const value& value::at(std::size_t i) const {
   const auto all = items();
   if (i >= all.size())
     throw error(errc::invalid_argument, "index " + std::to_string(i) + " is past the end of a " +
-                                            std::string(type_name()) + " of " + std::to_string(all.size()) +
-                                            " items");
+                                            std::string(type_name()) + " of " +
+                                            std::to_string(all.size()) + " items");
   return all[i];
 }
 
@@ -261,7 +269,10 @@ bool numeric_key(const value& v, std::int64_t& out) {
     case value::kind::integer: out = v.as_int(); return true;
     case value::kind::floating: {
       double d = v.as_float();
-      if (std::trunc(d) == d && std::fabs(d) < 9.2e18) { out = static_cast<std::int64_t>(d); return true; }
+      if (std::trunc(d) == d && std::fabs(d) < 9.2e18) {
+        out = static_cast<std::int64_t>(d);
+        return true;
+      }
       return false;
     }
     default: return false;
@@ -287,7 +298,8 @@ bool operator==(const value& a, const value& b) {
     case k::floating: return float_equal(a.as_float(), b.as_float());
     case k::string: return a.as_str() == b.as_str();
     case k::bytes: return a.as_bytes() == b.as_bytes();
-    case k::list: case k::tuple: {
+    case k::list:
+    case k::tuple: {
       if (a.identity() == b.identity()) return true;
       const auto x = a.items();
       const auto y = b.items();
@@ -300,35 +312,43 @@ bool operator==(const value& a, const value& b) {
       const auto& x = a.as_dict();
       const auto& y = b.as_dict();
       if (&x == &y) return true;
-      if (x.class_name != y.class_name || x.size() != y.size() || x.attrs.size() != y.attrs.size()) return false;
+      if (x.class_name != y.class_name || x.size() != y.size() || x.attrs.size() != y.attrs.size())
+        return false;
       for (std::size_t i = 0; i < x.size(); ++i)
-        if (!(x.entries()[i].first == y.entries()[i].first) || !(x.entries()[i].second == y.entries()[i].second))
+        if (!(x.entries()[i].first == y.entries()[i].first) ||
+            !(x.entries()[i].second == y.entries()[i].second))
           return false;
       for (std::size_t i = 0; i < x.attrs.size(); ++i)
-        if (x.attrs[i].first != y.attrs[i].first || !(x.attrs[i].second == y.attrs[i].second)) return false;
+        if (x.attrs[i].first != y.attrs[i].first || !(x.attrs[i].second == y.attrs[i].second))
+          return false;
       return true;
     }
     case k::tensor:
-      return a.is_parameter() == b.is_parameter() && a.as_tensor().requires_grad() == b.as_tensor().requires_grad() &&
+      return a.is_parameter() == b.is_parameter() &&
+             a.as_tensor().requires_grad() == b.as_tensor().requires_grad() &&
              tensor_equal(a.as_tensor(), b.as_tensor());
     case k::storage: {
       const auto& x = a.as_storage();
       const auto& y = b.as_storage();
       if (x.dtype != y.dtype || x.data.nbytes() != y.data.nbytes()) return false;
-      return x.data.nbytes() == 0 || std::memcmp(x.data.data(), y.data.data(), x.data.nbytes()) == 0;
+      return x.data.nbytes() == 0 ||
+             std::memcmp(x.data.data(), y.data.data(), x.data.nbytes()) == 0;
     }
     case k::global: return a.as_global() == b.as_global();
     case k::object: {
       const auto& x = a.as_object();
       const auto& y = b.as_object();
       if (&x == &y) return true;
-      if (!(x.type == y.type) || !(x.args == y.args) || x.has_state != y.has_state || !(x.state == y.state))
+      if (!(x.type == y.type) || !(x.args == y.args) || x.has_state != y.has_state ||
+          !(x.state == y.state))
         return false;
-      if (x.list_items.size() != y.list_items.size() || x.dict_items.size() != y.dict_items.size()) return false;
+      if (x.list_items.size() != y.list_items.size() || x.dict_items.size() != y.dict_items.size())
+        return false;
       for (std::size_t i = 0; i < x.list_items.size(); ++i)
         if (!(x.list_items[i] == y.list_items[i])) return false;
       for (std::size_t i = 0; i < x.dict_items.size(); ++i)
-        if (!(x.dict_items[i].first == y.dict_items[i].first) || !(x.dict_items[i].second == y.dict_items[i].second))
+        if (!(x.dict_items[i].first == y.dict_items[i].first) ||
+            !(x.dict_items[i].second == y.dict_items[i].second))
           return false;
       return true;
     }
@@ -479,7 +499,8 @@ const value* child_at(const value& v, std::size_t i) {
       i -= 2;
       if (i < o.list_items.size()) return &o.list_items[i];
       i -= o.list_items.size();
-      if (i < 2 * o.dict_items.size()) return i % 2 ? &o.dict_items[i / 2].second : &o.dict_items[i / 2].first;
+      if (i < 2 * o.dict_items.size())
+        return i % 2 ? &o.dict_items[i / 2].second : &o.dict_items[i / 2].first;
       return nullptr;
     }
     default: return nullptr;
@@ -509,7 +530,8 @@ void flatten_destroy(value& root) {
       }
       case value::kind::tuple: {
         // Tuples are immutable, but this is the only reference left: taking it apart is safe.
-        for (auto& e : detail::value_access::mutable_items(v)) work.push_back(std::exchange(e, value()));
+        for (auto& e : detail::value_access::mutable_items(v))
+          work.push_back(std::exchange(e, value()));
         break;
       }
       case value::kind::dict: {

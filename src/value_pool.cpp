@@ -34,11 +34,15 @@ void report_resident(std::ptrdiff_t delta) noexcept {
 
 // The free list for `bytes` (<= max_reused): 16-byte steps, never class 0, so that every slot has
 // room for the list's link.
-[[maybe_unused]] std::size_t size_class(std::size_t bytes) noexcept { return std::max<std::size_t>((bytes + 15) / 16, 1); }
+[[maybe_unused]] std::size_t size_class(std::size_t bytes) noexcept {
+  return std::max<std::size_t>((bytes + 15) / 16, 1);
+}
 
 }  // namespace
 
-void set_resident_observer(resident_observer f) noexcept { observer.store(f, std::memory_order_relaxed); }
+void set_resident_observer(resident_observer f) noexcept {
+  observer.store(f, std::memory_order_relaxed);
+}
 
 value_pool*& current_value_pool() noexcept {
   thread_local value_pool* pool = nullptr;
@@ -70,7 +74,8 @@ void* value_pool::allocate(std::size_t bytes, std::size_t align) {
     aligned = aligned_cur();
   }
   cur_ = reinterpret_cast<std::byte*>(aligned + bytes);
-  if (cur_ > resident_) [[unlikely]] populate_to(cur_);
+  if (cur_ > resident_) [[unlikely]]
+    populate_to(cur_);
   retain();
   return reinterpret_cast<void*>(aligned);
 #endif
@@ -106,8 +111,9 @@ void value_pool::populate_to(std::byte* p) noexcept {
   // unsupported) madvise leaves out fault in on first touch as usual. resident_ stays on a page
   // boundary (a mapped block's start and size are multiples of the page size).
   const auto page = std::uintptr_t{page_bytes};
-  const auto upto = std::min(reinterpret_cast<std::uintptr_t>(end_),
-                             (reinterpret_cast<std::uintptr_t>(p) + populate_run + page - 1) & ~(page - 1));
+  const auto upto =
+      std::min(reinterpret_cast<std::uintptr_t>(end_),
+               (reinterpret_cast<std::uintptr_t>(p) + populate_run + page - 1) & ~(page - 1));
   const auto from = reinterpret_cast<std::uintptr_t>(resident_);
   if (upto <= from) return;
 #ifdef MADV_POPULATE_WRITE
@@ -139,8 +145,8 @@ value_pool::~value_pool() {
     if (blocks_->mapped) {
       report_resident(-static_cast<std::ptrdiff_t>(blocks_->resident));
       ::munmap(blocks_, blocks_->size);
-    }
-    else ::operator delete(blocks_);
+    } else
+      ::operator delete(blocks_);
     blocks_ = next;
   }
 }

@@ -86,7 +86,9 @@ value_pool*& current_value_pool() noexcept;
 // Makes a new pool current on this thread for its lifetime (the previous one after).
 class value_pool_scope {
  public:
-  value_pool_scope() : saved_(current_value_pool()), pool_(value_pool::create()) { current_value_pool() = pool_; }
+  value_pool_scope() : saved_(current_value_pool()), pool_(value_pool::create()) {
+    current_value_pool() = pool_;
+  }
   ~value_pool_scope() {
     current_value_pool() = saved_;
     pool_->release();
@@ -122,7 +124,8 @@ struct pool_allocator {
 template <class T, class... Args>
 std::shared_ptr<T> make_pooled(Args&&... args) {
   if (value_pool* p = current_value_pool())
-    return std::allocate_shared<T>(pool_allocator<std::remove_extent_t<T>>(p), std::forward<Args>(args)...);
+    return std::allocate_shared<T>(pool_allocator<std::remove_extent_t<T>>(p),
+                                   std::forward<Args>(args)...);
   return std::make_shared<T>(std::forward<Args>(args)...);
 }
 

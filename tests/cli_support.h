@@ -37,7 +37,8 @@ inline std::string shell_quote(const std::string& s) {
 inline run_result run_cli(const std::string& args) {
   static int counter = 0;
   auto base = scratch_dir() / ("cli-" + std::to_string(++counter));
-  std::string cmd = shell_quote(PTHIO_CLI_PATH) + " " + args + " >" + shell_quote(base.string() + ".out") + " 2>" +
+  std::string cmd = shell_quote(PTHIO_CLI_PATH) + " " + args + " >" +
+                    shell_quote(base.string() + ".out") + " 2>" +
                     shell_quote(base.string() + ".err") + " </dev/null";
   int rc = std::system(cmd.c_str());
   run_result r;

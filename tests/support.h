@@ -31,7 +31,8 @@ class scratch_folder {
  public:
   scratch_folder() : owner_(::getpid()) {
     std::string name = (std::filesystem::temp_directory_path() / "pthio-tests-XXXXXX").string();
-    if (::mkdtemp(name.data()) == nullptr) throw std::runtime_error("cannot make a scratch folder: " + name);
+    if (::mkdtemp(name.data()) == nullptr)
+      throw std::runtime_error("cannot make a scratch folder: " + name);
     path_ = name;
   }
   scratch_folder(const scratch_folder&) = delete;

@@ -1,5 +1,6 @@
 /* The C API, from C11: `pthio_c_api_test CASE SCRATCH_DIR` runs one case (load, find, save,
- * errors, threads, dlpack) and exits 0 when every check passed. Registered in tests/package.cmake. */
+ * errors, threads, dlpack) and exits 0 when every check passed. Registered in tests/package.cmake.
+ */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,15 +15,25 @@
 /* DLPack 1.x's versioned managed tensor, declared here from the spec for reading an export. */
 typedef struct {
   void* data;
-  struct { int32_t device_type; int32_t device_id; } device;
+  struct {
+    int32_t device_type;
+    int32_t device_id;
+  } device;
   int32_t ndim;
-  struct { uint8_t code; uint8_t bits; uint16_t lanes; } dtype;
+  struct {
+    uint8_t code;
+    uint8_t bits;
+    uint16_t lanes;
+  } dtype;
   int64_t* shape;
   int64_t* strides;
   uint64_t byte_offset;
 } test_dl_tensor;
 struct DLManagedTensorVersioned {
-  struct { uint32_t major; uint32_t minor; } version;
+  struct {
+    uint32_t major;
+    uint32_t minor;
+  } version;
   void* manager_ctx;
   void (*deleter)(struct DLManagedTensorVersioned* self);
   uint64_t flags;
@@ -32,13 +43,13 @@ struct DLManagedTensorVersioned {
 static int failures;
 static const char* scratch;
 
-#define CHECK(cond)                                                                         \
-  do {                                                                                      \
-    if (!(cond)) {                                                                          \
-      fprintf(stderr, "%s:%d: CHECK(%s) failed (last error: \"%s\")\n", __FILE__, __LINE__, \
-              #cond, pthio_last_error());                                                   \
-      ++failures;                                                                           \
-    }                                                                                       \
+#define CHECK(cond)                                                                                \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      fprintf(stderr, "%s:%d: CHECK(%s) failed (last error: \"%s\")\n", __FILE__, __LINE__, #cond, \
+              pthio_last_error());                                                                 \
+      ++failures;                                                                                  \
+    }                                                                                              \
   } while (0)
 #define REQUIRE(cond)                                                                         \
   do {                                                                                        \
@@ -154,17 +165,24 @@ static void case_save(const char* fixtures) {
 
   pthio_state_dict* sd = NULL;
   REQUIRE(pthio_state_dict_new(&sd) == PTHIO_OK);
-  CHECK(pthio_state_dict_add(sd, "fc.weight", PTHIO_FLOAT32, 2, w_shape, NULL, w, sizeof w, PTHIO_COPY) == PTHIO_OK);
+  CHECK(pthio_state_dict_add(sd, "fc.weight", PTHIO_FLOAT32, 2, w_shape, NULL, w, sizeof w,
+                             PTHIO_COPY) == PTHIO_OK);
   w[0] = 99.0f; /* copied: the state dict keeps 0.5 */
-  CHECK(pthio_state_dict_add(sd, "counts", PTHIO_INT64, 1, c_shape, NULL, counts, sizeof counts, PTHIO_BORROW) == PTHIO_OK);
-  CHECK(pthio_state_dict_add(sd, "colmajor", PTHIO_FLOAT64, 2, t_shape, t_strides, col, sizeof col, PTHIO_COPY) == PTHIO_OK);
-  CHECK(pthio_state_dict_add(sd, "mask", PTHIO_BOOL, 1, m_shape, NULL, mask, sizeof mask, PTHIO_COPY) == PTHIO_OK);
-  CHECK(pthio_state_dict_add(sd, "step", PTHIO_INT64, 0, NULL, NULL, &step, sizeof step, PTHIO_COPY) == PTHIO_OK);
-  CHECK(pthio_state_dict_add(sd, "dropped", PTHIO_INT64, 0, NULL, NULL, &step, sizeof step, PTHIO_COPY) == PTHIO_OK);
+  CHECK(pthio_state_dict_add(sd, "counts", PTHIO_INT64, 1, c_shape, NULL, counts, sizeof counts,
+                             PTHIO_BORROW) == PTHIO_OK);
+  CHECK(pthio_state_dict_add(sd, "colmajor", PTHIO_FLOAT64, 2, t_shape, t_strides, col, sizeof col,
+                             PTHIO_COPY) == PTHIO_OK);
+  CHECK(pthio_state_dict_add(sd, "mask", PTHIO_BOOL, 1, m_shape, NULL, mask, sizeof mask,
+                             PTHIO_COPY) == PTHIO_OK);
+  CHECK(pthio_state_dict_add(sd, "step", PTHIO_INT64, 0, NULL, NULL, &step, sizeof step,
+                             PTHIO_COPY) == PTHIO_OK);
+  CHECK(pthio_state_dict_add(sd, "dropped", PTHIO_INT64, 0, NULL, NULL, &step, sizeof step,
+                             PTHIO_COPY) == PTHIO_OK);
   CHECK(pthio_state_dict_remove(sd, "dropped") == PTHIO_OK);
   CHECK(pthio_state_dict_remove(sd, "dropped") == PTHIO_ERR_NOT_FOUND);
   step = 8; /* replacing keeps the position */
-  CHECK(pthio_state_dict_add(sd, "step", PTHIO_INT64, 0, NULL, NULL, &step, sizeof step, PTHIO_COPY) == PTHIO_OK);
+  CHECK(pthio_state_dict_add(sd, "step", PTHIO_INT64, 0, NULL, NULL, &step, sizeof step,
+                             PTHIO_COPY) == PTHIO_OK);
   CHECK(pthio_state_dict_size(sd) == 5);
   counts[1] = 20; /* borrowed: the state dict sees the caller's buffer */
 
@@ -190,7 +208,8 @@ static void case_save(const char* fixtures) {
       CHECK(strcmp(info.key, order[i]) == 0);
     }
     REQUIRE(pthio_checkpoint_find(ck, "fc.weight", &info) == PTHIO_OK);
-    CHECK(info.dtype == PTHIO_FLOAT32 && info.ndim == 2 && info.shape[0] == 2 && info.shape[1] == 3);
+    CHECK(info.dtype == PTHIO_FLOAT32 && info.ndim == 2 && info.shape[0] == 2 &&
+          info.shape[1] == 3);
     CHECK(((const float*)info.data)[0] == 0.5f && ((const float*)info.data)[5] == -5.5f);
     REQUIRE(pthio_checkpoint_find(ck, "counts", &info) == PTHIO_OK);
     CHECK(info.dtype == PTHIO_INT64 && ((const int64_t*)info.data)[1] == 20);
@@ -204,9 +223,11 @@ static void case_save(const char* fixtures) {
       CHECK(d[1 * info.strides[0] + 0 * info.strides[1]] == 2.0);
     }
     REQUIRE(pthio_checkpoint_find(ck, "mask", &info) == PTHIO_OK);
-    CHECK(info.dtype == PTHIO_BOOL && ((const uint8_t*)info.data)[1] == 0 && ((const uint8_t*)info.data)[2] == 1);
+    CHECK(info.dtype == PTHIO_BOOL && ((const uint8_t*)info.data)[1] == 0 &&
+          ((const uint8_t*)info.data)[2] == 1);
     REQUIRE(pthio_checkpoint_find(ck, "step", &info) == PTHIO_OK);
-    CHECK(info.ndim == 0 && info.shape == NULL && info.numel == 1 && *(const int64_t*)info.data == 8);
+    CHECK(info.ndim == 0 && info.shape == NULL && info.numel == 1 &&
+          *(const int64_t*)info.data == 8);
     pthio_checkpoint_free(ck);
   }
 }
@@ -240,7 +261,8 @@ static void case_errors(const char* fixtures) {
   pthio_load_options o;
   pthio_load_options_init(&o);
   o.map_location = "cuda:banana";
-  CHECK(pthio_checkpoint_open(path_in(fixtures, "t1/linear.pth"), &o, &ck) == PTHIO_ERR_INVALID_ARGUMENT);
+  CHECK(pthio_checkpoint_open(path_in(fixtures, "t1/linear.pth"), &o, &ck) ==
+        PTHIO_ERR_INVALID_ARGUMENT);
   CHECK(strstr(pthio_last_error(), "banana") != NULL);
   CHECK(pthio_checkpoint_tensor_count(NULL) == 0);
   CHECK(pthio_checkpoint_tensor(NULL, 0, NULL) == PTHIO_ERR_INVALID_ARGUMENT);
@@ -252,33 +274,45 @@ static void case_errors(const char* fixtures) {
   const int64_t shape[2] = {2, 3};
   const int64_t neg[1] = {-1};
   REQUIRE(pthio_state_dict_new(&sd) == PTHIO_OK);
-  CHECK(pthio_state_dict_add(sd, "small", PTHIO_FLOAT32, 2, shape, NULL, buf, sizeof buf, PTHIO_COPY) == PTHIO_ERR_INVALID_ARGUMENT);
+  CHECK(pthio_state_dict_add(sd, "small", PTHIO_FLOAT32, 2, shape, NULL, buf, sizeof buf,
+                             PTHIO_COPY) == PTHIO_ERR_INVALID_ARGUMENT);
   CHECK(strstr(pthio_last_error(), "24 bytes") != NULL);
-  CHECK(pthio_state_dict_add(sd, "x", (pthio_dtype)99, 1, neg + 0, NULL, buf, sizeof buf, PTHIO_COPY) == PTHIO_ERR_INVALID_ARGUMENT);
-  CHECK(pthio_state_dict_add(sd, "x", PTHIO_FLOAT32, 1, neg, NULL, buf, sizeof buf, PTHIO_COPY) == PTHIO_ERR_INVALID_ARGUMENT);
-  CHECK(pthio_state_dict_add(sd, "x", PTHIO_FLOAT32, -1, NULL, NULL, buf, sizeof buf, PTHIO_COPY) == PTHIO_ERR_INVALID_ARGUMENT);
-  CHECK(pthio_state_dict_add(sd, "x", PTHIO_FLOAT32, 1, NULL, NULL, buf, sizeof buf, PTHIO_COPY) == PTHIO_ERR_INVALID_ARGUMENT);
-  CHECK(pthio_state_dict_add(sd, "x", PTHIO_FLOAT32, 0, NULL, NULL, buf, sizeof buf, 7u) == PTHIO_ERR_INVALID_ARGUMENT);
-  CHECK(pthio_state_dict_add(sd, NULL, PTHIO_FLOAT32, 0, NULL, NULL, buf, sizeof buf, PTHIO_COPY) == PTHIO_ERR_INVALID_ARGUMENT);
+  CHECK(pthio_state_dict_add(sd, "x", (pthio_dtype)99, 1, neg + 0, NULL, buf, sizeof buf,
+                             PTHIO_COPY) == PTHIO_ERR_INVALID_ARGUMENT);
+  CHECK(pthio_state_dict_add(sd, "x", PTHIO_FLOAT32, 1, neg, NULL, buf, sizeof buf, PTHIO_COPY) ==
+        PTHIO_ERR_INVALID_ARGUMENT);
+  CHECK(pthio_state_dict_add(sd, "x", PTHIO_FLOAT32, -1, NULL, NULL, buf, sizeof buf, PTHIO_COPY) ==
+        PTHIO_ERR_INVALID_ARGUMENT);
+  CHECK(pthio_state_dict_add(sd, "x", PTHIO_FLOAT32, 1, NULL, NULL, buf, sizeof buf, PTHIO_COPY) ==
+        PTHIO_ERR_INVALID_ARGUMENT);
+  CHECK(pthio_state_dict_add(sd, "x", PTHIO_FLOAT32, 0, NULL, NULL, buf, sizeof buf, 7u) ==
+        PTHIO_ERR_INVALID_ARGUMENT);
+  CHECK(pthio_state_dict_add(sd, NULL, PTHIO_FLOAT32, 0, NULL, NULL, buf, sizeof buf, PTHIO_COPY) ==
+        PTHIO_ERR_INVALID_ARGUMENT);
   CHECK(pthio_state_dict_size(sd) == 0);
-  CHECK(pthio_state_dict_add(sd, "ok", PTHIO_FLOAT32, 0, NULL, NULL, buf, sizeof buf, PTHIO_COPY) == PTHIO_OK);
+  CHECK(pthio_state_dict_add(sd, "ok", PTHIO_FLOAT32, 0, NULL, NULL, buf, sizeof buf, PTHIO_COPY) ==
+        PTHIO_OK);
   CHECK(pthio_state_dict_save(sd, path_in(scratch, "no/such/dir/out.pth"), NULL) == PTHIO_ERR_IO);
   CHECK(strstr(pthio_last_error(), "no/such/dir") != NULL);
   /* Quantized tensors are read, never written. */
   int8_t q[2] = {1, 2};
   const int64_t qshape[1] = {2};
-  CHECK(pthio_state_dict_add(sd, "q", PTHIO_QINT8, 1, qshape, NULL, q, sizeof q, PTHIO_COPY) == PTHIO_OK);
-  CHECK(pthio_state_dict_save(sd, path_in(scratch, "quantized.pth"), NULL) == PTHIO_ERR_UNSUPPORTED);
+  CHECK(pthio_state_dict_add(sd, "q", PTHIO_QINT8, 1, qshape, NULL, q, sizeof q, PTHIO_COPY) ==
+        PTHIO_OK);
+  CHECK(pthio_state_dict_save(sd, path_in(scratch, "quantized.pth"), NULL) ==
+        PTHIO_ERR_UNSUPPORTED);
   pthio_state_dict_free(sd);
 
   /* Names and dtypes. */
   pthio_dtype d = PTHIO_BOOL;
   CHECK(pthio_dtype_from_name("half", &d) == PTHIO_OK && d == PTHIO_FLOAT16);
   CHECK(pthio_dtype_from_name("float8_e4m3fn", &d) == PTHIO_OK && d == PTHIO_FLOAT8_E4M3FN);
-  CHECK(pthio_dtype_from_name("floaty", &d) == PTHIO_ERR_INVALID_ARGUMENT && d == PTHIO_FLOAT8_E4M3FN);
+  CHECK(pthio_dtype_from_name("floaty", &d) == PTHIO_ERR_INVALID_ARGUMENT &&
+        d == PTHIO_FLOAT8_E4M3FN);
   CHECK(strcmp(pthio_dtype_name(PTHIO_BFLOAT16), "bfloat16") == 0);
   CHECK(pthio_dtype_name((pthio_dtype)-1) == NULL);
-  CHECK(pthio_dtype_element_size(PTHIO_COMPLEX128) == 16 && pthio_dtype_element_size((pthio_dtype)77) == 0);
+  CHECK(pthio_dtype_element_size(PTHIO_COMPLEX128) == 16 &&
+        pthio_dtype_element_size((pthio_dtype)77) == 0);
   CHECK(strcmp(pthio_status_name(PTHIO_ERR_NOT_FOUND), "not found") == 0);
   CHECK(strcmp(pthio_status_name(PTHIO_OK), "ok") == 0);
   CHECK(strlen(pthio_version()) > 0 && strcmp(pthio_version(), "unknown") != 0);
@@ -322,7 +356,8 @@ static void case_dlpack(const char* fixtures) {
   REQUIRE(m != NULL);
   CHECK(m->version.major == 1);
   CHECK(m->dl_tensor.device.device_type == 1 /* kDLCPU */);
-  CHECK(m->dl_tensor.dtype.code == 2 /* kDLFloat */ && m->dl_tensor.dtype.bits == 32 && m->dl_tensor.dtype.lanes == 1);
+  CHECK(m->dl_tensor.dtype.code == 2 /* kDLFloat */ && m->dl_tensor.dtype.bits == 32 &&
+        m->dl_tensor.dtype.lanes == 1);
   REQUIRE(m->dl_tensor.ndim == 2);
   CHECK(m->dl_tensor.shape[0] == 3 && m->dl_tensor.shape[1] == 4);
   CHECK(m->dl_tensor.strides[0] == 4 && m->dl_tensor.strides[1] == 1);

@@ -4,13 +4,13 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "cli/sha256.h"
 #include "cli_support.h"
-#include "pthio/pthio.hpp"
 #include "manifest.h"
+#include "pthio/pthio.hpp"
 
 using nlohmann::json;
 using pthio_test::fixture;
@@ -20,161 +20,175 @@ using pthio_test::shell_quote;
 using pthio_test::manifest;
 
 TEST_SUITE("cli" * pthio_test::needs_cli) {
-
-TEST_CASE("cli: ls --json and dump --json of every fixture equal what PyTorch saw") {
-  for (const auto& e : manifest()["files"]) {
-    const std::string rel = e["file"];
-    if (!e["error"].is_null()) continue;
-    if (rel == "t2/many_tensors.pth") continue;  // covered by the library test; slow to hash twice
-    INFO(rel);
-    const std::string path = fixture(rel).string();
-    auto ls = run_cli("ls " + shell_quote(path) + " --json");
-    REQUIRE(ls.status == 0);
-    json got = json::parse(ls.out);
-    CHECK(got["file"] == path);
-    CHECK(got["format"] == e["format"]);
-    if (e["format"] != "torchscript") CHECK(got["tensors"] == e["tensors"]);
-    else CHECK(got["tensors"].size() == e["tensors"].size());
-    if (!e["dump"].is_null()) {
-      auto dump = run_cli("dump --json " + shell_quote(path));
-      REQUIRE(dump.status == 0);
-      CHECK(json::parse(dump.out) == e["dump"]);
-    }
-  }
-}
-
-TEST_CASE("cli: every float in dump --json has a '.' or an 'e'") {
-  auto dump = run_cli("dump --json " + shell_quote(fixture("t1/pyvalues.pth").string()));
-  REQUIRE(dump.status == 0);
-  // Walk the raw text: numbers that parse as floats in the manifest must not print as integers.
-  json doc = json::parse(dump.out);
-  std::function<void(const json&)> walk = [&](const json& j) {
-    if (j.is_number_float()) {
-      std::string s = j.dump();
-      CHECK((s.find('.') != std::string::npos || s.find('e') != std::string::npos));
-    }
-    if (j.is_structured())
-      for (const auto& c : j) walk(c);
-  };
-  walk(doc);
-  CHECK(dump.out.find("1e-08") != std::string::npos);
-}
-
-TEST_CASE("cli: cat prints values whose bytes hash to PyTorch's SHA-256") {
-  // Parse the printed float32 values back and hash them: repr round-trips exactly.
-  for (const char* rel : {"t1/linear.pth", "t2/mlp.bin"}) {
-    INFO(rel);
-    const json* entry = nullptr;
-    for (const auto& e : manifest()["files"])
-      if (e["file"] == rel) entry = &e;
-    REQUIRE(entry);
-    const auto& t = (*entry)["tensors"][0];
-    auto r = run_cli("cat " + shell_quote(fixture(rel).string()) + " " + shell_quote(t["key"]) + " --limit 100000");
-    REQUIRE(r.status == 0);
-    std::string body = r.out.substr(r.out.find('\n') + 1);
-    std::string bytes;
-    std::string tok;
-    for (char c : body + ",") {
-      if (c == '[' || c == ']' || c == ' ' || c == '\n') continue;
-      if (c == ',') {
-        if (!tok.empty()) {
-          float f = std::stof(tok);
-          bytes.append(reinterpret_cast<const char*>(&f), 4);
-        }
-        tok.clear();
-      } else {
-        tok += c;
+  TEST_CASE("cli: ls --json and dump --json of every fixture equal what PyTorch saw") {
+    for (const auto& e : manifest()["files"]) {
+      const std::string rel = e["file"];
+      if (!e["error"].is_null()) continue;
+      if (rel == "t2/many_tensors.pth")
+        continue;  // covered by the library test; slow to hash twice
+      INFO(rel);
+      const std::string path = fixture(rel).string();
+      auto ls = run_cli("ls " + shell_quote(path) + " --json");
+      REQUIRE(ls.status == 0);
+      json got = json::parse(ls.out);
+      CHECK(got["file"] == path);
+      CHECK(got["format"] == e["format"]);
+      if (e["format"] != "torchscript")
+        CHECK(got["tensors"] == e["tensors"]);
+      else
+        CHECK(got["tensors"].size() == e["tensors"].size());
+      if (!e["dump"].is_null()) {
+        auto dump = run_cli("dump --json " + shell_quote(path));
+        REQUIRE(dump.status == 0);
+        CHECK(json::parse(dump.out) == e["dump"]);
       }
     }
-    // The manifest's digest is hashlib's, of the bytes torch saved.
-    CHECK(pthio::cli::sha256_hex(std::as_bytes(std::span(bytes.data(), bytes.size()))) ==
-          t["sha256"].get<std::string>());
   }
-}
 
-TEST_CASE("cli: exit statuses follow the contract") {
-  const std::string good = shell_quote(fixture("t1/linear.pth").string());
-  CHECK(run_cli("ls " + good).status == 0);
-  CHECK(run_cli("").status == 2);
-  CHECK(run_cli("frobnicate " + good).status == 2);
-  CHECK(run_cli("ls").status == 2);
-  CHECK(run_cli("ls " + good + " --bogus").status == 2);
-  CHECK(run_cli("cat " + good + " weight --limit -3").status == 2);
-  CHECK(run_cli("ls " + good + " --map-location gpu:x").status == 2);
-  auto missing = run_cli("ls /nonexistent/file.pth");
-  CHECK(missing.status == 3);
-  CHECK(missing.err.find("/nonexistent/file.pth") != std::string::npos);
-  auto corrupt = run_cli("ls " + shell_quote(fixture("t2/corrupt_record.pth").string()));
-  CHECK(corrupt.status == 3);
-  CHECK(corrupt.err.find("record") != std::string::npos);
-  CHECK(run_cli("cat " + good + " no.such.key").status == 3);
-  CHECK(run_cli("scan " + good).status == 0);
-  CHECK(run_cli("verify " + good).status == 0);
-  CHECK(run_cli("diff " + good + " " + good).status == 0);
-  // t1 and t2 linear.pth hold the same seeded weights; conv2d.pth differs in every key.
-  CHECK(run_cli("diff " + good + " " + shell_quote(fixture("t2/linear.pth").string())).status == 0);
-  auto d = run_cli("diff " + good + " " + shell_quote(fixture("t1/conv2d.pth").string()));
-  CHECK(d.status == 1);
-  CHECK(d.out.find("differs: weight: float32 [3, 4] vs float32 [8, 3, 3, 3]") != std::string::npos);
-}
-
-TEST_CASE("cli: a GPU-saved file lists on the CPU by default and names the device asked for") {
-  auto r = run_cli("ls --json " + shell_quote(fixture("t1/cuda.pth").string()));
-  REQUIRE(r.status == 0);
-  const json listing = json::parse(r.out);
-  for (const auto& t : listing["tensors"]) CHECK(t["device"] == "cpu");
-  if (!pthio::cuda_available()) {
-    auto g = run_cli("ls --json --map-location cuda:0 " + shell_quote(fixture("t1/cuda.pth").string()));
-    CHECK(g.status == 3);
-    CHECK(g.err.find("map_location") != std::string::npos);
+  TEST_CASE("cli: every float in dump --json has a '.' or an 'e'") {
+    auto dump = run_cli("dump --json " + shell_quote(fixture("t1/pyvalues.pth").string()));
+    REQUIRE(dump.status == 0);
+    // Walk the raw text: numbers that parse as floats in the manifest must not print as integers.
+    json doc = json::parse(dump.out);
+    std::function<void(const json&)> walk = [&](const json& j) {
+      if (j.is_number_float()) {
+        std::string s = j.dump();
+        CHECK((s.find('.') != std::string::npos || s.find('e') != std::string::npos));
+      }
+      if (j.is_structured())
+        for (const auto& c : j) walk(c);
+    };
+    walk(doc);
+    CHECK(dump.out.find("1e-08") != std::string::npos);
   }
-}
 
-TEST_CASE("cli: verify reports a flipped byte in a storage record, exit 1") {
-  auto bytes = pthio_test::read_bytes(fixture("t2/linear.pth"));
-  pthio::zip_reader zip(pthio::byte_source::from_vector(bytes));
-  const pthio::zip_entry* rec = zip.find("linear/data/0");
-  REQUIRE(rec);
-  bytes[rec->data_offset + 3] ^= std::byte{0x40};
-  auto path = pthio_test::scratch_dir() / "flipped.pth";
-  pthio_test::write_bytes(path, bytes);
-  auto r = run_cli("verify " + shell_quote(path.string()));
-  CHECK(r.status == 1);
-  CHECK(r.out.find("linear/data/0") != std::string::npos);
-  // The eager loader verifies CRCs too.
-  CHECK_THROWS_AS(pthio::load_checkpoint(path), pthio::error);
-}
-
-TEST_CASE("cli: scan --json reports globals, unsafe and dangerous ones, and a verdict") {
-  auto r = run_cli("scan --json " + shell_quote(fixture("t1/ckpt_adam.pth").string()));
-  REQUIRE(r.status == 0);
-  json j = json::parse(r.out);
-  CHECK(j["verdict"] == "safe");
-  CHECK(j["unsafe"].empty());
-  // count = how many times the stream imports the global (GLOBAL opcodes; later uses are memo gets).
-  std::set<std::string> names;
-  for (const auto& g : j["globals"]) {
-    names.insert(g["name"]);
-    CHECK(g["count"].get<int>() >= 1);
+  TEST_CASE("cli: cat prints values whose bytes hash to PyTorch's SHA-256") {
+    // Parse the printed float32 values back and hash them: repr round-trips exactly.
+    for (const char* rel : {"t1/linear.pth", "t2/mlp.bin"}) {
+      INFO(rel);
+      const json* entry = nullptr;
+      for (const auto& e : manifest()["files"])
+        if (e["file"] == rel) entry = &e;
+      REQUIRE(entry);
+      const auto& t = (*entry)["tensors"][0];
+      auto r = run_cli("cat " + shell_quote(fixture(rel).string()) + " " + shell_quote(t["key"]) +
+                       " --limit 100000");
+      REQUIRE(r.status == 0);
+      std::string body = r.out.substr(r.out.find('\n') + 1);
+      std::string bytes;
+      std::string tok;
+      for (char c : body + ",") {
+        if (c == '[' || c == ']' || c == ' ' || c == '\n') continue;
+        if (c == ',') {
+          if (!tok.empty()) {
+            float f = std::stof(tok);
+            bytes.append(reinterpret_cast<const char*>(&f), 4);
+          }
+          tok.clear();
+        } else {
+          tok += c;
+        }
+      }
+      // The manifest's digest is hashlib's, of the bytes torch saved.
+      CHECK(pthio::cli::sha256_hex(std::as_bytes(std::span(bytes.data(), bytes.size()))) ==
+            t["sha256"].get<std::string>());
+    }
   }
-  CHECK(names == std::set<std::string>{"collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch.FloatStorage"});
 
-  // A pickle that would run os.system when loaded by Python (protocol 2: GLOBAL, args, REDUCE).
-  const char raw[] = "\x80\x02" "cos\nsystem\n" "X\x04\x00\x00\x00" "echo" "\x85" "R.";
-  std::string evil(raw, sizeof raw - 1);
-  auto path = pthio_test::scratch_dir() / "evil.pkl";
-  std::ofstream(path, std::ios::binary) << evil;
-  auto s = run_cli("scan --json " + shell_quote(path.string()));
-  CHECK(s.status == 1);
-  json sj = json::parse(s.out);
-  CHECK(sj["verdict"] == "unsafe");
-  CHECK(sj["dangerous"] == json::array({"os.system"}));
-  CHECK(sj["unsafe"] == json::array({"os.system"}));
-  // Loading it in strict mode refuses the global; without strict it stays an inert object.
-  CHECK(run_cli("dump --strict " + shell_quote(path.string())).status == 3);
-  auto d = run_cli("dump --json " + shell_quote(path.string()));
-  CHECK(d.status == 0);
-  CHECK(json::parse(d.out)["object"] == "os.system");
-}
+  TEST_CASE("cli: exit statuses follow the contract") {
+    const std::string good = shell_quote(fixture("t1/linear.pth").string());
+    CHECK(run_cli("ls " + good).status == 0);
+    CHECK(run_cli("").status == 2);
+    CHECK(run_cli("frobnicate " + good).status == 2);
+    CHECK(run_cli("ls").status == 2);
+    CHECK(run_cli("ls " + good + " --bogus").status == 2);
+    CHECK(run_cli("cat " + good + " weight --limit -3").status == 2);
+    CHECK(run_cli("ls " + good + " --map-location gpu:x").status == 2);
+    auto missing = run_cli("ls /nonexistent/file.pth");
+    CHECK(missing.status == 3);
+    CHECK(missing.err.find("/nonexistent/file.pth") != std::string::npos);
+    auto corrupt = run_cli("ls " + shell_quote(fixture("t2/corrupt_record.pth").string()));
+    CHECK(corrupt.status == 3);
+    CHECK(corrupt.err.find("record") != std::string::npos);
+    CHECK(run_cli("cat " + good + " no.such.key").status == 3);
+    CHECK(run_cli("scan " + good).status == 0);
+    CHECK(run_cli("verify " + good).status == 0);
+    CHECK(run_cli("diff " + good + " " + good).status == 0);
+    // t1 and t2 linear.pth hold the same seeded weights; conv2d.pth differs in every key.
+    CHECK(run_cli("diff " + good + " " + shell_quote(fixture("t2/linear.pth").string())).status ==
+          0);
+    auto d = run_cli("diff " + good + " " + shell_quote(fixture("t1/conv2d.pth").string()));
+    CHECK(d.status == 1);
+    CHECK(d.out.find("differs: weight: float32 [3, 4] vs float32 [8, 3, 3, 3]") !=
+          std::string::npos);
+  }
+
+  TEST_CASE("cli: a GPU-saved file lists on the CPU by default and names the device asked for") {
+    auto r = run_cli("ls --json " + shell_quote(fixture("t1/cuda.pth").string()));
+    REQUIRE(r.status == 0);
+    const json listing = json::parse(r.out);
+    for (const auto& t : listing["tensors"]) CHECK(t["device"] == "cpu");
+    if (!pthio::cuda_available()) {
+      auto g = run_cli("ls --json --map-location cuda:0 " +
+                       shell_quote(fixture("t1/cuda.pth").string()));
+      CHECK(g.status == 3);
+      CHECK(g.err.find("map_location") != std::string::npos);
+    }
+  }
+
+  TEST_CASE("cli: verify reports a flipped byte in a storage record, exit 1") {
+    auto bytes = pthio_test::read_bytes(fixture("t2/linear.pth"));
+    pthio::zip_reader zip(pthio::byte_source::from_vector(bytes));
+    const pthio::zip_entry* rec = zip.find("linear/data/0");
+    REQUIRE(rec);
+    bytes[rec->data_offset + 3] ^= std::byte{0x40};
+    auto path = pthio_test::scratch_dir() / "flipped.pth";
+    pthio_test::write_bytes(path, bytes);
+    auto r = run_cli("verify " + shell_quote(path.string()));
+    CHECK(r.status == 1);
+    CHECK(r.out.find("linear/data/0") != std::string::npos);
+    // The eager loader verifies CRCs too.
+    CHECK_THROWS_AS(pthio::load_checkpoint(path), pthio::error);
+  }
+
+  TEST_CASE("cli: scan --json reports globals, unsafe and dangerous ones, and a verdict") {
+    auto r = run_cli("scan --json " + shell_quote(fixture("t1/ckpt_adam.pth").string()));
+    REQUIRE(r.status == 0);
+    json j = json::parse(r.out);
+    CHECK(j["verdict"] == "safe");
+    CHECK(j["unsafe"].empty());
+    // count = how many times the stream imports the global (GLOBAL opcodes; later uses are memo
+    // gets).
+    std::set<std::string> names;
+    for (const auto& g : j["globals"]) {
+      names.insert(g["name"]);
+      CHECK(g["count"].get<int>() >= 1);
+    }
+    CHECK(names == std::set<std::string>{"collections.OrderedDict",
+                                         "torch._utils._rebuild_tensor_v2", "torch.FloatStorage"});
+
+    // A pickle that would run os.system when loaded by Python (protocol 2: GLOBAL, args, REDUCE).
+    const char raw[] =
+        "\x80\x02"
+        "cos\nsystem\n"
+        "X\x04\x00\x00\x00"
+        "echo"
+        "\x85"
+        "R.";
+    std::string evil(raw, sizeof raw - 1);
+    auto path = pthio_test::scratch_dir() / "evil.pkl";
+    std::ofstream(path, std::ios::binary) << evil;
+    auto s = run_cli("scan --json " + shell_quote(path.string()));
+    CHECK(s.status == 1);
+    json sj = json::parse(s.out);
+    CHECK(sj["verdict"] == "unsafe");
+    CHECK(sj["dangerous"] == json::array({"os.system"}));
+    CHECK(sj["unsafe"] == json::array({"os.system"}));
+    // Loading it in strict mode refuses the global; without strict it stays an inert object.
+    CHECK(run_cli("dump --strict " + shell_quote(path.string())).status == 3);
+    auto d = run_cli("dump --json " + shell_quote(path.string()));
+    CHECK(d.status == 0);
+    CHECK(json::parse(d.out)["object"] == "os.system");
+  }
 
 }  // TEST_SUITE

@@ -10,9 +10,9 @@
 #include <set>
 
 #include "cli/json.h"
+#include "manifest.h"
 #include "pthio/pthio.hpp"
 #include "support.h"
-#include "manifest.h"
 
 using nlohmann::json;
 using pthio_test::fixture;
@@ -37,8 +37,9 @@ json expected_ls(const json& entry, const std::string& file) {
 
 // TorchScript lists attributes in the class's order, state_dict in its own: compare by key.
 json sorted_tensors(json tensors) {
-  std::sort(tensors.begin(), tensors.end(),
-            [](const json& a, const json& b) { return a["key"].get<std::string>() < b["key"].get<std::string>(); });
+  std::sort(tensors.begin(), tensors.end(), [](const json& a, const json& b) {
+    return a["key"].get<std::string>() < b["key"].get<std::string>();
+  });
   return tensors;
 }
 
@@ -61,7 +62,8 @@ void check_lazy(const json& e, const pthio::checkpoint& ck) {
     ++seen;
     const json& w = want[key];
     // numpy arrays carry their bytes inside the pickle: they are loaded with it.
-    const bool in_pickle = e["file"].get<std::string>().find("numpy") != std::string::npos && key.starts_with("arr");
+    const bool in_pickle =
+        e["file"].get<std::string>().find("numpy") != std::string::npos && key.starts_with("arr");
     CHECK(t.dev().type() == (in_pickle ? pthio::device_type::cpu : pthio::device_type::meta));
     CHECK((t.get_storage().data() == nullptr) == !in_pickle);
     CHECK(std::string(pthio::dtype_name(t.dtype())) == w["dtype"].get<std::string>());
@@ -77,7 +79,8 @@ void check_lazy(const json& e, const pthio::checkpoint& ck) {
       got.erase("requires_grad");
       expect.erase("requires_grad");
     }
-    CHECK_MESSAGE(bool(got == expect), "load_tensor differs from PyTorch: ", first_difference(got, expect));
+    CHECK_MESSAGE(bool(got == expect),
+                  "load_tensor differs from PyTorch: ", first_difference(got, expect));
   });
   CHECK(seen == want.size());
 }
@@ -93,7 +96,8 @@ void check_entry(const json& e, pthio::load_mode mode) {
       pthio::load_checkpoint(path, cpu_options(mode));
       FAIL("loaded a file PyTorch 2.x rejects");
     } catch (const pthio::error& err) {
-      CHECK(std::string(pthio::errc_name(err.kind())) == std::string(kind == "corrupt_checkpoint" ? "corrupt checkpoint" : kind));
+      CHECK(std::string(pthio::errc_name(err.kind())) ==
+            std::string(kind == "corrupt_checkpoint" ? "corrupt checkpoint" : kind));
       CHECK(std::string(err.what()).find(contains) != std::string::npos);
     }
     return;
@@ -121,7 +125,8 @@ void check_entry(const json& e, pthio::load_mode mode) {
 
   if (!e["dump"].is_null()) {
     json dump = json::parse(pthio::cli::dump_json(ck.root));
-    CHECK_MESSAGE(bool(dump == e["dump"]), "dump differs from PyTorch: ", first_difference(dump, e["dump"]));
+    CHECK_MESSAGE(bool(dump == e["dump"]),
+                  "dump differs from PyTorch: ", first_difference(dump, e["dump"]));
   }
 
   // Tensors PyTorch saw sharing one storage share one here too.
@@ -139,131 +144,143 @@ void check_entry(const json& e, pthio::load_mode mode) {
 }  // namespace
 
 TEST_SUITE("fixtures") {
+  TEST_CASE("fixtures: the manifest covers both torch generations") {
+    const auto& m = manifest();
+    REQUIRE(m["generators"].contains("t1"));
+    REQUIRE(m["generators"].contains("t2"));
+    CHECK(m["generators"]["t1"]["torch"].get<std::string>().starts_with("1."));
+    CHECK(m["generators"]["t2"]["torch"].get<std::string>().starts_with("2."));
+    CHECK(m["files"].size() >= 50);
+  }
 
-TEST_CASE("fixtures: the manifest covers both torch generations") {
-  const auto& m = manifest();
-  REQUIRE(m["generators"].contains("t1"));
-  REQUIRE(m["generators"].contains("t2"));
-  CHECK(m["generators"]["t1"]["torch"].get<std::string>().starts_with("1."));
-  CHECK(m["generators"]["t2"]["torch"].get<std::string>().starts_with("2."));
-  CHECK(m["files"].size() >= 50);
-}
+  TEST_CASE("fixtures: every file reads as PyTorch read it, eager") {
+    for (const auto& e : manifest()["files"]) check_entry(e, pthio::load_mode::eager);
+  }
 
-TEST_CASE("fixtures: every file reads as PyTorch read it, eager") {
-  for (const auto& e : manifest()["files"]) check_entry(e, pthio::load_mode::eager);
-}
+  TEST_CASE("fixtures: every file reads as PyTorch read it, mmap") {
+    for (const auto& e : manifest()["files"]) check_entry(e, pthio::load_mode::mmap);
+  }
 
-TEST_CASE("fixtures: every file reads as PyTorch read it, mmap") {
-  for (const auto& e : manifest()["files"]) check_entry(e, pthio::load_mode::mmap);
-}
+  TEST_CASE(
+      "fixtures: every file reads as PyTorch read it, lazy (listed without data, then read)") {
+    for (const auto& e : manifest()["files"]) check_entry(e, pthio::load_mode::lazy);
+  }
 
-TEST_CASE("fixtures: every file reads as PyTorch read it, lazy (listed without data, then read)") {
-  for (const auto& e : manifest()["files"]) check_entry(e, pthio::load_mode::lazy);
-}
+  TEST_CASE("fixtures: mmap tensors are views into the mapped file when aligned") {
+    auto ck = pthio::load_checkpoint(fixture("t2/linear.pth"), cpu_options(pthio::load_mode::mmap));
+    const auto& w = ck.root.find("weight")->as_tensor();
+    // A mapped storage is kept alive by the map (its owner), not by a private allocation.
+    auto eager = pthio::load_checkpoint(fixture("t2/linear.pth"), cpu_options());
+    CHECK(w.bytes() == eager.root.find("weight")->as_tensor().bytes());
+    CHECK(reinterpret_cast<std::uintptr_t>(w.raw_data()) % 64 == 0);
+  }
 
-TEST_CASE("fixtures: mmap tensors are views into the mapped file when aligned") {
-  auto ck = pthio::load_checkpoint(fixture("t2/linear.pth"), cpu_options(pthio::load_mode::mmap));
-  const auto& w = ck.root.find("weight")->as_tensor();
-  // A mapped storage is kept alive by the map (its owner), not by a private allocation.
-  auto eager = pthio::load_checkpoint(fixture("t2/linear.pth"), cpu_options());
-  CHECK(w.bytes() == eager.root.find("weight")->as_tensor().bytes());
-  CHECK(reinterpret_cast<std::uintptr_t>(w.raw_data()) % 64 == 0);
-}
-
-TEST_CASE("fixtures: GPU-saved files need a map_location on a machine without CUDA") {
-  for (const char* rel : {"t1/cuda.pth", "t2/cuda.pth", "t1/cuda_legacy.pth", "t2/cuda_legacy.pth"}) {
-    INFO(rel);
-    if (pthio::cuda_available()) continue;
-    try {
-      pthio::load_checkpoint(fixture(rel));
-      FAIL("loaded cuda:0 storages without CUDA");
-    } catch (const pthio::error& err) {
-      CHECK(err.kind() == pthio::errc::cuda);
-      CHECK(std::string(err.what()).find("map_location") != std::string::npos);
-      CHECK(std::string(err.what()).find("cuda:0") != std::string::npos);
+  TEST_CASE("fixtures: GPU-saved files need a map_location on a machine without CUDA") {
+    for (const char* rel :
+         {"t1/cuda.pth", "t2/cuda.pth", "t1/cuda_legacy.pth", "t2/cuda_legacy.pth"}) {
+      INFO(rel);
+      if (pthio::cuda_available()) continue;
+      try {
+        pthio::load_checkpoint(fixture(rel));
+        FAIL("loaded cuda:0 storages without CUDA");
+      } catch (const pthio::error& err) {
+        CHECK(err.kind() == pthio::errc::cuda);
+        CHECK(std::string(err.what()).find("map_location") != std::string::npos);
+        CHECK(std::string(err.what()).find("cuda:0") != std::string::npos);
+      }
+      // A mapping from the saved location to the CPU loads it.
+      pthio::load_options o;
+      o.map_location = pthio::map_location::mapping({{"cuda:0", "cpu"}});
+      auto ck = pthio::load_checkpoint(fixture(rel), o);
+      std::size_t n = 0;
+      pthio::visit_tensors(ck.root, [&](const std::string&, const pthio::value& v) {
+        CHECK(v.as_tensor().dev().is_cpu());
+        ++n;
+      });
+      CHECK(n == 4);
     }
-    // A mapping from the saved location to the CPU loads it.
-    pthio::load_options o;
-    o.map_location = pthio::map_location::mapping({{"cuda:0", "cpu"}});
-    auto ck = pthio::load_checkpoint(fixture(rel), o);
-    std::size_t n = 0;
-    pthio::visit_tensors(ck.root, [&](const std::string&, const pthio::value& v) {
-      CHECK(v.as_tensor().dev().is_cpu());
-      ++n;
-    });
-    CHECK(n == 4);
   }
-}
 
-TEST_CASE("fixtures: strict mode loads every torch-written state dict") {
-  for (const char* rel : {"t1/linear.pth", "t2/ckpt_adam.pth", "t1/legacy_ckpt.pth", "t2/dtypes_new.pth"}) {
-    INFO(rel);
-    auto o = cpu_options();
-    o.strict = true;
-    CHECK_NOTHROW(pthio::load_checkpoint(fixture(rel), o));
+  TEST_CASE("fixtures: strict mode loads every torch-written state dict") {
+    for (const char* rel :
+         {"t1/linear.pth", "t2/ckpt_adam.pth", "t1/legacy_ckpt.pth", "t2/dtypes_new.pth"}) {
+      INFO(rel);
+      auto o = cpu_options();
+      o.strict = true;
+      CHECK_NOTHROW(pthio::load_checkpoint(fixture(rel), o));
+    }
   }
-}
 
-TEST_CASE("fixtures: a file loads the same from memory as from its path") {
-  for (const char* rel : {"t1/mlp.bin", "t2/legacy_views.pth", "t2/scripted.pt"}) {
-    INFO(rel);
-    auto bytes = pthio_test::read_bytes(fixture(rel));
-    auto a = pthio::load_checkpoint(pthio::byte_source::from_vector(bytes, rel), cpu_options());
-    auto b = pthio::load_checkpoint(fixture(rel), cpu_options());
-    CHECK(a.root == b.root);
+  TEST_CASE("fixtures: a file loads the same from memory as from its path") {
+    for (const char* rel : {"t1/mlp.bin", "t2/legacy_views.pth", "t2/scripted.pt"}) {
+      INFO(rel);
+      auto bytes = pthio_test::read_bytes(fixture(rel));
+      auto a = pthio::load_checkpoint(pthio::byte_source::from_vector(bytes, rel), cpu_options());
+      auto b = pthio::load_checkpoint(fixture(rel), cpu_options());
+      CHECK(a.root == b.root);
+    }
   }
-}
 
 }  // TEST_SUITE
 
 TEST_SUITE("fixtures") {
-
-TEST_CASE("fixtures: a big-endian checkpoint is byte-swapped on load, as torch swaps it") {
-  const json& m = manifest("bigendian/manifest.json");
-  for (auto mode : {pthio::load_mode::eager, pthio::load_mode::mmap}) {
-    auto ck = pthio::load_checkpoint(fixture("bigendian/big.pth"), cpu_options(mode));
-    CHECK(ck.byte_order == std::endian::big);
-    json ls = json::parse(pthio::cli::ls_json(ck, "big.pth"));
-    CHECK_MESSAGE(bool(ls["tensors"] == m["tensors"]), first_difference(ls["tensors"], m["tensors"]));
-    CHECK(json::parse(pthio::cli::dump_json(ck.root)) == m["dump"]);
-    // The view still shares its base's (swapped) storage.
-    CHECK(ck.root.find("view")->as_tensor().get_storage().same(ck.root.find("f32")->as_tensor().get_storage()));
-  }
-}
-
-TEST_CASE("fixtures: a checkpoint written with CRC-32 off reads without a false corruption report") {
-  auto path = pthio_test::fixtures_dir().parent_path() / "tests/data/zip/torch2_nocrc.pth";
-  CHECK_NOTHROW(pthio::load_checkpoint(path, cpu_options()));
-}
-
-TEST_CASE("fixtures: storages mapped to another device stay shared, legacy as zip (meta, no GPU needed)") {
-  // map_location maps storages: tensors sharing one in the file share one on the target device.
-  const pthio::device meta(pthio::device_type::meta);
-  for (const char* rel : {"t1/legacy_views.pth", "t2/legacy_views.pth", "t2/legacy_ckpt.pth", "t2/views.pth"}) {
-    INFO(rel);
-    pthio::load_options to_meta;
-    to_meta.map_location = pthio::map_location::function([&](const pthio::device&) { return meta; });
-    pthio::checkpoint want = pthio::load_checkpoint(fixture(rel), cpu_options());
-    pthio::checkpoint got = pthio::load_checkpoint(fixture(rel), to_meta);
-    std::vector<pthio::tensor> w, g;
-    pthio::visit_tensors(want.root, [&](const std::string&, const pthio::value& v) { w.push_back(v.as_tensor()); });
-    pthio::visit_tensors(got.root, [&](const std::string&, const pthio::value& v) { g.push_back(v.as_tensor()); });
-    REQUIRE(g.size() == w.size());
-    std::set<const void*> storages;
-    for (std::size_t i = 0; i < g.size(); ++i) {
-      INFO(i);
-      storages.insert(w[i].get_storage().id());
-      CHECK(g[i].dev() == meta);
-      CHECK(g[i].dtype() == w[i].dtype());
-      CHECK(g[i].shape() == w[i].shape());
-      CHECK(g[i].strides() == w[i].strides());
-      CHECK(g[i].storage_offset() == w[i].storage_offset());
-      CHECK(g[i].get_storage().nbytes() == w[i].get_storage().nbytes());
-      for (std::size_t j = 0; j < g.size(); ++j)
-        CHECK(g[i].get_storage().same(g[j].get_storage()) == w[i].get_storage().same(w[j].get_storage()));
+  TEST_CASE("fixtures: a big-endian checkpoint is byte-swapped on load, as torch swaps it") {
+    const json& m = manifest("bigendian/manifest.json");
+    for (auto mode : {pthio::load_mode::eager, pthio::load_mode::mmap}) {
+      auto ck = pthio::load_checkpoint(fixture("bigendian/big.pth"), cpu_options(mode));
+      CHECK(ck.byte_order == std::endian::big);
+      json ls = json::parse(pthio::cli::ls_json(ck, "big.pth"));
+      CHECK_MESSAGE(bool(ls["tensors"] == m["tensors"]),
+                    first_difference(ls["tensors"], m["tensors"]));
+      CHECK(json::parse(pthio::cli::dump_json(ck.root)) == m["dump"]);
+      // The view still shares its base's (swapped) storage.
+      CHECK(ck.root.find("view")->as_tensor().get_storage().same(
+          ck.root.find("f32")->as_tensor().get_storage()));
     }
-    if (std::string(rel).find("views") != std::string::npos) CHECK(storages.size() < w.size());
   }
-}
+
+  TEST_CASE(
+      "fixtures: a checkpoint written with CRC-32 off reads without a false corruption report") {
+    auto path = pthio_test::fixtures_dir().parent_path() / "tests/data/zip/torch2_nocrc.pth";
+    CHECK_NOTHROW(pthio::load_checkpoint(path, cpu_options()));
+  }
+
+  TEST_CASE(
+      "fixtures: storages mapped to another device stay shared, legacy as zip (meta, no GPU "
+      "needed)") {
+    // map_location maps storages: tensors sharing one in the file share one on the target device.
+    const pthio::device meta(pthio::device_type::meta);
+    for (const char* rel :
+         {"t1/legacy_views.pth", "t2/legacy_views.pth", "t2/legacy_ckpt.pth", "t2/views.pth"}) {
+      INFO(rel);
+      pthio::load_options to_meta;
+      to_meta.map_location =
+          pthio::map_location::function([&](const pthio::device&) { return meta; });
+      pthio::checkpoint want = pthio::load_checkpoint(fixture(rel), cpu_options());
+      pthio::checkpoint got = pthio::load_checkpoint(fixture(rel), to_meta);
+      std::vector<pthio::tensor> w, g;
+      pthio::visit_tensors(want.root, [&](const std::string&, const pthio::value& v) {
+        w.push_back(v.as_tensor());
+      });
+      pthio::visit_tensors(
+          got.root, [&](const std::string&, const pthio::value& v) { g.push_back(v.as_tensor()); });
+      REQUIRE(g.size() == w.size());
+      std::set<const void*> storages;
+      for (std::size_t i = 0; i < g.size(); ++i) {
+        INFO(i);
+        storages.insert(w[i].get_storage().id());
+        CHECK(g[i].dev() == meta);
+        CHECK(g[i].dtype() == w[i].dtype());
+        CHECK(g[i].shape() == w[i].shape());
+        CHECK(g[i].strides() == w[i].strides());
+        CHECK(g[i].storage_offset() == w[i].storage_offset());
+        CHECK(g[i].get_storage().nbytes() == w[i].get_storage().nbytes());
+        for (std::size_t j = 0; j < g.size(); ++j)
+          CHECK(g[i].get_storage().same(g[j].get_storage()) ==
+                w[i].get_storage().same(w[j].get_storage()));
+      }
+      if (std::string(rel).find("views") != std::string::npos) CHECK(storages.size() < w.size());
+    }
+  }
 
 }  // TEST_SUITE

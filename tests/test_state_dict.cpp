@@ -7,8 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/json.h"
-#include "pthio/pthio.hpp"
 #include "manifest.h"
+#include "pthio/pthio.hpp"
 #include "support.h"
 
 using nlohmann::json;
@@ -51,7 +51,8 @@ pthio::state_dict zeros_like(const json& pairs, const json* order = nullptr) {
 }
 
 json torch_messages() {
-  return read_json(pthio_test::fixtures_dir().parent_path() / "tests/data/state_dict/torch_messages.json");
+  return read_json(pthio_test::fixtures_dir().parent_path() /
+                   "tests/data/state_dict/torch_messages.json");
 }
 
 bool is_batchnorm_scenario(const json& s) { return s.contains("after"); }
@@ -80,7 +81,8 @@ void check_scenario(const json& s) {
   }
   pthio::load_state_dict_options o;
   o.model_name = "Net";
-  if (s.contains("strip_prefix") && !s["strip_prefix"].is_null()) o.remap.strip_prefix = s["strip_prefix"];
+  if (s.contains("strip_prefix") && !s["strip_prefix"].is_null())
+    o.remap.strip_prefix = s["strip_prefix"];
   if (s["strict_message"].is_null()) {
     CHECK(pthio::load_state_dict(target, source, o).ok());
   } else {
@@ -96,8 +98,8 @@ void check_scenario(const json& s) {
   target = target_of();
   const auto& ns = s["non_strict"];
   if (!ns["error"].is_null()) {
-    CHECK_THROWS_WITH_AS(pthio::load_state_dict(target, source, o), ns["error"].get<std::string>().c_str(),
-                         pthio::error);
+    CHECK_THROWS_WITH_AS(pthio::load_state_dict(target, source, o),
+                         ns["error"].get<std::string>().c_str(), pthio::error);
   } else {
     auto r = pthio::load_state_dict(target, source, o);
     CHECK(r.missing == ns["missing"].get<std::vector<std::string>>());
@@ -111,178 +113,188 @@ void check_scenario(const json& s) {
 }  // namespace
 
 TEST_SUITE("state_dict") {
-
-TEST_CASE("state_dict: load_state_dict says what torch says, strict and not") {
-  json data = torch_messages();
-  int n = 0;
-  for (const auto& s : data["scenarios"])
-    if (!is_batchnorm_scenario(s)) check_scenario(s), ++n;
-  CHECK(n >= 4);
-}
-
-// torch fills in the num_batches_tracked a BatchNorm checkpoint from before torch 0.4.1 lacks
-// (its _metadata version absent or < 2) instead of calling it missing; the messages around it,
-// DDP prefixes, size mismatches and unexpected keys as torch 2.x words them.
-TEST_CASE("state_dict: old BatchNorm checkpoints without num_batches_tracked load as in torch") {
-  json data = torch_messages();
-  int n = 0;
-  for (const auto& s : data["scenarios"])
-    if (is_batchnorm_scenario(s)) check_scenario(s), ++n;
-  CHECK(n >= 10);
-}
-
-TEST_CASE("state_dict: num_batches_tracked follows the _metadata versions a saved file carries") {
-  // t2/cnn_bn.pth: a torch 2.x model's state_dict, _metadata version 2 for bn1 and bn2.
-  auto root = pthio::load(fixture("t2/cnn_bn.pth"), cpu_options());
-  pthio::state_dict source = pthio::state_dict::from_value(root);
-  pthio::state_dict model;
-  for (const auto& [key, t] : source) model.set(key, pthio::tensor::zeros(t.dtype(), t.shape()));
-  model.at("bn1.num_batches_tracked").at<std::int64_t>({}) = 5;
-  source.erase("bn1.num_batches_tracked");
-  source.erase("bn2.num_batches_tracked");
-  // At version 2 the counters were saved, so torch calls their absence missing.
-  CHECK_THROWS_WITH_AS(pthio::load_state_dict(model, source),
-                       "Error(s) in loading state_dict for Module:\n\tMissing key(s) in state_dict: "
-                       "\"bn1.num_batches_tracked\", \"bn2.num_batches_tracked\". ",
-                       pthio::error);
-  // Saved before torch 0.4.1 (no _metadata): torch fills them in; the model keeps its own.
-  source.metadata = pthio::value();
-  pthio::load_report r = pthio::load_state_dict(model, source);
-  CHECK(r.ok());
-  CHECK(r.kept == std::vector<std::string>{"bn1.num_batches_tracked", "bn2.num_batches_tracked"});
-  CHECK(model.at("bn1.num_batches_tracked").item<std::int64_t>() == 5);
-  CHECK(pthio::cli::tensor_sha256(model.at("bn1.running_var")) == pthio::cli::tensor_sha256(source.at("bn1.running_var")));
-}
-
-TEST_CASE("state_dict: a strict failure leaves the model untouched") {
-  pthio::state_dict target;
-  target.set("a", pthio::tensor::from_values<float>({1, 2}, {2}));
-  target.set("b", pthio::tensor::from_values<float>({3}, {1}));
-  pthio::state_dict source;
-  source.set("a", pthio::tensor::from_values<float>({9, 9}, {2}));
-  source.set("c", pthio::tensor::from_values<float>({9}, {1}));
-  CHECK_THROWS_AS(pthio::load_state_dict(target, source), pthio::error);
-  CHECK(target.at("a").at<float>({0}) == 1.0f);
-  pthio::load_state_dict_options o;
-  o.strict = false;
-  auto r = pthio::load_state_dict(target, source, o);
-  CHECK(r.loaded == std::vector<std::string>{"a"});
-  CHECK(target.at("a").at<float>({1}) == 9.0f);
-  CHECK(target.at("b").at<float>({0}) == 3.0f);
-}
-
-TEST_CASE("state_dict: keys remap: DataParallel's module., prefixes, patterns") {
-  pthio::state_dict target;
-  target.set("backbone.fc.weight", pthio::tensor::zeros(pthio::dtype::float32, {2}));
-  pthio::state_dict source;
-  source.set("module.fc.weight", pthio::tensor::from_values<float>({1, 2}, {2}));
-  pthio::load_state_dict_options o;
-  o.remap.strip_data_parallel = true;
-  o.remap.add_prefix = "backbone.";
-  CHECK(pthio::load_state_dict(target, source, o).ok());
-  CHECK(target.at("backbone.fc.weight").at<float>({1}) == 2.0f);
-  pthio::load_state_dict_options p;
-  p.remap.rename.emplace_back(std::regex("^module\\.fc"), "backbone.fc");
-  CHECK(pthio::load_state_dict(target, source, p).ok());
-  pthio::state_dict twice;
-  twice.set("module.x", pthio::tensor::zeros(pthio::dtype::float32, {1}));
-  twice.set("x", pthio::tensor::zeros(pthio::dtype::float32, {1}));
-  pthio::load_state_dict_options q;
-  q.remap.strip_data_parallel = true;
-  CHECK_THROWS_AS(pthio::load_state_dict(target, twice, q), pthio::error);
-}
-
-TEST_CASE("state_dict: dtypes convert on request, else are refused") {
-  pthio::state_dict target;
-  target.set("w", pthio::tensor::zeros(pthio::dtype::float32, {2}));
-  pthio::state_dict source;
-  source.set("w", pthio::tensor::from_values<float>({1.5f, -2.0f}, {2}).to(pthio::dtype::bfloat16));
-  CHECK_THROWS_WITH_AS(pthio::load_state_dict(target, source), doctest::Contains("dtype mismatch for w"), pthio::error);
-  pthio::load_state_dict_options o;
-  o.convert_dtypes = true;
-  CHECK(pthio::load_state_dict(target, source, o).ok());
-  CHECK(target.at("w").at<float>({0}) == 1.5f);
-  CHECK(target.at("w").at<float>({1}) == -2.0f);
-}
-
-TEST_CASE("state_dict: extracted from a training checkpoint, loaded into a model, values as torch saved them") {
-  for (const char* rel : {"t1/ckpt_adam.pth", "t2/ckpt_sgd.pth", "t1/legacy_ckpt.pth"}) {
-    INFO(rel);
-    const json& e = manifest_entry(rel);
-    auto root = pthio::load(fixture(rel), cpu_options());
-    pthio::state_dict sd = pthio::extract_state_dict(root);
-    std::vector<std::string> want_keys;
-    pthio::state_dict model;  // a model of the same architecture, zero-initialised
-    for (const auto& t : e["tensors"]) {
-      std::string key = t["key"];
-      if (!key.starts_with("model_state_dict.")) continue;
-      want_keys.push_back(key.substr(17));
-      model.set(key.substr(17), pthio::tensor::zeros(pthio::dtype::float32, shape_of(t["shape"])));
-    }
-    CHECK(sd.keys() == want_keys);
-    CHECK(pthio::load_state_dict(model, sd).ok());
-    for (const auto& t : e["tensors"]) {
-      std::string key = t["key"];
-      if (key.starts_with("model_state_dict."))
-        CHECK(pthio::cli::tensor_sha256(model.at(key.substr(17))) == t["sha256"].get<std::string>());
-    }
-    CHECK(pthio::extract_state_dict(root, "model_state_dict").keys() == want_keys);
-    CHECK_THROWS_AS(pthio::extract_state_dict(root, "nope"), pthio::error);
+  TEST_CASE("state_dict: load_state_dict says what torch says, strict and not") {
+    json data = torch_messages();
+    int n = 0;
+    for (const auto& s : data["scenarios"])
+      if (!is_batchnorm_scenario(s)) check_scenario(s), ++n;
+    CHECK(n >= 4);
   }
-  // A module's state_dict keeps its _metadata through to_value().
-  auto root = pthio::load(fixture("t2/cnn_bn.pth"), cpu_options());
-  auto sd = pthio::state_dict::from_value(root);
-  CHECK(!sd.metadata.is_none());
-  CHECK(pthio::cli::dump_json(sd.to_value()) == pthio::cli::dump_json(root));
-}
 
-TEST_CASE("state_dict: optimizer state in torch's layout, read and rebuilt") {
-  for (const char* rel : {"t1/ckpt_adam.pth", "t2/ckpt_adamw.pth", "t2/ckpt_sgd.pth"}) {
-    INFO(rel);
-    auto root = pthio::load(fixture(rel), cpu_options());
-    const pthio::value& ov = *root.find("optimizer_state_dict");
-    auto o = pthio::optimizer_state::from_value(ov);
-    CHECK(o.state.size() == 6);
-    CHECK(pthio::cli::dump_json(o.to_value()) == pthio::cli::dump_json(ov));
-    for (const auto& t : manifest_entry(rel)["tensors"]) {
-      std::string key = t["key"];
-      if (!key.starts_with("optimizer_state_dict.state.")) continue;
-      std::string rest = key.substr(27);
-      auto dot = rest.find('.');
-      CHECK(pthio::cli::tensor_sha256(o.tensor_at(std::stoll(rest.substr(0, dot)), rest.substr(dot + 1))) ==
-            t["sha256"].get<std::string>());
+  // torch fills in the num_batches_tracked a BatchNorm checkpoint from before torch 0.4.1 lacks
+  // (its _metadata version absent or < 2) instead of calling it missing; the messages around it,
+  // DDP prefixes, size mismatches and unexpected keys as torch 2.x words them.
+  TEST_CASE("state_dict: old BatchNorm checkpoints without num_batches_tracked load as in torch") {
+    json data = torch_messages();
+    int n = 0;
+    for (const auto& s : data["scenarios"])
+      if (is_batchnorm_scenario(s)) check_scenario(s), ++n;
+    CHECK(n >= 10);
+  }
+
+  TEST_CASE("state_dict: num_batches_tracked follows the _metadata versions a saved file carries") {
+    // t2/cnn_bn.pth: a torch 2.x model's state_dict, _metadata version 2 for bn1 and bn2.
+    auto root = pthio::load(fixture("t2/cnn_bn.pth"), cpu_options());
+    pthio::state_dict source = pthio::state_dict::from_value(root);
+    pthio::state_dict model;
+    for (const auto& [key, t] : source) model.set(key, pthio::tensor::zeros(t.dtype(), t.shape()));
+    model.at("bn1.num_batches_tracked").at<std::int64_t>({}) = 5;
+    source.erase("bn1.num_batches_tracked");
+    source.erase("bn2.num_batches_tracked");
+    // At version 2 the counters were saved, so torch calls their absence missing.
+    CHECK_THROWS_WITH_AS(
+        pthio::load_state_dict(model, source),
+        "Error(s) in loading state_dict for Module:\n\tMissing key(s) in state_dict: "
+        "\"bn1.num_batches_tracked\", \"bn2.num_batches_tracked\". ",
+        pthio::error);
+    // Saved before torch 0.4.1 (no _metadata): torch fills them in; the model keeps its own.
+    source.metadata = pthio::value();
+    pthio::load_report r = pthio::load_state_dict(model, source);
+    CHECK(r.ok());
+    CHECK(r.kept == std::vector<std::string>{"bn1.num_batches_tracked", "bn2.num_batches_tracked"});
+    CHECK(model.at("bn1.num_batches_tracked").item<std::int64_t>() == 5);
+    CHECK(pthio::cli::tensor_sha256(model.at("bn1.running_var")) ==
+          pthio::cli::tensor_sha256(source.at("bn1.running_var")));
+  }
+
+  TEST_CASE("state_dict: a strict failure leaves the model untouched") {
+    pthio::state_dict target;
+    target.set("a", pthio::tensor::from_values<float>({1, 2}, {2}));
+    target.set("b", pthio::tensor::from_values<float>({3}, {1}));
+    pthio::state_dict source;
+    source.set("a", pthio::tensor::from_values<float>({9, 9}, {2}));
+    source.set("c", pthio::tensor::from_values<float>({9}, {1}));
+    CHECK_THROWS_AS(pthio::load_state_dict(target, source), pthio::error);
+    CHECK(target.at("a").at<float>({0}) == 1.0f);
+    pthio::load_state_dict_options o;
+    o.strict = false;
+    auto r = pthio::load_state_dict(target, source, o);
+    CHECK(r.loaded == std::vector<std::string>{"a"});
+    CHECK(target.at("a").at<float>({1}) == 9.0f);
+    CHECK(target.at("b").at<float>({0}) == 3.0f);
+  }
+
+  TEST_CASE("state_dict: keys remap: DataParallel's module., prefixes, patterns") {
+    pthio::state_dict target;
+    target.set("backbone.fc.weight", pthio::tensor::zeros(pthio::dtype::float32, {2}));
+    pthio::state_dict source;
+    source.set("module.fc.weight", pthio::tensor::from_values<float>({1, 2}, {2}));
+    pthio::load_state_dict_options o;
+    o.remap.strip_data_parallel = true;
+    o.remap.add_prefix = "backbone.";
+    CHECK(pthio::load_state_dict(target, source, o).ok());
+    CHECK(target.at("backbone.fc.weight").at<float>({1}) == 2.0f);
+    pthio::load_state_dict_options p;
+    p.remap.rename.emplace_back(std::regex("^module\\.fc"), "backbone.fc");
+    CHECK(pthio::load_state_dict(target, source, p).ok());
+    pthio::state_dict twice;
+    twice.set("module.x", pthio::tensor::zeros(pthio::dtype::float32, {1}));
+    twice.set("x", pthio::tensor::zeros(pthio::dtype::float32, {1}));
+    pthio::load_state_dict_options q;
+    q.remap.strip_data_parallel = true;
+    CHECK_THROWS_AS(pthio::load_state_dict(target, twice, q), pthio::error);
+  }
+
+  TEST_CASE("state_dict: dtypes convert on request, else are refused") {
+    pthio::state_dict target;
+    target.set("w", pthio::tensor::zeros(pthio::dtype::float32, {2}));
+    pthio::state_dict source;
+    source.set("w",
+               pthio::tensor::from_values<float>({1.5f, -2.0f}, {2}).to(pthio::dtype::bfloat16));
+    CHECK_THROWS_WITH_AS(pthio::load_state_dict(target, source),
+                         doctest::Contains("dtype mismatch for w"), pthio::error);
+    pthio::load_state_dict_options o;
+    o.convert_dtypes = true;
+    CHECK(pthio::load_state_dict(target, source, o).ok());
+    CHECK(target.at("w").at<float>({0}) == 1.5f);
+    CHECK(target.at("w").at<float>({1}) == -2.0f);
+  }
+
+  TEST_CASE(
+      "state_dict: extracted from a training checkpoint, loaded into a model, values as torch "
+      "saved them") {
+    for (const char* rel : {"t1/ckpt_adam.pth", "t2/ckpt_sgd.pth", "t1/legacy_ckpt.pth"}) {
+      INFO(rel);
+      const json& e = manifest_entry(rel);
+      auto root = pthio::load(fixture(rel), cpu_options());
+      pthio::state_dict sd = pthio::extract_state_dict(root);
+      std::vector<std::string> want_keys;
+      pthio::state_dict model;  // a model of the same architecture, zero-initialised
+      for (const auto& t : e["tensors"]) {
+        std::string key = t["key"];
+        if (!key.starts_with("model_state_dict.")) continue;
+        want_keys.push_back(key.substr(17));
+        model.set(key.substr(17),
+                  pthio::tensor::zeros(pthio::dtype::float32, shape_of(t["shape"])));
+      }
+      CHECK(sd.keys() == want_keys);
+      CHECK(pthio::load_state_dict(model, sd).ok());
+      for (const auto& t : e["tensors"]) {
+        std::string key = t["key"];
+        if (key.starts_with("model_state_dict."))
+          CHECK(pthio::cli::tensor_sha256(model.at(key.substr(17))) ==
+                t["sha256"].get<std::string>());
+      }
+      CHECK(pthio::extract_state_dict(root, "model_state_dict").keys() == want_keys);
+      CHECK_THROWS_AS(pthio::extract_state_dict(root, "nope"), pthio::error);
+    }
+    // A module's state_dict keeps its _metadata through to_value().
+    auto root = pthio::load(fixture("t2/cnn_bn.pth"), cpu_options());
+    auto sd = pthio::state_dict::from_value(root);
+    CHECK(!sd.metadata.is_none());
+    CHECK(pthio::cli::dump_json(sd.to_value()) == pthio::cli::dump_json(root));
+  }
+
+  TEST_CASE("state_dict: optimizer state in torch's layout, read and rebuilt") {
+    for (const char* rel : {"t1/ckpt_adam.pth", "t2/ckpt_adamw.pth", "t2/ckpt_sgd.pth"}) {
+      INFO(rel);
+      auto root = pthio::load(fixture(rel), cpu_options());
+      const pthio::value& ov = *root.find("optimizer_state_dict");
+      auto o = pthio::optimizer_state::from_value(ov);
+      CHECK(o.state.size() == 6);
+      CHECK(pthio::cli::dump_json(o.to_value()) == pthio::cli::dump_json(ov));
+      for (const auto& t : manifest_entry(rel)["tensors"]) {
+        std::string key = t["key"];
+        if (!key.starts_with("optimizer_state_dict.state.")) continue;
+        std::string rest = key.substr(27);
+        auto dot = rest.find('.');
+        CHECK(pthio::cli::tensor_sha256(
+                  o.tensor_at(std::stoll(rest.substr(0, dot)), rest.substr(dot + 1))) ==
+              t["sha256"].get<std::string>());
+      }
     }
   }
-}
 
-TEST_CASE("state_dict: param groups built in C++ match what torch 2.x wrote") {
-  auto group_json = [](const std::vector<std::pair<std::string, pthio::value>>& fields) {
-    pthio::value g = pthio::value::make_dict();
-    for (const auto& [k, v] : fields) g.as_dict().set(pthio::value(k), v);
-    return pthio::cli::dump_json(g);
-  };
-  auto torch_group = [](const char* rel) {
-    auto root = pthio::load(fixture(rel), cpu_options());
-    return pthio::cli::dump_json(root.find("optimizer_state_dict")->find("param_groups")->items()[0]);
-  };
-  CHECK(group_json(pthio::adam_param_group({}, 6)) == torch_group("t2/ckpt_adam.pth"));
-  pthio::adam_options w;
-  w.weight_decay = 0.01;
-  w.amsgrad = true;
-  w.decoupled = true;
-  CHECK(group_json(pthio::adam_param_group(w, 6)) == torch_group("t2/ckpt_adamw.pth"));
-  auto o = pthio::optimizer_state::from_value(*pthio::load(fixture("t1/ckpt_adam.pth"), cpu_options()).find("optimizer_state_dict"));
-  CHECK(o.state_field(0, "step")->is_tensor());
-  CHECK(o.state_field(0, "nope") == nullptr);
-  o.set_group_field(0, "foreach", pthio::value(false));
-  o.set_group_field(0, "extra", pthio::value(1));
-  CHECK(o.group_field(0, "foreach")->as_bool() == false);
-  CHECK(o.param_groups[0].back().first == "params");
-  CHECK(o.param_groups[0][o.param_groups[0].size() - 2].first == "extra");
-  pthio::sgd_options s;
-  s.lr = 0.01;
-  s.momentum = 0.9;
-  CHECK(group_json(pthio::sgd_param_group(s, 6)) == torch_group("t2/ckpt_sgd.pth"));
-}
+  TEST_CASE("state_dict: param groups built in C++ match what torch 2.x wrote") {
+    auto group_json = [](const std::vector<std::pair<std::string, pthio::value>>& fields) {
+      pthio::value g = pthio::value::make_dict();
+      for (const auto& [k, v] : fields) g.as_dict().set(pthio::value(k), v);
+      return pthio::cli::dump_json(g);
+    };
+    auto torch_group = [](const char* rel) {
+      auto root = pthio::load(fixture(rel), cpu_options());
+      return pthio::cli::dump_json(
+          root.find("optimizer_state_dict")->find("param_groups")->items()[0]);
+    };
+    CHECK(group_json(pthio::adam_param_group({}, 6)) == torch_group("t2/ckpt_adam.pth"));
+    pthio::adam_options w;
+    w.weight_decay = 0.01;
+    w.amsgrad = true;
+    w.decoupled = true;
+    CHECK(group_json(pthio::adam_param_group(w, 6)) == torch_group("t2/ckpt_adamw.pth"));
+    auto o = pthio::optimizer_state::from_value(
+        *pthio::load(fixture("t1/ckpt_adam.pth"), cpu_options()).find("optimizer_state_dict"));
+    CHECK(o.state_field(0, "step")->is_tensor());
+    CHECK(o.state_field(0, "nope") == nullptr);
+    o.set_group_field(0, "foreach", pthio::value(false));
+    o.set_group_field(0, "extra", pthio::value(1));
+    CHECK(o.group_field(0, "foreach")->as_bool() == false);
+    CHECK(o.param_groups[0].back().first == "params");
+    CHECK(o.param_groups[0][o.param_groups[0].size() - 2].first == "extra");
+    pthio::sgd_options s;
+    s.lr = 0.01;
+    s.momentum = 0.9;
+    CHECK(group_json(pthio::sgd_param_group(s, 6)) == torch_group("t2/ckpt_sgd.pth"));
+  }
 
 }  // TEST_SUITE

@@ -41,7 +41,8 @@ int main(int argc, char** argv) {
 
     // Import: from_dlpack takes ownership and calls the deleter when the last handle goes.
     pthio::tensor back = pthio::from_dlpack(pthio::to_dlpack_versioned(w));
-    if (back.raw_data() != w.raw_data() || back.shape() != w.shape() || back.strides() != w.strides()) {
+    if (back.raw_data() != w.raw_data() || back.shape() != w.shape() ||
+        back.strides() != w.strides()) {
       std::cout << "readme_dlpack: the round trip copied or changed the tensor\n";
       return 1;
     }

@@ -23,7 +23,8 @@ void inspect(const char* path) {
   });
 
   // Python values are values too: find() looks a str key up in a dict (nullptr when absent).
-  if (const pthio::value* epoch = ck.root.find("epoch")) std::cout << "epoch " << epoch->as_int() << '\n';
+  if (const pthio::value* epoch = ck.root.find("epoch"))
+    std::cout << "epoch " << epoch->as_int() << '\n';
   const pthio::value* sd = ck.root.find("model_state_dict");
   if (sd && sd->find("0.weight")) {
     const pthio::tensor& w = sd->find("0.weight")->as_tensor();

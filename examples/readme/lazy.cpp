@@ -17,7 +17,8 @@ std::size_t stream(const char* path) {
 
   // Names, dtypes and shapes are there; the tensors are placeholders on the meta device.
   std::vector<std::string> keys;
-  pthio::visit_tensors(ck.root, [&](const std::string& key, const pthio::value&) { keys.push_back(key); });
+  pthio::visit_tensors(ck.root,
+                       [&](const std::string& key, const pthio::value&) { keys.push_back(key); });
 
   std::size_t bytes = 0;
   for (const std::string& key : keys) {
@@ -40,8 +41,9 @@ int main(int argc, char** argv) {
     std::size_t want = 0;
     pthio::load_options o;
     o.map_location = "cpu";
-    pthio::visit_tensors(pthio::load(argv[1], o),
-                         [&](const std::string&, const pthio::value& v) { want += v.as_tensor().nbytes(); });
+    pthio::visit_tensors(pthio::load(argv[1], o), [&](const std::string&, const pthio::value& v) {
+      want += v.as_tensor().nbytes();
+    });
     std::cout << "read " << got << " bytes one tensor at a time\n";
     if (got != want || got == 0) {
       std::fprintf(stderr, "readme_lazy: %zu bytes, an eager load has %zu\n", got, want);

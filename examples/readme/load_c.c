@@ -24,7 +24,8 @@ int print_checkpoint(const char* path) {
   }
 
   pthio_tensor_info w;
-  if (pthio_checkpoint_find(ck, "weight", &w) == PTHIO_OK && w.dtype == PTHIO_FLOAT32 && w.ndim == 2) {
+  if (pthio_checkpoint_find(ck, "weight", &w) == PTHIO_OK && w.dtype == PTHIO_FLOAT32 &&
+      w.ndim == 2) {
     /* Borrowed from the handle: valid until pthio_checkpoint_free. Strides count elements. */
     const float* data = (const float*)w.data;
     printf("weight[1][2] = %g\n", data[1 * w.strides[0] + 2 * w.strides[1]]);
@@ -44,7 +45,8 @@ int main(int argc, char** argv) {
   pthio_checkpoint* ck = NULL;
   pthio_status s = pthio_checkpoint_open("no/such/file.pth", NULL, &ck);
   if (s != PTHIO_ERR_IO || ck != NULL || strstr(pthio_last_error(), "no/such/file.pth") == NULL) {
-    fprintf(stderr, "readme_load_c: expected an io error, got %s: %s\n", pthio_status_name(s), pthio_last_error());
+    fprintf(stderr, "readme_load_c: expected an io error, got %s: %s\n", pthio_status_name(s),
+            pthio_last_error());
     return 1;
   }
   printf("missing file: %s\n", pthio_status_name(s));

@@ -38,7 +38,8 @@ void save_resumable(const std::filesystem::path& path, std::int64_t epoch,
   pthio::value ckpt = pthio::value::make_dict();
   ckpt.as_dict().set("epoch", pthio::value(epoch));
   ckpt.as_dict().set("model_state_dict", model.to_value());
-  ckpt.as_dict().set("optimizer_state_dict", optimizer.to_value());  // as torch.optim.Adam writes it
+  ckpt.as_dict().set("optimizer_state_dict",
+                     optimizer.to_value());  // as torch.optim.Adam writes it
   pthio::save(path, ckpt);
 }
 
@@ -47,7 +48,8 @@ pthio::optimizer_state fresh_adam(const pthio::state_dict& model) {
   pthio::adam_options adam;
   adam.lr = 1e-3;
   pthio::optimizer_state optimizer;
-  optimizer.param_groups.push_back(pthio::adam_param_group(adam, static_cast<std::int64_t>(model.size())));
+  optimizer.param_groups.push_back(
+      pthio::adam_param_group(adam, static_cast<std::int64_t>(model.size())));
   return optimizer;  // state fills in as training steps; to_value() writes torch's layout
 }
 
@@ -93,9 +95,11 @@ int main(int argc, char** argv) {
     pthio::state_dict model = make_model("", 3);
     pthio::optimizer_state optimizer;
     std::int64_t epoch = resume(argv[1], model, optimizer);
-    const pthio::tensor& exp_avg = optimizer.tensor_at(0, "exp_avg");  // Adam's first moment of parameter 0
-    std::cout << "resuming at epoch " << epoch << ", lr " << optimizer.group_field(0, "lr")->as_float()
-              << ", exp_avg of parameter 0 " << pthio::shape_string(exp_avg.shape()) << '\n';
+    const pthio::tensor& exp_avg =
+        optimizer.tensor_at(0, "exp_avg");  // Adam's first moment of parameter 0
+    std::cout << "resuming at epoch " << epoch << ", lr "
+              << optimizer.group_field(0, "lr")->as_float() << ", exp_avg of parameter 0 "
+              << pthio::shape_string(exp_avg.shape()) << '\n';
     save_resumable(out, epoch, model, optimizer);
 
     // What was saved loads back the same way.

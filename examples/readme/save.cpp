@@ -13,9 +13,9 @@ void save_model(const std::filesystem::path& out) {
   Eigen::MatrixXf w = Eigen::MatrixXf::Constant(3, 4, 0.5f);  // the engine's own weights
   Eigen::VectorXf b = Eigen::VectorXf::LinSpaced(3, -1.0f, 1.0f);
 
-  pthio::state_dict sd;                        // ordered, like model.state_dict()
-  sd.set("fc.weight", pthio::from_eigen(w));   // a copy: float32 [3, 4], row-major
-  sd.set("fc.bias", pthio::from_eigen(b));     // a copy: float32 [3]
+  pthio::state_dict sd;                           // ordered, like model.state_dict()
+  sd.set("fc.weight", pthio::from_eigen(w));      // a copy: float32 [3, 4], row-major
+  sd.set("fc.bias", pthio::from_eigen(b));        // a copy: float32 [3]
   pthio::save(out / "model.pth", sd.to_value());  // torch.save(model.state_dict(), ...)
 
   pthio::tensor scale = pthio::tensor::from_values<float>({1.0f, 2.0f, 4.0f}, {3});
@@ -44,9 +44,10 @@ int main(int argc, char** argv) {
     weights_only.strict = true;
     pthio::value ckpt = pthio::load(out / "ckpt.pth", weights_only);
     const pthio::tensor& bias = sd.at("fc.bias");
-    std::cout << "model.pth: " << sd.size() << " tensors, fc.bias[2] = " << bias.at<float>({2}) << '\n';
-    std::cout << "ckpt.pth: epoch " << ckpt.find("epoch")->as_int() << ", scale is a parameter: "
-              << ckpt.find("scale")->is_parameter() << '\n';
+    std::cout << "model.pth: " << sd.size() << " tensors, fc.bias[2] = " << bias.at<float>({2})
+              << '\n';
+    std::cout << "ckpt.pth: epoch " << ckpt.find("epoch")->as_int()
+              << ", scale is a parameter: " << ckpt.find("scale")->is_parameter() << '\n';
     if (sd.at("fc.weight").at<float>({2, 3}) != 0.5f || bias.at<float>({0}) != -1.0f ||
         !ckpt.find("scale")->as_tensor().requires_grad())
       return 1;

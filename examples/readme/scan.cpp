@@ -19,7 +19,8 @@ std::optional<pthio::value> load_untrusted(const char* path) {
   try {
     return pthio::load(path, opts);
   } catch (const pthio::error& e) {
-    if (e.kind() != pthio::errc::unsafe_global) throw;  // corrupt or unreadable: a different problem
+    if (e.kind() != pthio::errc::unsafe_global)
+      throw;                                       // corrupt or unreadable: a different problem
     std::cerr << "refused: " << e.what() << '\n';  // names the global and its offset in data.pkl
     return std::nullopt;
   }
@@ -38,7 +39,8 @@ int main(int argc, char** argv) {
     pthio::value v = pthio::load(argv[2]);
     const pthio::value* ns = v.find("namespace");
     if (!ns || !ns->is_object()) return 1;
-    std::cout << "without strict: \"namespace\" is an inert " << ns->as_object().type.qualified() << '\n';
+    std::cout << "without strict: \"namespace\" is an inert " << ns->as_object().type.qualified()
+              << '\n';
   } catch (const pthio::error& e) {
     std::fprintf(stderr, "readme_scan: %s\n", e.what());
     return 1;

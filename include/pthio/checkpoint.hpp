@@ -136,14 +136,15 @@ PTHIO_API const global_table& torch_globals();
 PTHIO_API std::optional<checkpoint_format> detect_format(std::span<const std::byte> bytes) noexcept;
 
 enum class torch_layout {
-  v2,     // records current torch 2.x writes (byteorder, .data/serialization_id, .format_version, ...)
+  v2,  // records current torch 2.x writes (byteorder, .data/serialization_id, .format_version, ...)
   v1_13,  // exactly what torch 1.13 writes
 };
 
 struct save_options {
   checkpoint_format format = checkpoint_format::zip;  // zip or legacy
   torch_layout layout = torch_layout::v2;
-  // The zip's top folder; empty: the file name's stem ("model.pth" -> "model"), "archive" in memory.
+  // The zip's top folder; empty: the file name's stem ("model.pth" -> "model"), "archive" in
+  // memory.
   std::string archive_name;
   // 40 decimal digits for .data/serialization_id; empty: random.
   std::string serialization_id;

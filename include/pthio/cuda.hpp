@@ -14,15 +14,15 @@
 // Loading to cuda:N: each storage record streams from the mapped file into pinned buffers
 // (staging_options: buffers × buffer_bytes, one filling thread per buffer) and from there to the
 // device, the reads of one buffer overlapping the host→device copies of the others, across storage
-// boundaries; the record's CRC-32 is computed on the way. The checkpoint is never held whole in host
-// memory.
+// boundaries; the record's CRC-32 is computed on the way. The checkpoint is never held whole in
+// host memory.
 #pragma once
 
 #include <cstddef>
 #include <string>
 
-#include "pthio/export.hpp"
 #include "pthio/device.hpp"
+#include "pthio/export.hpp"
 #include "pthio/tensor.hpp"
 
 namespace pthio {

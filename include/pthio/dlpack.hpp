@@ -42,9 +42,9 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "pthio/export.hpp"
 #include "pthio/device.hpp"
 #include "pthio/dtype.hpp"
+#include "pthio/export.hpp"
 #include "pthio/tensor.hpp"
 
 namespace pthio {
@@ -175,7 +175,8 @@ PTHIO_API tensor view_dlpack(const dlpack::DLTensor& t);
 static_assert(sizeof(::DLTensor) == sizeof(pthio::dlpack::DLTensor));
 static_assert(offsetof(::DLTensor, byte_offset) == offsetof(pthio::dlpack::DLTensor, byte_offset));
 static_assert(sizeof(::DLManagedTensor) == sizeof(pthio::dlpack::DLManagedTensor));
-static_assert(sizeof(::DLManagedTensorVersioned) == sizeof(pthio::dlpack::DLManagedTensorVersioned));
+static_assert(sizeof(::DLManagedTensorVersioned) ==
+              sizeof(pthio::dlpack::DLManagedTensorVersioned));
 static_assert(offsetof(::DLManagedTensorVersioned, dl_tensor) ==
               offsetof(pthio::dlpack::DLManagedTensorVersioned, dl_tensor));
 #endif

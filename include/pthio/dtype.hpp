@@ -17,15 +17,38 @@
 namespace pthio {
 
 enum class dtype : std::uint8_t {
-  float64, float32, float16, bfloat16,
-  complex128, complex64, complex32,
-  int64, int32, int16, int8,
-  uint8, uint16, uint32, uint64,
+  float64,
+  float32,
+  float16,
+  bfloat16,
+  complex128,
+  complex64,
+  complex32,
+  int64,
+  int32,
+  int16,
+  int8,
+  uint8,
+  uint16,
+  uint32,
+  uint64,
   bool_,
-  qint8, quint8, qint32, quint4x2, quint2x4,
-  float8_e4m3fn, float8_e5m2, float8_e4m3fnuz, float8_e5m2fnuz, float8_e8m0fnu,
+  qint8,
+  quint8,
+  qint32,
+  quint4x2,
+  quint2x4,
+  float8_e4m3fn,
+  float8_e5m2,
+  float8_e4m3fnuz,
+  float8_e5m2fnuz,
+  float8_e8m0fnu,
   float4_e2m1fn_x2,
-  bits8, bits16, bits1x8, bits2x4, bits4x2,
+  bits8,
+  bits16,
+  bits1x8,
+  bits2x4,
+  bits4x2,
   bcomplex32,
 };
 
@@ -46,18 +69,52 @@ PTHIO_API bool is_complex(dtype t) noexcept;
 PTHIO_API bool is_quantized(dtype t) noexcept;
 
 namespace detail {
-template <class T> struct dtype_of_impl;
-template <> struct dtype_of_impl<double> { static constexpr dtype value = dtype::float64; };
-template <> struct dtype_of_impl<float> { static constexpr dtype value = dtype::float32; };
-template <> struct dtype_of_impl<std::int64_t> { static constexpr dtype value = dtype::int64; };
-template <> struct dtype_of_impl<std::int32_t> { static constexpr dtype value = dtype::int32; };
-template <> struct dtype_of_impl<std::int16_t> { static constexpr dtype value = dtype::int16; };
-template <> struct dtype_of_impl<std::int8_t> { static constexpr dtype value = dtype::int8; };
-template <> struct dtype_of_impl<std::uint8_t> { static constexpr dtype value = dtype::uint8; };
-template <> struct dtype_of_impl<std::uint16_t> { static constexpr dtype value = dtype::uint16; };
-template <> struct dtype_of_impl<std::uint32_t> { static constexpr dtype value = dtype::uint32; };
-template <> struct dtype_of_impl<std::uint64_t> { static constexpr dtype value = dtype::uint64; };
-template <> struct dtype_of_impl<bool> { static constexpr dtype value = dtype::bool_; };
+template <class T>
+struct dtype_of_impl;
+template <>
+struct dtype_of_impl<double> {
+  static constexpr dtype value = dtype::float64;
+};
+template <>
+struct dtype_of_impl<float> {
+  static constexpr dtype value = dtype::float32;
+};
+template <>
+struct dtype_of_impl<std::int64_t> {
+  static constexpr dtype value = dtype::int64;
+};
+template <>
+struct dtype_of_impl<std::int32_t> {
+  static constexpr dtype value = dtype::int32;
+};
+template <>
+struct dtype_of_impl<std::int16_t> {
+  static constexpr dtype value = dtype::int16;
+};
+template <>
+struct dtype_of_impl<std::int8_t> {
+  static constexpr dtype value = dtype::int8;
+};
+template <>
+struct dtype_of_impl<std::uint8_t> {
+  static constexpr dtype value = dtype::uint8;
+};
+template <>
+struct dtype_of_impl<std::uint16_t> {
+  static constexpr dtype value = dtype::uint16;
+};
+template <>
+struct dtype_of_impl<std::uint32_t> {
+  static constexpr dtype value = dtype::uint32;
+};
+template <>
+struct dtype_of_impl<std::uint64_t> {
+  static constexpr dtype value = dtype::uint64;
+};
+template <>
+struct dtype_of_impl<bool> {
+  static constexpr dtype value = dtype::bool_;
+};
 }  // namespace detail
 
 // The dtype of a C++ element type: dtype_of<float> == dtype::float32.

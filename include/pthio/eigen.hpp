@@ -33,40 +33,69 @@
 namespace pthio {
 
 namespace detail {
-template <class T> struct eigen_dtype_impl {};
-template <> struct eigen_dtype_impl<double> : dtype_of_impl<double> {};
-template <> struct eigen_dtype_impl<float> : dtype_of_impl<float> {};
-template <> struct eigen_dtype_impl<std::int64_t> : dtype_of_impl<std::int64_t> {};
-template <> struct eigen_dtype_impl<std::int32_t> : dtype_of_impl<std::int32_t> {};
-template <> struct eigen_dtype_impl<std::int16_t> : dtype_of_impl<std::int16_t> {};
-template <> struct eigen_dtype_impl<std::int8_t> : dtype_of_impl<std::int8_t> {};
-template <> struct eigen_dtype_impl<std::uint8_t> : dtype_of_impl<std::uint8_t> {};
-template <> struct eigen_dtype_impl<std::uint16_t> : dtype_of_impl<std::uint16_t> {};
-template <> struct eigen_dtype_impl<std::uint32_t> : dtype_of_impl<std::uint32_t> {};
-template <> struct eigen_dtype_impl<std::uint64_t> : dtype_of_impl<std::uint64_t> {};
-template <> struct eigen_dtype_impl<bool> : dtype_of_impl<bool> {};
-template <> struct eigen_dtype_impl<std::complex<float>> { static constexpr dtype value = dtype::complex64; };
-template <> struct eigen_dtype_impl<std::complex<double>> { static constexpr dtype value = dtype::complex128; };
-template <> struct eigen_dtype_impl<Eigen::half> { static constexpr dtype value = dtype::float16; };
+template <class T>
+struct eigen_dtype_impl {};
+template <>
+struct eigen_dtype_impl<double> : dtype_of_impl<double> {};
+template <>
+struct eigen_dtype_impl<float> : dtype_of_impl<float> {};
+template <>
+struct eigen_dtype_impl<std::int64_t> : dtype_of_impl<std::int64_t> {};
+template <>
+struct eigen_dtype_impl<std::int32_t> : dtype_of_impl<std::int32_t> {};
+template <>
+struct eigen_dtype_impl<std::int16_t> : dtype_of_impl<std::int16_t> {};
+template <>
+struct eigen_dtype_impl<std::int8_t> : dtype_of_impl<std::int8_t> {};
+template <>
+struct eigen_dtype_impl<std::uint8_t> : dtype_of_impl<std::uint8_t> {};
+template <>
+struct eigen_dtype_impl<std::uint16_t> : dtype_of_impl<std::uint16_t> {};
+template <>
+struct eigen_dtype_impl<std::uint32_t> : dtype_of_impl<std::uint32_t> {};
+template <>
+struct eigen_dtype_impl<std::uint64_t> : dtype_of_impl<std::uint64_t> {};
+template <>
+struct eigen_dtype_impl<bool> : dtype_of_impl<bool> {};
+template <>
+struct eigen_dtype_impl<std::complex<float>> {
+  static constexpr dtype value = dtype::complex64;
+};
+template <>
+struct eigen_dtype_impl<std::complex<double>> {
+  static constexpr dtype value = dtype::complex128;
+};
+template <>
+struct eigen_dtype_impl<Eigen::half> {
+  static constexpr dtype value = dtype::float16;
+};
 #if EIGEN_VERSION_AT_LEAST(3, 4, 0)
-template <> struct eigen_dtype_impl<Eigen::bfloat16> { static constexpr dtype value = dtype::bfloat16; };
+template <>
+struct eigen_dtype_impl<Eigen::bfloat16> {
+  static constexpr dtype value = dtype::bfloat16;
+};
 #endif
 
 template <class T>
-concept eigen_element = requires { eigen_dtype_impl<T>::value; };
+concept eigen_element = requires {
+  eigen_dtype_impl<T>::value;
+};
 template <class M>
 concept eigen_plain = std::is_base_of_v<Eigen::PlainObjectBase<M>, M>;
 
 // Throws unless `t` is a defined CPU tensor of `want` with `dims` dimensions.
 inline void check_eigen_access(const tensor& t, dtype want, std::int64_t dims, const char* what) {
-  auto fail = [&](const std::string& why) { return error(errc::invalid_argument, std::string(what) + ": " + why); };
+  auto fail = [&](const std::string& why) {
+    return error(errc::invalid_argument, std::string(what) + ": " + why);
+  };
   if (!t.defined()) throw fail("tensor is undefined");
   if (t.dtype() != want)
     throw fail("the tensor is " + std::string(dtype_name(t.dtype())) + ", the Eigen scalar is " +
                std::string(dtype_name(want)));
   if (!t.dev().is_cpu()) throw fail("needs a CPU tensor; this one is on " + t.dev().str());
   if (t.dim() != dims)
-    throw fail("needs a " + std::to_string(dims) + "-D tensor, got shape " + shape_string(t.shape()));
+    throw fail("needs a " + std::to_string(dims) + "-D tensor, got shape " +
+               shape_string(t.shape()));
 }
 
 template <class T>
@@ -77,12 +106,13 @@ T* eigen_data(const tensor& t) {
 
 // The dtype of an Eigen scalar type: eigen_dtype_of<std::complex<float>> == dtype::complex64.
 template <class T>
-  requires detail::eigen_element<T>
+requires detail::eigen_element<T>
 inline constexpr dtype eigen_dtype_of = detail::eigen_dtype_impl<T>::value;
 
 template <class T, int Order = Eigen::RowMajor>
-using eigen_matrix_map = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Order>,
-                                    Eigen::Unaligned, Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>>;
+using eigen_matrix_map =
+    Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Order>, Eigen::Unaligned,
+               Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>>;
 template <class T, int Order = Eigen::RowMajor>
 using eigen_dense_map = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Order>,
                                    Eigen::Unaligned, Eigen::OuterStride<Eigen::Dynamic>>;
@@ -93,20 +123,19 @@ using eigen_vector_map = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>, Eigen::
 // A 2-D tensor as an Eigen matrix view with any strides (rows = shape[0]); Order picks which
 // stride Eigen treats as inner.
 template <class T, int Order = Eigen::RowMajor>
-  requires detail::eigen_element<T>
-eigen_matrix_map<T, Order> map_matrix(const tensor& t) {
+requires detail::eigen_element<T> eigen_matrix_map<T, Order> map_matrix(const tensor& t) {
   detail::check_eigen_access(t, eigen_dtype_of<T>, 2, "map_matrix");
   const auto& s = t.strides();
   using stride = Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>;
-  return eigen_matrix_map<T, Order>(detail::eigen_data<T>(t), t.shape()[0], t.shape()[1],
-                                    Order == Eigen::RowMajor ? stride(s[0], s[1]) : stride(s[1], s[0]));
+  return eigen_matrix_map<T, Order>(
+      detail::eigen_data<T>(t), t.shape()[0], t.shape()[1],
+      Order == Eigen::RowMajor ? stride(s[0], s[1]) : stride(s[1], s[0]));
 }
 
 // A 2-D tensor whose inner dimension is contiguous (row-major: strides[1] == 1; column-major:
 // strides[0] == 1; a dimension of extent 1 counts as contiguous) as a view Eigen can vectorize.
 template <class T, int Order = Eigen::RowMajor>
-  requires detail::eigen_element<T>
-eigen_dense_map<T, Order> map_matrix_dense(const tensor& t) {
+requires detail::eigen_element<T> eigen_dense_map<T, Order> map_matrix_dense(const tensor& t) {
   detail::check_eigen_access(t, eigen_dtype_of<T>, 2, "map_matrix_dense");
   const auto& sh = t.shape();
   const auto& s = t.strides();
@@ -114,19 +143,19 @@ eigen_dense_map<T, Order> map_matrix_dense(const tensor& t) {
   if (s[inner] != 1 && sh[inner] > 1)
     throw error(errc::invalid_argument,
                 std::string("map_matrix_dense: a ") + (inner ? "row" : "column") +
-                    "-major view needs stride 1 in dimension " + std::to_string(inner) + ", got strides " +
-                    shape_string(s));
+                    "-major view needs stride 1 in dimension " + std::to_string(inner) +
+                    ", got strides " + shape_string(s));
   // An outer stride smaller than the inner extent would make Eigen misjudge aliasing: use the
   // extent when the outer dimension has a single element.
   std::int64_t outer = s[1 - inner];
   if (sh[1 - inner] <= 1) outer = std::max<std::int64_t>(sh[inner], 1);
-  return eigen_dense_map<T, Order>(detail::eigen_data<T>(t), sh[0], sh[1], Eigen::OuterStride<>(outer));
+  return eigen_dense_map<T, Order>(detail::eigen_data<T>(t), sh[0], sh[1],
+                                   Eigen::OuterStride<>(outer));
 }
 
 // A 1-D tensor as an Eigen column-vector view (any stride).
 template <class T>
-  requires detail::eigen_element<T>
-eigen_vector_map<T> map_vector(const tensor& t) {
+requires detail::eigen_element<T> eigen_vector_map<T> map_vector(const tensor& t) {
   detail::check_eigen_access(t, eigen_dtype_of<T>, 1, "map_vector");
   return eigen_vector_map<T>(detail::eigen_data<T>(t), t.shape()[0],
                              Eigen::InnerStride<Eigen::Dynamic>(t.strides()[0]));
@@ -135,20 +164,21 @@ eigen_vector_map<T> map_vector(const tensor& t) {
 // A copy of a 1-D tensor into a vector type or of a 2-D tensor into a matrix type M (Matrix or
 // Array, fixed or dynamic, either storage order): to_eigen<Eigen::Matrix3f>(t).
 template <class M>
-  requires detail::eigen_plain<M>
-M to_eigen(const tensor& t) {
+requires detail::eigen_plain<M> M to_eigen(const tensor& t) {
   using T = typename M::Scalar;
   static_assert(detail::eigen_element<T>, "pthio::to_eigen: no pthio dtype for this Eigen scalar");
   auto bad_size = [&] {
-    return error(errc::invalid_argument, "to_eigen: shape " + shape_string(t.shape()) + " does not fit a " +
-                                             std::to_string(M::RowsAtCompileTime) + "x" +
-                                             std::to_string(M::ColsAtCompileTime) + " Eigen type (-1: dynamic)");
+    return error(errc::invalid_argument,
+                 "to_eigen: shape " + shape_string(t.shape()) + " does not fit a " +
+                     std::to_string(M::RowsAtCompileTime) + "x" +
+                     std::to_string(M::ColsAtCompileTime) + " Eigen type (-1: dynamic)");
   };
   M r;
   if constexpr (M::IsVectorAtCompileTime) {
     if (t.dim() == 1) {
       auto v = map_vector<T>(t);
-      if (M::SizeAtCompileTime != Eigen::Dynamic && M::SizeAtCompileTime != v.size()) throw bad_size();
+      if (M::SizeAtCompileTime != Eigen::Dynamic && M::SizeAtCompileTime != v.size())
+        throw bad_size();
       r.resize(v.size());
       if constexpr (M::ColsAtCompileTime == 1)
         r.matrix() = v;
@@ -169,8 +199,8 @@ M to_eigen(const tensor& t) {
 // A copy of a 2-D tensor as a dynamic-size matrix of T in storage order Order:
 // to_eigen<float, Eigen::ColMajor>(t).
 template <class T, int Order = Eigen::RowMajor>
-  requires detail::eigen_element<T>
-Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Order> to_eigen(const tensor& t) {
+requires detail::eigen_element<T> Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Order> to_eigen(
+    const tensor& t) {
   return to_eigen<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Order>>(t);
 }
 
@@ -179,10 +209,12 @@ Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Order> to_eigen(const tensor& t
 template <int Order = Eigen::RowMajor, class Derived>
 tensor from_eigen(const Eigen::DenseBase<Derived>& m) {
   using T = typename Derived::Scalar;
-  static_assert(detail::eigen_element<T>, "pthio::from_eigen: no pthio dtype for this Eigen scalar");
+  static_assert(detail::eigen_element<T>,
+                "pthio::from_eigen: no pthio dtype for this Eigen scalar");
   const auto& e = m.derived();
   auto as_matrix = [](const auto& x) -> decltype(auto) {
-    if constexpr (std::is_base_of_v<Eigen::ArrayBase<std::decay_t<decltype(x)>>, std::decay_t<decltype(x)>>)
+    if constexpr (std::is_base_of_v<Eigen::ArrayBase<std::decay_t<decltype(x)>>,
+                                    std::decay_t<decltype(x)>>)
       return x.matrix();
     else
       return (x);

@@ -19,17 +19,18 @@
 namespace pthio {
 
 enum class errc {
-  io,                  // the operating system refused a read, write, open or rename
-  corrupt_zip,         // the zip container breaks a rule of APPNOTE or of torch's layout
-  corrupt_pickle,      // the pickle stream is malformed
-  corrupt_checkpoint,  // container and pickle are well-formed but do not describe a valid checkpoint
-  corrupt_safetensors, // a safetensors header or layout is invalid
-  unsupported,         // valid, but a feature pthio does not implement (named in the message)
-  unsafe_global,       // strict (weights-only) mode met a global outside the allowlist
-  limit_exceeded,      // a configured resource limit (depth, memo, memory) was reached
-  mismatch,            // shapes, dtypes or keys disagree (state-dict loading)
-  invalid_argument,    // the caller passed something unusable
-  cuda,                // a CUDA runtime or cuBLAS failure, or CUDA is not available
+  io,                   // the operating system refused a read, write, open or rename
+  corrupt_zip,          // the zip container breaks a rule of APPNOTE or of torch's layout
+  corrupt_pickle,       // the pickle stream is malformed
+  corrupt_checkpoint,   // container and pickle are well-formed but do not describe a valid
+                        // checkpoint
+  corrupt_safetensors,  // a safetensors header or layout is invalid
+  unsupported,          // valid, but a feature pthio does not implement (named in the message)
+  unsafe_global,        // strict (weights-only) mode met a global outside the allowlist
+  limit_exceeded,       // a configured resource limit (depth, memo, memory) was reached
+  mismatch,             // shapes, dtypes or keys disagree (state-dict loading)
+  invalid_argument,     // the caller passed something unusable
+  cuda,                 // a CUDA runtime or cuBLAS failure, or CUDA is not available
 };
 
 // Torch-style short name of an error kind: "io", "corrupt zip", ...

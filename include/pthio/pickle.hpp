@@ -111,13 +111,13 @@ class PTHIO_API pickler {
   std::vector<std::byte> dump(const value& root);
 
   // Building blocks for save_hook.
-  void save(const value& v);                        // any value, memoized
+  void save(const value& v);                                         // any value, memoized
   void save_global(std::string_view module, std::string_view name);  // GLOBAL, memoized
-  void save_persistent_id(const value& pid);        // pid then BINPERSID
-  void reduce();                                    // REDUCE + memoize the result
-  void put_memo(const void* identity);              // BINPUT for a new object (alive until dump returns)
-  bool get_memo(const void* identity);              // BINGET if memoized; true when written
-  void save_empty_ordered_dict();                   // OrderedDict() as torch writes it
+  void save_persistent_id(const value& pid);                         // pid then BINPERSID
+  void reduce();                                                     // REDUCE + memoize the result
+  void put_memo(const void* identity);  // BINPUT for a new object (alive until dump returns)
+  bool get_memo(const void* identity);  // BINGET if memoized; true when written
+  void save_empty_ordered_dict();       // OrderedDict() as torch writes it
   void write_raw(std::span<const std::byte> bytes);
 
  private:

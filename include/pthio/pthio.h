@@ -31,7 +31,8 @@
 #include <stdint.h>
 
 /* Exported from libpthio.so, which is built with hidden visibility (see <pthio/export.hpp>).
-   PTHIO_BUILDING (compiling the library) and PTHIO_STATIC (linking libpthio.a) matter on Windows only. */
+   PTHIO_BUILDING (compiling the library) and PTHIO_STATIC (linking libpthio.a) matter on Windows
+   only. */
 #if defined(_WIN32) || defined(__CYGWIN__)
 #if defined(PTHIO_STATIC)
 #define PTHIO_C_API
@@ -50,58 +51,81 @@
 extern "C" {
 #endif
 
-/* DLPack's versioned managed tensor (DLPack >= 1.0; see <pthio/dlpack.hpp> or <dlpack/dlpack.h>). */
+/* DLPack's versioned managed tensor (DLPack >= 1.0; see <pthio/dlpack.hpp> or <dlpack/dlpack.h>).
+ */
 struct DLManagedTensorVersioned;
 
 typedef enum pthio_status {
   PTHIO_OK = 0,
-  PTHIO_ERR_IO = 1,                  /* the operating system refused a read, write, open or rename */
-  PTHIO_ERR_CORRUPT_ZIP = 2,         /* the zip container is malformed */
-  PTHIO_ERR_CORRUPT_PICKLE = 3,      /* the pickle stream is malformed */
-  PTHIO_ERR_CORRUPT_CHECKPOINT = 4,  /* well-formed parts that do not describe a valid checkpoint */
+  PTHIO_ERR_IO = 1,                 /* the operating system refused a read, write, open or rename */
+  PTHIO_ERR_CORRUPT_ZIP = 2,        /* the zip container is malformed */
+  PTHIO_ERR_CORRUPT_PICKLE = 3,     /* the pickle stream is malformed */
+  PTHIO_ERR_CORRUPT_CHECKPOINT = 4, /* well-formed parts that do not describe a valid checkpoint */
   PTHIO_ERR_CORRUPT_SAFETENSORS = 5, /* a safetensors header or layout is invalid */
   PTHIO_ERR_UNSUPPORTED = 6,         /* valid, but a feature pthio does not implement */
-  PTHIO_ERR_UNSAFE_GLOBAL = 7,       /* strict mode met a global outside the weights-only allowlist */
-  PTHIO_ERR_LIMIT_EXCEEDED = 8,      /* a resource limit (depth, memo, size) was reached */
-  PTHIO_ERR_MISMATCH = 9,            /* shapes, dtypes or keys disagree */
-  PTHIO_ERR_INVALID_ARGUMENT = 10,   /* the caller passed something unusable (NULL, bad shape ...) */
-  PTHIO_ERR_CUDA = 11,               /* a CUDA failure, or CUDA is not available */
-  PTHIO_ERR_NOT_FOUND = 12,          /* no tensor has that key; index out of range */
-  PTHIO_ERR_OUT_OF_MEMORY = 13,      /* an allocation failed */
-  PTHIO_ERR_INTERNAL = 14            /* a bug in pthio: please report the message */
+  PTHIO_ERR_UNSAFE_GLOBAL = 7,     /* strict mode met a global outside the weights-only allowlist */
+  PTHIO_ERR_LIMIT_EXCEEDED = 8,    /* a resource limit (depth, memo, size) was reached */
+  PTHIO_ERR_MISMATCH = 9,          /* shapes, dtypes or keys disagree */
+  PTHIO_ERR_INVALID_ARGUMENT = 10, /* the caller passed something unusable (NULL, bad shape ...) */
+  PTHIO_ERR_CUDA = 11,             /* a CUDA failure, or CUDA is not available */
+  PTHIO_ERR_NOT_FOUND = 12,        /* no tensor has that key; index out of range */
+  PTHIO_ERR_OUT_OF_MEMORY = 13,    /* an allocation failed */
+  PTHIO_ERR_INTERNAL = 14          /* a bug in pthio: please report the message */
 } pthio_status;
 
 /* Element types, in pthio::dtype's order; names as torch spells them without "torch.". */
 typedef enum pthio_dtype {
-  PTHIO_FLOAT64 = 0, PTHIO_FLOAT32 = 1, PTHIO_FLOAT16 = 2, PTHIO_BFLOAT16 = 3,
-  PTHIO_COMPLEX128 = 4, PTHIO_COMPLEX64 = 5, PTHIO_COMPLEX32 = 6,
-  PTHIO_INT64 = 7, PTHIO_INT32 = 8, PTHIO_INT16 = 9, PTHIO_INT8 = 10,
-  PTHIO_UINT8 = 11, PTHIO_UINT16 = 12, PTHIO_UINT32 = 13, PTHIO_UINT64 = 14,
+  PTHIO_FLOAT64 = 0,
+  PTHIO_FLOAT32 = 1,
+  PTHIO_FLOAT16 = 2,
+  PTHIO_BFLOAT16 = 3,
+  PTHIO_COMPLEX128 = 4,
+  PTHIO_COMPLEX64 = 5,
+  PTHIO_COMPLEX32 = 6,
+  PTHIO_INT64 = 7,
+  PTHIO_INT32 = 8,
+  PTHIO_INT16 = 9,
+  PTHIO_INT8 = 10,
+  PTHIO_UINT8 = 11,
+  PTHIO_UINT16 = 12,
+  PTHIO_UINT32 = 13,
+  PTHIO_UINT64 = 14,
   PTHIO_BOOL = 15,
-  PTHIO_QINT8 = 16, PTHIO_QUINT8 = 17, PTHIO_QINT32 = 18, PTHIO_QUINT4X2 = 19, PTHIO_QUINT2X4 = 20,
-  PTHIO_FLOAT8_E4M3FN = 21, PTHIO_FLOAT8_E5M2 = 22, PTHIO_FLOAT8_E4M3FNUZ = 23,
-  PTHIO_FLOAT8_E5M2FNUZ = 24, PTHIO_FLOAT8_E8M0FNU = 25,
+  PTHIO_QINT8 = 16,
+  PTHIO_QUINT8 = 17,
+  PTHIO_QINT32 = 18,
+  PTHIO_QUINT4X2 = 19,
+  PTHIO_QUINT2X4 = 20,
+  PTHIO_FLOAT8_E4M3FN = 21,
+  PTHIO_FLOAT8_E5M2 = 22,
+  PTHIO_FLOAT8_E4M3FNUZ = 23,
+  PTHIO_FLOAT8_E5M2FNUZ = 24,
+  PTHIO_FLOAT8_E8M0FNU = 25,
   PTHIO_FLOAT4_E2M1FN_X2 = 26,
-  PTHIO_BITS8 = 27, PTHIO_BITS16 = 28, PTHIO_BITS1X8 = 29, PTHIO_BITS2X4 = 30, PTHIO_BITS4X2 = 31,
+  PTHIO_BITS8 = 27,
+  PTHIO_BITS16 = 28,
+  PTHIO_BITS1X8 = 29,
+  PTHIO_BITS2X4 = 30,
+  PTHIO_BITS4X2 = 31,
   PTHIO_BCOMPLEX32 = 32
 } pthio_dtype;
 
 /* One tensor, as seen through a handle. Every pointer is borrowed (see "Borrowed pointers"). */
 typedef struct pthio_tensor_info {
-  const char* key;            /* key path ("model_state_dict.fc.weight"); "" for a root tensor */
-  const char* dtype_name;     /* "float32", "bfloat16", "bool" ... */
+  const char* key;        /* key path ("model_state_dict.fc.weight"); "" for a root tensor */
+  const char* dtype_name; /* "float32", "bfloat16", "bool" ... */
   pthio_dtype dtype;
   int32_t ndim;
-  const int64_t* shape;       /* ndim extents (NULL when ndim is 0) */
-  const int64_t* strides;     /* ndim strides in elements (NULL when ndim is 0) */
-  int64_t storage_offset;     /* in elements, from the start of the storage */
-  int64_t numel;              /* product of the extents */
-  size_t element_size;        /* bytes per element */
-  size_t nbytes;              /* numel * element_size: the elements' bytes, not the storage's */
-  void* data;                 /* element 0: host or CUDA address; NULL for meta tensors */
-  const char* device;         /* "cpu", "cuda:0" ... */
-  int requires_grad;          /* 1 or 0 */
-  int is_contiguous;          /* 1 when row-major contiguous */
+  const int64_t* shape;   /* ndim extents (NULL when ndim is 0) */
+  const int64_t* strides; /* ndim strides in elements (NULL when ndim is 0) */
+  int64_t storage_offset; /* in elements, from the start of the storage */
+  int64_t numel;          /* product of the extents */
+  size_t element_size;    /* bytes per element */
+  size_t nbytes;          /* numel * element_size: the elements' bytes, not the storage's */
+  void* data;             /* element 0: host or CUDA address; NULL for meta tensors */
+  const char* device;     /* "cpu", "cuda:0" ... */
+  int requires_grad;      /* 1 or 0 */
+  int is_contiguous;      /* 1 when row-major contiguous */
 } pthio_tensor_info;
 
 typedef struct pthio_load_options {
@@ -122,7 +146,8 @@ typedef struct pthio_state_dict pthio_state_dict;
 
 /* Flags of pthio_state_dict_add. */
 #define PTHIO_COPY 0u   /* copy the caller's bytes now */
-#define PTHIO_BORROW 1u /* keep a pointer: the buffer must outlive the state dict (or the entry) */
+#define PTHIO_BORROW 1u /* keep a pointer: the buffer must outlive the state dict (or the entry) \
+                         */
 
 /* ---- library -------------------------------------------------------------------------------- */
 
@@ -137,7 +162,8 @@ PTHIO_C_API const char* pthio_status_name(pthio_status status);
 PTHIO_C_API const char* pthio_dtype_name(pthio_dtype dtype);
 /* Bytes per element (1 for packed sub-byte types, as torch); 0 for a value outside the enum. */
 PTHIO_C_API size_t pthio_dtype_element_size(pthio_dtype dtype);
-/* Parses torch's names and aliases ("float", "half", "long" ...); PTHIO_ERR_INVALID_ARGUMENT if unknown. */
+/* Parses torch's names and aliases ("float", "half", "long" ...); PTHIO_ERR_INVALID_ARGUMENT if
+ * unknown. */
 PTHIO_C_API pthio_status pthio_dtype_from_name(const char* name, pthio_dtype* out);
 
 /* ---- loading -------------------------------------------------------------------------------- */
@@ -162,8 +188,10 @@ PTHIO_C_API pthio_status pthio_checkpoint_tensor(const pthio_checkpoint* checkpo
 PTHIO_C_API pthio_status pthio_checkpoint_find(const pthio_checkpoint* checkpoint, const char* key,
                                                pthio_tensor_info* out);
 /* The index-th tensor as a DLPack >= 1.0 managed tensor, without copying: the result holds the
-   storage alive until the caller invokes (*out)->deleter(*out), even after the checkpoint is freed. */
-PTHIO_C_API pthio_status pthio_checkpoint_to_dlpack(const pthio_checkpoint* checkpoint, size_t index,
+   storage alive until the caller invokes (*out)->deleter(*out), even after the checkpoint is freed.
+ */
+PTHIO_C_API pthio_status pthio_checkpoint_to_dlpack(const pthio_checkpoint* checkpoint,
+                                                    size_t index,
                                                     struct DLManagedTensorVersioned** out);
 
 /* ---- state dicts ---------------------------------------------------------------------------- */
@@ -187,8 +215,8 @@ PTHIO_C_API pthio_status pthio_state_dict_tensor(const pthio_state_dict* state_d
    strides reach. flags PTHIO_COPY copies the bytes; PTHIO_BORROW uses them in place. */
 PTHIO_C_API pthio_status pthio_state_dict_add(pthio_state_dict* state_dict, const char* name,
                                               pthio_dtype dtype, int32_t ndim, const int64_t* shape,
-                                              const int64_t* strides, const void* data, size_t nbytes,
-                                              unsigned flags);
+                                              const int64_t* strides, const void* data,
+                                              size_t nbytes, unsigned flags);
 /* Removes `name`; PTHIO_ERR_NOT_FOUND when absent. */
 PTHIO_C_API pthio_status pthio_state_dict_remove(pthio_state_dict* state_dict, const char* name);
 

@@ -4,7 +4,8 @@
 //   bytes 0..8         N, the header size, a u64 (at most 100,000,000)
 //   bytes 8..8+N       the header: UTF-8 JSON, one object
 //                        {"__metadata__": {"str": "str", ...},            (optional)
-//                         "<name>": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]},
+//                         "<name>": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin,
+//                         end]},
 //                         ...}
 //                      padded with spaces to a multiple of 8 by the writers
 //   bytes 8+N..        the data section: each tensor's elements, row-major, little-endian; offsets
@@ -18,8 +19,9 @@
 // or overlap and end exactly at the end of the file; end - begin == numel x element size, with
 // checked arithmetic. Stricter than the reference: a tensor name given twice is refused (the
 // reference keeps the last), and so is the array form of a tensor entry (`["F32", [2], [0, 8]]`,
-// which serde happens to accept and no writer produces). Errors are pthio::error(corrupt_safetensors)
-// with the file offset; a dtype pthio has no type for (F6_E2M3, F6_E3M2) is errc::unsupported.
+// which serde happens to accept and no writer produces). Errors are
+// pthio::error(corrupt_safetensors) with the file offset; a dtype pthio has no type for (F6_E2M3,
+// F6_E3M2) is errc::unsupported.
 //
 // dtypes: BOOL bool, U8 uint8, I8 int8, U16 uint16, I16 int16, U32 uint32, I32 int32, U64 uint64,
 // I64 int64, F16 float16, BF16 bfloat16, F32 float32, F64 float64, C64 complex64, F8_E4M3
@@ -49,12 +51,13 @@
 #include <utility>
 #include <vector>
 
-#include "pthio/export.hpp"
 #include "pthio/checkpoint.hpp"
+#include "pthio/export.hpp"
 
 namespace pthio {
 
-// The safetensors name of a dtype ("F32"); empty when safetensors has none (complex128, qint8, ...).
+// The safetensors name of a dtype ("F32"); empty when safetensors has none (complex128, qint8,
+// ...).
 PTHIO_API std::string_view safetensors_dtype_name(dtype t) noexcept;
 // The dtype of a safetensors name; nullopt for unknown names and for F6_E2M3 / F6_E3M2.
 PTHIO_API std::optional<dtype> dtype_from_safetensors_name(std::string_view name) noexcept;
@@ -69,7 +72,7 @@ struct safetensors_entry {
 };
 
 struct safetensors_header {
-  std::uint64_t header_size = 0;  // N
+  std::uint64_t header_size = 0;                                             // N
   std::optional<std::vector<std::pair<std::string, std::string>>> metadata;  // in header order
   std::vector<safetensors_entry> tensors;  // in data-offset order (ties: header order)
   std::uint64_t data_offset() const noexcept { return 8 + header_size; }

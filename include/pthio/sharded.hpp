@@ -6,10 +6,11 @@
 //    "weight_map": {"lm_head.weight": "model-00002-of-00002.safetensors", ...}}
 //
 // Shards are torch files or safetensors files, named relative to the index's folder. Loading an
-// index (load_checkpoint(path) does it for any file whose first non-blank byte is '{') loads every shard
-// named once, in order of first mention, and gives one checkpoint whose root is an OrderedDict of
-// every tensor, in weight_map order; `metadata`, when present, is the root dict's attribute
-// "metadata". The format is the first shard's; a lazy load reads tensors from their shards.
+// index (load_checkpoint(path) does it for any file whose first non-blank byte is '{') loads every
+// shard named once, in order of first mention, and gives one checkpoint whose root is an
+// OrderedDict of every tensor, in weight_map order; `metadata`, when present, is the root dict's
+// attribute "metadata". The format is the first shard's; a lazy load reads tensors from their
+// shards.
 //
 // Checked: the index is UTF-8 JSON, an object with a "weight_map" object of str -> str (other
 // members are ignored, as transformers ignores them); a tensor name is listed once; a shard path is
@@ -27,14 +28,15 @@
 #include <utility>
 #include <vector>
 
-#include "pthio/export.hpp"
 #include "pthio/checkpoint.hpp"
+#include "pthio/export.hpp"
 
 namespace pthio {
 
 struct sharded_index {
   value metadata;  // the index's "metadata" member as values (None when absent)
-  std::vector<std::pair<std::string, std::string>> weight_map;  // tensor name -> shard path, in file order
+  std::vector<std::pair<std::string, std::string>>
+      weight_map;                   // tensor name -> shard path, in file order
   std::vector<std::string> shards;  // distinct shard paths, in order of first mention
 };
 

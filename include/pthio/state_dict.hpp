@@ -91,11 +91,11 @@ struct shape_mismatch {
 };
 
 struct PTHIO_API load_report {
-  std::vector<std::string> missing;      // in the target, not in the source (after remapping)
-  std::vector<std::string> unexpected;   // in the source, not in the target
+  std::vector<std::string> missing;     // in the target, not in the source (after remapping)
+  std::vector<std::string> unexpected;  // in the source, not in the target
   std::vector<shape_mismatch> mismatched;
   std::vector<std::string> dtype_mismatched;  // differing dtypes, refused (convert_dtypes off)
-  std::vector<std::string> loaded;       // keys copied into the target
+  std::vector<std::string> loaded;            // keys copied into the target
   // In the target, absent from the source and left as they are, not missing: the
   // num_batches_tracked of BatchNorms saved before torch 0.4.1 (see the top of this file).
   std::vector<std::string> kept;

@@ -13,8 +13,8 @@
 #include <cstddef>
 #include <memory>
 
-#include "pthio/export.hpp"
 #include "pthio/device.hpp"
+#include "pthio/export.hpp"
 
 namespace pthio {
 

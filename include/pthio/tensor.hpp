@@ -27,9 +27,9 @@
 #include <string>
 #include <vector>
 
-#include "pthio/export.hpp"
 #include "pthio/dtype.hpp"
 #include "pthio/error.hpp"
+#include "pthio/export.hpp"
 #include "pthio/storage.hpp"
 
 namespace pthio {
@@ -110,8 +110,8 @@ class PTHIO_API tensor {
   template <class T>
   T item() const {
     if (numel_ != 1)
-      throw error(errc::invalid_argument, "item() needs one element, tensor has " +
-                                              std::to_string(numel_));
+      throw error(errc::invalid_argument,
+                  "item() needs one element, tensor has " + std::to_string(numel_));
     check_access(dtype_of<T>);
     return *reinterpret_cast<const T*>(raw_data());
   }

@@ -8,8 +8,8 @@
 //
 // Lists, dicts and objects are shared handles, as in Python: copying a value copies the handle,
 // and pickle's memo hands out the same container twice. Tuples are immutable and shared too, as
-// are the text of a str or bytes value and a tensor value's tensor: copying a value never copies them.
-// Values produced by the unpickler are acyclic and nested at most load_options' depth limit.
+// are the text of a str or bytes value and a tensor value's tensor: copying a value never copies
+// them. Values produced by the unpickler are acyclic and nested at most load_options' depth limit.
 //
 // Lifetime: references returned by the as_*() accessors, items(), find() and dict_object::get()
 // point into the container and stay valid while a handle to it lives and it is not modified
@@ -37,7 +37,9 @@
 namespace pthio {
 
 class value;
-namespace detail { struct value_access; }
+namespace detail {
+struct value_access;
+}
 
 // An integer outside int64, as little-endian two's-complement bytes (pickle's LONG1 layout).
 struct PTHIO_API big_int {
@@ -79,16 +81,28 @@ using storage_ptr = std::shared_ptr<const storage_value>;
 class PTHIO_API value {
  public:
   enum class kind : std::uint8_t {
-    none, boolean, integer, big_integer, floating, string, bytes,
-    list, tuple, dict, tensor, storage, global, object,
+    none,
+    boolean,
+    integer,
+    big_integer,
+    floating,
+    string,
+    bytes,
+    list,
+    tuple,
+    dict,
+    tensor,
+    storage,
+    global,
+    object,
   };
 
   value() = default;
   value(std::nullptr_t) {}
   value(bool b) : v_(b) {}
   template <class I>
-    requires(std::is_integral_v<I> && !std::is_same_v<I, bool>)
-  value(I i) : v_(static_cast<std::int64_t>(i)) {}
+  requires(std::is_integral_v<I> && !std::is_same_v<I, bool>) value(I i)
+      : v_(static_cast<std::int64_t>(i)) {}
   value(double d) : v_(d) {}
   value(std::string s) : v_(str_box{box(std::move(s))}) {}
   value(std::string_view s) : v_(str_box{box(std::string(s))}) {}
@@ -105,9 +119,21 @@ class PTHIO_API value {
   static value make_global(std::string module, std::string name);
   static value make_object(global_ref type, value args = {});
   static value make_storage(storage_value s);
-  static value from(list_ptr p) { value v; v.v_ = std::move(p); return v; }
-  static value from(dict_ptr p) { value v; v.v_ = std::move(p); return v; }
-  static value from(object_ptr p) { value v; v.v_ = std::move(p); return v; }
+  static value from(list_ptr p) {
+    value v;
+    v.v_ = std::move(p);
+    return v;
+  }
+  static value from(dict_ptr p) {
+    value v;
+    v.v_ = std::move(p);
+    return v;
+  }
+  static value from(object_ptr p) {
+    value v;
+    v.v_ = std::move(p);
+    return v;
+  }
 
   kind type() const noexcept { return static_cast<kind>(v_.index()); }
   std::string_view type_name() const noexcept;  // "None", "int", "dict", ...
@@ -158,21 +184,33 @@ class PTHIO_API value {
   // Deep equality (tensors: dtype, shape and elements; floats bitwise-equal or both NaN).
   friend PTHIO_API bool operator==(const value& a, const value& b);
 
-  // Identity of a shared container (list, tuple, dict, object) for memo and cycle checks; null otherwise.
+  // Identity of a shared container (list, tuple, dict, object) for memo and cycle checks; null
+  // otherwise.
   const void* identity() const noexcept;
 
  private:
   // Every alternative is at most 16 bytes, so a value is 24: strings, bytes, tensors and globals
   // are boxed and shared by copies of the value (the unpickler's memo and stack) rather than
   // copied. Strings and bytes never change once made.
-  struct str_box { std::shared_ptr<const std::string> s; };
-  struct bytes_box { std::shared_ptr<const std::string> s; };
-  struct tensor_cell { pthio::tensor t; bool parameter = false; };
-  struct tensor_box { std::shared_ptr<const tensor_cell> t; };
+  struct str_box {
+    std::shared_ptr<const std::string> s;
+  };
+  struct bytes_box {
+    std::shared_ptr<const std::string> s;
+  };
+  struct tensor_cell {
+    pthio::tensor t;
+    bool parameter = false;
+  };
+  struct tensor_box {
+    std::shared_ptr<const tensor_cell> t;
+  };
   using global_box = std::shared_ptr<const global_ref>;
   // A tuple's items live in one block with its control block, behind a slot holding their count
   // (an integer value); `items` points at the first item. A tuple never changes size.
-  struct tuple_box { std::shared_ptr<const value> items; };
+  struct tuple_box {
+    std::shared_ptr<const value> items;
+  };
   friend struct detail::value_access;
   static std::shared_ptr<const std::string> box(std::string s);
   static std::shared_ptr<const tensor_cell> box(pthio::tensor t, bool parameter);
@@ -188,7 +226,8 @@ class PTHIO_API value {
       v_;
 };
 
-// A dict in insertion order with a hash index for str, int, bool, None, bytes, float and tuple keys.
+// A dict in insertion order with a hash index for str, int, bool, None, bytes, float and tuple
+// keys.
 class PTHIO_API dict_object {
  public:
   using entry = std::pair<value, value>;
@@ -221,11 +260,11 @@ class PTHIO_API dict_object {
 // An instance of a class pthio does not model: kept inert.
 struct opaque_object {
   global_ref type;
-  value args;  // the tuple given to REDUCE / NEWOBJ (None when built otherwise)
-  value state; // BUILD's argument (None when none)
+  value args;   // the tuple given to REDUCE / NEWOBJ (None when built otherwise)
+  value state;  // BUILD's argument (None when none)
   bool has_state = false;
-  std::vector<value> list_items;                  // APPEND/APPENDS on it
-  std::vector<std::pair<value, value>> dict_items; // SETITEM/SETITEMS on it
+  std::vector<value> list_items;                    // APPEND/APPENDS on it
+  std::vector<std::pair<value, value>> dict_items;  // SETITEM/SETITEMS on it
 };
 using object_object [[deprecated("renamed pthio::opaque_object")]] = opaque_object;
 

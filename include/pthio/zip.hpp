@@ -4,7 +4,8 @@
 //   [local header 30 B + name + extra (zip64, then "FB" padding to a 64-byte data boundary)]
 //   [data][data descriptor 16 B, or 24 B with zip64] ... repeated per record
 //   [central directory: 46 B + name + extra per record]
-//   [zip64 end record "PK\6\6" 56 B][zip64 locator "PK\6\7" 20 B][end record "PK\5\6" 22 B + comment]
+//   [zip64 end record "PK\6\6" 56 B][zip64 locator "PK\6\7" 20 B][end record "PK\5\6" 22 B +
+//   comment]
 // Local headers carry flags 0x0808 (descriptor + UTF-8) with zero CRC and sizes; the central
 // directory holds the real values. Records are stored (method 0); other writers may deflate (8).
 //
@@ -49,11 +50,11 @@ namespace pthio {
 struct zip_entry {
   std::string name;
   std::uint64_t local_header_offset = 0;
-  std::uint64_t data_offset = 0;        // from the local header
-  std::uint64_t compressed_size = 0;    // from the central directory (zip64-resolved)
+  std::uint64_t data_offset = 0;      // from the local header
+  std::uint64_t compressed_size = 0;  // from the central directory (zip64-resolved)
   std::uint64_t uncompressed_size = 0;
-  std::uint32_t crc32 = 0;              // 0 may mean "not computed" (torch's CRC switch)
-  std::uint16_t method = 0;             // 0 stored, 8 deflated
+  std::uint32_t crc32 = 0;   // 0 may mean "not computed" (torch's CRC switch)
+  std::uint16_t method = 0;  // 0 stored, 8 deflated
   std::uint16_t flags = 0;
 };
 

@@ -53,11 +53,13 @@ std::string compare_tensors(const tensor& a0, const tensor& b0, double atol, dou
   if (atol == 0 && rtol == 0) {
     if (a.bytes() == b.bytes()) return "";
   }
-  bool convertible = is_floating_point(a.dtype()) || (!is_complex(a.dtype()) && !is_quantized(a.dtype()));
+  bool convertible =
+      is_floating_point(a.dtype()) || (!is_complex(a.dtype()) && !is_quantized(a.dtype()));
   if (!convertible || a.dtype() == dtype::uint64 || a.dtype() == dtype::int64) {
     if (atol == 0 && rtol == 0) return "elements differ";
     if (a.bytes() == b.bytes()) return "";
-    if (!convertible) return "elements differ (exact comparison for " + std::string(dtype_name(a.dtype())) + ")";
+    if (!convertible)
+      return "elements differ (exact comparison for " + std::string(dtype_name(a.dtype())) + ")";
   }
   tensor x = a.to(dtype::float64).contiguous(), y = b.to(dtype::float64).contiguous();
   const double* px = x.numel() ? x.data<double>() : nullptr;
@@ -79,15 +81,17 @@ std::string compare_tensors(const tensor& a0, const tensor& b0, double atol, dou
   }
   if (!bad) return "";
   char buf[160];
-  std::snprintf(buf, sizeof buf, "%lld of %lld elements differ; largest |a-b| = %s at flat index %lld",
-                static_cast<long long>(bad), static_cast<long long>(x.numel()),
-                std::isnan(worst) ? "nan" : python_float_repr(worst).c_str(), static_cast<long long>(at));
+  std::snprintf(
+      buf, sizeof buf, "%lld of %lld elements differ; largest |a-b| = %s at flat index %lld",
+      static_cast<long long>(bad), static_cast<long long>(x.numel()),
+      std::isnan(worst) ? "nan" : python_float_repr(worst).c_str(), static_cast<long long>(at));
   return buf;
 }
 
 }  // namespace
 
-int cmd_diff(const std::vector<std::string>& files, double atol, double rtol, const load_options& options) {
+int cmd_diff(const std::vector<std::string>& files, double atol, double rtol,
+             const load_options& options) {
   if (files.size() != 2) throw usage("diff takes two files, A and B");
   auto a = load_checkpoint(files[0], options);
   auto b = load_checkpoint(files[1], options);
@@ -121,7 +125,8 @@ int cmd_diff(const std::vector<std::string>& files, double atol, double rtol, co
         ++differences;
       }
     } else if (dump_json(v) != dump_json(w)) {
-      std::printf("differs: %s: %s vs %s\n", shown.c_str(), dump_json(v).c_str(), dump_json(w).c_str());
+      std::printf("differs: %s: %s vs %s\n", shown.c_str(), dump_json(v).c_str(),
+                  dump_json(w).c_str());
       ++differences;
     }
   }
@@ -138,11 +143,13 @@ int cmd_diff(const std::vector<std::string>& files, double atol, double rtol, co
   return 0;
 }
 
-int cmd_convert(const std::vector<std::string>& files, const std::string& to, const load_options& options) {
+int cmd_convert(const std::vector<std::string>& files, const std::string& to,
+                const load_options& options) {
   if (files.size() != 2) throw usage("convert takes IN and OUT");
   std::string target = to;
   if (target.empty()) target = files[1].ends_with(".safetensors") ? "safetensors" : "pth";
-  if (target != "pth" && target != "safetensors") throw usage("--to takes pth or safetensors, got '" + to + "'");
+  if (target != "pth" && target != "safetensors")
+    throw usage("--to takes pth or safetensors, got '" + to + "'");
   auto ck = load_checkpoint(files[0], options);
   std::size_t n = 0;
   if (target == "pth") {
@@ -161,13 +168,17 @@ int cmd_convert(const std::vector<std::string>& files, const std::string& to, co
   std::printf("wrote %s (safetensors, %zu tensors)\n", files[1].c_str(), plan.tensors.size());
   auto shown = [](const std::string& k) { return k.empty() ? std::string("\"\"") : k; };
   if (!plan.dropped.empty()) {
-    std::printf("dropped %zu value%s that %s not tensors (safetensors stores only tensors):\n", plan.dropped.size(),
-                plan.dropped.size() == 1 ? "" : "s", plan.dropped.size() == 1 ? "is" : "are");
-    for (const auto& [key, type] : plan.dropped) std::printf("  %s (%s)\n", shown(key).c_str(), type.c_str());
+    std::printf("dropped %zu value%s that %s not tensors (safetensors stores only tensors):\n",
+                plan.dropped.size(), plan.dropped.size() == 1 ? "" : "s",
+                plan.dropped.size() == 1 ? "is" : "are");
+    for (const auto& [key, type] : plan.dropped)
+      std::printf("  %s (%s)\n", shown(key).c_str(), type.c_str());
   }
   if (!plan.shared.empty()) {
-    std::printf("copied %zu group%s of tensors that shared a storage (safetensors stores each tensor separately):\n",
-                plan.shared.size(), plan.shared.size() == 1 ? "" : "s");
+    std::printf(
+        "copied %zu group%s of tensors that shared a storage (safetensors stores each tensor "
+        "separately):\n",
+        plan.shared.size(), plan.shared.size() == 1 ? "" : "s");
     for (const auto& group : plan.shared) {
       std::string line;
       for (const auto& k : group) line += (line.empty() ? "" : ", ") + shown(k);

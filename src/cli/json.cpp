@@ -4,9 +4,9 @@
 #include <cmath>
 #include <cstring>
 
-#include "torch/internal.h"
 #include "json_reader.h"
 #include "sha256.h"
+#include "torch/internal.h"
 
 namespace pthio::cli {
 
@@ -49,7 +49,8 @@ std::string python_layout(std::string sci) {
     } else if (exp + 1 >= n) {
       out += digits + std::string(static_cast<std::size_t>(exp + 1 - n), '0') + ".0";
     } else {
-      out += digits.substr(0, static_cast<std::size_t>(exp + 1)) + "." + digits.substr(static_cast<std::size_t>(exp + 1));
+      out += digits.substr(0, static_cast<std::size_t>(exp + 1)) + "." +
+             digits.substr(static_cast<std::size_t>(exp + 1));
     }
   } else {
     out += digits.substr(0, 1);
@@ -84,8 +85,8 @@ std::string base64(std::string_view in) {
   std::string out;
   std::size_t i = 0;
   for (; i + 2 < in.size(); i += 3) {
-    unsigned v = static_cast<unsigned char>(in[i]) << 16 | static_cast<unsigned char>(in[i + 1]) << 8 |
-                 static_cast<unsigned char>(in[i + 2]);
+    unsigned v = static_cast<unsigned char>(in[i]) << 16 |
+                 static_cast<unsigned char>(in[i + 1]) << 8 | static_cast<unsigned char>(in[i + 2]);
     out += tbl[v >> 18];
     out += tbl[(v >> 12) & 63];
     out += tbl[(v >> 6) & 63];
@@ -97,7 +98,8 @@ std::string base64(std::string_view in) {
     out += tbl[(v >> 12) & 63];
     out += "==";
   } else if (i + 2 == in.size()) {
-    unsigned v = static_cast<unsigned char>(in[i]) << 16 | static_cast<unsigned char>(in[i + 1]) << 8;
+    unsigned v = static_cast<unsigned char>(in[i]) << 16 | static_cast<unsigned char>(in[i + 1])
+                                                               << 8;
     out += tbl[v >> 18];
     out += tbl[(v >> 12) & 63];
     out += tbl[(v >> 6) & 63];
@@ -156,12 +158,17 @@ void render(std::string& out, const value& v) {
         out += "{\"int\": \"" + std::to_string(i) + "\"}";
       break;
     }
-    case value::kind::big_integer: out += "{\"int\": \"" + v.as_big_int().to_string() + "\"}"; break;
+    case value::kind::big_integer:
+      out += "{\"int\": \"" + v.as_big_int().to_string() + "\"}";
+      break;
     case value::kind::floating: {
       double d = v.as_float();
-      if (std::isnan(d)) out += "{\"float\": \"nan\"}";
-      else if (std::isinf(d)) out += d > 0 ? "{\"float\": \"inf\"}" : "{\"float\": \"-inf\"}";
-      else out += python_float_repr(d);
+      if (std::isnan(d))
+        out += "{\"float\": \"nan\"}";
+      else if (std::isinf(d))
+        out += d > 0 ? "{\"float\": \"inf\"}" : "{\"float\": \"-inf\"}";
+      else
+        out += python_float_repr(d);
       break;
     }
     case value::kind::string: out += json_quote(v.as_str()); break;
@@ -176,15 +183,19 @@ void render(std::string& out, const value& v) {
     case value::kind::tensor: out += "{\"tensor\": " + tensor_json(v, nullptr) + "}"; break;
     case value::kind::storage: {
       const auto& s = v.as_storage();
-      out += "{\"storage\": {\"dtype\": " + json_quote(dtype_name(s.dtype)) + ", \"numel\": " + std::to_string(s.numel) +
+      out += "{\"storage\": {\"dtype\": " + json_quote(dtype_name(s.dtype)) +
+             ", \"numel\": " + std::to_string(s.numel) +
              ", \"device\": " + json_quote(s.data.dev().str()) + "}}";
       break;
     }
-    case value::kind::global: out += "{\"global\": " + json_quote(v.as_global().qualified()) + "}"; break;
+    case value::kind::global:
+      out += "{\"global\": " + json_quote(v.as_global().qualified()) + "}";
+      break;
     case value::kind::object: {
       const auto& o = v.as_object();
-      if (o.type.module == "builtins" && (o.type.name == "set" || o.type.name == "frozenset") && !o.has_state &&
-          o.dict_items.empty() && (o.args.is_none() || (o.args.is_tuple() && o.args.items().empty()))) {
+      if (o.type.module == "builtins" && (o.type.name == "set" || o.type.name == "frozenset") &&
+          !o.has_state && o.dict_items.empty() &&
+          (o.args.is_none() || (o.args.is_tuple() && o.args.items().empty()))) {
         // As Python reduces a set: set([elements]).
         out += "{\"object\": " + json_quote(o.type.qualified()) + ", \"args\": {\"tuple\": [";
         render_items(out, o.list_items);
@@ -194,7 +205,10 @@ void render(std::string& out, const value& v) {
       out += "{\"object\": " + json_quote(o.type.qualified()) + ", \"args\": ";
       render(out, o.args);
       out += ", \"state\": ";
-      if (o.has_state) render(out, o.state); else out += "null";
+      if (o.has_state)
+        render(out, o.state);
+      else
+        out += "null";
       if (!o.list_items.empty()) {
         out += ", \"items\": ";
         render_items(out, o.list_items);
@@ -241,8 +255,8 @@ std::string dump_json(const value& v) {
 }
 
 std::string ls_json(const checkpoint& ck, std::string_view file) {
-  std::string out = "{\"file\": " + json_quote(file) + ", \"format\": " + json_quote(format_name(ck.format)) +
-                    ", \"tensors\": [";
+  std::string out = "{\"file\": " + json_quote(file) +
+                    ", \"format\": " + json_quote(format_name(ck.format)) + ", \"tensors\": [";
   bool first = true;
   visit_tensors(ck.root, [&](const std::string& key, const value& t) {
     out += first ? "\n  " : ",\n  ";

@@ -25,7 +25,8 @@ const char* usage_text =
     "  diff A B [--atol X] [--rtol Y]   compare two checkpoints (exit 1 when they differ)\n"
     "  convert IN OUT [--to pth|safetensors]\n"
     "  scan FILE [--json]               globals referenced, and a verdict (exit 1 when unsafe)\n"
-    "  verify FILE                      structure and CRC-32 of every record (exit 1 when corrupt)\n"
+    "  verify FILE                      structure and CRC-32 of every record (exit 1 when "
+    "corrupt)\n"
     "options that load: --map-location cpu|cuda:N, --strict (weights-only globals), --mmap\n";
 
 struct usage_error : std::runtime_error {
@@ -65,11 +66,16 @@ args parse_args(int argc, char** argv) {
       if (i + 1 >= argc) throw usage_error(flag + " needs a value");
       return std::string(argv[++i]);
     };
-    if (s == "--json") a.json = true;
-    else if (s == "--strict") a.strict = true;
-    else if (s == "--mmap") a.mmap = true;
-    else if (s == "--map-location") a.map_location = value_of(s);
-    else if (s.starts_with("--map-location=")) a.map_location = s.substr(15);
+    if (s == "--json")
+      a.json = true;
+    else if (s == "--strict")
+      a.strict = true;
+    else if (s == "--mmap")
+      a.mmap = true;
+    else if (s == "--map-location")
+      a.map_location = value_of(s);
+    else if (s.starts_with("--map-location="))
+      a.map_location = s.substr(15);
     else if (s == "--limit") {
       std::string v = value_of(s);
       try {
@@ -80,12 +86,18 @@ args parse_args(int argc, char** argv) {
       } catch (...) {
         throw usage_error("--limit needs a non-negative integer, got '" + v + "'");
       }
-    } else if (s == "--atol") a.atol = parse_double(s, value_of(s));
-    else if (s == "--rtol") a.rtol = parse_double(s, value_of(s));
-    else if (s == "--to") a.to = value_of(s);
-    else if (s == "--") { for (++i; i < argc; ++i) a.positional.push_back(argv[i]); }
-    else if (s.size() > 1 && s[0] == '-') throw usage_error("unknown option '" + s + "'");
-    else a.positional.push_back(s);
+    } else if (s == "--atol")
+      a.atol = parse_double(s, value_of(s));
+    else if (s == "--rtol")
+      a.rtol = parse_double(s, value_of(s));
+    else if (s == "--to")
+      a.to = value_of(s);
+    else if (s == "--") {
+      for (++i; i < argc; ++i) a.positional.push_back(argv[i]);
+    } else if (s.size() > 1 && s[0] == '-')
+      throw usage_error("unknown option '" + s + "'");
+    else
+      a.positional.push_back(s);
   }
   return a;
 }
@@ -113,14 +125,16 @@ int cmd_ls(const args& a) {
     std::cout << pthio::cli::ls_json(ck, a.positional[0]) << "\n";
     return exit_ok;
   }
-  struct row { std::string key, dtype, shape, device, bytes; };
+  struct row {
+    std::string key, dtype, shape, device, bytes;
+  };
   std::vector<row> rows;
   std::uint64_t total = 0;
   pthio::visit_tensors(ck.root, [&](const std::string& key, const pthio::value& v) {
     const auto& t = v.as_tensor();
     total += t.nbytes();
-    rows.push_back({key.empty() ? "\"\"" : key, std::string(pthio::dtype_name(t.dtype())), pthio::shape_string(t.shape()),
-                    t.dev().str(), std::to_string(t.nbytes())});
+    rows.push_back({key.empty() ? "\"\"" : key, std::string(pthio::dtype_name(t.dtype())),
+                    pthio::shape_string(t.shape()), t.dev().str(), std::to_string(t.nbytes())});
   });
   std::size_t w[5] = {3, 5, 5, 6, 5};
   for (const auto& r : rows) {
@@ -130,14 +144,15 @@ int cmd_ls(const args& a) {
     w[3] = std::max(w[3], r.device.size());
     w[4] = std::max(w[4], r.bytes.size());
   }
-  auto line = [&](const std::string& k, const std::string& d, const std::string& s, const std::string& dev,
-                  const std::string& b) {
-    std::printf("%-*s  %-*s  %-*s  %-*s  %*s\n", int(w[0]), k.c_str(), int(w[1]), d.c_str(), int(w[2]), s.c_str(),
-                int(w[3]), dev.c_str(), int(w[4]), b.c_str());
+  auto line = [&](const std::string& k, const std::string& d, const std::string& s,
+                  const std::string& dev, const std::string& b) {
+    std::printf("%-*s  %-*s  %-*s  %-*s  %*s\n", int(w[0]), k.c_str(), int(w[1]), d.c_str(),
+                int(w[2]), s.c_str(), int(w[3]), dev.c_str(), int(w[4]), b.c_str());
   };
   line("key", "dtype", "shape", "device", "bytes");
   for (const auto& r : rows) line(r.key, r.dtype, r.shape, r.device, r.bytes);
-  std::printf("%zu tensors, %llu bytes (%s format)\n", rows.size(), static_cast<unsigned long long>(total),
+  std::printf("%zu tensors, %llu bytes (%s format)\n", rows.size(),
+              static_cast<unsigned long long>(total),
               std::string(pthio::format_name(ck.format)).c_str());
   return exit_ok;
 }
@@ -145,7 +160,8 @@ int cmd_ls(const args& a) {
 // Python-like text rendering for `dump` without --json.
 void dump_text(const pthio::value& v, int indent, std::string& out);
 
-void dump_text_items(std::span<const pthio::value> items, int indent, std::string& out, char open, char close) {
+void dump_text_items(std::span<const pthio::value> items, int indent, std::string& out, char open,
+                     char close) {
   if (items.empty()) {
     out += open;
     out += close;
@@ -171,7 +187,9 @@ void dump_text(const pthio::value& v, int indent, std::string& out) {
     case k::big_integer: out += v.as_big_int().to_string(); break;
     case k::floating: {
       double d = v.as_float();
-      out += std::isnan(d) ? "nan" : std::isinf(d) ? (d > 0 ? "inf" : "-inf") : pthio::cli::python_float_repr(d);
+      out += std::isnan(d)   ? "nan"
+             : std::isinf(d) ? (d > 0 ? "inf" : "-inf")
+                             : pthio::cli::python_float_repr(d);
       break;
     }
     case k::string: out += pthio::cli::json_quote(v.as_str()); break;
@@ -206,12 +224,14 @@ void dump_text(const pthio::value& v, int indent, std::string& out) {
     }
     case k::tensor: {
       const auto& t = v.as_tensor();
-      out += std::string(v.is_parameter() ? "Parameter" : "tensor") + "(" + std::string(pthio::dtype_name(t.dtype())) +
-             ", " + pthio::shape_string(t.shape()) + ", device=" + t.dev().str() +
-             (t.requires_grad() ? ", requires_grad=True" : "") + ")";
+      out += std::string(v.is_parameter() ? "Parameter" : "tensor") + "(" +
+             std::string(pthio::dtype_name(t.dtype())) + ", " + pthio::shape_string(t.shape()) +
+             ", device=" + t.dev().str() + (t.requires_grad() ? ", requires_grad=True" : "") + ")";
       break;
     }
-    case k::storage: out += "storage(" + std::string(pthio::dtype_name(v.as_storage().dtype)) + ")"; break;
+    case k::storage:
+      out += "storage(" + std::string(pthio::dtype_name(v.as_storage().dtype)) + ")";
+      break;
     case k::global: out += v.as_global().qualified(); break;
     case k::object: {
       const auto& o = v.as_object();
@@ -240,7 +260,11 @@ int cmd_dump(const args& a) {
 }
 
 std::string element_text(const pthio::tensor& t, const std::byte* p) {
-  auto rd = [p]<class T>(T) { T v; std::memcpy(&v, p, sizeof v); return v; };
+  auto rd = [p]<class T>(T) {
+    T v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  };
   auto f = [](double d) {
     if (std::isnan(d)) return std::string("nan");
     if (std::isinf(d)) return std::string(d > 0 ? "inf" : "-inf");
@@ -274,10 +298,13 @@ std::string element_text(const pthio::tensor& t, const std::byte* p) {
       return "(" + f(re) + (std::signbit(im) ? "" : "+") + f(im) + "j)";
     }
     case dtype::int64: return std::to_string(rd(std::int64_t{}));
-    case dtype::int32: case dtype::qint32: return std::to_string(rd(std::int32_t{}));
+    case dtype::int32:
+    case dtype::qint32: return std::to_string(rd(std::int32_t{}));
     case dtype::int16: return std::to_string(rd(std::int16_t{}));
-    case dtype::int8: case dtype::qint8: return std::to_string(rd(std::int8_t{}));
-    case dtype::uint8: case dtype::quint8: return std::to_string(rd(std::uint8_t{}));
+    case dtype::int8:
+    case dtype::qint8: return std::to_string(rd(std::int8_t{}));
+    case dtype::uint8:
+    case dtype::quint8: return std::to_string(rd(std::uint8_t{}));
     case dtype::uint16: return std::to_string(rd(std::uint16_t{}));
     case dtype::uint32: return std::to_string(rd(std::uint32_t{}));
     case dtype::uint64: return std::to_string(rd(std::uint64_t{}));
@@ -309,12 +336,15 @@ int cmd_cat(const args& a) {
   });
   if (!found) {
     std::string msg = "no tensor with key '" + want + "'";
-    if (!keys.empty()) msg += " (keys: " + keys.front() + (keys.size() > 1 ? ", ... " + std::to_string(keys.size()) + " in all" : "") + ")";
+    if (!keys.empty())
+      msg += " (keys: " + keys.front() +
+             (keys.size() > 1 ? ", ... " + std::to_string(keys.size()) + " in all" : "") + ")";
     throw pthio::error(pthio::errc::invalid_argument, msg, a.positional[0]);
   }
   pthio::tensor t = found->dev().is_cpu() ? *found : found->to(pthio::cpu_device);
   if (t.dev().type() == pthio::device_type::meta)
-    throw pthio::error(pthio::errc::unsupported, "tensor '" + want + "' is on the meta device and has no values");
+    throw pthio::error(pthio::errc::unsupported,
+                       "tensor '" + want + "' is on the meta device and has no values");
   t = t.contiguous();
   const long long limit = a.limit ? *a.limit : 1000;
   std::printf("%s: %s %s\n", want.c_str(), std::string(pthio::dtype_name(t.dtype())).c_str(),
@@ -350,10 +380,13 @@ int cmd_cat(const args& a) {
       idx[d] = 0;
       ++closed;
     }
-    if (closed) out += std::string(closed, ']') + (i + 1 < n ? ",\n" : "\n");
-    else out += ", ";
+    if (closed)
+      out += std::string(closed, ']') + (i + 1 < n ? ",\n" : "\n");
+    else
+      out += ", ";
   }
-  if (shown < n) out += "... (" + std::to_string(n - shown) + " more elements; --limit N shows more)\n";
+  if (shown < n)
+    out += "... (" + std::to_string(n - shown) + " more elements; --limit N shows more)\n";
   std::fputs(out.c_str(), stdout);
   return exit_ok;
 }
@@ -395,7 +428,8 @@ int cmd_verify(const args& a) {
         std::printf("CORRUPT  %s: %s\n", e.name.c_str(), err.what());
       }
     }
-    if (absent) std::printf("%zu records carry no CRC-32 (written with CRC computation off)\n", absent);
+    if (absent)
+      std::printf("%zu records carry no CRC-32 (written with CRC computation off)\n", absent);
   } else if (fmt == pthio::checkpoint_format::legacy) {
     std::printf("legacy format: records carry no CRC-32; checking structure only\n");
   }
@@ -407,7 +441,8 @@ int cmd_verify(const args& a) {
     auto ck = pthio::load_checkpoint(src, o);
     std::size_t n = 0;
     pthio::visit_tensors(ck.root, [&](const std::string&, const pthio::value&) { ++n; });
-    std::printf("structure ok: %s format, %zu tensors\n", std::string(pthio::format_name(ck.format)).c_str(), n);
+    std::printf("structure ok: %s format, %zu tensors\n",
+                std::string(pthio::format_name(ck.format)).c_str(), n);
   } catch (const pthio::error& e) {
     if (e.kind() == pthio::errc::io) throw;
     bad = true;
@@ -420,7 +455,8 @@ int cmd_verify(const args& a) {
 int cmd_scan(const args& a) {
   need_positional(a, 1, "one FILE");
   auto report = pthio::cli::scan_file(a.positional[0]);
-  std::fputs((a.json ? pthio::cli::scan_json(report) : pthio::cli::scan_text(report)).c_str(), stdout);
+  std::fputs((a.json ? pthio::cli::scan_json(report) : pthio::cli::scan_text(report)).c_str(),
+             stdout);
   return report.unsafe.empty() ? exit_ok : exit_negative;
 }
 

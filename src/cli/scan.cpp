@@ -12,35 +12,125 @@ namespace pthio::cli {
 
 bool is_dangerous_global(std::string_view module, std::string_view name) {
   // Whole modules that reach the OS, spawn processes, load code or open connections.
-  static const char* modules[] = {
-      "os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "runpy", "pty", "commands",
-      "webbrowser", "httplib", "http.client", "requests", "aiohttp", "asyncio", "bdb", "pdb",
-      "pickle", "_pickle", "cPickle", "marshal", "importlib", "imp", "code", "codeop", "ctypes",
-      "multiprocessing", "threading", "_thread", "signal", "tempfile", "pip", "setuptools",
-      "distutils", "venv", "ensurepip", "dill", "cloudpickle", "joblib", "timeit", "trace",
-      "profile", "cProfile", "pydoc", "telnetlib", "ftplib", "smtplib", "urllib", "urllib2",
-      "urllib.request", "glob", "zipimport", "builtins.__import__", "platform", "sqlite3"};
+  static const char* modules[] = {"os",
+                                  "posix",
+                                  "nt",
+                                  "subprocess",
+                                  "sys",
+                                  "shutil",
+                                  "socket",
+                                  "runpy",
+                                  "pty",
+                                  "commands",
+                                  "webbrowser",
+                                  "httplib",
+                                  "http.client",
+                                  "requests",
+                                  "aiohttp",
+                                  "asyncio",
+                                  "bdb",
+                                  "pdb",
+                                  "pickle",
+                                  "_pickle",
+                                  "cPickle",
+                                  "marshal",
+                                  "importlib",
+                                  "imp",
+                                  "code",
+                                  "codeop",
+                                  "ctypes",
+                                  "multiprocessing",
+                                  "threading",
+                                  "_thread",
+                                  "signal",
+                                  "tempfile",
+                                  "pip",
+                                  "setuptools",
+                                  "distutils",
+                                  "venv",
+                                  "ensurepip",
+                                  "dill",
+                                  "cloudpickle",
+                                  "joblib",
+                                  "timeit",
+                                  "trace",
+                                  "profile",
+                                  "cProfile",
+                                  "pydoc",
+                                  "telnetlib",
+                                  "ftplib",
+                                  "smtplib",
+                                  "urllib",
+                                  "urllib2",
+                                  "urllib.request",
+                                  "glob",
+                                  "zipimport",
+                                  "builtins.__import__",
+                                  "platform",
+                                  "sqlite3"};
   for (const char* m : modules) {
     std::string_view mv(m);
-    if (module == mv || (module.size() > mv.size() && module.starts_with(mv) && module[mv.size()] == '.')) return true;
+    if (module == mv ||
+        (module.size() > mv.size() && module.starts_with(mv) && module[mv.size()] == '.'))
+      return true;
   }
-  struct pair { const char* module; const char* name; };
+  struct pair {
+    const char* module;
+    const char* name;
+  };
   static const pair names[] = {
-      {"builtins", "eval"}, {"builtins", "exec"}, {"builtins", "execfile"}, {"builtins", "compile"},
-      {"builtins", "open"}, {"builtins", "getattr"}, {"builtins", "setattr"}, {"builtins", "delattr"},
-      {"builtins", "__import__"}, {"builtins", "apply"}, {"builtins", "input"}, {"builtins", "breakpoint"},
-      {"builtins", "globals"}, {"builtins", "locals"}, {"builtins", "vars"}, {"builtins", "file"},
-      {"__builtin__", "eval"}, {"__builtin__", "exec"}, {"__builtin__", "execfile"}, {"__builtin__", "open"},
-      {"__builtin__", "getattr"}, {"__builtin__", "__import__"}, {"__builtin__", "apply"}, {"__builtin__", "compile"},
-      {"operator", "attrgetter"}, {"operator", "methodcaller"}, {"_operator", "attrgetter"},
-      {"_operator", "methodcaller"}, {"functools", "partial"}, {"functools", "reduce"},
-      {"torch.serialization", "load"}, {"torch.serialization", "_load"}, {"torch", "load"},
-      {"torch.storage", "_load_from_bytes"}, {"torch._inductor.codecache", "compile_file"},
-      {"torch.jit", "load"}, {"torch.hub", "load"}, {"torch.hub", "load_state_dict_from_url"},
-      {"numpy.testing._private.utils", "runstring"}, {"numpy", "load"}, {"numpy.lib.npyio", "load"},
-      {"copyreg", "_reconstructor"}, {"types", "FunctionType"}, {"types", "CodeType"},
-      {"collections", "namedtuple"}, {"io", "open"}, {"_io", "open"}, {"_io", "FileIO"},
-      {"pathlib", "Path"}, {"posixpath", "join"}, {"linecache", "getline"}, {"site", "main"},
+      {"builtins", "eval"},
+      {"builtins", "exec"},
+      {"builtins", "execfile"},
+      {"builtins", "compile"},
+      {"builtins", "open"},
+      {"builtins", "getattr"},
+      {"builtins", "setattr"},
+      {"builtins", "delattr"},
+      {"builtins", "__import__"},
+      {"builtins", "apply"},
+      {"builtins", "input"},
+      {"builtins", "breakpoint"},
+      {"builtins", "globals"},
+      {"builtins", "locals"},
+      {"builtins", "vars"},
+      {"builtins", "file"},
+      {"__builtin__", "eval"},
+      {"__builtin__", "exec"},
+      {"__builtin__", "execfile"},
+      {"__builtin__", "open"},
+      {"__builtin__", "getattr"},
+      {"__builtin__", "__import__"},
+      {"__builtin__", "apply"},
+      {"__builtin__", "compile"},
+      {"operator", "attrgetter"},
+      {"operator", "methodcaller"},
+      {"_operator", "attrgetter"},
+      {"_operator", "methodcaller"},
+      {"functools", "partial"},
+      {"functools", "reduce"},
+      {"torch.serialization", "load"},
+      {"torch.serialization", "_load"},
+      {"torch", "load"},
+      {"torch.storage", "_load_from_bytes"},
+      {"torch._inductor.codecache", "compile_file"},
+      {"torch.jit", "load"},
+      {"torch.hub", "load"},
+      {"torch.hub", "load_state_dict_from_url"},
+      {"numpy.testing._private.utils", "runstring"},
+      {"numpy", "load"},
+      {"numpy.lib.npyio", "load"},
+      {"copyreg", "_reconstructor"},
+      {"types", "FunctionType"},
+      {"types", "CodeType"},
+      {"collections", "namedtuple"},
+      {"io", "open"},
+      {"_io", "open"},
+      {"_io", "FileIO"},
+      {"pathlib", "Path"},
+      {"posixpath", "join"},
+      {"linecache", "getline"},
+      {"site", "main"},
   };
   for (const auto& p : names)
     if (module == p.module && name == p.name) return true;
@@ -52,7 +142,8 @@ namespace {
 using global_counts = std::vector<std::pair<global_ref, std::size_t>>;
 
 void scan_pickle(std::span<const std::byte> bytes, const std::string& context, scan_report& r,
-                 std::map<std::string, std::size_t>& index, global_counts& refs, std::size_t* consumed) {
+                 std::map<std::string, std::size_t>& index, global_counts& refs,
+                 std::size_t* consumed) {
   unpickle_options u;
   u.context = context;
   u.persistent_load = [](const value& pid) { return pid; };  // inert: nothing is loaded
@@ -80,13 +171,15 @@ scan_report scan_file(const std::string& path) {
   global_counts refs;
   try {
     auto fmt = detect_format(src.bytes());
-    if (!fmt) throw error(errc::corrupt_checkpoint, "not a pickle, zip or legacy checkpoint", "", 0);
+    if (!fmt)
+      throw error(errc::corrupt_checkpoint, "not a pickle, zip or legacy checkpoint", "", 0);
     r.format = std::string(format_name(*fmt));
     if (*fmt == checkpoint_format::zip) {
       zip_reader zip(src);
       bool any = false, script = false;
       for (const auto& e : zip.entries()) {
-        if (e.name.find("/code/") != std::string::npos || e.name.ends_with("/constants.pkl")) script = true;
+        if (e.name.find("/code/") != std::string::npos || e.name.ends_with("/constants.pkl"))
+          script = true;
         if (!e.name.ends_with(".pkl")) continue;
         any = true;
         scan_pickle(zip.read(e), e.name, r, index, refs, nullptr);
@@ -98,7 +191,8 @@ scan_report scan_file(const std::string& path) {
       std::size_t pos = 0;
       for (int i = 0; i < 5 && pos < src.size(); ++i) {
         std::size_t used = 0;
-        scan_pickle(src.bytes().subspan(pos), "legacy pickle " + std::to_string(i + 1), r, index, refs, &used);
+        scan_pickle(src.bytes().subspan(pos), "legacy pickle " + std::to_string(i + 1), r, index,
+                    refs, &used);
         pos += used;
       }
     } else if (*fmt == checkpoint_format::safetensors) {
@@ -111,7 +205,8 @@ scan_report scan_file(const std::string& path) {
   }
   for (const auto& [g, n] : refs) {
     bool danger = is_dangerous_global(g.module, g.name);
-    bool allowed = !danger && (is_builtin_safe_global(g.module, g.name) || torch_globals().contains(g.module, g.name));
+    bool allowed = !danger && (is_builtin_safe_global(g.module, g.name) ||
+                               torch_globals().contains(g.module, g.name));
     if (danger) r.dangerous.push_back(g.qualified());
     if (!allowed) r.unsafe.push_back(g.qualified());
   }
@@ -144,8 +239,9 @@ std::string scan_text(const scan_report& r) {
         if (u == q) tag = "  unsafe";
     out += "  " + std::to_string(n) + "\t" + q + tag + "\n";
   }
-  out += "verdict: " + std::string(r.unsafe.empty() ? "safe" : "unsafe") + " (" + std::to_string(r.unsafe.size()) +
-         " outside the weights-only allowlist, " + std::to_string(r.dangerous.size()) + " known to run code)\n";
+  out += "verdict: " + std::string(r.unsafe.empty() ? "safe" : "unsafe") + " (" +
+         std::to_string(r.unsafe.size()) + " outside the weights-only allowlist, " +
+         std::to_string(r.dangerous.size()) + " known to run code)\n";
   return out;
 }
 

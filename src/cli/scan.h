@@ -28,7 +28,9 @@ std::string scan_text(const scan_report& r);
 // True when module.name is known to execute code or reach the system when called.
 bool is_dangerous_global(std::string_view module, std::string_view name);
 
-int cmd_diff(const std::vector<std::string>& files, double atol, double rtol, const load_options& options);
-int cmd_convert(const std::vector<std::string>& files, const std::string& to, const load_options& options);
+int cmd_diff(const std::vector<std::string>& files, double atol, double rtol,
+             const load_options& options);
+int cmd_convert(const std::vector<std::string>& files, const std::string& to,
+                const load_options& options);
 
 }  // namespace pthio::cli

@@ -14,8 +14,10 @@ namespace pthio::detail {
 
 void check_staging_options(const pthio::cuda::staging_options& options) {
   if (options.buffers == 0 || options.buffers > 16)
-    throw error(errc::invalid_argument, "staging buffers must be 1 to 16, not " + std::to_string(options.buffers));
-  if (options.buffer_bytes < (std::size_t{64} << 10) || options.buffer_bytes > (std::size_t{1} << 30))
+    throw error(errc::invalid_argument,
+                "staging buffers must be 1 to 16, not " + std::to_string(options.buffers));
+  if (options.buffer_bytes < (std::size_t{64} << 10) ||
+      options.buffer_bytes > (std::size_t{1} << 30))
     throw error(errc::invalid_argument, "staging buffer size must be 64 KiB to 1 GiB, not " +
                                             std::to_string(options.buffer_bytes) + " bytes");
 }

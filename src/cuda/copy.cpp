@@ -5,9 +5,9 @@
 #include "../torch/internal.h"
 #include "cuda_internal.h"
 #include "device_copy.h"
-#include "staging.h"
 #include "pthio/cuda.hpp"
 #include "pthio/tensor.hpp"
+#include "staging.h"
 
 namespace pthio::detail {
 
@@ -26,8 +26,9 @@ constexpr std::size_t pipeline_after = std::size_t{4} << 20;
 struct device_upload::per_device final : staging_pipeline::backend {
   int index = 0;
   std::unique_ptr<cuda::staging_set> set;
-  std::unique_ptr<staging_pipeline> pipeline;  // filling threads, started when the direct copies stop
-  std::size_t direct_bytes = 0;                // moved by direct copies so far
+  std::unique_ptr<staging_pipeline>
+      pipeline;                  // filling threads, started when the direct copies stop
+  std::size_t direct_bytes = 0;  // moved by direct copies so far
   bool failed = false;
 
   std::size_t slots() const override { return set->slots.size(); }
@@ -39,7 +40,8 @@ struct device_upload::per_device final : staging_pipeline::backend {
   }
   void submit(std::size_t slot, std::byte* dst, std::size_t n) override {
     auto& s = set->slots[slot];
-    check(cudaMemcpyAsync(dst, s.host, n, cudaMemcpyHostToDevice, s.stream), "cudaMemcpyAsync host-to-device");
+    check(cudaMemcpyAsync(dst, s.host, n, cudaMemcpyHostToDevice, s.stream),
+          "cudaMemcpyAsync host-to-device");
     check(cudaEventRecord(s.done, s.stream), "cudaEventRecord");
   }
   // Waits for every transfer of this device.
@@ -73,7 +75,8 @@ device_upload::per_device& device_upload::on(int index) {
 
 storage device_upload::copy_to_cuda(std::span<const std::byte> bytes, const device& target, hold h,
                                     std::uint32_t* crc) {
-  if (!target.is_cuda()) throw error(errc::unsupported, "cannot copy a storage to device " + target.str());
+  if (!target.is_cuda())
+    throw error(errc::unsupported, "cannot copy a storage to device " + target.str());
   const int index = cuda::device_index(target);
   storage s = cuda::allocate_uninitialised(bytes.size(), index);
   if (bytes.empty()) {
@@ -83,15 +86,18 @@ storage device_upload::copy_to_cuda(std::span<const std::byte> bytes, const devi
   per_device& d = on(index);
   try {
     const bool direct = bytes.size() <= direct_copy_limit &&
-                        (h == hold::until_return || (!d.pipeline && d.direct_bytes + bytes.size() <= pipeline_after));
+                        (h == hold::until_return ||
+                         (!d.pipeline && d.direct_bytes + bytes.size() <= pipeline_after));
     if (direct) {
       d.direct_bytes += bytes.size();
       if (crc) *crc = pthio::crc32(bytes);
       cuda::device_guard guard(index);
-      check(cudaMemcpyAsync(s.data(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice, d.set->spare),
+      check(cudaMemcpyAsync(s.data(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice,
+                            d.set->spare),
             "cudaMemcpyAsync host-to-device");
       // The driver usually stages pageable bytes before returning, but only a sync promises it.
-      if (h == hold::until_return) check(cudaStreamSynchronize(d.set->spare), "host-to-device copy");
+      if (h == hold::until_return)
+        check(cudaStreamSynchronize(d.set->spare), "host-to-device copy");
     } else {
       if (!d.pipeline) d.pipeline = std::make_unique<staging_pipeline>(d);
       const auto ticket = d.pipeline->enqueue(bytes.data(), bytes.size(), s.data(), crc);
@@ -130,7 +136,8 @@ void download(int index, const std::byte* src, std::size_t n,
     std::unique_ptr<cuda::staging_set>& set;
     ~give_back() {
       bool healthy = true;
-      for (auto& s : set->slots) healthy = cudaStreamSynchronize(s.stream) == cudaSuccess && healthy;
+      for (auto& s : set->slots)
+        healthy = cudaStreamSynchronize(s.stream) == cudaSuccess && healthy;
       (void)cudaGetLastError();
       cuda::release_staging(std::move(set), healthy);
     }
@@ -212,7 +219,8 @@ tensor device_contiguous(const tensor& t, int index) {
     size.push_back(per);
     stride.push_back(1);
   }
-  if (size.size() > static_cast<std::size_t>(cuda::max_gather_dims)) return upload(gather_on_host(t, index), index);
+  if (size.size() > static_cast<std::size_t>(cuda::max_gather_dims))
+    return upload(gather_on_host(t, index), index);
   storage out = cuda::allocate_uninitialised(t.nbytes(), index);
   cuda::gather_shape g;
   g.dims = static_cast<int>(size.size());
@@ -222,7 +230,8 @@ tensor device_contiguous(const tensor& t, int index) {
   }
   cuda::device_guard guard(index);
   // The legacy stream: ordered after earlier copies and before later ones on pthio's streams.
-  check(cuda::launch_gather(out.data(), t.raw_data(), unit, static_cast<std::int64_t>(t.nbytes() / unit), g, cudaStreamLegacy),
+  check(cuda::launch_gather(out.data(), t.raw_data(), unit,
+                            static_cast<std::int64_t>(t.nbytes() / unit), g, cudaStreamLegacy),
         "strided copy kernel");
   return tensor(out, t.dtype(), t.shape(), contiguous_strides(t.shape()), 0, t.requires_grad());
 }
@@ -231,26 +240,31 @@ tensor device_contiguous(const tensor& t, int index) {
 tensor upload(const tensor& host, int index) {
   tensor src = host.contiguous();
   device_upload up;
-  storage s = up.copy(std::span<const std::byte>(src.raw_data(), src.nbytes()), device(device_type::cuda, index),
-                      device_upload::hold::until_finish);
+  storage s = up.copy(std::span<const std::byte>(src.raw_data(), src.nbytes()),
+                      device(device_type::cuda, index), device_upload::hold::until_finish);
   up.finish();
-  return tensor(s, src.dtype(), src.shape(), contiguous_strides(src.shape()), 0, host.requires_grad());
+  return tensor(s, src.dtype(), src.shape(), contiguous_strides(src.shape()), 0,
+                host.requires_grad());
 }
 
 }  // namespace
 
-void for_each_host_chunk(const storage& s, std::size_t n, const std::function<void(std::span<const std::byte>)>& fn) {
+void for_each_host_chunk(const storage& s, std::size_t n,
+                         const std::function<void(std::span<const std::byte>)>& fn) {
   if (n > s.nbytes())
-    throw error(errc::invalid_argument, "for_each_host_chunk: " + std::to_string(n) + " bytes of a " +
-                                            std::to_string(s.nbytes()) + "-byte storage");
-  if (!s.dev().is_cuda()) throw error(errc::invalid_argument, "for_each_host_chunk: storage is on " + s.dev().str());
+    throw error(errc::invalid_argument, "for_each_host_chunk: " + std::to_string(n) +
+                                            " bytes of a " + std::to_string(s.nbytes()) +
+                                            "-byte storage");
+  if (!s.dev().is_cuda())
+    throw error(errc::invalid_argument, "for_each_host_chunk: storage is on " + s.dev().str());
   download(cuda::device_index(s.dev()), s.data(), n, fn);
 }
 
 tensor cuda_to(const tensor& t, const device& target) {
   const device& from = t.dev();
   if ((!from.is_cpu() && !from.is_cuda()) || (!target.is_cpu() && !target.is_cuda()))
-    throw error(errc::unsupported, "cannot move a tensor from " + from.str() + " to " + target.str());
+    throw error(errc::unsupported,
+                "cannot move a tensor from " + from.str() + " to " + target.str());
   if (from.is_cpu()) return upload(t, cuda::device_index(target));
   const int src = cuda::device_index(from);
   if (target.is_cuda() && cuda::device_index(target) == src) return t;
@@ -268,19 +282,22 @@ tensor cuda_to(const tensor& t, const device& target) {
   const int dst = cuda::device_index(target);
   storage d = cuda::allocate_uninitialised(c.nbytes(), dst);
   if (c.nbytes())
-    check(cudaMemcpyPeer(d.data(), dst, c.raw_data(), src, c.nbytes()),
-          ("cudaMemcpyPeer cuda:" + std::to_string(src) + " -> cuda:" + std::to_string(dst)).c_str());
+    check(
+        cudaMemcpyPeer(d.data(), dst, c.raw_data(), src, c.nbytes()),
+        ("cudaMemcpyPeer cuda:" + std::to_string(src) + " -> cuda:" + std::to_string(dst)).c_str());
   return tensor(d, t.dtype(), t.shape(), strides, 0, t.requires_grad());
 }
 
 tensor cuda_clone(const tensor& t) {
-  if (!t.dev().is_cuda()) throw error(errc::unsupported, "cannot clone a tensor on " + t.dev().str());
+  if (!t.dev().is_cuda())
+    throw error(errc::unsupported, "cannot clone a tensor on " + t.dev().str());
   const int index = cuda::device_index(t.dev());
   if (!t.is_contiguous()) return device_contiguous(t, index);
   storage d = cuda::allocate_uninitialised(t.nbytes(), index);
   if (t.nbytes()) {
     cuda::device_guard guard(index);
-    check(cudaMemcpyAsync(d.data(), t.raw_data(), t.nbytes(), cudaMemcpyDeviceToDevice, cudaStreamLegacy),
+    check(cudaMemcpyAsync(d.data(), t.raw_data(), t.nbytes(), cudaMemcpyDeviceToDevice,
+                          cudaStreamLegacy),
           "cudaMemcpyAsync device-to-device");
   }
   return tensor(d, t.dtype(), t.shape(), contiguous_strides(t.shape()), 0, t.requires_grad());

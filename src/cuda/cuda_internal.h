@@ -60,7 +60,8 @@ struct staging_set {
   cudaStream_t spare = nullptr;
   ~staging_set();
 };
-// A set for `index` with the current staging options (reused from earlier transfers when one is free).
+// A set for `index` with the current staging options (reused from earlier transfers when one is
+// free).
 std::unique_ptr<staging_set> acquire_staging(int index);
 // Hands a set back for reuse; `healthy` false (a transfer failed) frees it instead.
 void release_staging(std::unique_ptr<staging_set> set, bool healthy) noexcept;

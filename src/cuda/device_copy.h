@@ -53,7 +53,8 @@ class device_upload {
   };
   per_device& on(int device_index);
   // copy() to a target other than cpu. Without CUDA: throws errc::cuda.
-  storage copy_to_cuda(std::span<const std::byte> bytes, const device& target, hold h, std::uint32_t* crc);
+  storage copy_to_cuda(std::span<const std::byte> bytes, const device& target, hold h,
+                       std::uint32_t* crc);
   // finish()'s first half: waits for every device's transfers and hands their buffers back.
   void wait_devices();
   std::map<int, std::unique_ptr<per_device>> devices_;

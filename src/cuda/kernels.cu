@@ -14,7 +14,8 @@ template <class T>
 __global__ void gather_kernel(T* __restrict__ dst, const T* __restrict__ src, std::int64_t numel,
                               gather_shape shape) {
   const std::int64_t step = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < numel; i += step) {
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < numel;
+       i += step) {
     std::int64_t rest = i, off = 0;
     for (int d = shape.dims - 1; d >= 0; --d) {
       off += (rest % shape.size[d]) * shape.stride[d];
@@ -25,11 +26,13 @@ __global__ void gather_kernel(T* __restrict__ dst, const T* __restrict__ src, st
 }
 
 template <class T>
-cudaError_t launch(void* dst, const void* src, std::int64_t numel, const gather_shape& shape, cudaStream_t stream) {
+cudaError_t launch(void* dst, const void* src, std::int64_t numel, const gather_shape& shape,
+                   cudaStream_t stream) {
   constexpr int threads = 256;
   const std::int64_t blocks = (numel + threads - 1) / threads;
   const unsigned grid = static_cast<unsigned>(blocks < 65535 ? blocks : 65535);
-  gather_kernel<T><<<grid, threads, 0, stream>>>(static_cast<T*>(dst), static_cast<const T*>(src), numel, shape);
+  gather_kernel<T><<<grid, threads, 0, stream>>>(static_cast<T*>(dst), static_cast<const T*>(src),
+                                                 numel, shape);
   return cudaGetLastError();
 }
 

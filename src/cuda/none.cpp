@@ -50,14 +50,16 @@ struct device_upload::per_device {};
 device_upload::device_upload() = default;
 device_upload::~device_upload() = default;
 
-storage device_upload::copy_to_cuda(std::span<const std::byte>, const device& target, hold, std::uint32_t*) {
+storage device_upload::copy_to_cuda(std::span<const std::byte>, const device& target, hold,
+                                    std::uint32_t*) {
   no_cuda("cannot put a storage on " + target.str());
 }
 
 // Nothing is ever in flight: copy_to_cuda() never starts a transfer.
 void device_upload::wait_devices() {}
 
-void for_each_host_chunk(const storage& s, std::size_t, const std::function<void(std::span<const std::byte>)>&) {
+void for_each_host_chunk(const storage& s, std::size_t,
+                         const std::function<void(std::span<const std::byte>)>&) {
   no_cuda("cannot read a storage on " + s.dev().str());
 }
 

@@ -66,14 +66,16 @@ int device_index(const device& dev) {
   int index = dev.index();
   if (index < 0) check(cudaGetDevice(&index), "cudaGetDevice");
   if (index >= count)
-    throw error(errc::cuda, "cuda:" + std::to_string(index) + " requested, " + std::to_string(count) +
+    throw error(errc::cuda, "cuda:" + std::to_string(index) + " requested, " +
+                                std::to_string(count) +
                                 (count == 1 ? " device present" : " devices present"));
   return index;
 }
 
 device_guard::device_guard(int index) {
   check(cudaGetDevice(&previous_), "cudaGetDevice");
-  if (previous_ != index) check(cudaSetDevice(index), ("cudaSetDevice(" + std::to_string(index) + ")").c_str());
+  if (previous_ != index)
+    check(cudaSetDevice(index), ("cudaSetDevice(" + std::to_string(index) + ")").c_str());
 }
 
 device_guard::~device_guard() {
@@ -114,10 +116,12 @@ storage allocate_uninitialised(std::size_t nbytes, int index) {
                                 ": out of device memory" + have);
   }
   if (e != cudaSuccess) fail(e, "cudaMalloc of " + size_text(nbytes) + " on " + dev.str());
-  // The last handle frees on the owning device; failures at exit (runtime already unloaded) are moot.
+  // The last handle frees on the owning device; failures at exit (runtime already unloaded) are
+  // moot.
   std::shared_ptr<const void> owner(p, [index](const void* q) {
     int now = -1;
-    const bool switched = cudaGetDevice(&now) == cudaSuccess && now != index && cudaSetDevice(index) == cudaSuccess;
+    const bool switched =
+        cudaGetDevice(&now) == cudaSuccess && now != index && cudaSetDevice(index) == cudaSuccess;
     (void)cudaFree(const_cast<void*>(q));
     if (switched) (void)cudaSetDevice(now);
     (void)cudaGetLastError();
@@ -127,7 +131,8 @@ storage allocate_uninitialised(std::size_t nbytes, int index) {
 
 staging_set::~staging_set() {
   int now = -1;
-  const bool switched = cudaGetDevice(&now) == cudaSuccess && now != device && cudaSetDevice(device) == cudaSuccess;
+  const bool switched =
+      cudaGetDevice(&now) == cudaSuccess && now != device && cudaSetDevice(device) == cudaSuccess;
   for (auto& s : slots) {
     if (s.stream) (void)cudaStreamSynchronize(s.stream);
     if (s.done) (void)cudaEventDestroy(s.done);
@@ -165,7 +170,8 @@ std::unique_ptr<staging_set> acquire_staging(int index) {
     std::lock_guard<std::mutex> lk(p.m);
     opt = p.options;
     for (auto it = p.free.begin(); it != p.free.end(); ++it)
-      if ((*it)->device == index && (*it)->bytes == opt.buffer_bytes && (*it)->slots.size() == opt.buffers) {
+      if ((*it)->device == index && (*it)->bytes == opt.buffer_bytes &&
+          (*it)->slots.size() == opt.buffers) {
         auto set = std::move(*it);
         p.free.erase(it);
         return set;
@@ -179,7 +185,8 @@ std::unique_ptr<staging_set> acquire_staging(int index) {
   for (auto& s : set->slots) {
     void* h = nullptr;
     cudaError_t e = cudaHostAlloc(&h, opt.buffer_bytes, cudaHostAllocPortable);
-    if (e != cudaSuccess) fail(e, "cudaHostAlloc of a " + size_text(opt.buffer_bytes) + " staging buffer");
+    if (e != cudaSuccess)
+      fail(e, "cudaHostAlloc of a " + size_text(opt.buffer_bytes) + " staging buffer");
     s.host = static_cast<std::byte*>(h);
     check(cudaStreamCreate(&s.stream), "cudaStreamCreate");
     check(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming), "cudaEventCreate");
@@ -194,15 +201,15 @@ void release_staging(std::unique_ptr<staging_set> set, bool healthy) noexcept {
     try {
       auto& p = pool();
       std::lock_guard<std::mutex> lk(p.m);
-      const bool current = set->bytes == p.options.buffer_bytes && set->slots.size() == p.options.buffers;
+      const bool current =
+          set->bytes == p.options.buffer_bytes && set->slots.size() == p.options.buffers;
       bool have = false;
       for (auto& f : p.free) have = have || f->device == set->device;
       if (current && !have) {
         p.free.push_back(std::move(set));
         return;
       }
-    } catch (...) {
-    }
+    } catch (...) {}
   }
   set.reset();
 }
@@ -244,7 +251,8 @@ staging_options get_staging_options() {
 void synchronize(const device& dev) {
   const int index = detail::cuda::device_index(dev);
   detail::cuda::device_guard guard(index);
-  detail::cuda::check(cudaDeviceSynchronize(), ("cudaDeviceSynchronize on cuda:" + std::to_string(index)).c_str());
+  detail::cuda::check(cudaDeviceSynchronize(),
+                      ("cudaDeviceSynchronize on cuda:" + std::to_string(index)).c_str());
 }
 
 }  // namespace cuda

@@ -54,7 +54,8 @@ inline std::uint32_t x2nmodp(std::uint64_t n, unsigned k) noexcept {
 }
 }  // namespace crc32_math
 
-inline std::uint32_t crc32_combine(std::uint32_t crc_a, std::uint32_t crc_b, std::uint64_t len_b) noexcept {
+inline std::uint32_t crc32_combine(std::uint32_t crc_a, std::uint32_t crc_b,
+                                   std::uint64_t len_b) noexcept {
   return crc32_math::multmodp(crc32_math::x2nmodp(len_b, 3), crc_a) ^ crc_b;
 }
 

@@ -77,7 +77,8 @@ value pickle_machine::call(const value& callable, const value& args) {
       // written back as such, unless the class has a handler here, which would read those args
       // as its own. Instances of those (sets, bytes, OrderedDicts) are not callable in Python.
       const global_ref& type = callable.as_object().type;
-      if (has_handler(type)) fail(op_name() + ": a " + type.qualified() + " object is not callable");
+      if (has_handler(type))
+        fail(op_name() + ": a " + type.qualified() + " object is not callable");
       return new_object(type, new_tuple({callable, args}));
     }
     if (opt_.strict)
@@ -121,11 +122,13 @@ bool pickle_machine::has_handler(const global_ref& g) const {
   const std::string& m = g.module;
   const std::string& n = g.name;
   return (m == "collections" && n == "OrderedDict") || (m == "_codecs" && n == "encode") ||
-         (m == "builtins" && (n == "bytes" || n == "bytearray" || n == "set" || n == "frozenset")) ||
+         (m == "builtins" &&
+          (n == "bytes" || n == "bytearray" || n == "set" || n == "frozenset")) ||
          (m == "copyreg" && (n == "_reconstructor" || n == "__newobj__" || n == "__newobj_ex__"));
 }
 
-std::optional<value> pickle_machine::call_builtin(const global_ref& g, std::span<const value> args) {
+std::optional<value> pickle_machine::call_builtin(const global_ref& g,
+                                                  std::span<const value> args) {
   const std::string& m = g.module;
   const std::string& n = g.name;
   if (m == "collections" && n == "OrderedDict") return ordered_dict(args);
@@ -141,7 +144,8 @@ std::optional<value> pickle_machine::call_builtin(const global_ref& g, std::span
     return call(args[0], new_tuple({args[2]}));
   }
   if (m == "copyreg" && n == "__newobj__") {
-    if (args.empty() || !args[0].is_global()) fail(op_name() + ": copyreg.__newobj__ takes (class, *args)");
+    if (args.empty() || !args[0].is_global())
+      fail(op_name() + ": copyreg.__newobj__ takes (class, *args)");
     return call(args[0], new_tuple(std::vector<value>(args.begin() + 1, args.end())));
   }
   if (m == "copyreg" && n == "__newobj_ex__") {
@@ -171,7 +175,8 @@ value pickle_machine::ordered_dict(std::span<const value> args) {
   return d;
 }
 
-std::string pickle_machine::encoded(const std::string& s, const value& encoding_value, const char* who) {
+std::string pickle_machine::encoded(const std::string& s, const value& encoding_value,
+                                    const char* who) {
   std::string_view encoding = "utf-8";
   if (!encoding_value.is_none()) {
     if (!encoding_value.is_str()) fail(op_name() + ": " + who + " encoding must be a str");
@@ -182,7 +187,8 @@ std::string pickle_machine::encoded(const std::string& s, const value& encoding_
   charge(s.size());  // what the encoded text takes: at most the UTF-8 text's size
   auto out = encode_str(s, encoding, bad, unencodable);
   if (!out)
-    fail(errc::unsupported, op_name() + ": " + who + " with encoding '" + std::string(encoding) + "'");
+    fail(errc::unsupported,
+         op_name() + ": " + who + " with encoding '" + std::string(encoding) + "'");
   if (unencodable)
     fail(op_name() + ": " + who + ": code point " + std::to_string(bad) + " cannot be encoded as " +
          std::string(encoding));
@@ -193,7 +199,8 @@ std::string pickle_machine::encoded(const std::string& s, const value& encoding_
 value pickle_machine::codecs_encode(std::span<const value> args) {
   if (args.empty() || args.size() > 3 || !args[0].is_str())
     fail(op_name() + ": _codecs.encode takes (str, encoding)");
-  return value::make_bytes(encoded(args[0].as_str(), args.size() > 1 ? args[1] : value(), "_codecs.encode"));
+  return value::make_bytes(
+      encoded(args[0].as_str(), args.size() > 1 ? args[1] : value(), "_codecs.encode"));
 }
 
 // bytes() / bytearray() from nothing, bytes, a str and an encoding, a count, or a list of ints.
@@ -234,8 +241,10 @@ std::optional<value> pickle_machine::make_set(const global_ref& g, std::span<con
   if (args.empty()) return s;
   const value& src = args[0];
   std::vector<value> items;
-  if (src.is_list() || src.is_tuple()) items.assign(src.items().begin(), src.items().end());
-  else if (src.is_dict()) for (const auto& kv : src.as_dict().entries()) items.push_back(kv.first);
+  if (src.is_list() || src.is_tuple())
+    items.assign(src.items().begin(), src.items().end());
+  else if (src.is_dict())
+    for (const auto& kv : src.as_dict().entries()) items.push_back(kv.first);
   else if (src.is_object() && (src.as_object().type == global_ref{"builtins", "set"} ||
                                src.as_object().type == global_ref{"builtins", "frozenset"}))
     items = src.as_object().list_items;
@@ -247,11 +256,16 @@ std::optional<value> pickle_machine::make_set(const global_ref& g, std::span<con
 }
 
 value pickle_machine::newobj_ex(const value& cls, const value& args, const value& kwargs) {
-  if (!cls.is_global()) fail(op_name() + ": the class is a " + std::string(cls.type_name()) + ", not a global");
-  if (!args.is_tuple()) fail(op_name() + ": the arguments are a " + std::string(args.type_name()) + ", not a tuple");
-  if (!kwargs.is_dict()) fail(op_name() + ": the keyword arguments are a " + std::string(kwargs.type_name()) + ", not a dict");
+  if (!cls.is_global())
+    fail(op_name() + ": the class is a " + std::string(cls.type_name()) + ", not a global");
+  if (!args.is_tuple())
+    fail(op_name() + ": the arguments are a " + std::string(args.type_name()) + ", not a tuple");
+  if (!kwargs.is_dict())
+    fail(op_name() + ": the keyword arguments are a " + std::string(kwargs.type_name()) +
+         ", not a dict");
   if (kwargs.as_dict().size() != 0)
-    fail(errc::unsupported, op_name() + ": keyword arguments to " + cls.as_global().qualified() + " are not supported");
+    fail(errc::unsupported, op_name() + ": keyword arguments to " + cls.as_global().qualified() +
+                                " are not supported");
   return call(cls, args);
 }
 
@@ -275,14 +289,19 @@ void pickle_machine::build(value& inst, value state) {
     }
     for (const value* part : parts) {
       if (part->is_none()) continue;
-      if (!part->is_dict()) fail("BUILD state for a dict is a " + std::string(part->type_name()) + ", not a dict");
+      if (!part->is_dict())
+        fail("BUILD state for a dict is a " + std::string(part->type_name()) + ", not a dict");
       for (const auto& [k, v] : part->as_dict().entries()) {
-        if (!k.is_str()) fail("BUILD attribute name is a " + std::string(k.type_name()) + ", not a str");
+        if (!k.is_str())
+          fail("BUILD attribute name is a " + std::string(k.type_name()) + ", not a str");
         charge(2 * slot_bytes + k.as_str().size());
         const std::string& name = k.as_str();  // clang 14 cannot capture a structured binding
-        auto it = std::find_if(d.attrs.begin(), d.attrs.end(), [&](const auto& a) { return a.first == name; });
-        if (it != d.attrs.end()) it->second = v;
-        else d.attrs.emplace_back(k.as_str(), v);
+        auto it = std::find_if(d.attrs.begin(), d.attrs.end(),
+                               [&](const auto& a) { return a.first == name; });
+        if (it != d.attrs.end())
+          it->second = v;
+        else
+          d.attrs.emplace_back(k.as_str(), v);
       }
     }
     return;

@@ -12,9 +12,9 @@ namespace pthio::detail {
 namespace {
 
 enum class way : std::uint8_t {
-  both,    // the mutual mappings, reversed for writing
-  to3,     // added to IMPORT_MAPPING / NAME_MAPPING after the reversal
-  to2,     // added to REVERSE_IMPORT_MAPPING / REVERSE_NAME_MAPPING
+  both,  // the mutual mappings, reversed for writing
+  to3,   // added to IMPORT_MAPPING / NAME_MAPPING after the reversal
+  to2,   // added to REVERSE_IMPORT_MAPPING / REVERSE_NAME_MAPPING
 };
 
 struct module_rename {
@@ -29,34 +29,68 @@ struct name_rename {
 
 constexpr module_rename module_renames[] = {
     // IMPORT_MAPPING
-    {"__builtin__", "builtins"}, {"copy_reg", "copyreg"}, {"Queue", "queue"},
-    {"SocketServer", "socketserver"}, {"ConfigParser", "configparser"}, {"repr", "reprlib"},
-    {"tkFileDialog", "tkinter.filedialog"}, {"tkSimpleDialog", "tkinter.simpledialog"},
-    {"tkColorChooser", "tkinter.colorchooser"}, {"tkCommonDialog", "tkinter.commondialog"},
-    {"Dialog", "tkinter.dialog"}, {"Tkdnd", "tkinter.dnd"}, {"tkFont", "tkinter.font"},
-    {"tkMessageBox", "tkinter.messagebox"}, {"ScrolledText", "tkinter.scrolledtext"},
-    {"Tkconstants", "tkinter.constants"}, {"Tix", "tkinter.tix"}, {"ttk", "tkinter.ttk"},
-    {"Tkinter", "tkinter"}, {"markupbase", "_markupbase"}, {"_winreg", "winreg"},
-    {"thread", "_thread"}, {"dummy_thread", "_dummy_thread"}, {"dbhash", "dbm.bsd"},
-    {"dumbdbm", "dbm.dumb"}, {"dbm", "dbm.ndbm"}, {"gdbm", "dbm.gnu"},
-    {"xmlrpclib", "xmlrpc.client"}, {"SimpleXMLRPCServer", "xmlrpc.server"},
-    {"httplib", "http.client"}, {"htmlentitydefs", "html.entities"},
-    {"HTMLParser", "html.parser"}, {"Cookie", "http.cookies"}, {"cookielib", "http.cookiejar"},
-    {"BaseHTTPServer", "http.server"}, {"test.test_support", "test.support"},
-    {"commands", "subprocess"}, {"urlparse", "urllib.parse"},
-    {"robotparser", "urllib.robotparser"}, {"urllib2", "urllib.request"}, {"anydbm", "dbm"},
+    {"__builtin__", "builtins"},
+    {"copy_reg", "copyreg"},
+    {"Queue", "queue"},
+    {"SocketServer", "socketserver"},
+    {"ConfigParser", "configparser"},
+    {"repr", "reprlib"},
+    {"tkFileDialog", "tkinter.filedialog"},
+    {"tkSimpleDialog", "tkinter.simpledialog"},
+    {"tkColorChooser", "tkinter.colorchooser"},
+    {"tkCommonDialog", "tkinter.commondialog"},
+    {"Dialog", "tkinter.dialog"},
+    {"Tkdnd", "tkinter.dnd"},
+    {"tkFont", "tkinter.font"},
+    {"tkMessageBox", "tkinter.messagebox"},
+    {"ScrolledText", "tkinter.scrolledtext"},
+    {"Tkconstants", "tkinter.constants"},
+    {"Tix", "tkinter.tix"},
+    {"ttk", "tkinter.ttk"},
+    {"Tkinter", "tkinter"},
+    {"markupbase", "_markupbase"},
+    {"_winreg", "winreg"},
+    {"thread", "_thread"},
+    {"dummy_thread", "_dummy_thread"},
+    {"dbhash", "dbm.bsd"},
+    {"dumbdbm", "dbm.dumb"},
+    {"dbm", "dbm.ndbm"},
+    {"gdbm", "dbm.gnu"},
+    {"xmlrpclib", "xmlrpc.client"},
+    {"SimpleXMLRPCServer", "xmlrpc.server"},
+    {"httplib", "http.client"},
+    {"htmlentitydefs", "html.entities"},
+    {"HTMLParser", "html.parser"},
+    {"Cookie", "http.cookies"},
+    {"cookielib", "http.cookiejar"},
+    {"BaseHTTPServer", "http.server"},
+    {"test.test_support", "test.support"},
+    {"commands", "subprocess"},
+    {"urlparse", "urllib.parse"},
+    {"robotparser", "urllib.robotparser"},
+    {"urllib2", "urllib.request"},
+    {"anydbm", "dbm"},
     {"_abcoll", "collections.abc"},
     // IMPORT_MAPPING.update: read only
-    {"cPickle", "pickle", way::to3}, {"_elementtree", "xml.etree.ElementTree", way::to3},
+    {"cPickle", "pickle", way::to3},
+    {"_elementtree", "xml.etree.ElementTree", way::to3},
     {"FileDialog", "tkinter.filedialog", way::to3},
     {"SimpleDialog", "tkinter.simpledialog", way::to3},
-    {"DocXMLRPCServer", "xmlrpc.server", way::to3}, {"SimpleHTTPServer", "http.server", way::to3},
-    {"CGIHTTPServer", "http.server", way::to3}, {"UserDict", "collections", way::to3},
-    {"UserList", "collections", way::to3}, {"UserString", "collections", way::to3},
-    {"whichdb", "dbm", way::to3}, {"StringIO", "io", way::to3}, {"cStringIO", "io", way::to3},
+    {"DocXMLRPCServer", "xmlrpc.server", way::to3},
+    {"SimpleHTTPServer", "http.server", way::to3},
+    {"CGIHTTPServer", "http.server", way::to3},
+    {"UserDict", "collections", way::to3},
+    {"UserList", "collections", way::to3},
+    {"UserString", "collections", way::to3},
+    {"whichdb", "dbm", way::to3},
+    {"StringIO", "io", way::to3},
+    {"cStringIO", "io", way::to3},
     // REVERSE_IMPORT_MAPPING.update: written only
-    {"bz2", "_bz2", way::to2}, {"dbm", "_dbm", way::to2}, {"functools", "_functools", way::to2},
-    {"gdbm", "_gdbm", way::to2}, {"pickle", "_pickle", way::to2},
+    {"bz2", "_bz2", way::to2},
+    {"dbm", "_dbm", way::to2},
+    {"functools", "_functools", way::to2},
+    {"gdbm", "_gdbm", way::to2},
+    {"pickle", "_pickle", way::to2},
 };
 
 constexpr name_rename name_renames[] = {
@@ -112,10 +146,13 @@ constexpr name_rename name_renames[] = {
     {"SimpleDialog", "SimpleDialog", "tkinter.simpledialog", "SimpleDialog", way::to2},
     {"DocXMLRPCServer", "ServerHTMLDoc", "xmlrpc.server", "ServerHTMLDoc", way::to2},
     {"DocXMLRPCServer", "XMLRPCDocGenerator", "xmlrpc.server", "XMLRPCDocGenerator", way::to2},
-    {"DocXMLRPCServer", "DocXMLRPCRequestHandler", "xmlrpc.server", "DocXMLRPCRequestHandler", way::to2},
+    {"DocXMLRPCServer", "DocXMLRPCRequestHandler", "xmlrpc.server", "DocXMLRPCRequestHandler",
+     way::to2},
     {"DocXMLRPCServer", "DocXMLRPCServer", "xmlrpc.server", "DocXMLRPCServer", way::to2},
-    {"DocXMLRPCServer", "DocCGIXMLRPCRequestHandler", "xmlrpc.server", "DocCGIXMLRPCRequestHandler", way::to2},
-    {"SimpleHTTPServer", "SimpleHTTPRequestHandler", "http.server", "SimpleHTTPRequestHandler", way::to2},
+    {"DocXMLRPCServer", "DocCGIXMLRPCRequestHandler", "xmlrpc.server", "DocCGIXMLRPCRequestHandler",
+     way::to2},
+    {"SimpleHTTPServer", "SimpleHTTPRequestHandler", "http.server", "SimpleHTTPRequestHandler",
+     way::to2},
     {"CGIHTTPServer", "CGIHTTPRequestHandler", "http.server", "CGIHTTPRequestHandler", way::to2},
     {"socket", "_socketobject", "_socket", "socket", way::to2},
     // PYTHON3_OSERROR_EXCEPTIONS, PYTHON3_IMPORTERROR_EXCEPTIONS: written only
@@ -138,15 +175,52 @@ constexpr name_rename name_renames[] = {
 
 // PYTHON2_EXCEPTIONS: exceptions.X <-> builtins.X, both ways.
 constexpr std::string_view python2_exceptions[] = {
-    "ArithmeticError", "AssertionError", "AttributeError", "BaseException", "BufferError",
-    "BytesWarning", "DeprecationWarning", "EOFError", "EnvironmentError", "Exception",
-    "FloatingPointError", "FutureWarning", "GeneratorExit", "IOError", "ImportError",
-    "ImportWarning", "IndentationError", "IndexError", "KeyError", "KeyboardInterrupt",
-    "LookupError", "MemoryError", "NameError", "NotImplementedError", "OSError", "OverflowError",
-    "PendingDeprecationWarning", "ReferenceError", "RuntimeError", "RuntimeWarning",
-    "StopIteration", "SyntaxError", "SyntaxWarning", "SystemError", "SystemExit", "TabError",
-    "TypeError", "UnboundLocalError", "UnicodeDecodeError", "UnicodeEncodeError", "UnicodeError",
-    "UnicodeTranslateError", "UnicodeWarning", "UserWarning", "ValueError", "Warning",
+    "ArithmeticError",
+    "AssertionError",
+    "AttributeError",
+    "BaseException",
+    "BufferError",
+    "BytesWarning",
+    "DeprecationWarning",
+    "EOFError",
+    "EnvironmentError",
+    "Exception",
+    "FloatingPointError",
+    "FutureWarning",
+    "GeneratorExit",
+    "IOError",
+    "ImportError",
+    "ImportWarning",
+    "IndentationError",
+    "IndexError",
+    "KeyError",
+    "KeyboardInterrupt",
+    "LookupError",
+    "MemoryError",
+    "NameError",
+    "NotImplementedError",
+    "OSError",
+    "OverflowError",
+    "PendingDeprecationWarning",
+    "ReferenceError",
+    "RuntimeError",
+    "RuntimeWarning",
+    "StopIteration",
+    "SyntaxError",
+    "SyntaxWarning",
+    "SystemError",
+    "SystemExit",
+    "TabError",
+    "TypeError",
+    "UnboundLocalError",
+    "UnicodeDecodeError",
+    "UnicodeEncodeError",
+    "UnicodeError",
+    "UnicodeTranslateError",
+    "UnicodeWarning",
+    "UserWarning",
+    "ValueError",
+    "Warning",
     "ZeroDivisionError",
 };
 
@@ -170,8 +244,11 @@ constexpr bool one_to_one() {
   for (const auto& a : name_renames) {
     for (const auto& b : name_renames) {
       if (&a == &b) continue;
-      if (reads(a.dir) && reads(b.dir) && a.py2_module == b.py2_module && a.py2_name == b.py2_name) return false;
-      if (writes(a.dir) && writes(b.dir) && a.py3_module == b.py3_module && a.py3_name == b.py3_name) return false;
+      if (reads(a.dir) && reads(b.dir) && a.py2_module == b.py2_module && a.py2_name == b.py2_name)
+        return false;
+      if (writes(a.dir) && writes(b.dir) && a.py3_module == b.py3_module &&
+          a.py3_name == b.py3_name)
+        return false;
     }
     // builtins.X for a Python 2 exception X is written as exceptions.X, by the rule below.
     if (writes(a.dir) && a.py3_module == "builtins")
@@ -196,9 +273,11 @@ global_ref python3_name(std::string module, std::string name) {
   return {std::move(module), std::move(name)};
 }
 
-std::pair<std::string_view, std::string_view> python2_name(std::string_view module, std::string_view name) {
+std::pair<std::string_view, std::string_view> python2_name(std::string_view module,
+                                                           std::string_view name) {
   for (const auto& m : name_renames)
-    if (writes(m.dir) && m.py3_module == module && m.py3_name == name) return {m.py2_module, m.py2_name};
+    if (writes(m.dir) && m.py3_module == module && m.py3_name == name)
+      return {m.py2_module, m.py2_name};
   if (module == "builtins" && is_python2_exception(name)) return {"exceptions", name};
   for (const auto& m : module_renames)
     if (writes(m.dir) && m.py3 == module) return {m.py2, name};

@@ -15,6 +15,7 @@ namespace pthio::detail {
 global_ref python3_name(std::string module, std::string name);
 
 // A Python 3 global's Python 2 name (REVERSE_NAME_MAPPING, then REVERSE_IMPORT_MAPPING).
-std::pair<std::string_view, std::string_view> python2_name(std::string_view module, std::string_view name);
+std::pair<std::string_view, std::string_view> python2_name(std::string_view module,
+                                                           std::string_view name);
 
 }  // namespace pthio::detail

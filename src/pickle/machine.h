@@ -3,8 +3,8 @@
 // inline into the dispatch loop. The loop and the teardown are in unpickler.cpp, the calls and
 // globals in calls.cpp; the argument decoders in text.h, the memo pre-pass in memo_scan.h.
 //
-// Safety rules (docs/style.md): every input byte comes through one detail::byte_reader; every length
-// is checked against the bytes remaining and charged to the memory limit before anything is
+// Safety rules (docs/style.md): every input byte comes through one detail::byte_reader; every
+// length is checked against the bytes remaining and charged to the memory limit before anything is
 // allocated; the value stack and the mark stack are explicit and popped through checked
 // helpers; nothing recurses on input depth. Every container the machine builds is recorded, so
 // that on any error (and for garbage left behind on success) the containers can be emptied one
@@ -66,13 +66,17 @@ class identity_map {
     }
     return false;
   }
-  void clear() { slots_.clear(); size_ = 0; }
+  void clear() {
+    slots_.clear();
+    size_ = 0;
+  }
 
  private:
   std::vector<std::pair<const void*, std::uint32_t>> slots_;
   std::size_t size_ = 0;
   std::size_t index(const void* id) const {
-    auto h = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(id)) * 0x9e3779b97f4a7c15ull;
+    auto h =
+        static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(id)) * 0x9e3779b97f4a7c15ull;
     return static_cast<std::size_t>(h >> 32) & (slots_.size() - 1);
   }
   void rehash(std::size_t cap) {
@@ -107,13 +111,16 @@ class memo_slots {
     return fresh;
   }
   void push_back(const value& v) {
-    if (size_ % chunk_slots == 0 || size_ % 64 == 0) [[unlikely]] resize(size_ + 1);
-    else ++size_;
+    if (size_ % chunk_slots == 0 || size_ % 64 == 0) [[unlikely]]
+      resize(size_ + 1);
+    else
+      ++size_;
     assign(size_ - 1, v);
   }
   // Adds unset slots up to n.
   void resize(std::size_t n) {
-    while (chunks_.size() * chunk_slots < n) chunks_.push_back(std::make_unique<value[]>(chunk_slots));
+    while (chunks_.size() * chunk_slots < n)
+      chunks_.push_back(std::make_unique<value[]>(chunk_slots));
     if (set_.size() * 64 < n) set_.resize((n + 63) / 64);
     size_ = std::max(size_, n);
   }
@@ -140,7 +147,9 @@ constexpr int max_call_depth = 8;
 class pickle_machine {
  public:
   pickle_machine(std::span<const std::byte> data, const unpickle_options& options)
-      : in_(data, errc::corrupt_pickle, options.context), opt_(options), lim_(options.limits),
+      : in_(data, errc::corrupt_pickle, options.context),
+        opt_(options),
+        lim_(options.limits),
         reads_(data, options.limits.max_memo) {
     empty_tuple_ = value::make_tuple();
   }
@@ -182,16 +191,25 @@ class pickle_machine {
   std::uint64_t memory_ = 0;
   int call_depth_ = 0;
   value empty_tuple_;
-  struct recent_call { value callable; const reduce_fn* handler = nullptr; };
+  struct recent_call {
+    value callable;
+    const reduce_fn* handler = nullptr;
+  };
   recent_call recent_calls_[2];
 
   // Every container built here, with its identity, for release(); tuples only when they hold a
   // container (one of scalars, strings, tensors and storages neither recurses nor cycles when it
   // is destroyed). tuple_count_ counts them all.
   template <class T>
-  struct owned { std::shared_ptr<T> p; const void* id; };
+  struct owned {
+    std::shared_ptr<T> p;
+    const void* id;
+  };
   std::deque<owned<list_object>> lists_;
-  struct owned_tuple { value v; const void* id; };
+  struct owned_tuple {
+    value v;
+    const void* id;
+  };
   std::deque<owned_tuple> tuples_;
   std::size_t tuple_count_ = 0;
   std::deque<owned<dict_object>> dicts_;
@@ -210,14 +228,16 @@ class pickle_machine {
 
   void charge(std::uint64_t bytes) {
     std::uint64_t total;
-    if (!detail::checked_add(memory_, bytes, total) || total > lim_.max_memory) [[unlikely]] over_budget();
+    if (!detail::checked_add(memory_, bytes, total) || total > lim_.max_memory) [[unlikely]]
+      over_budget();
     memory_ = total;
   }
   // A block that lives only for a moment beside everything charged (the old block of a vector
   // while it grows) must fit too: memory in use stays under max_memory at every instant.
   void room_for(std::uint64_t bytes) const {
     std::uint64_t total;
-    if (!detail::checked_add(memory_, bytes, total) || total > lim_.max_memory) [[unlikely]] over_budget();
+    if (!detail::checked_add(memory_, bytes, total) || total > lim_.max_memory) [[unlikely]]
+      over_budget();
   }
   [[noreturn, gnu::cold, gnu::noinline]] void over_budget() const {
     fail(errc::limit_exceeded, op_name() + ": the objects built need more than max_memory (" +
@@ -227,7 +247,8 @@ class pickle_machine {
   // the capacity, not the size, and the new block must fit while the old one is still alive.
   template <class T>
   void grow(std::vector<T>& v, std::size_t extra) {
-    if (v.capacity() - v.size() >= extra) [[likely]] return;
+    if (v.capacity() - v.size() >= extra) [[likely]]
+      return;
     grow_slow(v, extra);
   }
   template <class T>
@@ -241,18 +262,37 @@ class pickle_machine {
   // ---- argument reads (all through the one byte_reader; errors at the opcode's offset)
 
   void need(std::uint64_t n) const {
-    if (n > in_.remaining()) [[unlikely]] short_read(n);
+    if (n > in_.remaining()) [[unlikely]]
+      short_read(n);
   }
   [[noreturn, gnu::cold, gnu::noinline]] void short_read(std::uint64_t n) const {
     fail(op_name() + ": unexpected end of data: needs " + std::to_string(n) + " bytes, " +
          std::to_string(in_.remaining()) + " remain");
   }
-  std::uint8_t arg_u8() { need(1); return in_.u8(); }
-  std::uint16_t arg_le16() { need(2); return in_.le16(); }
-  std::uint32_t arg_le32() { need(4); return in_.le32(); }
-  std::int32_t arg_le_i32() { need(4); return in_.le_i32(); }
-  std::uint64_t arg_le64() { need(8); return in_.le64(); }
-  std::uint64_t arg_be64() { need(8); return in_.be64(); }
+  std::uint8_t arg_u8() {
+    need(1);
+    return in_.u8();
+  }
+  std::uint16_t arg_le16() {
+    need(2);
+    return in_.le16();
+  }
+  std::uint32_t arg_le32() {
+    need(4);
+    return in_.le32();
+  }
+  std::int32_t arg_le_i32() {
+    need(4);
+    return in_.le_i32();
+  }
+  std::uint64_t arg_le64() {
+    need(8);
+    return in_.le64();
+  }
+  std::uint64_t arg_be64() {
+    need(8);
+    return in_.be64();
+  }
   std::string_view arg_line() {
     const std::size_t start = in_.pos();
     auto rest = in_.data().subspan(start);
@@ -274,7 +314,8 @@ class pickle_machine {
   std::size_t floor() const noexcept { return marks_.empty() ? 0 : marks_.back(); }
 
   void require(std::size_t n) const {
-    if (stack_.size() - floor() < n) [[unlikely]] too_few(n);
+    if (stack_.size() - floor() < n) [[unlikely]]
+      too_few(n);
   }
   [[noreturn, gnu::cold, gnu::noinline]] void too_few(std::size_t n) const {
     const std::size_t have = stack_.size() - floor();
@@ -303,11 +344,13 @@ class pickle_machine {
     heights_.push_back(h);
   }
   void make_room(const value& v, std::uint32_t h) {
-    if (stack_.size() >= lim_.max_stack) [[unlikely]] stack_full();
+    if (stack_.size() >= lim_.max_stack) [[unlikely]]
+      stack_full();
     grow(stack_, 1);
     grow(heights_, 1);
     // A big int owns a shared block and a byte vector of its own.
-    if (v.is_big_int()) [[unlikely]] charge(64 + v.as_big_int().le_bytes.size());
+    if (v.is_big_int()) [[unlikely]]
+      charge(64 + v.as_big_int().le_bytes.size());
     note_height(h);
   }
   [[noreturn, gnu::cold, gnu::noinline]] void stack_full() const {
@@ -331,8 +374,9 @@ class pickle_machine {
   // npos, popping the MARK); the largest height bound among them is left in popped_h_.
   std::vector<value> pop_n(std::size_t n) {
     const std::size_t k = take_n(n);
-    std::vector<value> items(std::make_move_iterator(stack_.begin() + static_cast<std::ptrdiff_t>(k)),
-                             std::make_move_iterator(stack_.end()));
+    std::vector<value> items(
+        std::make_move_iterator(stack_.begin() + static_cast<std::ptrdiff_t>(k)),
+        std::make_move_iterator(stack_.end()));
     drop_to(k);
     return items;
   }
@@ -405,7 +449,9 @@ class pickle_machine {
     return v;
   }
   // A global value: its boxed name pair (and control block), and the names beyond SSO.
-  void charge_global(const global_ref& g) { charge(sizeof(global_ref) + 32 + g.module.size() + g.name.size()); }
+  void charge_global(const global_ref& g) {
+    charge(sizeof(global_ref) + 32 + g.module.size() + g.name.size());
+  }
 
   value new_object(global_ref type, value args) {
     // The object, its shared_ptr control block and its entry in objects_; names beyond SSO.
@@ -432,18 +478,25 @@ class pickle_machine {
       fail(errc::limit_exceeded, op_name() + ": a dict key integer has more than " +
                                      std::to_string(max_key_int_bytes) + " bytes");
     if (!key.is_tuple()) return;
-    struct frame { std::span<const value> items; std::size_t next; };
+    struct frame {
+      std::span<const value> items;
+      std::size_t next;
+    };
     std::vector<frame> path{{key.as_tuple(), 0}};
     std::size_t seen = 0;
     while (!path.empty()) {
       frame& f = path.back();
-      if (f.next == f.items.size()) { path.pop_back(); continue; }
+      if (f.next == f.items.size()) {
+        path.pop_back();
+        continue;
+      }
       const value& c = f.items[f.next++];
       if (++seen > max_key_values)
         fail(errc::limit_exceeded, op_name() + ": a dict key tuple holds more than " +
                                        std::to_string(max_key_values) + " values");
       if (c.is_list() || c.is_dict())
-        fail(op_name() + ": unhashable dict key (a tuple holding a " + std::string(c.type_name()) + ")");
+        fail(op_name() + ": unhashable dict key (a tuple holding a " + std::string(c.type_name()) +
+             ")");
       if (c.is_big_int() && c.as_big_int().le_bytes.size() > max_key_int_bytes)
         fail(errc::limit_exceeded, op_name() + ": a dict key integer has more than " +
                                        std::to_string(max_key_int_bytes) + " bytes");
@@ -478,7 +531,8 @@ class pickle_machine {
       fail(op_name() + " has an odd number of values (" + std::to_string(kv.size()) + ")");
     if (target.is_dict()) {
       auto& d = target.as_dict();
-      for (std::size_t i = 0; i < kv.size(); i += 2) set_item(d, std::move(kv[i]), std::move(kv[i + 1]));
+      for (std::size_t i = 0; i < kv.size(); i += 2)
+        set_item(d, std::move(kv[i]), std::move(kv[i + 1]));
     } else if (target.is_object()) {
       auto& o = target.as_object();
       grow(o.dict_items, kv.size() / 2);
@@ -492,9 +546,12 @@ class pickle_machine {
   // list.append / extend (APPEND, APPENDS), or an object's items (a list subclass, a set).
   void append_items(value& target, std::vector<value>& items) {
     std::vector<value>* dst = nullptr;
-    if (target.is_list()) dst = &target.as_list().items;
-    else if (target.is_object()) dst = &target.as_object().list_items;
-    else fail(op_name() + " on a " + std::string(target.type_name()) + ", not a list");
+    if (target.is_list())
+      dst = &target.as_list().items;
+    else if (target.is_object())
+      dst = &target.as_object().list_items;
+    else
+      fail(op_name() + " on a " + std::string(target.type_name()) + ", not a list");
     if (dst->capacity() == 0) {
       // The popped items become the container's: no second block of the same size.
       charge(items.capacity() * sizeof(value));
@@ -510,12 +567,14 @@ class pickle_machine {
   void memo_put(std::uint64_t index) {
     if (index >= lim_.max_memo)
       fail(errc::limit_exceeded, op_name() + " memo index " + std::to_string(index) +
-                                     " exceeds the limit max_memo (" + std::to_string(lim_.max_memo) + ")");
+                                     " exceeds the limit max_memo (" +
+                                     std::to_string(lim_.max_memo) + ")");
     const value& v = top();
     if (!reads_.will_read(index)) return;  // never read: nothing to keep
-    charge(slot_bytes);  // the value itself is shared
+    charge(slot_bytes);                    // the value itself is shared
     // An index lives in one place: a sparse entry moves into the dense part once that reaches it.
-    if (!memo_sparse_.empty() && index < memo_dense_.size() + memo_dense_gap && memo_sparse_.erase(index))
+    if (!memo_sparse_.empty() && index < memo_dense_.size() + memo_dense_gap &&
+        memo_sparse_.erase(index))
       --memo_count_;
     if (index == memo_dense_.size()) {  // the usual case: BINPUT n counts up from 0
       charge(memo_slots::slot_cost);
@@ -538,7 +597,8 @@ class pickle_machine {
 
   void memo_get(std::uint64_t index) {
     const value* v = nullptr;
-    if (memo_dense_.has(index)) v = &memo_dense_[static_cast<std::size_t>(index)];
+    if (memo_dense_.has(index))
+      v = &memo_dense_[static_cast<std::size_t>(index)];
     else if (auto it = memo_sparse_.find(index); it != memo_sparse_.end())
       v = &it->second;
     if (!v) fail(op_name() + " memo index " + std::to_string(index) + " is not defined");

@@ -24,7 +24,10 @@ enum class arg : std::uint8_t {
   lines,    // `size` newline-terminated lines
   get,      // a memo read: a `size`-byte index, or (size 0) a decimal line
 };
-struct step { arg how = arg::bad; std::uint8_t size = 0; };
+struct step {
+  arg how = arg::bad;
+  std::uint8_t size = 0;
+};
 
 constexpr std::array<step, 256> steps() {
   constexpr auto layouts = opcode_layouts();
@@ -55,7 +58,8 @@ bool memo_reads::scan(std::span<const std::byte> data, std::uint64_t max_memo) {
   static constexpr std::array<step, 256> table = steps();
   // The bits cover indices below a bound tied to the input's size and max_memo; a read past it
   // makes every index past it count as read.
-  const std::uint64_t cover = std::min<std::uint64_t>(8 * static_cast<std::uint64_t>(data.size()) + 1024, max_memo);
+  const std::uint64_t cover =
+      std::min<std::uint64_t>(8 * static_cast<std::uint64_t>(data.size()) + 1024, max_memo);
   const auto* p = reinterpret_cast<const unsigned char*>(data.data());
   const std::size_t n = data.size();
   std::size_t i = 0;
@@ -99,7 +103,8 @@ bool memo_reads::scan(std::span<const std::byte> data, std::uint64_t max_memo) {
         const void* nl = std::memchr(p + i, '\n', left);
         if (!nl) return false;
         const std::size_t end = static_cast<std::size_t>(static_cast<const unsigned char*>(nl) - p);
-        const auto index = memo_index_text(std::string_view(reinterpret_cast<const char*>(p + i), end - i));
+        const auto index =
+            memo_index_text(std::string_view(reinterpret_cast<const char*>(p + i), end - i));
         if (!index || *index < 0) return false;
         read(static_cast<std::uint64_t>(*index));
         i = end + 1;

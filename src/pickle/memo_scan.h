@@ -23,7 +23,8 @@ class memo_reads {
   }
   bool will_read(std::uint64_t index) const noexcept {
     if (all_) return true;
-    if (index < bits_.size() * 64) return bits_[static_cast<std::size_t>(index / 64)] >> (index % 64) & 1;
+    if (index < bits_.size() * 64)
+      return bits_[static_cast<std::size_t>(index / 64)] >> (index % 64) & 1;
     return tail_;
   }
   std::uint64_t bytes() const noexcept { return bits_.capacity() * sizeof(std::uint64_t); }

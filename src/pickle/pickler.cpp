@@ -120,8 +120,8 @@ struct depth_guard {
   depth_guard() {
     if (++save_depth > max_save_depth) {
       --save_depth;
-      throw error(errc::limit_exceeded,
-                  "pickle: values nest deeper than " + std::to_string(max_save_depth) + " when written");
+      throw error(errc::limit_exceeded, "pickle: values nest deeper than " +
+                                            std::to_string(max_save_depth) + " when written");
     }
   }
   ~depth_guard() { --save_depth; }
@@ -247,10 +247,14 @@ void pickler::save(const value& v) {
       // CPython's memo holds a reference to every memoized object; so does alive_, so that a
       // temporary a save_hook builds cannot free an address the memo still names.
       alive_.push_back(v);
-      if (v.is_list()) save_list(v);
-      else if (v.is_tuple()) save_tuple(v);
-      else if (v.is_dict()) save_dict(v);
-      else save_object(v);
+      if (v.is_list())
+        save_list(v);
+      else if (v.is_tuple())
+        save_tuple(v);
+      else if (v.is_dict())
+        save_dict(v);
+      else
+        save_object(v);
       break;
     case value::kind::global: save_global(v.as_global().module, v.as_global().name); break;
     case value::kind::tensor:
@@ -285,7 +289,8 @@ void pickler::save_big(const big_int& bi) {
     save_int(detail::int64_from_twos_complement(b));
     return;
   }
-  if (b.size() > 0x7fffffff) throw error(errc::invalid_argument, "pickle: integer too large to write");
+  if (b.size() > 0x7fffffff)
+    throw error(errc::invalid_argument, "pickle: integer too large to write");
   if (b.size() < 256) {
     emit(op(opcode::LONG1));
     emit(static_cast<std::uint8_t>(b.size()));
@@ -366,8 +371,8 @@ void pickler::save_list(const value& v) {
   const auto& items = v.as_list().items;
   emit(op(opcode::EMPTY_LIST));
   put_memo(v.identity());
-  batch_list_exact(items.size(), [this](std::uint8_t o) { emit(o); },
-                   [&](std::size_t i) { save(items[i]); });
+  batch_list_exact(
+      items.size(), [this](std::uint8_t o) { emit(o); }, [&](std::size_t i) { save(items[i]); });
 }
 
 void pickler::save_tuple(const value& v) {
@@ -396,12 +401,13 @@ void pickler::save_tuple(const value& v) {
 }
 
 void pickler::save_setitems(const std::vector<std::pair<value, value>>& items) {
-  batch_generic(items.size(), [this](std::uint8_t o) { emit(o); },
-                [&](std::size_t i) {
-                  save(items[i].first);
-                  save(items[i].second);
-                },
-                opcode::SETITEM, opcode::SETITEMS);
+  batch_generic(
+      items.size(), [this](std::uint8_t o) { emit(o); },
+      [&](std::size_t i) {
+        save(items[i].first);
+        save(items[i].second);
+      },
+      opcode::SETITEM, opcode::SETITEMS);
 }
 
 void pickler::save_dict(const value& v) {
@@ -421,8 +427,10 @@ void pickler::save_dict(const value& v) {
     const bool ordered = d.class_name == "collections.OrderedDict";
     const auto dot = d.class_name.rfind('.');
     if (dot == std::string::npos)
-      throw error(errc::invalid_argument, "pickle: dict class '" + d.class_name + "' is not module.name");
-    save_global(std::string_view(d.class_name).substr(0, dot), std::string_view(d.class_name).substr(dot + 1));
+      throw error(errc::invalid_argument,
+                  "pickle: dict class '" + d.class_name + "' is not module.name");
+    save_global(std::string_view(d.class_name).substr(0, dot),
+                std::string_view(d.class_name).substr(dot + 1));
     emit(op(opcode::EMPTY_TUPLE));
     emit(op(ordered ? opcode::REDUCE : opcode::NEWOBJ));
     put_memo(v.identity());
@@ -444,7 +452,8 @@ void pickler::save_object(const value& v) {
   const opaque_object& o = v.as_object();
   auto emit_fn = [this](std::uint8_t c) { emit(c); };
   const bool no_args = o.args.is_none() || (o.args.is_tuple() && o.args.as_tuple().empty());
-  const bool is_set = o.type == global_ref{"builtins", "set"} || o.type == global_ref{"builtins", "frozenset"};
+  const bool is_set =
+      o.type == global_ref{"builtins", "set"} || o.type == global_ref{"builtins", "frozenset"};
   save_global(o.type.module, o.type.name);
   if (is_set && no_args && o.dict_items.empty()) {
     // set.__reduce__: (set, (list(self),), getattr(self, '__dict__', None)); the list is fresh.
@@ -473,8 +482,9 @@ void pickler::save_object(const value& v) {
     } else {
       put_memo(v.identity());
     }
-    batch_generic(o.list_items.size(), emit_fn, [&](std::size_t i) { save(o.list_items[i]); },
-                  opcode::APPEND, opcode::APPENDS);
+    batch_generic(
+        o.list_items.size(), emit_fn, [&](std::size_t i) { save(o.list_items[i]); }, opcode::APPEND,
+        opcode::APPENDS);
     save_setitems(o.dict_items);
   }
   if (o.has_state) {

@@ -48,7 +48,9 @@ int hex_digit(char c) {
 }
 
 std::string_view trim_ascii_space(std::string_view s) {
-  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; };
+  auto space = [](char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+  };
   while (!s.empty() && space(s.front())) s.remove_prefix(1);
   while (!s.empty() && space(s.back())) s.remove_suffix(1);
   return s;
@@ -60,14 +62,16 @@ value int_from_magnitude(std::vector<std::uint8_t> mag, bool negative) {
   if (mag.size() <= 8) {
     std::uint64_t u = 0;
     for (std::size_t i = mag.size(); i-- > 0;) u = (u << 8) | mag[i];
-    if (!negative && u <= static_cast<std::uint64_t>(INT64_MAX)) return value(static_cast<std::int64_t>(u));
+    if (!negative && u <= static_cast<std::uint64_t>(INT64_MAX))
+      return value(static_cast<std::int64_t>(u));
     if (negative && u <= static_cast<std::uint64_t>(INT64_MAX) + 1)
       return value(static_cast<std::int64_t>(0 - u));
   }
   return value(big_int{twos_complement_from_magnitude(std::move(mag), negative)});
 }
 
-// Python 3.11 refuses int() on more than 4300 decimal digits (sys.int_info.str_digits_check_threshold).
+// Python 3.11 refuses int() on more than 4300 decimal digits
+// (sys.int_info.str_digits_check_threshold).
 constexpr std::size_t max_int_digits = 4300;
 
 }  // namespace
@@ -80,8 +84,14 @@ std::optional<std::string> escape_decode(std::string_view s, std::string& why) {
   out.reserve(s.size());
   for (std::size_t i = 0; i < s.size();) {
     char c = s[i++];
-    if (c != '\\') { out.push_back(c); continue; }
-    if (i == s.size()) { why = "trailing \\ in string"; return std::nullopt; }
+    if (c != '\\') {
+      out.push_back(c);
+      continue;
+    }
+    if (i == s.size()) {
+      why = "trailing \\ in string";
+      return std::nullopt;
+    }
     char e = s[i++];
     switch (e) {
       case '\n': break;
@@ -95,7 +105,14 @@ std::optional<std::string> escape_decode(std::string_view s, std::string& why) {
       case 'r': out.push_back('\r'); break;
       case 't': out.push_back('\t'); break;
       case 'v': out.push_back('\v'); break;
-      case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7': {
+      case '0':
+      case '1':
+      case '2':
+      case '3':
+      case '4':
+      case '5':
+      case '6':
+      case '7': {
         unsigned v = static_cast<unsigned>(e - '0');
         for (int k = 0; k < 2 && i < s.size() && s[i] >= '0' && s[i] <= '7'; ++k)
           v = v * 8 + static_cast<unsigned>(s[i++] - '0');
@@ -105,12 +122,18 @@ std::optional<std::string> escape_decode(std::string_view s, std::string& why) {
       case 'x': {
         int hi = i < s.size() ? hex_digit(s[i]) : -1;
         int lo = i + 1 < s.size() ? hex_digit(s[i + 1]) : -1;
-        if (hi < 0 || lo < 0) { why = "invalid \\x escape"; return std::nullopt; }
+        if (hi < 0 || lo < 0) {
+          why = "invalid \\x escape";
+          return std::nullopt;
+        }
         out.push_back(static_cast<char>(hi * 16 + lo));
         i += 2;
         break;
       }
-      default: out.push_back('\\'); out.push_back(e); break;
+      default:
+        out.push_back('\\');
+        out.push_back(e);
+        break;
     }
   }
   return out;
@@ -124,17 +147,30 @@ std::optional<std::string> raw_unicode_escape_decode(std::string_view s, std::st
   out.reserve(s.size());
   for (std::size_t i = 0; i < s.size();) {
     auto c = static_cast<unsigned char>(s[i++]);
-    if (c != '\\' || i == s.size()) { append_utf8(out, c); continue; }
+    if (c != '\\' || i == s.size()) {
+      append_utf8(out, c);
+      continue;
+    }
     auto e = static_cast<unsigned char>(s[i++]);
     int count = e == 'u' ? 4 : e == 'U' ? 8 : 0;
-    if (count == 0) { out.push_back('\\'); append_utf8(out, e); continue; }
+    if (count == 0) {
+      out.push_back('\\');
+      append_utf8(out, e);
+      continue;
+    }
     std::uint32_t cp = 0;
     for (int k = 0; k < count; ++k, ++i) {
       int d = i < s.size() ? hex_digit(s[i]) : -1;
-      if (d < 0) { why = count == 4 ? "truncated \\uXXXX escape" : "truncated \\UXXXXXXXX escape"; return std::nullopt; }
+      if (d < 0) {
+        why = count == 4 ? "truncated \\uXXXX escape" : "truncated \\UXXXXXXXX escape";
+        return std::nullopt;
+      }
       cp = (cp << 4) | static_cast<std::uint32_t>(d);
     }
-    if (cp > 0x10ffff) { why = "\\Uxxxxxxxx out of range"; return std::nullopt; }
+    if (cp > 0x10ffff) {
+      why = "\\Uxxxxxxxx out of range";
+      return std::nullopt;
+    }
     append_utf8(out, cp);
   }
   return out;
@@ -158,13 +194,19 @@ std::optional<value> parse_int_text(std::string_view s, bool base0, bool& too_lo
   too_long = false;
   s = trim_ascii_space(s);
   bool negative = false;
-  if (!s.empty() && (s[0] == '+' || s[0] == '-')) { negative = s[0] == '-'; s.remove_prefix(1); }
+  if (!s.empty() && (s[0] == '+' || s[0] == '-')) {
+    negative = s[0] == '-';
+    s.remove_prefix(1);
+  }
   unsigned base = 10;
   if (base0 && s.size() >= 2 && s[0] == '0') {
     char p = static_cast<char>(s[1] | 0x20);
-    if (p == 'x') base = 16;
-    else if (p == 'o') base = 8;
-    else if (p == 'b') base = 2;
+    if (p == 'x')
+      base = 16;
+    else if (p == 'o')
+      base = 8;
+    else if (p == 'b')
+      base = 2;
     if (base != 10) {
       s.remove_prefix(2);
       if (!s.empty() && s[0] == '_') s.remove_prefix(1);
@@ -181,7 +223,10 @@ std::optional<value> parse_int_text(std::string_view s, bool base0, bool& too_lo
     }
     int d = hex_digit(s[i]);
     if (d < 0 || static_cast<unsigned>(d) >= base) return std::nullopt;
-    if (++digits > max_int_digits) { too_long = true; return std::nullopt; }
+    if (++digits > max_int_digits) {
+      too_long = true;
+      return std::nullopt;
+    }
     if (d) nonzero = true;
     unsigned carry = static_cast<unsigned>(d);
     for (auto& byte : mag) {
@@ -189,7 +234,10 @@ std::optional<value> parse_int_text(std::string_view s, bool base0, bool& too_lo
       byte = static_cast<std::uint8_t>(v);
       carry = v >> 8;
     }
-    while (carry) { mag.push_back(static_cast<std::uint8_t>(carry)); carry >>= 8; }
+    while (carry) {
+      mag.push_back(static_cast<std::uint8_t>(carry));
+      carry >>= 8;
+    }
   }
   // int('010', 0) is an error in Python 3: base 0 takes no leading zeros before a nonzero digit.
   if (base0 && base == 10 && s.size() > 1 && s[0] == '0' && nonzero) return std::nullopt;
@@ -228,14 +276,19 @@ std::optional<double> parse_float_text(std::string_view s) {
 std::optional<std::string> encode_str(const std::string& s, std::string_view encoding,
                                       std::uint32_t& bad, bool& unencodable) {
   std::string enc;
-  for (char c : encoding) enc.push_back(c == '_' ? '-' : static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
+  for (char c : encoding)
+    enc.push_back(c == '_' ? '-' : static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
   unencodable = false;
   if (enc == "utf-8" || enc == "utf8") {
-    if (!valid_utf8(s, false)) { unencodable = true; bad = 0xd800; }
+    if (!valid_utf8(s, false)) {
+      unencodable = true;
+      bad = 0xd800;
+    }
     return s;
   }
   std::uint32_t limit;
-  if (enc == "latin1" || enc == "latin-1" || enc == "iso-8859-1" || enc == "iso8859-1" || enc == "l1")
+  if (enc == "latin1" || enc == "latin-1" || enc == "iso-8859-1" || enc == "iso8859-1" ||
+      enc == "l1")
     limit = 0x100;
   else if (enc == "ascii" || enc == "us-ascii")
     limit = 0x80;
@@ -245,7 +298,11 @@ std::optional<std::string> encode_str(const std::string& s, std::string_view enc
   out.reserve(s.size());
   for (std::size_t i = 0; i < s.size();) {
     std::uint32_t cp = next_code_point(s, i);
-    if (cp >= limit) { unencodable = true; bad = cp; return out; }
+    if (cp >= limit) {
+      unencodable = true;
+      bad = cp;
+      return out;
+    }
     out.push_back(static_cast<char>(cp));
   }
   return out;

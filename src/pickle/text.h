@@ -31,13 +31,23 @@ inline bool valid_utf8(std::string_view s, bool allow_surrogates) {
   }
   while (p < end) {
     unsigned c = *p;
-    if (c < 0x80) { ++p; continue; }
+    if (c < 0x80) {
+      ++p;
+      continue;
+    }
     int n;
     std::uint32_t cp;
-    if (c >= 0xc2 && c <= 0xdf) { n = 1; cp = c & 0x1f; }
-    else if (c >= 0xe0 && c <= 0xef) { n = 2; cp = c & 0x0f; }
-    else if (c >= 0xf0 && c <= 0xf4) { n = 3; cp = c & 0x07; }
-    else return false;
+    if (c >= 0xc2 && c <= 0xdf) {
+      n = 1;
+      cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      n = 2;
+      cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3;
+      cp = c & 0x07;
+    } else
+      return false;
     if (end - p <= n) return false;
     for (int i = 1; i <= n; ++i) {
       if ((p[i] & 0xc0) != 0x80) return false;
@@ -55,9 +65,12 @@ inline bool valid_utf8(std::string_view s, bool allow_surrogates) {
 // malloc chunk's rounding. Copies of the value share all of it.
 inline std::uint64_t text_box_bytes(const value& v) {
   std::size_t n;
-  if (v.is_str()) n = v.as_str().size();
-  else if (v.is_bytes()) n = v.as_bytes().size();
-  else return 0;
+  if (v.is_str())
+    n = v.as_str().size();
+  else if (v.is_bytes())
+    n = v.as_bytes().size();
+  else
+    return 0;
   return 64 + (n > 15 ? 24 : 0);
 }
 

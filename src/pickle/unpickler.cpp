@@ -36,15 +36,21 @@ void pickle_machine::verify(const value& root) {
   reachable_.clear();
   if (!root.identity()) return;
   const std::size_t containers = lists_.size() + tuple_count_ + dicts_.size() + objects_.size() + 1;
-  charge(64 * static_cast<std::uint64_t>(containers));  // the map: 16-byte slots, at most 4 per container
+  charge(64 * static_cast<std::uint64_t>(
+                  containers));  // the map: 16-byte slots, at most 4 per container
   reachable_.reserve(containers);
-  struct frame { const value* v; std::size_t next; std::uint32_t height; };
+  struct frame {
+    const value* v;
+    std::size_t next;
+    std::uint32_t height;
+  };
   std::vector<frame> path;
   path.push_back({&root, 0, 0});
   bool inserted = false;
   reachable_.find_or_insert(root.identity(), inserted);
   auto too_deep = [&] {
-    fail(errc::limit_exceeded, "containers nest deeper than max_depth (" + std::to_string(lim_.max_depth) + ")");
+    fail(errc::limit_exceeded,
+         "containers nest deeper than max_depth (" + std::to_string(lim_.max_depth) + ")");
   };
   if (lim_.max_depth == 0) too_deep();
   while (!path.empty()) {
@@ -57,13 +63,13 @@ void pickle_machine::verify(const value& root) {
       if (!path.empty()) path.back().height = std::max(path.back().height, h);
       continue;
     }
-    if (!c->is_container())
-      continue;  // no children (storages have an identity but hold no values)
+    if (!c->is_container()) continue;  // no children (storages have an identity but hold no values)
     const void* id = c->identity();
     const std::uint32_t seen = reachable_.find_or_insert(id, inserted);
     if (!inserted) {
       if (seen == 0)
-        fail(errc::unsupported, "cyclic container: a " + std::string(c->type_name()) + " contains itself");
+        fail(errc::unsupported,
+             "cyclic container: a " + std::string(c->type_name()) + " contains itself");
       if (path.size() + seen > lim_.max_depth) too_deep();
       f.height = std::max(f.height, seen);
       continue;
@@ -79,11 +85,16 @@ void pickle_machine::release() noexcept {
   // Without sharing every container is at most max_depth deep and acyclic: plain destruction.
   if (succeeded_ && !needs_walk_) return;
   auto dead = [&](const void* id) { return !succeeded_ || !reachable_.contains(id); };
-  for (auto& l : lists_) if (dead(l.id)) l.p->items.clear();
+  for (auto& l : lists_)
+    if (dead(l.id)) l.p->items.clear();
   for (auto& t : tuples_)
     if (dead(t.id))
       for (auto& e : detail::value_access::mutable_items(t.v)) e = value();
-  for (auto& d : dicts_) if (dead(d.id)) { d.p->clear(); d.p->attrs.clear(); }
+  for (auto& d : dicts_)
+    if (dead(d.id)) {
+      d.p->clear();
+      d.p->attrs.clear();
+    }
   for (auto& o : objects_)
     if (dead(o.id)) {
       o.p->args = value();
@@ -108,15 +119,16 @@ unpickle_result pickle_machine::loop() {
       // -- structure
       case opcode::PROTO: {
         std::uint8_t p = arg_u8();
-        if (p > 5) fail(errc::unsupported, "pickle protocol " + std::to_string(p) + " is not supported");
+        if (p > 5)
+          fail(errc::unsupported, "pickle protocol " + std::to_string(p) + " is not supported");
         break;
       }
       case opcode::FRAME: {
         // Protocol 4 framing only helps buffered readers; the frame must fit in what remains.
         std::uint64_t n = arg_le64();
         if (n > in_.remaining())
-          fail("FRAME length " + std::to_string(n) + " exceeds the " + std::to_string(in_.remaining()) +
-               " bytes remaining");
+          fail("FRAME length " + std::to_string(n) + " exceeds the " +
+               std::to_string(in_.remaining()) + " bytes remaining");
         break;
       }
       case opcode::STOP: {
@@ -127,13 +139,16 @@ unpickle_result pickle_machine::loop() {
       }
       case opcode::MARK:
         if (marks_.size() >= lim_.max_depth)
-          fail(errc::limit_exceeded, "MARK nesting exceeds max_depth (" + std::to_string(lim_.max_depth) + ")");
+          fail(errc::limit_exceeded,
+               "MARK nesting exceeds max_depth (" + std::to_string(lim_.max_depth) + ")");
         marks_.push_back(stack_.size());
         break;
       case opcode::POP:
         // pickle.load_pop: with nothing above the last MARK, POP discards the MARK.
-        if (!marks_.empty() && stack_.size() == marks_.back()) marks_.pop_back();
-        else pop();
+        if (!marks_.empty() && stack_.size() == marks_.back())
+          marks_.pop_back();
+        else
+          pop();
         break;
       case opcode::POP_MARK: pop_mark(); break;
       case opcode::DUP: {
@@ -153,8 +168,14 @@ unpickle_result pickle_machine::loop() {
       case opcode::INT: {
         std::string_view t = arg_line();
         // pickle.load_int: protocol 0 writes bools as I00 / I01.
-        if (t == "00") { push(value(false)); break; }
-        if (t == "01") { push(value(true)); break; }
+        if (t == "00") {
+          push(value(false));
+          break;
+        }
+        if (t == "01") {
+          push(value(true));
+          break;
+        }
         bool too_long = false;
         auto v = parse_int_text(t, true, too_long);
         if (!v) fail(too_long ? "INT has more than 4300 digits" : "INT argument is not an integer");
@@ -166,7 +187,8 @@ unpickle_result pickle_machine::loop() {
         if (!t.empty() && t.back() == 'L') t.remove_suffix(1);
         bool too_long = false;
         auto v = parse_int_text(t, true, too_long);
-        if (!v) fail(too_long ? "LONG has more than 4300 digits" : "LONG argument is not an integer");
+        if (!v)
+          fail(too_long ? "LONG has more than 4300 digits" : "LONG argument is not an integer");
         push(std::move(*v));
         break;
       }
@@ -214,9 +236,7 @@ unpickle_result pickle_machine::loop() {
         push(py2_string(std::string(arg_payload(static_cast<std::uint32_t>(n)))));
         break;
       }
-      case opcode::SHORT_BINSTRING:
-        push(py2_string(std::string(arg_payload(arg_u8()))));
-        break;
+      case opcode::SHORT_BINSTRING: push(py2_string(std::string(arg_payload(arg_u8())))); break;
       case opcode::UNICODE: {
         std::string_view t = arg_line();
         charge(t.size() * 2);
@@ -229,8 +249,12 @@ unpickle_result pickle_machine::loop() {
       case opcode::BINUNICODE: push(make_str(arg_payload(arg_le32()), true)); break;
       case opcode::SHORT_BINUNICODE: push(make_str(arg_payload(arg_u8()), true)); break;
       case opcode::BINUNICODE8: push(make_str(arg_payload(arg_le64()), true)); break;
-      case opcode::BINBYTES: push(text(value::make_bytes(std::string(arg_payload(arg_le32()))))); break;
-      case opcode::SHORT_BINBYTES: push(text(value::make_bytes(std::string(arg_payload(arg_u8()))))); break;
+      case opcode::BINBYTES:
+        push(text(value::make_bytes(std::string(arg_payload(arg_le32())))));
+        break;
+      case opcode::SHORT_BINBYTES:
+        push(text(value::make_bytes(std::string(arg_payload(arg_u8())))));
+        break;
       case opcode::BINBYTES8:
       case opcode::BYTEARRAY8:  // a bytearray is bytes in pthio's model
         push(text(value::make_bytes(std::string(arg_payload(arg_le64())))));
@@ -254,8 +278,8 @@ unpickle_result pickle_machine::loop() {
       case opcode::TUPLE1:
       case opcode::TUPLE2:
       case opcode::TUPLE3: {
-        value t = tuple_from_stack(op_ == static_cast<std::uint8_t>(opcode::TUPLE) ? std::size_t(-1)
-                                                                                    : op_ - 0x85u + 1);
+        value t = tuple_from_stack(
+            op_ == static_cast<std::uint8_t>(opcode::TUPLE) ? std::size_t(-1) : op_ - 0x85u + 1);
         push(std::move(t), up(popped_h_));
         break;
       }
@@ -357,7 +381,8 @@ unpickle_result pickle_machine::loop() {
         require(2);
         value args = pop();
         std::uint32_t h = popped_h_;
-        if (!args.is_tuple()) fail("REDUCE arguments are a " + std::string(args.type_name()) + ", not a tuple");
+        if (!args.is_tuple())
+          fail("REDUCE arguments are a " + std::string(args.type_name()) + ", not a tuple");
         value callable = pop();
         h = std::max(h, popped_h_);
         // A call's result nests at most two levels over its arguments (see call_builtin).
@@ -369,8 +394,10 @@ unpickle_result pickle_machine::loop() {
         value args = pop();
         const std::uint32_t h = popped_h_;
         value cls = pop();
-        if (!args.is_tuple()) fail("NEWOBJ arguments are a " + std::string(args.type_name()) + ", not a tuple");
-        if (!cls.is_global()) fail("NEWOBJ class is a " + std::string(cls.type_name()) + ", not a global");
+        if (!args.is_tuple())
+          fail("NEWOBJ arguments are a " + std::string(args.type_name()) + ", not a tuple");
+        if (!cls.is_global())
+          fail("NEWOBJ class is a " + std::string(cls.type_name()) + ", not a global");
         push(call(cls, args), up(h, 2));
         break;
       }
@@ -399,7 +426,8 @@ unpickle_result pickle_machine::loop() {
         const std::uint32_t h = up(popped_h_, 3);
         if (items.empty()) fail("OBJ needs a class above the MARK");
         value cls = std::move(items.front());
-        if (!cls.is_global()) fail("OBJ class is a " + std::string(cls.type_name()) + ", not a global");
+        if (!cls.is_global())
+          fail("OBJ class is a " + std::string(cls.type_name()) + ", not a global");
         items.erase(items.begin());
         push(call(cls, new_tuple(std::move(items))), h);
         break;
@@ -417,7 +445,8 @@ unpickle_result pickle_machine::loop() {
         value pid;
         if (static_cast<opcode>(op_) == opcode::PERSID) {
           std::string_view t = arg_line();
-          if (!std::all_of(t.begin(), t.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; }))
+          if (!std::all_of(t.begin(), t.end(),
+                           [](char c) { return static_cast<unsigned char>(c) < 0x80; }))
             fail("PERSID argument is not ASCII");
           charge(t.size());
           pid = text(value(std::string(t)));
@@ -438,8 +467,7 @@ unpickle_result pickle_machine::loop() {
         fail(errc::unsupported, op_name() + " (extension registry code " + std::to_string(code) +
                                     ") is not supported");
       }
-      default:
-        fail("unknown opcode " + hex_byte(op_));
+      default: fail("unknown opcode " + hex_byte(op_));
     }
   }
 }

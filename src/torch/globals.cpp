@@ -12,11 +12,13 @@ namespace detail {
 }
 
 std::vector<std::int64_t> int_sequence(const value& v, const char* fn, const char* what) {
-  if (!v.is_tuple() && !v.is_list()) bad_args(fn, std::string(what) + " must be a tuple, got " + std::string(v.type_name()));
+  if (!v.is_tuple() && !v.is_list())
+    bad_args(fn, std::string(what) + " must be a tuple, got " + std::string(v.type_name()));
   std::vector<std::int64_t> out;
   out.reserve(v.items().size());
   for (const auto& e : v.items()) {
-    if (!e.is_int()) bad_args(fn, std::string(what) + " holds a " + std::string(e.type_name()) + ", not an int");
+    if (!e.is_int())
+      bad_args(fn, std::string(what) + " holds a " + std::string(e.type_name()) + ", not an int");
     out.push_back(e.as_int());
   }
   return out;
@@ -37,19 +39,20 @@ bool truthy(const value& v) {
 namespace {
 
 // storage, offset, size, stride, requires_grad with the storage's dtype or an explicit one.
-value rebuild(const char* fn, const value& st, const value& off, const value& size, const value& stride,
-              bool requires_grad, std::optional<dtype> explicit_dtype) {
+value rebuild(const char* fn, const value& st, const value& off, const value& size,
+              const value& stride, bool requires_grad, std::optional<dtype> explicit_dtype) {
   if (!st.is_storage())
     bad_args(fn, "the storage argument is a " + std::string(st.type_name()) + ", not a storage");
   const storage_value& s = st.as_storage();
   dtype t = explicit_dtype ? *explicit_dtype : s.dtype;
   if (!off.is_int()) bad_args(fn, "storage_offset must be an int");
-  return value(tensor(s.data, t, int_sequence(size, fn, "size"), int_sequence(stride, fn, "stride"), off.as_int(),
-                      requires_grad));
+  return value(tensor(s.data, t, int_sequence(size, fn, "size"), int_sequence(stride, fn, "stride"),
+                      off.as_int(), requires_grad));
 }
 
 dtype dtype_of_global(const value& v, const char* fn) {
-  if (!v.is_global() || v.as_global().module != "torch") bad_args(fn, "dtype must be a torch dtype global");
+  if (!v.is_global() || v.as_global().module != "torch")
+    bad_args(fn, "dtype must be a torch dtype global");
   auto t = dtype_from_name(v.as_global().name);
   if (!t) bad_args(fn, "unknown dtype torch." + v.as_global().name);
   return *t;
@@ -105,15 +108,19 @@ global_table make_torch_globals() {
     if (!a[0].is_global()) bad_args(fn, "func must be a global");
     const auto& f = a[0].as_global();
     const reduce_fn* h = torch_globals().find(f.module, f.name);
-    if (!h || !*h) throw error(errc::unsupported, std::string(fn) + " with " + f.qualified() + " is not supported");
+    if (!h || !*h)
+      throw error(errc::unsupported,
+                  std::string(fn) + " with " + f.qualified() + " is not supported");
     if (!a[2].is_tuple()) bad_args(fn, "args must be a tuple");
     value r = (*h)(a[2].as_tuple());
-    if (a[1].is_global() && a[1].as_global().name == "Parameter" && r.is_tensor()) return value(r.as_tensor(), true);
+    if (a[1].is_global() && a[1].as_global().name == "Parameter" && r.is_tensor())
+      return value(r.as_tensor(), true);
     return r;
   });
-  for (const char* unsupported : {"_rebuild_sparse_tensor", "_rebuild_sparse_csr_tensor", "_rebuild_nested_tensor",
-                                  "_rebuild_device_tensor_from_numpy", "_rebuild_wrapper_subclass",
-                                  "_rebuild_xla_tensor", "_rebuild_mtia_tensor"}) {
+  for (const char* unsupported :
+       {"_rebuild_sparse_tensor", "_rebuild_sparse_csr_tensor", "_rebuild_nested_tensor",
+        "_rebuild_device_tensor_from_numpy", "_rebuild_wrapper_subclass", "_rebuild_xla_tensor",
+        "_rebuild_mtia_tensor"}) {
     std::string name = unsupported;
     g.add("torch._utils", name, [name](std::span<const value>) -> value {
       throw error(errc::unsupported, "torch._utils." + name + " tensors are not supported");
@@ -124,7 +131,8 @@ global_table make_torch_globals() {
     g.add("torch", std::string(dtype_name(t)));
     if (!storage_class_name(t).empty()) g.add("torch", std::string(storage_class_name(t)));
   }
-  for (const char* alias : {"float", "double", "half", "long", "int", "short", "cfloat", "cdouble", "chalf"})
+  for (const char* alias :
+       {"float", "double", "half", "long", "int", "short", "cfloat", "cdouble", "chalf"})
     g.add("torch", alias);
   g.add("torch", "UntypedStorage");
   g.add("torch.storage", "UntypedStorage");
@@ -153,8 +161,9 @@ global_table make_torch_globals() {
   g.add("numpy", "dtype");
   g.add("numpy", "ndarray");
   for (const char* np : {"numpy.dtypes", "numpy"})
-    for (const char* cls : {"Float64DType", "Float32DType", "Float16DType", "Int64DType", "Int32DType", "Int16DType",
-                            "Int8DType", "UInt8DType", "UInt16DType", "UInt32DType", "UInt64DType", "BoolDType"})
+    for (const char* cls :
+         {"Float64DType", "Float32DType", "Float16DType", "Int64DType", "Int32DType", "Int16DType",
+          "Int8DType", "UInt8DType", "UInt16DType", "UInt32DType", "UInt64DType", "BoolDType"})
       g.add(np, cls);
   return g;
 }

@@ -82,9 +82,9 @@ struct lazy_records {
     const zip_entry* entry = nullptr;  // zip and TorchScript: the record
     std::uint64_t offset = 0;          // otherwise: the bytes in the source
     std::uint64_t nbytes = 0;
-    dtype t = dtype::uint8;            // element type, for a big-endian file's byte swap
-    device target;                     // where map_location sends it
-    std::uint32_t file = 0;            // index in files
+    dtype t = dtype::uint8;  // element type, for a big-endian file's byte swap
+    device target;           // where map_location sends it
+    std::uint32_t file = 0;  // index in files
   };
 
   std::vector<file> files;
@@ -101,7 +101,9 @@ struct lazy_records {
   // Takes over `other`'s files and placeholders (a sharded load gathers its shards' records).
   void absorb(const lazy_records& other);
 
-  static void attach(checkpoint& ck, std::shared_ptr<lazy_records> r) { ck.records_ = std::move(r); }
+  static void attach(checkpoint& ck, std::shared_ptr<lazy_records> r) {
+    ck.records_ = std::move(r);
+  }
   static const std::shared_ptr<lazy_records>& of(const checkpoint& ck) { return ck.records_; }
 
  private:
@@ -114,7 +116,8 @@ struct lazy_records {
 
 // unpickle.cpp: the unpickler as the torch loaders run it.
 unpickle_options pickle_options_for(const load_options& opt, std::string context);
-// Runs the unpickler and turns numpy arrays into tensors; `consumed` (when given) gets the bytes used.
+// Runs the unpickler and turns numpy arrays into tensors; `consumed` (when given) gets the bytes
+// used.
 value run_unpickle(std::span<const std::byte> bytes, unpickle_options& u, std::size_t* consumed);
 
 // The loaders load_checkpoint dispatches to.
@@ -130,10 +133,12 @@ void save_safetensors(sink& out, const value& root, const save_options& options)
 // containers visited once; replaced values are not descended into).
 void transform_values(value& root, const std::function<std::optional<value>(const value&)>& fn);
 
-// The children of `v` that key paths descend into, with the part each adds to the path (visit_tensors'
-// spelling: dict keys as key_text, list/tuple/object-item indices in decimal, an object's state
-// dict entries, then its list and dict items). Returns false for a value that is no container.
-bool for_each_key_path_child(const value& v, const std::function<void(const std::string&, const value&)>& fn);
+// The children of `v` that key paths descend into, with the part each adds to the path
+// (visit_tensors' spelling: dict keys as key_text, list/tuple/object-item indices in decimal, an
+// object's state dict entries, then its list and dict items). Returns false for a value that is no
+// container.
+bool for_each_key_path_child(const value& v,
+                             const std::function<void(const std::string&, const value&)>& fn);
 
 // Key paths and `dump --json` write shared containers out in full, once per reference: a few
 // hundred bytes of pickle can nest (x, x) sixty times. Refuses (limit_exceeded, naming `what`) a

@@ -9,7 +9,8 @@ namespace pthio {
 namespace detail {
 
 storage lazy_records::placeholder(record r) {
-  storage s = storage::borrow(nullptr, static_cast<std::size_t>(r.nbytes), device(device_type::meta));
+  storage s =
+      storage::borrow(nullptr, static_cast<std::size_t>(r.nbytes), device(device_type::meta));
   by_storage.emplace(s.id(), std::move(r));
   placeholders.push_back(s);
   return s;
@@ -40,7 +41,8 @@ storage lazy_records::read(const record& r) {
     if (r.entry->method != 0) lock.lock();
     bytes = f.zip->read(*r.entry, f.verify_crc);
   } else {
-    bytes = f.source.bytes().subspan(static_cast<std::size_t>(r.offset), static_cast<std::size_t>(r.nbytes));
+    bytes = f.source.bytes().subspan(static_cast<std::size_t>(r.offset),
+                                     static_cast<std::size_t>(r.nbytes));
   }
   // A copy: the result does not share bytes with other calls' (checkpoint.hpp).
   device_upload uploads;
@@ -51,7 +53,8 @@ storage lazy_records::read(const record& r) {
 
 const tensor* lazy_records::by_key(const value& root, const std::string& key) {
   std::call_once(index_once, [&] {
-    visit_tensors(root, [&](const std::string& k, const value& v) { index.try_emplace(k, v.as_tensor()); });
+    visit_tensors(
+        root, [&](const std::string& k, const value& v) { index.try_emplace(k, v.as_tensor()); });
   });
   auto it = index.find(key);
   return it == index.end() ? nullptr : &it->second;
@@ -63,7 +66,8 @@ tensor checkpoint::load_tensor(const tensor& t) const {
   if (!records_) return t;
   const detail::lazy_records::record* r = records_->find(t.get_storage());
   if (!r) return t;  // not a placeholder: loaded already, or built by the caller
-  return tensor(records_->read(*r), t.dtype(), t.shape(), t.strides(), t.storage_offset(), t.requires_grad());
+  return tensor(records_->read(*r), t.dtype(), t.shape(), t.strides(), t.storage_offset(),
+                t.requires_grad());
 }
 
 tensor checkpoint::load_tensor(std::string_view key) const {
@@ -97,8 +101,9 @@ void checkpoint::materialize() {
       const tensor& t = v.as_tensor();
       const storage* s = read(t.get_storage());
       if (!s) return std::nullopt;
-      return value(tensor(*s, t.dtype(), t.shape(), t.strides(), t.storage_offset(), t.requires_grad()),
-                   v.is_parameter());
+      return value(
+          tensor(*s, t.dtype(), t.shape(), t.strides(), t.storage_offset(), t.requires_grad()),
+          v.is_parameter());
     }
     if (v.is_storage()) {
       const storage* s = read(v.as_storage().data);

@@ -65,7 +65,9 @@ checkpoint load_checkpoint(byte_source source, const load_options& options) {
   const std::string name = source.name();
   try {
     auto fmt = detect_format(source.bytes());
-    if (!fmt) throw error(errc::corrupt_checkpoint, "not a torch checkpoint (unrecognised first bytes)", "", 0);
+    if (!fmt)
+      throw error(errc::corrupt_checkpoint, "not a torch checkpoint (unrecognised first bytes)", "",
+                  0);
     switch (*fmt) {
       case checkpoint_format::zip: return detail::load_zip(source, options);
       case checkpoint_format::legacy: return detail::load_legacy(source, options);

@@ -25,7 +25,8 @@ checkpoint load_legacy(const byte_source& src, const load_options& opt) {
       v = run_unpickle(all.subspan(pos), u, &used);
     } catch (const error& e) {
       // Offsets inside a sub-pickle are relative to its start: report file offsets.
-      throw error(e.kind(), e.message(), e.context(), e.offset() ? std::optional<std::uint64_t>(*e.offset() + pos) : std::nullopt);
+      throw error(e.kind(), e.message(), e.context(),
+                  e.offset() ? std::optional<std::uint64_t>(*e.offset() + pos) : std::nullopt);
     }
     pos += used;
     return v;
@@ -36,7 +37,8 @@ checkpoint load_legacy(const byte_source& src, const load_options& opt) {
     throw error(errc::corrupt_checkpoint, "legacy stream does not start with torch's magic number");
   value proto = next_pickle("protocol version", plain);
   if (!proto.is_int() || proto.as_int() != 1001)
-    throw error(errc::unsupported, "legacy protocol version " + (proto.is_int() ? std::to_string(proto.as_int()) : "?") +
+    throw error(errc::unsupported, "legacy protocol version " +
+                                       (proto.is_int() ? std::to_string(proto.as_int()) : "?") +
                                        " is not supported (1001 is)");
   value sys_info = next_pickle("sys_info", plain);
   if (const value* le = sys_info.find("little_endian"); le && le->is_bool() && !le->as_bool())
@@ -68,7 +70,8 @@ checkpoint load_legacy(const byte_source& src, const load_options& opt) {
     auto it = roots.find(s.key);
     if (it == roots.end()) {
       // Storage bytes come after the pickle; a file cannot declare more than it holds.
-      if (!detail::checked_add(total_declared, s.nbytes, total_declared) || total_declared > all.size())
+      if (!detail::checked_add(total_declared, s.nbytes, total_declared) ||
+          total_declared > all.size())
         throw error(errc::corrupt_checkpoint, "storages declare more bytes than the file holds");
       storage_value sv;
       sv.data = storage::allocate(static_cast<std::size_t>(s.nbytes));
@@ -82,39 +85,43 @@ checkpoint load_legacy(const byte_source& src, const load_options& opt) {
     if (view.is_none()) return value::make_storage(it->second.sv);
     // (view_key, offset, view_numel): elements of the root storage.
     const char* fn = "legacy storage view";
-    auto v = int_sequence(value::make_tuple({view.items().size() == 3 ? view.items()[1] : value(), 
-                                             view.items().size() == 3 ? view.items()[2] : value()}), fn, "view");
+    auto v = int_sequence(value::make_tuple({view.items().size() == 3 ? view.items()[1] : value(),
+                                             view.items().size() == 3 ? view.items()[2] : value()}),
+                          fn, "view");
     std::uint64_t es = element_size(it->second.sv.dtype), off_b, len_b, end;
     if (v[0] < 0 || v[1] < 0 || !checked_mul(static_cast<std::uint64_t>(v[0]), es, off_b) ||
-        !checked_mul(static_cast<std::uint64_t>(v[1]), es, len_b) || !detail::checked_add(off_b, len_b, end) ||
-        end > it->second.nbytes)
+        !checked_mul(static_cast<std::uint64_t>(v[1]), es, len_b) ||
+        !detail::checked_add(off_b, len_b, end) || end > it->second.nbytes)
       bad_args(fn, "view lies outside its root storage");
     storage_value sv = it->second.sv;
-    sv.data = storage::wrap(std::make_shared<storage>(it->second.sv.data), it->second.sv.data.data() + off_b,
-                            static_cast<std::size_t>(len_b));
+    sv.data = storage::wrap(std::make_shared<storage>(it->second.sv.data),
+                            it->second.sv.data.data() + off_b, static_cast<std::size_t>(len_b));
     sv.numel = static_cast<std::uint64_t>(v[1]);
     views.emplace(sv.data.id(), view_of_root{sv.data, &it->second, off_b, len_b});
     return value::make_storage(std::move(sv));
   };
   ck.root = next_pickle("object", u);
   value keys = next_pickle("storage keys", plain);
-  if (!keys.is_list()) throw error(errc::corrupt_checkpoint, "legacy storage key list is not a list", "", pos);
+  if (!keys.is_list())
+    throw error(errc::corrupt_checkpoint, "legacy storage key list is not a list", "", pos);
   detail::byte_reader r(all, errc::corrupt_checkpoint, "legacy storages");
   r.seek(pos);
   for (const auto& k : keys.as_list().items) {
     if (!k.is_str()) r.fail("storage key is not a str");
     auto it = roots.find(k.as_str());
-    if (it == roots.end()) r.fail("storage key '" + k.as_str() + "' was not named by the object pickle");
+    if (it == roots.end())
+      r.fail("storage key '" + k.as_str() + "' was not named by the object pickle");
     std::uint64_t count = r.le64();
     std::uint64_t es = element_size(it->second.sv.dtype);
     if (count != it->second.sv.numel)
-      r.fail("storage '" + k.as_str() + "' holds " + std::to_string(count) + " elements, the pickle declared " +
-             std::to_string(it->second.sv.numel));
+      r.fail("storage '" + k.as_str() + "' holds " + std::to_string(count) +
+             " elements, the pickle declared " + std::to_string(it->second.sv.numel));
     std::uint64_t n;
     if (!checked_mul(count, es, n)) r.fail("storage size overflows");
     auto bytes = r.bytes(n);
     if (n) std::memcpy(it->second.sv.data.data(), bytes.data(), bytes.size());
-    if (ck.byte_order == std::endian::big) swap_bytes(it->second.sv.data.data(), bytes.size(), it->second.sv.dtype);
+    if (ck.byte_order == std::endian::big)
+      swap_bytes(it->second.sv.data.data(), bytes.size(), it->second.sv.dtype);
   }
   // Storages bound for another device were filled on the host; they go there now, each once, as
   // the zip loader places its records, so tensors that shared a storage still share one.
@@ -123,7 +130,8 @@ checkpoint load_legacy(const byte_source& src, const load_options& opt) {
   for (auto& [key, p] : roots) {
     if (p.target == cpu_device) continue;
     const storage& host = p.sv.data;
-    p.placed = place_storage({host.data(), host.nbytes()}, p.sv.dtype, p.target, false, nullptr, uploads);
+    p.placed =
+        place_storage({host.data(), host.nbytes()}, p.sv.dtype, p.target, false, nullptr, uploads);
     placed.emplace(host.id(), p.placed);
   }
   uploads.finish();
@@ -132,7 +140,8 @@ checkpoint load_legacy(const byte_source& src, const load_options& opt) {
     const storage& base = v.root->placed;
     if (!base.defined()) continue;  // its root stays on the host
     const auto offset = static_cast<std::size_t>(v.offset), n = static_cast<std::size_t>(v.nbytes);
-    placed.emplace(id, base.data() ? storage::wrap(std::make_shared<storage>(base), base.data() + offset, n, base.dev())
+    placed.emplace(id, base.data() ? storage::wrap(std::make_shared<storage>(base),
+                                                   base.data() + offset, n, base.dev())
                                    : storage::borrow(nullptr, n, base.dev()));
   }
   transform_values(ck.root, [&](const value& v) -> std::optional<value> {
@@ -140,7 +149,8 @@ checkpoint load_legacy(const byte_source& src, const load_options& opt) {
       const tensor& t = v.as_tensor();
       auto it = placed.find(t.get_storage().id());
       if (it == placed.end()) return std::nullopt;
-      return value(tensor(it->second, t.dtype(), t.shape(), t.strides(), t.storage_offset(), t.requires_grad()),
+      return value(tensor(it->second, t.dtype(), t.shape(), t.strides(), t.storage_offset(),
+                          t.requires_grad()),
                    v.is_parameter());
     }
     if (v.is_storage()) {

@@ -14,11 +14,13 @@ struct zip_storages {
   const zip_reader& zip;
   const load_options& opt;
   bool swap;
-  bool zero_copy;        // mmap mode over a mapped file, little-endian: stored records are viewed
-  lazy_records* lazy;    // lazy mode: placeholders only
-  device_upload uploads; // storages bound for a GPU: in flight until finish(), CRC-32s checked there
+  bool zero_copy;      // mmap mode over a mapped file, little-endian: stored records are viewed
+  lazy_records* lazy;  // lazy mode: placeholders only
+  device_upload
+      uploads;  // storages bound for a GPU: in flight until finish(), CRC-32s checked there
 
-  storage make(const zip_entry& e, const std::string& rec, const storage_spec& s, const device& target) {
+  storage make(const zip_entry& e, const std::string& rec, const storage_spec& s,
+               const device& target) {
     if (lazy) return lazy->placeholder({s.key, &e, 0, e.uncompressed_size, s.t, target});
     const bool verify = opt.verify_crc && opt.mode == load_mode::eager;
     // A record bound for a GPU streams through pinned buffers, its CRC-32 computed on the way
@@ -26,14 +28,16 @@ struct zip_storages {
     const bool crc_on_the_way = verify && target.is_cuda() && !swap && e.crc32 != 0;
     std::optional<device_upload::crc_check> crc;
     if (crc_on_the_way)
-      crc = device_upload::crc_check{e.crc32, [z = &zip, &e, rec] {
-                                       z->read(e, true);  // throws the reader's CRC-32 error, with its offset
-                                       throw error(errc::corrupt_zip, "zip: CRC-32 mismatch", rec);
-                                     }};
+      crc = device_upload::crc_check{
+          e.crc32, [z = &zip, &e, rec] {
+            z->read(e, true);  // throws the reader's CRC-32 error, with its offset
+            throw error(errc::corrupt_zip, "zip: CRC-32 mismatch", rec);
+          }};
     // The record's bytes (the mapped file, or the reader's inflated copy) outlive uploads.finish().
     auto bytes = zip.read(e, verify && !crc_on_the_way);
     const bool view = zero_copy && e.method == 0 && target.is_cpu();
-    return place_storage(bytes, s.t, target, swap, view ? zip.owner_of(e) : nullptr, uploads, std::move(crc));
+    return place_storage(bytes, s.t, target, swap, view ? zip.owner_of(e) : nullptr, uploads,
+                         std::move(crc));
   }
 };
 
@@ -54,26 +58,32 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
   }
   if (!pkl) {
     if (zip.find("model.json"))
-      throw error(errc::unsupported, "TorchScript archives from torch <= 1.3 (model.json) are not supported");
-    throw error(errc::corrupt_checkpoint, "no <archive>/data.pkl record: not a torch checkpoint", src.name());
+      throw error(errc::unsupported,
+                  "TorchScript archives from torch <= 1.3 (model.json) are not supported");
+    throw error(errc::corrupt_checkpoint, "no <archive>/data.pkl record: not a torch checkpoint",
+                src.name());
   }
   // A deflated record is inflated whole before it is read: a pickle record may not make a load
   // hold more than the file's bytes and limits.max_memory (a zip bomb in data.pkl).
   if (pkl->method != 0 && pkl->uncompressed_size > opt.limits.max_memory)
-    throw error(errc::limit_exceeded, "deflated pickle record inflates to " + std::to_string(pkl->uncompressed_size) +
-                                          " bytes, more than max_memory (" + std::to_string(opt.limits.max_memory) +
-                                          " bytes)",
+    throw error(errc::limit_exceeded,
+                "deflated pickle record inflates to " + std::to_string(pkl->uncompressed_size) +
+                    " bytes, more than max_memory (" + std::to_string(opt.limits.max_memory) +
+                    " bytes)",
                 pkl->name);
   const std::string prefix = ck.archive_name + "/";
-  ck.format = (zip.find(prefix + "constants.pkl") || zip.find(prefix + "code/") ) ? checkpoint_format::torchscript
-                                                                                    : checkpoint_format::zip;
+  ck.format = (zip.find(prefix + "constants.pkl") || zip.find(prefix + "code/"))
+                  ? checkpoint_format::torchscript
+                  : checkpoint_format::zip;
   if (ck.format == checkpoint_format::zip)
     for (const auto& e : zip.entries())
       if (e.name.starts_with(prefix + "code/")) ck.format = checkpoint_format::torchscript;
   if (const zip_entry* bo = zip.find(prefix + "byteorder")) {
     if (bo->uncompressed_size > 6)  // "little" or "big": refused before a deflated one is inflated
-      throw error(errc::corrupt_checkpoint, "byteorder record of " + std::to_string(bo->uncompressed_size) +
-                                                " bytes is neither 'little' nor 'big'", src.name() + ": " + bo->name);
+      throw error(errc::corrupt_checkpoint,
+                  "byteorder record of " + std::to_string(bo->uncompressed_size) +
+                      " bytes is neither 'little' nor 'big'",
+                  src.name() + ": " + bo->name);
     auto b = zip.read(*bo, opt.verify_crc);
     std::string order(reinterpret_cast<const char*>(b.data()), b.size());
     if (order != "little" && order != "big")
@@ -110,9 +120,9 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
       // torch 2.x may name one record as a typed storage and as an UntypedStorage (byte views);
       // each name sees the bytes with its own element type.
       if (s.nbytes > cached.data.nbytes())
-        throw error(errc::corrupt_checkpoint, "storage '" + s.key + "' is named again with " + std::to_string(s.nbytes) +
-                                                  " bytes, more than its record's " +
-                                                  std::to_string(cached.data.nbytes()));
+        throw error(errc::corrupt_checkpoint,
+                    "storage '" + s.key + "' is named again with " + std::to_string(s.nbytes) +
+                        " bytes, more than its record's " + std::to_string(cached.data.nbytes()));
       storage_value again = cached;
       again.dtype = s.t;
       again.numel = s.numel;
@@ -120,9 +130,9 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
     }
     if (e->uncompressed_size < s.nbytes)
       throw error(errc::corrupt_checkpoint,
-                  "storage record " + rec + " holds " + std::to_string(e->uncompressed_size) + " bytes but " +
-                      std::to_string(s.numel) + " elements of " + std::string(dtype_name(s.t)) + " need " +
-                      std::to_string(s.nbytes));
+                  "storage record " + rec + " holds " + std::to_string(e->uncompressed_size) +
+                      " bytes but " + std::to_string(s.numel) + " elements of " +
+                      std::string(dtype_name(s.t)) + " need " + std::to_string(s.nbytes));
     // The whole record: another persistent id may name it with a larger element type.
     device target = opt.map_location.apply(s.location);
     check_target(target, s.location);

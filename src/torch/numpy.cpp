@@ -20,8 +20,8 @@ const std::string& type_code(const opaque_object& dt, const char* fn) {
 }
 
 bool is_big_endian(const opaque_object& dt) {
-  return dt.has_state && dt.state.is_tuple() && dt.state.items().size() > 1 && dt.state.items()[1].is_str() &&
-         dt.state.items()[1].as_str() == ">";
+  return dt.has_state && dt.state.is_tuple() && dt.state.items().size() > 1 &&
+         dt.state.items()[1].is_str() && dt.state.items()[1].as_str() == ">";
 }
 
 }  // namespace
@@ -30,7 +30,8 @@ bool is_big_endian(const opaque_object& dt) {
 value numpy_scalar(std::span<const value> a) {
   const char* fn = "numpy scalar";
   need_args(a, 1, 2, fn);
-  if (!a[0].is_object() || a[0].as_object().type.name != "dtype") bad_args(fn, "first argument must be a numpy dtype");
+  if (!a[0].is_object() || a[0].as_object().type.name != "dtype")
+    bad_args(fn, "first argument must be a numpy dtype");
   const auto& dt = a[0].as_object();
   const std::string& code = type_code(dt, fn);
   const bool big = is_big_endian(dt);
@@ -38,9 +39,16 @@ value numpy_scalar(std::span<const value> a) {
   std::string raw = a[1].as_bytes();
   if (big) std::reverse(raw.begin(), raw.end());
   auto need = [&](std::size_t n) {
-    if (raw.size() != n) bad_args(fn, "dtype " + code + " needs " + std::to_string(n) + " bytes, got " + std::to_string(raw.size()));
+    if (raw.size() != n)
+      bad_args(fn, "dtype " + code + " needs " + std::to_string(n) + " bytes, got " +
+                       std::to_string(raw.size()));
   };
-  auto get = [&]<class T>(T) { T v; need(sizeof v); std::memcpy(&v, raw.data(), sizeof v); return v; };
+  auto get = [&]<class T>(T) {
+    T v;
+    need(sizeof v);
+    std::memcpy(&v, raw.data(), sizeof v);
+    return v;
+  };
   if (code == "f8") return value(get(double{}));
   if (code == "f4") return value(static_cast<double>(get(float{})));
   if (code == "f2") return value(static_cast<double>(half_to_float(get(std::uint16_t{}))));
@@ -70,24 +78,29 @@ std::optional<value> numpy_array(const opaque_object& o) {
   if (st.size() != 5) return std::nullopt;
   const char* fn = "numpy array";
   auto shape = int_sequence(st[1], fn, "shape");
-  if (!st[2].is_object() || !st[2].as_object().args.is_tuple() || st[2].as_object().args.items().empty())
+  if (!st[2].is_object() || !st[2].as_object().args.is_tuple() ||
+      st[2].as_object().args.items().empty())
     bad_args(fn, "bad dtype");
   const auto& dto = st[2].as_object();
   const std::string& code = type_code(dto, fn);
   const bool big = is_big_endian(dto);
   static const std::map<std::string, dtype> codes = {
-      {"f8", dtype::float64}, {"f4", dtype::float32}, {"f2", dtype::float16}, {"i8", dtype::int64},
-      {"i4", dtype::int32},   {"i2", dtype::int16},   {"i1", dtype::int8},    {"u1", dtype::uint8},
-      {"u2", dtype::uint16},  {"u4", dtype::uint32},  {"u8", dtype::uint64},  {"b1", dtype::bool_},
+      {"f8", dtype::float64},   {"f4", dtype::float32},    {"f2", dtype::float16},
+      {"i8", dtype::int64},     {"i4", dtype::int32},      {"i2", dtype::int16},
+      {"i1", dtype::int8},      {"u1", dtype::uint8},      {"u2", dtype::uint16},
+      {"u4", dtype::uint32},    {"u8", dtype::uint64},     {"b1", dtype::bool_},
       {"c8", dtype::complex64}, {"c16", dtype::complex128}};
   auto it = codes.find(code);
-  if (it == codes.end()) throw error(errc::unsupported, "numpy array of dtype '" + code + "' is not supported");
+  if (it == codes.end())
+    throw error(errc::unsupported, "numpy array of dtype '" + code + "' is not supported");
   if (!st[4].is_bytes()) throw error(errc::unsupported, "numpy object arrays are not supported");
   const std::string& raw = st[4].as_bytes();
   std::int64_t n = shape_numel(shape);
   std::uint64_t need;
-  if (!checked_mul(static_cast<std::uint64_t>(n), element_size(it->second), need) || need != raw.size())
-    bad_args(fn, "data holds " + std::to_string(raw.size()) + " bytes for shape " + shape_string(shape));
+  if (!checked_mul(static_cast<std::uint64_t>(n), element_size(it->second), need) ||
+      need != raw.size())
+    bad_args(
+        fn, "data holds " + std::to_string(raw.size()) + " bytes for shape " + shape_string(shape));
   tensor t = tensor::zeros(it->second, shape);
   if (need) std::memcpy(t.raw_data(), raw.data(), raw.size());
   if (big) swap_bytes(t.raw_data(), raw.size(), it->second);

@@ -15,7 +15,8 @@ storage_spec parse_pid(const value& pid, bool legacy, pid_memory& last) {
   const auto& a = pid.as_tuple();
   if (a.empty() || !a[0].is_str()) bad_args(fn, "must start with a type name");
   if (a[0].as_str() != "storage")
-    throw error(errc::unsupported, "persistent id of type '" + a[0].as_str() + "' is not supported");
+    throw error(errc::unsupported,
+                "persistent id of type '" + a[0].as_str() + "' is not supported");
   if (a.size() != (legacy ? 6u : 5u))
     bad_args(fn, "has " + std::to_string(a.size()) + " fields, expected " + (legacy ? "6" : "5"));
   storage_spec s;
@@ -25,7 +26,8 @@ storage_spec parse_pid(const value& pid, bool legacy, pid_memory& last) {
     s.t = last.t;
   } else if (g.name == "UntypedStorage") {
     s.t = dtype::uint8;
-  } else if (auto t = dtype_from_storage_class(g.name); t && (g.module == "torch" || g.module == "torch.cuda")) {
+  } else if (auto t = dtype_from_storage_class(g.name);
+             t && (g.module == "torch" || g.module == "torch.cuda")) {
     s.t = *t;
   } else if (g.module == "torch" && dtype_from_name(g.name)) {
     s.t = *dtype_from_name(g.name);  // TorchScript 1.x writes the dtype itself
@@ -39,7 +41,8 @@ storage_spec parse_pid(const value& pid, bool legacy, pid_memory& last) {
   if (!a[2].is_str() && !a[2].is_int()) bad_args(fn, "key must be a str");
   s.key = a[2].is_str() ? a[2].as_str() : std::to_string(a[2].as_int());
   // Keys name records and appear in messages: a control byte (a NUL cuts what() short) is refused.
-  if (std::any_of(s.key.begin(), s.key.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
+  if (std::any_of(s.key.begin(), s.key.end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
     bad_args(fn, "key holds a control character");
   if (!a[3].is_str()) bad_args(fn, "location must be a str");
   if (last.location_text.empty() || a[3].as_str() != last.location_text) {

@@ -19,8 +19,8 @@ void swap_bytes(std::byte* p, std::size_t n, dtype t) {
 void check_target(const device& target, const device& saved) {
   if (target.is_cuda() && !cuda_available())
     throw error(errc::cuda, "a storage saved on " + saved.str() + " is mapped to " + target.str() +
-                                " but no CUDA device is available (" + cuda_unavailable_reason() + ")" +
-                                "; load with map_location \"cpu\" to put it on the CPU");
+                                " but no CUDA device is available (" + cuda_unavailable_reason() +
+                                ")" + "; load with map_location \"cpu\" to put it on the CPU");
 }
 
 storage place_storage(std::span<const std::byte> bytes, dtype t, const device& target, bool swap,
@@ -30,14 +30,17 @@ storage place_storage(std::span<const std::byte> bytes, dtype t, const device& t
   if (!target.is_cpu() && !target.is_cuda())
     throw error(errc::unsupported, "cannot load storages to device " + target.str() +
                                        "; map them to \"cpu\" or \"cuda:N\" with map_location");
-  if (target.is_cuda() && !swap) return uploads.copy(bytes, target, device_upload::hold::until_finish, std::move(crc));
-  if (target.is_cpu() && !swap && view_owner && reinterpret_cast<std::uintptr_t>(bytes.data()) % element_size(t) == 0)
+  if (target.is_cuda() && !swap)
+    return uploads.copy(bytes, target, device_upload::hold::until_finish, std::move(crc));
+  if (target.is_cpu() && !swap && view_owner &&
+      reinterpret_cast<std::uintptr_t>(bytes.data()) % element_size(t) == 0)
     return storage::wrap(view_owner, const_cast<std::byte*>(bytes.data()), bytes.size());
   storage host = storage::allocate_for_overwrite(bytes.size());
   if (!bytes.empty()) std::memcpy(host.data(), bytes.data(), bytes.size());
   if (swap) swap_bytes(host.data(), host.nbytes(), t);
   if (target.is_cpu()) return host;
-  return uploads.copy({host.data(), host.nbytes()}, target, device_upload::hold::until_return, std::move(crc));
+  return uploads.copy({host.data(), host.nbytes()}, target, device_upload::hold::until_return,
+                      std::move(crc));
 }
 
 }  // namespace pthio::detail

@@ -9,8 +9,8 @@
 #include <random>
 #include <unordered_map>
 
-#include "internal.h"
 #include "../cuda/device_copy.h"
+#include "internal.h"
 #include "pthio/checkpoint.hpp"
 
 namespace pthio {
@@ -31,12 +31,13 @@ class storage_registry {
     auto it = index_.find(s.id());
     if (it != index_.end()) {
       const storage_entry& e = entries_[it->second];
-      bool typed_a = !storage_class_name(e.first_dtype).empty(), typed_b = !storage_class_name(t).empty();
+      bool typed_a = !storage_class_name(e.first_dtype).empty(),
+           typed_b = !storage_class_name(t).empty();
       if (e.first_dtype != t && typed_a && typed_b)
         throw error(errc::invalid_argument,
                     "cannot save tensors that view one storage as different types (" +
-                        std::string(dtype_name(e.first_dtype)) + " and " + std::string(dtype_name(t)) +
-                        "), as torch.save refuses too");
+                        std::string(dtype_name(e.first_dtype)) + " and " +
+                        std::string(dtype_name(t)) + "), as torch.save refuses too");
       return e;
     }
     index_.emplace(s.id(), entries_.size());
@@ -54,7 +55,8 @@ class storage_registry {
 // torch's persistent_id returns it and CPython pickles it. The key is one str object per storage
 // in torch (id_map.setdefault), distinct from equal text elsewhere (a _metadata key "0" is
 // another object), so it is memoized by the storage's identity, not by content.
-void write_persistent_id(pickler& p, const storage_entry& e, dtype t, bool legacy, const value& tuple_identity) {
+void write_persistent_id(pickler& p, const storage_entry& e, dtype t, bool legacy,
+                         const value& tuple_identity) {
   std::string_view cls = storage_class_name(t);
   const bool typed = !cls.empty();
   const std::size_t es = typed ? element_size(t) : 1;
@@ -63,8 +65,10 @@ void write_persistent_id(pickler& p, const storage_entry& e, dtype t, bool legac
   };
   raw("(");  // MARK
   p.save(value("storage"));
-  if (typed) p.save_global("torch", cls);
-  else p.save_global("torch.storage", "UntypedStorage");
+  if (typed)
+    p.save_global("torch", cls);
+  else
+    p.save_global("torch.storage", "UntypedStorage");
   if (!p.get_memo(&e.key)) {
     std::string op = "X";  // BINUNICODE: u32 length, UTF-8
     for (int i = 0; i < 4; ++i) op += static_cast<char>((e.key.size() >> (8 * i)) & 0xff);
@@ -99,21 +103,24 @@ std::vector<std::byte> pickle_root(const value& root, storage_registry& reg, boo
   po.save_hook = [&reg, legacy, &keep](pickler& p, const value& v) -> bool {
     if (v.is_storage()) {
       const storage_value& s = v.as_storage();
-      write_persistent_id(p, reg.key_for(s.data, s.dtype), s.dtype, legacy, keep(value::make_tuple()));
+      write_persistent_id(p, reg.key_for(s.data, s.dtype), s.dtype, legacy,
+                          keep(value::make_tuple()));
       return true;
     }
     if (!v.is_tensor()) return false;
     const tensor& t = v.as_tensor();
     if (!t.defined()) throw error(errc::invalid_argument, "cannot save an undefined tensor");
     if (is_quantized(t.dtype()))
-      throw error(errc::unsupported, "cannot save a " + std::string(dtype_name(t.dtype())) +
-                                         " tensor: pthio keeps quantized tensors' integer values but not their "
-                                         "scale and zero point; convert it to an integer dtype first");
+      throw error(errc::unsupported,
+                  "cannot save a " + std::string(dtype_name(t.dtype())) +
+                      " tensor: pthio keeps quantized tensors' integer values but not their "
+                      "scale and zero point; convert it to an integer dtype first");
     if (v.is_parameter()) {
       // Parameter.__reduce_ex__: _rebuild_parameter(data, requires_grad, OrderedDict()).
       tensor data = t;
       data.set_requires_grad(false);
-      value args = value::make_tuple({value(data), value(t.requires_grad()), value::make_ordered_dict()});
+      value args =
+          value::make_tuple({value(data), value(t.requires_grad()), value::make_ordered_dict()});
       p.save(keep(value::make_object({"torch._utils", "_rebuild_parameter"}, std::move(args))));
       return true;
     }
@@ -121,11 +128,16 @@ std::vector<std::byte> pickle_root(const value& root, storage_registry& reg, boo
     storage_value sv;
     sv.data = t.get_storage();
     sv.dtype = v3 ? dtype::uint8 : t.dtype();
-    std::vector<value> args{value::make_storage(std::move(sv)), value(t.storage_offset()), int_tuple(t.shape()),
-                            int_tuple(t.strides()), value(t.requires_grad()), value::make_ordered_dict()};
+    std::vector<value> args{value::make_storage(std::move(sv)),
+                            value(t.storage_offset()),
+                            int_tuple(t.shape()),
+                            int_tuple(t.strides()),
+                            value(t.requires_grad()),
+                            value::make_ordered_dict()};
     if (v3) args.push_back(value::make_global("torch", std::string(dtype_name(t.dtype()))));
-    p.save(keep(value::make_object({"torch._utils", v3 ? "_rebuild_tensor_v3" : "_rebuild_tensor_v2"},
-                                   value::make_tuple(std::move(args)))));
+    p.save(
+        keep(value::make_object({"torch._utils", v3 ? "_rebuild_tensor_v3" : "_rebuild_tensor_v2"},
+                                value::make_tuple(std::move(args)))));
     return true;
   };
   pickler pk(po);
@@ -172,7 +184,8 @@ void save_zip(sink& out, const value& root, const save_options& o, const std::st
   // Host records' CRC-32s start on a second thread now, ahead of their writes.
   std::vector<std::span<const std::byte>> host_records;
   for (const auto* e : order)
-    if (e->data.dev().is_cpu() && e->data.nbytes() > 0) host_records.emplace_back(e->data.data(), e->data.nbytes());
+    if (e->data.dev().is_cpu() && e->data.nbytes() > 0)
+      host_records.emplace_back(e->data.data(), e->data.nbytes());
   zip.crc_ahead(std::move(host_records));
   zip.add(prefix + "data.pkl", pkl);
   if (o.layout == torch_layout::v2) {
@@ -184,14 +197,16 @@ void save_zip(sink& out, const value& root, const save_options& o, const std::st
     zip.begin_entry(prefix + "data/" + e->key, e->data.nbytes());
     with_host_bytes(e->data, e->data.nbytes(), [&](std::span<const std::byte> b) {
       constexpr std::size_t chunk = 64u << 20;
-      for (std::size_t off = 0; off < b.size(); off += chunk) zip.write(b.subspan(off, std::min(chunk, b.size() - off)));
+      for (std::size_t off = 0; off < b.size(); off += chunk)
+        zip.write(b.subspan(off, std::min(chunk, b.size() - off)));
     });
     zip.end_entry();
   }
   zip.add(prefix + "version", text_bytes("3\n"));
   if (o.layout == torch_layout::v2) {
     std::string id = o.serialization_id.empty() ? random_serialization_id() : o.serialization_id;
-    if (id.size() != 40 || !std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    if (id.size() != 40 ||
+        !std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; }))
       throw error(errc::invalid_argument, "serialization_id must be 40 decimal digits");
     zip.add(prefix + ".data/serialization_id", text_bytes(id));
   }
@@ -232,7 +247,8 @@ void save_legacy(sink& out, const value& root) {
     std::byte le[8];
     for (int i = 0; i < 8; ++i) le[i] = static_cast<std::byte>(count >> (8 * i));
     out.write(le, 8);
-    with_host_bytes(e->data, static_cast<std::size_t>(count * es), [&](std::span<const std::byte> b) { out.write(b); });
+    with_host_bytes(e->data, static_cast<std::size_t>(count * es),
+                    [&](std::span<const std::byte> b) { out.write(b); });
   }
 }
 
@@ -240,10 +256,12 @@ void save_legacy(sink& out, const value& root) {
 
 void save(sink& out, const value& root, const save_options& options) {
   if (options.format == checkpoint_format::legacy) return save_legacy(out, root);
-  if (options.format == checkpoint_format::safetensors) return detail::save_safetensors(out, root, options);
+  if (options.format == checkpoint_format::safetensors)
+    return detail::save_safetensors(out, root, options);
   if (options.format != checkpoint_format::zip)
     throw error(errc::invalid_argument, "save writes the zip, legacy or safetensors format");
-  save_zip(out, root, options, options.archive_name.empty() ? std::string("archive") : options.archive_name);
+  save_zip(out, root, options,
+           options.archive_name.empty() ? std::string("archive") : options.archive_name);
 }
 
 void save(const std::filesystem::path& path, const value& root, const save_options& options) {

@@ -33,7 +33,8 @@ void transform_values(value& root, const std::function<std::optional<value>(cons
         break;
       case value::kind::dict: {
         auto& d = v->as_dict();
-        for (auto& e : const_cast<std::vector<dict_object::entry>&>(d.entries())) work.push_back(&e.second);
+        for (auto& e : const_cast<std::vector<dict_object::entry>&>(d.entries()))
+          work.push_back(&e.second);
         for (auto& a : d.attrs) work.push_back(&a.second);
         break;
       }
@@ -54,11 +55,17 @@ void check_expansion(const value& root, const char* what) {
   if (!root.is_container()) return;
   static constexpr std::uint64_t on_path = UINT64_MAX;
   static constexpr std::uint64_t saturated = UINT64_MAX / 2;
-  auto add = [](std::uint64_t a, std::uint64_t b) { return std::min(saturated, a + std::min(saturated, b)); };
+  auto add = [](std::uint64_t a, std::uint64_t b) {
+    return std::min(saturated, a + std::min(saturated, b));
+  };
   // Iterative post-order walk: each container's expanded size (itself and everything under it,
   // shared containers counted once per reference) is computed once, from its children's.
   std::unordered_map<const void*, std::uint64_t> expanded;
-  struct frame { const value* v; std::size_t next; std::uint64_t size; };
+  struct frame {
+    const value* v;
+    std::size_t next;
+    std::uint64_t size;
+  };
   std::vector<frame> path{{&root, 0, 1}};
   expanded[root.identity()] = on_path;
   std::uint64_t distinct = 1;
@@ -70,8 +77,10 @@ void check_expansion(const value& root, const char* what) {
       const std::uint64_t size = f.size;
       expanded[f.v->identity()] = size;
       path.pop_back();
-      if (path.empty()) total = size;
-      else path.back().size = add(path.back().size, size);
+      if (path.empty())
+        total = size;
+      else
+        path.back().size = add(path.back().size, size);
       continue;
     }
     if (!c->is_container()) {
@@ -81,7 +90,8 @@ void check_expansion(const value& root, const char* what) {
     }
     auto [it, fresh] = expanded.try_emplace(c->identity(), on_path);
     if (!fresh) {
-      if (it->second == on_path) throw error(errc::invalid_argument, std::string(what) + ": the value contains itself");
+      if (it->second == on_path)
+        throw error(errc::invalid_argument, std::string(what) + ": the value contains itself");
       f.size = add(f.size, it->second);
       continue;
     }
@@ -90,13 +100,15 @@ void check_expansion(const value& root, const char* what) {
   }
   const std::uint64_t limit = add(16 * distinct, 100'000);
   if (total > limit)
-    throw error(errc::limit_exceeded, std::string(what) + ": shared containers written out in full make " +
-                                          (total >= saturated ? std::string("more than 2^62") : std::to_string(total)) +
-                                          " values of " + std::to_string(distinct) +
-                                          ", more than 16 times as many plus 100,000");
+    throw error(errc::limit_exceeded,
+                std::string(what) + ": shared containers written out in full make " +
+                    (total >= saturated ? std::string("more than 2^62") : std::to_string(total)) +
+                    " values of " + std::to_string(distinct) +
+                    ", more than 16 times as many plus 100,000");
 }
 
-bool for_each_key_path_child(const value& v, const std::function<void(const std::string&, const value&)>& fn) {
+bool for_each_key_path_child(const value& v,
+                             const std::function<void(const std::string&, const value&)>& fn) {
   switch (v.type()) {
     case value::kind::dict:
       for (const auto& [k, c] : v.as_dict().entries()) fn(key_text(k), c);
@@ -135,7 +147,8 @@ std::string key_text(const value& key) {
     }
     case value::kind::tuple: {
       std::string s = "(";
-      for (std::size_t i = 0; i < key.items().size(); ++i) s += (i ? ", " : "") + key_text(key.items()[i]);
+      for (std::size_t i = 0; i < key.items().size(); ++i)
+        s += (i ? ", " : "") + key_text(key.items()[i]);
       return s + (key.items().size() == 1 ? ",)" : ")");
     }
     default: return std::string(key.type_name());
@@ -159,7 +172,8 @@ void visit(const value& v, std::string& path, int depth,
 }
 }  // namespace
 
-void visit_tensors(const value& root, const std::function<void(const std::string&, const value&)>& fn) {
+void visit_tensors(const value& root,
+                   const std::function<void(const std::string&, const value&)>& fn) {
   detail::check_expansion(root, "key paths");
   std::string path;
   visit(root, path, 0, fn);

@@ -29,7 +29,7 @@ constexpr std::uint64_t max_comment = 0xFFFF;
 
 // Field offsets from the start of each record.
 namespace local_header {
-constexpr std::uint64_t method = 8;  // after signature, version needed, flags
+constexpr std::uint64_t method = 8;        // after signature, version needed, flags
 constexpr std::uint64_t name_length = 26;  // after time, date, CRC-32 and the two sizes
 constexpr std::uint64_t extra_length = 28;
 }  // namespace local_header

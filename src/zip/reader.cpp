@@ -3,8 +3,8 @@
 #include <libdeflate.h>
 
 #include <algorithm>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <mutex>
 #include <new>
 
@@ -98,7 +98,8 @@ bool looks_like_zip(std::span<const std::byte> bytes) noexcept {
   auto starts = [&](std::uint32_t sig) {
     if (bytes.size() < 4) return false;
     std::uint32_t v = 0;
-    for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<std::uint8_t>(bytes[static_cast<std::size_t>(i)]);
+    for (int i = 3; i >= 0; --i)
+      v = (v << 8) | static_cast<std::uint8_t>(bytes[static_cast<std::size_t>(i)]);
     return v == sig;
   };
   return starts(local_header_sig) || (bytes.size() >= end_size && starts(end_sig));
@@ -145,12 +146,14 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
     if (mismatched) {
       r.seek(mismatched_at + end_record::comment_length);
       std::uint16_t len = r.le16();
-      r.fail_at(mismatched_at, "zip: end-of-central-directory comment length " + std::to_string(len) +
-                                   " does not match the " + std::to_string(size - mismatched_at - end_size) +
+      r.fail_at(mismatched_at, "zip: end-of-central-directory comment length " +
+                                   std::to_string(len) + " does not match the " +
+                                   std::to_string(size - mismatched_at - end_size) +
                                    " bytes after the record");
     }
     r.fail_at(size, "zip: no end-of-central-directory record (signature PK\\5\\6) in the last " +
-                        std::to_string(std::min<std::uint64_t>(size, end_size + max_comment)) + " bytes");
+                        std::to_string(std::min<std::uint64_t>(size, end_size + max_comment)) +
+                        " bytes");
   }
 
   r.seek(end_pos + 4);
@@ -192,15 +195,16 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
                              std::to_string(loc_pos));
     r.seek(z64_pos);
     if (r.le32() != zip64_end_sig)
-      r.fail_at(z64_pos, "zip: no zip64 end record signature (PK\\6\\6) at offset " + std::to_string(z64_pos) +
-                             " named by the zip64 locator");
+      r.fail_at(z64_pos, "zip: no zip64 end record signature (PK\\6\\6) at offset " +
+                             std::to_string(z64_pos) + " named by the zip64 locator");
     std::uint64_t record_size = r.le64();
     std::uint64_t record_end;
     if (record_size < zip64_end_size - zip64_end_size_field_excludes ||
         !checked_add(z64_pos + zip64_end_size_field_excludes, record_size, record_end) ||
         record_end > loc_pos)
-      r.fail_at(z64_pos + zip64_end_record::size, "zip: zip64 end record size " + std::to_string(record_size) +
-                                 " is below 44 or runs past the zip64 locator");
+      r.fail_at(z64_pos + zip64_end_record::size,
+                "zip: zip64 end record size " + std::to_string(record_size) +
+                    " is below 44 or runs past the zip64 locator");
     r.skip(4);  // version made by, version needed
     std::uint32_t z64_disk_number = r.le32();
     std::uint32_t z64_cd_disk = r.le32();
@@ -211,21 +215,26 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
 
     // APPNOTE 4.4.1.4: a classic field holds 0xFFFF / 0xFFFFFFFF when the zip64 one is meant;
     // otherwise the two must agree.
-    auto merge = [&](std::uint64_t& classic, std::uint64_t saturated, std::uint64_t wide, std::uint64_t at,
-                     const char* what) {
+    auto merge = [&](std::uint64_t& classic, std::uint64_t saturated, std::uint64_t wide,
+                     std::uint64_t at, const char* what) {
       if (classic == saturated) {
         classic = wide;
       } else if (classic != wide) {
-        r.fail_at(at, std::string("zip: zip64 end record says ") + what + " " + std::to_string(wide) +
-                          " but the end record says " + std::to_string(classic));
+        r.fail_at(at, std::string("zip: zip64 end record says ") + what + " " +
+                          std::to_string(wide) + " but the end record says " +
+                          std::to_string(classic));
       }
     };
     merge(disk_number, u16_max, z64_disk_number, z64_pos + zip64_end_record::disk, "disk number");
-    merge(cd_disk_number, u16_max, z64_cd_disk, z64_pos + zip64_end_record::cd_disk, "central directory disk");
-    merge(entries_on_disk, u16_max, z64_entries_on_disk, z64_pos + zip64_end_record::entries_on_disk, "entries on this disk");
+    merge(cd_disk_number, u16_max, z64_cd_disk, z64_pos + zip64_end_record::cd_disk,
+          "central directory disk");
+    merge(entries_on_disk, u16_max, z64_entries_on_disk,
+          z64_pos + zip64_end_record::entries_on_disk, "entries on this disk");
     merge(entries, u16_max, z64_entries, z64_pos + zip64_end_record::entries, "entry count");
-    merge(cd_size, u32_max, z64_cd_size, z64_pos + zip64_end_record::cd_size, "central directory size");
-    merge(cd_offset, u32_max, z64_cd_offset, z64_pos + zip64_end_record::cd_offset, "central directory offset");
+    merge(cd_size, u32_max, z64_cd_size, z64_pos + zip64_end_record::cd_size,
+          "central directory size");
+    merge(cd_offset, u32_max, z64_cd_offset, z64_pos + zip64_end_record::cd_offset,
+          "central directory offset");
     records_start = z64_pos;
   }
 
@@ -233,7 +242,8 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
     r.fail_kind(errc::unsupported, end_pos,
                 "zip: multi-disk archives are not supported (disk " + std::to_string(disk_number) +
                     ", central directory on disk " + std::to_string(cd_disk_number) + ", " +
-                    std::to_string(entries_on_disk) + " of " + std::to_string(entries) + " entries here)");
+                    std::to_string(entries_on_disk) + " of " + std::to_string(entries) +
+                    " entries here)");
 
   // --- Central directory (APPNOTE 4.3.12): inside the file, before the end records.
   std::uint64_t cd_end;
@@ -241,8 +251,9 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
     r.fail_at(end_pos, "zip: central directory at offset " + std::to_string(cd_offset) + " of " +
                            std::to_string(cd_size) + " bytes runs past the end records at offset " +
                            std::to_string(records_start));
-  byte_reader cd(all.subspan(static_cast<std::size_t>(cd_offset), static_cast<std::size_t>(cd_size)),
-                 errc::corrupt_zip, file, cd_offset);
+  byte_reader cd(
+      all.subspan(static_cast<std::size_t>(cd_offset), static_cast<std::size_t>(cd_size)),
+      errc::corrupt_zip, file, cd_offset);
   if (entries > options_.max_entries)
     cd.fail_kind(errc::limit_exceeded, 0,
                  "zip: " + std::to_string(entries) + " entries exceed the limit of " +
@@ -254,11 +265,12 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
   for (std::size_t i = 0; i < count; ++i) {
     const std::uint64_t at = cd.pos();
     if (cd.remaining() < central_header_size)
-      cd.fail_at(at, "zip: central directory entry " + std::to_string(i) + " of 46 bytes runs past its end (" +
-                         std::to_string(cd.remaining()) + " bytes left)");
-    if (cd.le32() != central_header_sig)
       cd.fail_at(at, "zip: central directory entry " + std::to_string(i) +
-                         " has no signature PK\\1\\2");
+                         " of 46 bytes runs past its end (" + std::to_string(cd.remaining()) +
+                         " bytes left)");
+    if (cd.le32() != central_header_sig)
+      cd.fail_at(
+          at, "zip: central directory entry " + std::to_string(i) + " has no signature PK\\1\\2");
     cd.skip(4);  // version made by, version needed
     zip_entry e;
     e.flags = cd.le16();
@@ -273,10 +285,11 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
     cd.skip(8);  // disk number start, internal attributes, external attributes
     std::uint32_t local32 = cd.le32();
     if (std::uint64_t{name_len} + extra_len + comment_len > cd.remaining())
-      cd.fail_at(at, "zip: central directory entry " + std::to_string(i) + "'s name, extra field and comment (" +
+      cd.fail_at(at, "zip: central directory entry " + std::to_string(i) +
+                         "'s name, extra field and comment (" +
                          std::to_string(std::uint64_t{name_len} + extra_len + comment_len) +
-                         " bytes) run past the end of the central directory (" + std::to_string(cd.remaining()) +
-                         " bytes left)");
+                         " bytes) run past the end of the central directory (" +
+                         std::to_string(cd.remaining()) + " bytes left)");
     std::string_view name = cd.chars(name_len);
     const std::uint64_t extra_at = cd_offset + cd.pos();
     std::span<const std::byte> extra = cd.bytes(extra_len);
@@ -287,10 +300,12 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
     if (name.find('\0') != std::string_view::npos)
       er.fail_at(cd_offset + at + central_header_size, "zip: entry name contains a NUL byte");
     if (e.flags & flag_encrypted)
-      er.fail_kind(errc::unsupported, cd_offset + at + central_header::flags, "zip: encrypted entries are not supported");
+      er.fail_kind(errc::unsupported, cd_offset + at + central_header::flags,
+                   "zip: encrypted entries are not supported");
     if (e.method != method_stored && e.method != method_deflate)
       er.fail_kind(errc::unsupported, cd_offset + at + central_header::method,
-                   "zip: compression method " + std::to_string(e.method) + " (" + method_name(e.method) +
+                   "zip: compression method " + std::to_string(e.method) + " (" +
+                       method_name(e.method) +
                        ") is not supported; only 0 (stored) and 8 (deflate)");
 
     e.compressed_size = csize32;
@@ -299,28 +314,32 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
 
     // Zip64 extended information (APPNOTE 4.5.3): the 8-byte values, in this order, of exactly
     // the classic fields that hold 0xFFFFFFFF.
-    const bool need_usize = usize32 == u32_max, need_csize = csize32 == u32_max, need_local = local32 == u32_max;
+    const bool need_usize = usize32 == u32_max, need_csize = csize32 == u32_max,
+               need_local = local32 == u32_max;
     bool have_zip64 = false;
     if (!extra.empty()) {
       byte_reader xr(extra, errc::corrupt_zip, entry_context(file, e.name), extra_at);
       while (!xr.at_end()) {
         const std::uint64_t field_at = xr.pos();
         if (xr.remaining() < extra_header_size)
-          xr.fail("zip: " + std::to_string(xr.remaining()) + " stray bytes at the end of the extra field");
+          xr.fail("zip: " + std::to_string(xr.remaining()) +
+                  " stray bytes at the end of the extra field");
         std::uint16_t id = xr.le16();
         std::uint16_t len = xr.le16();
         if (len > xr.remaining())
           xr.fail_at(field_at, "zip: extra field " + hex16(id) + " of " + std::to_string(len) +
-                                   " bytes runs past the " + std::to_string(xr.remaining()) + " bytes left");
+                                   " bytes runs past the " + std::to_string(xr.remaining()) +
+                                   " bytes left");
         std::span<const std::byte> data = xr.bytes(len);
         if (id != zip64_extra_id || have_zip64) continue;
         have_zip64 = true;
-        byte_reader zr(data, errc::corrupt_zip, entry_context(file, e.name), extra_at + field_at + extra_header_size);
+        byte_reader zr(data, errc::corrupt_zip, entry_context(file, e.name),
+                       extra_at + field_at + extra_header_size);
         auto take = [&](bool needed, std::uint64_t& out, const char* what) {
           if (!needed) return;
           if (zr.remaining() < 8)
-            zr.fail(std::string("zip: zip64 extra field of ") + std::to_string(len) + " bytes lacks the " +
-                    what);
+            zr.fail(std::string("zip: zip64 extra field of ") + std::to_string(len) +
+                    " bytes lacks the " + what);
           out = zr.le64();
         };
         take(need_usize, e.uncompressed_size, "uncompressed size");
@@ -329,16 +348,17 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
       }
     }
     if ((need_usize || need_csize || need_local) && !have_zip64)
-      er.fail_at(cd_offset + at, "zip: a size or offset is 0xFFFFFFFF but there is no zip64 extra field");
+      er.fail_at(cd_offset + at,
+                 "zip: a size or offset is 0xFFFFFFFF but there is no zip64 extra field");
     if (e.method == method_stored && e.compressed_size != e.uncompressed_size)
-      er.fail_at(cd_offset + at + central_header::compressed_size, "zip: stored entry's compressed size " + std::to_string(e.compressed_size) +
-                                          " differs from its uncompressed size " +
-                                          std::to_string(e.uncompressed_size));
+      er.fail_at(cd_offset + at + central_header::compressed_size,
+                 "zip: stored entry's compressed size " + std::to_string(e.compressed_size) +
+                     " differs from its uncompressed size " + std::to_string(e.uncompressed_size));
     entries_.push_back(std::move(e));
   }
   if (!cd.at_end())
-    cd.fail("zip: " + std::to_string(cd.remaining()) + " bytes left in the central directory after its " +
-            std::to_string(count) + " entries");
+    cd.fail("zip: " + std::to_string(cd.remaining()) +
+            " bytes left in the central directory after its " + std::to_string(count) + " entries");
 
   // --- Local headers (APPNOTE 4.3.7): only where the data starts; sizes and CRC come from the
   // central directory (torch sets bit 3 and leaves them zero here, APPNOTE 4.4.4).
@@ -348,10 +368,13 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
   // When records are small (on average under 64 KiB apart), many headers share each page and the
   // map's faults are the cheaper way: one per page rather than a system call per header.
   std::vector<std::byte> local(local_header_size + 256);
-  const bool scattered = all.size() / std::max<std::size_t>(entries_.size(), 1) >= (std::size_t{64} << 10);
+  const bool scattered =
+      all.size() / std::max<std::size_t>(entries_.size(), 1) >= (std::size_t{64} << 10);
   auto copy_out = [&](std::uint64_t offset, std::span<std::byte> out) {
-    if (scattered) source_.copy_out(offset, out);
-    else if (!out.empty()) std::memcpy(out.data(), all.data() + offset, out.size());
+    if (scattered)
+      source_.copy_out(offset, out);
+    else if (!out.empty())
+      std::memcpy(out.data(), all.data() + offset, out.size());
   };
   for (zip_entry& e : entries_) {
     const entry_errors le{file, e.name};
@@ -359,16 +382,21 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
     std::uint64_t fixed_end;
     if (!checked_add(lo, local_header_size, fixed_end) || fixed_end > cd_offset)
       le.fail_at(lo, "zip: local header at offset " + std::to_string(lo) +
-                         " does not fit before the central directory at " + std::to_string(cd_offset));
+                         " does not fit before the central directory at " +
+                         std::to_string(cd_offset));
     // The fixed part and, in the same read, up to 256 bytes of the name (all of torch's names).
-    const std::size_t first = static_cast<std::size_t>(std::min<std::uint64_t>(local.size(), cd_offset - lo));
+    const std::size_t first =
+        static_cast<std::size_t>(std::min<std::uint64_t>(local.size(), cd_offset - lo));
     copy_out(lo, std::span(local).first(first));
     // first >= 30: the fixed part ends at or before the central directory (checked above).
     if (detail::load_le(local.data(), 4) != local_header_sig)
       le.fail_at(lo, "zip: no local header signature (PK\\3\\4) at offset " + std::to_string(lo));
-    const std::uint16_t method = static_cast<std::uint16_t>(detail::load_le(local.data() + local_header::method, 2));
-    const std::uint16_t name_len = static_cast<std::uint16_t>(detail::load_le(local.data() + local_header::name_length, 2));
-    const std::uint16_t extra_len = static_cast<std::uint16_t>(detail::load_le(local.data() + local_header::extra_length, 2));
+    const std::uint16_t method =
+        static_cast<std::uint16_t>(detail::load_le(local.data() + local_header::method, 2));
+    const std::uint16_t name_len =
+        static_cast<std::uint16_t>(detail::load_le(local.data() + local_header::name_length, 2));
+    const std::uint16_t extra_len =
+        static_cast<std::uint16_t>(detail::load_le(local.data() + local_header::extra_length, 2));
     const std::uint64_t data_offset = fixed_end + name_len + extra_len;
     if (data_offset > cd_offset)
       le.fail_at(lo, "zip: local header's name and extra field run into the central directory at " +
@@ -377,17 +405,20 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
       local.resize(local_header_size + name_len);
       copy_out(lo, local);
     }
-    std::string_view local_name(reinterpret_cast<const char*>(local.data()) + local_header_size, name_len);
+    std::string_view local_name(reinterpret_cast<const char*>(local.data()) + local_header_size,
+                                name_len);
     if (local_name != e.name)
-      le.fail_at(fixed_end, "zip: local header names " + in_quotes(local_name) + " but the central directory " +
-                                in_quotes(e.name));
+      le.fail_at(fixed_end, "zip: local header names " + in_quotes(local_name) +
+                                " but the central directory " + in_quotes(e.name));
     if (method != e.method)
-      le.fail_at(lo + local_header::method, "zip: local header says method " + std::to_string(method) +
-                             " but the central directory " + std::to_string(e.method));
+      le.fail_at(lo + local_header::method,
+                 "zip: local header says method " + std::to_string(method) +
+                     " but the central directory " + std::to_string(e.method));
     std::uint64_t data_end;
     if (!checked_add(data_offset, e.compressed_size, data_end) || data_end > cd_offset)
-      le.fail_at(data_offset, "zip: data of " + std::to_string(e.compressed_size) + " bytes at offset " +
-                                  std::to_string(data_offset) + " runs past the central directory at " +
+      le.fail_at(data_offset, "zip: data of " + std::to_string(e.compressed_size) +
+                                  " bytes at offset " + std::to_string(data_offset) +
+                                  " runs past the central directory at " +
                                   std::to_string(cd_offset));
     e.data_offset = data_offset;
   }
@@ -424,7 +455,7 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
 // most half full, so a probe always ends).
 std::size_t zip_reader::slot_of(std::string_view name) const noexcept {
   const std::size_t mask = by_name_.size() - 1;
-  for (std::size_t at = std::hash<std::string_view>{}(name) & mask;; at = (at + 1) & mask) {
+  for (std::size_t at = std::hash<std::string_view>{}(name)&mask;; at = (at + 1) & mask) {
     const std::uint32_t k = by_name_[at];
     if (k == 0 || entries_[k - 1].name == name) return at;
   }
@@ -445,7 +476,8 @@ std::size_t index_of(const zip_reader& zip, const zip_entry& e) {
     return static_cast<std::size_t>(&e - entries.data());
   const zip_entry* mine = zip.find(e.name);
   if (!mine || mine->local_header_offset != e.local_header_offset)
-    throw error(errc::invalid_argument, "zip: " + in_quotes(e.name) + " is not an entry of this archive",
+    throw error(errc::invalid_argument,
+                "zip: " + in_quotes(e.name) + " is not an entry of this archive",
                 zip.source().name());
   return static_cast<std::size_t>(mine - entries.data());
 }
@@ -457,8 +489,8 @@ std::span<const std::byte> zip_reader::read(const zip_entry& entry, bool verify_
   const zip_entry& e = entries_[index];
   const entry_errors r{source_.name(), e.name};
   // Inside the file: the constructor checked every entry's data against the central directory.
-  std::span<const std::byte> stored = source_.bytes().subspan(static_cast<std::size_t>(e.data_offset),
-                                                              static_cast<std::size_t>(e.compressed_size));
+  std::span<const std::byte> stored = source_.bytes().subspan(
+      static_cast<std::size_t>(e.data_offset), static_cast<std::size_t>(e.compressed_size));
 
   std::span<const std::byte> out;
   if (e.method == method_stored) {
@@ -471,37 +503,44 @@ std::span<const std::byte> zip_reader::read(const zip_entry& entry, bool verify_
       if (it != inflated_.end()) buf = it->second;
     }
     if (!buf) {
-      // Deflate codes at most 258 bytes in 2 bits: a larger claim is a lie, refused before allocating.
+      // Deflate codes at most 258 bytes in 2 bits: a larger claim is a lie, refused before
+      // allocating.
       std::uint64_t ratio_bound;
-      if (!detail::checked_mul(e.compressed_size, 1032, ratio_bound) || e.uncompressed_size > ratio_bound + 258)
-        r.fail_at(e.data_offset, "zip: deflated entry declares " + std::to_string(e.uncompressed_size) +
-                                     " bytes from " + std::to_string(e.compressed_size) +
+      if (!detail::checked_mul(e.compressed_size, 1032, ratio_bound) ||
+          e.uncompressed_size > ratio_bound + 258)
+        r.fail_at(e.data_offset, "zip: deflated entry declares " +
+                                     std::to_string(e.uncompressed_size) + " bytes from " +
+                                     std::to_string(e.compressed_size) +
                                      " compressed bytes, beyond deflate's 1032:1 limit");
       if (e.uncompressed_size > options_.max_inflated_size || e.uncompressed_size > SIZE_MAX / 2)
         r.fail_kind(errc::limit_exceeded, e.data_offset,
                     "zip: deflated entry declares " + std::to_string(e.uncompressed_size) +
                         " bytes, above the limit of " + std::to_string(options_.max_inflated_size));
       try {
-        buf = std::make_shared<std::vector<std::byte>>(static_cast<std::size_t>(e.uncompressed_size));
+        buf =
+            std::make_shared<std::vector<std::byte>>(static_cast<std::size_t>(e.uncompressed_size));
       } catch (const std::bad_alloc&) {
-        r.fail_kind(errc::limit_exceeded, e.data_offset,
-                    "zip: cannot allocate " + std::to_string(e.uncompressed_size) + " bytes to inflate");
+        r.fail_kind(
+            errc::limit_exceeded, e.data_offset,
+            "zip: cannot allocate " + std::to_string(e.uncompressed_size) + " bytes to inflate");
       }
-      std::unique_ptr<libdeflate_decompressor, decompressor_deleter> d(libdeflate_alloc_decompressor());
-      if (!d) r.fail_kind(errc::limit_exceeded, e.data_offset, "zip: cannot allocate a decompressor");
+      std::unique_ptr<libdeflate_decompressor, decompressor_deleter> d(
+          libdeflate_alloc_decompressor());
+      if (!d)
+        r.fail_kind(errc::limit_exceeded, e.data_offset, "zip: cannot allocate a decompressor");
       std::byte dummy{};
       void* dst = buf->empty() ? static_cast<void*>(&dummy) : static_cast<void*>(buf->data());
       std::size_t produced = 0;
-      libdeflate_result res =
-          libdeflate_deflate_decompress(d.get(), stored.data(), stored.size(), dst, buf->size(), &produced);
+      libdeflate_result res = libdeflate_deflate_decompress(d.get(), stored.data(), stored.size(),
+                                                            dst, buf->size(), &produced);
       if (res == LIBDEFLATE_INSUFFICIENT_SPACE)
         r.fail_at(e.data_offset, "zip: deflate stream inflates to more than the declared " +
                                      std::to_string(e.uncompressed_size) + " bytes");
-      if (res != LIBDEFLATE_SUCCESS)
-        r.fail_at(e.data_offset, "zip: corrupt deflate stream");
+      if (res != LIBDEFLATE_SUCCESS) r.fail_at(e.data_offset, "zip: corrupt deflate stream");
       if (produced != buf->size())
         r.fail_at(e.data_offset, "zip: deflate stream inflates to " + std::to_string(produced) +
-                                     " bytes, fewer than the declared " + std::to_string(e.uncompressed_size));
+                                     " bytes, fewer than the declared " +
+                                     std::to_string(e.uncompressed_size));
       std::lock_guard<std::mutex> lock(inflated_mutex);
       buf = inflated_.emplace(index, std::move(buf)).first->second;  // another thread may have won
     }
@@ -512,7 +551,8 @@ std::span<const std::byte> zip_reader::read(const zip_entry& entry, bool verify_
   if (verify_crc && e.crc32 != 0) {
     std::uint32_t got = pthio::crc32(out);
     if (got != e.crc32)
-      r.fail_at(e.data_offset, "zip: CRC-32 mismatch: expected " + hex32(e.crc32) + " got " + hex32(got));
+      r.fail_at(e.data_offset,
+                "zip: CRC-32 mismatch: expected " + hex32(e.crc32) + " got " + hex32(got));
   }
   return out;
 }
@@ -525,6 +565,8 @@ std::shared_ptr<const void> zip_reader::owner_of(const zip_entry& entry) const {
   return inflated_.at(index);
 }
 
-std::uint32_t zip_reader::compute_crc(const zip_entry& e) const { return pthio::crc32(read(e, false)); }
+std::uint32_t zip_reader::compute_crc(const zip_entry& e) const {
+  return pthio::crc32(read(e, false));
+}
 
 }  // namespace pthio

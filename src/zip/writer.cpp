@@ -6,8 +6,8 @@
 #include <condition_variable>
 #include <exception>
 #include <mutex>
-#include <system_error>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -51,8 +51,8 @@ class header_buffer {
 // miniz's zip64 extended information field (APPNOTE 4.5.3): uncompressed and compressed size
 // when the size reaches 0xFFFFFFFF, the local header offset when it does. Note: in the local
 // header miniz writes the compressed size as 0 (it is not known yet); the central copy is real.
-void zip64_extra(header_buffer& h, bool sizes, std::uint64_t usize, std::uint64_t csize, bool offset,
-                 std::uint64_t local_offset) {
+void zip64_extra(header_buffer& h, bool sizes, std::uint64_t usize, std::uint64_t csize,
+                 bool offset, std::uint64_t local_offset) {
   h.u16(zip64_extra_id);
   h.u16((sizes ? 16 : 0) + (offset ? 8 : 0));
   if (sizes) {
@@ -206,7 +206,8 @@ void zip_writer::write_pieces(std::span<const std::byte> data, bool crc) {
 zip_writer::zip_writer(sink& out, std::uint32_t alignment) : out_(out), alignment_(alignment) {
   // The "FB" field's length is a u16 holding up to alignment - 1 padding bytes.
   if (alignment_ == 0 || alignment_ > max_alignment)
-    misuse("alignment " + std::to_string(alignment) + " is not between 1 and " + std::to_string(max_alignment));
+    misuse("alignment " + std::to_string(alignment) + " is not between 1 and " +
+           std::to_string(max_alignment));
 }
 
 void zip_writer::add(std::string_view name, std::span<const std::byte> data) {
@@ -219,7 +220,8 @@ void zip_writer::begin_entry(std::string_view name, std::optional<std::uint64_t>
   if (finished_) misuse("begin_entry after finish");
   if (in_entry_) misuse("begin_entry while entry \"" + cur_name_ + "\" is open");
   if (name.empty()) misuse("empty entry name");
-  if (name.size() > u16_max) misuse("entry name of " + std::to_string(name.size()) + " bytes (at most 65535)");
+  if (name.size() > u16_max)
+    misuse("entry name of " + std::to_string(name.size()) + " bytes (at most 65535)");
   if (name.find('\0') != std::string_view::npos) misuse("entry name contains a NUL byte");
 
   const std::uint64_t offset = out_.position();
@@ -228,23 +230,26 @@ void zip_writer::begin_entry(std::string_view name, std::optional<std::uint64_t>
   const bool zip64_sizes = planned >= u32_max;
   const bool zip64_offset = offset >= u32_max;
   const bool zip64 = zip64_sizes || zip64_offset;
-  const std::size_t zip64_len = zip64 ? extra_header_size + (zip64_sizes ? 16 : 0) + (zip64_offset ? 8 : 0) : 0;
-  // miniz sets the descriptor bit only for entries with data, and writes a descriptor only for them.
+  const std::size_t zip64_len =
+      zip64 ? extra_header_size + (zip64_sizes ? 16 : 0) + (zip64_offset ? 8 : 0) : 0;
+  // miniz sets the descriptor bit only for entries with data, and writes a descriptor only for
+  // them.
   const std::uint16_t flags = planned != 0 ? (flag_utf8 | flag_descriptor) : flag_utf8;
 
   // torch's getPadding(): an "FB" extra field (always present, possibly empty) of 'Z' bytes that
   // puts the data on a multiple of the alignment, counting the zip64 field before it.
-  const std::uint64_t start = offset + local_header_size + name.size() + zip64_len + extra_header_size;
+  const std::uint64_t start =
+      offset + local_header_size + name.size() + zip64_len + extra_header_size;
   const std::uint64_t padding = (alignment_ - start % alignment_) % alignment_;
 
   header_buffer h;
   h.u32(local_header_sig);
-  h.u16(0);      // version needed: miniz writes 0 for stored entries
+  h.u16(0);  // version needed: miniz writes 0 for stored entries
   h.u16(flags);
   h.u16(method_stored);
-  h.u16(0);      // DOS time: torch's miniz is built without time support
-  h.u16(0);      // DOS date
-  h.u32(0);      // CRC-32, compressed and uncompressed size: in the data descriptor
+  h.u16(0);  // DOS time: torch's miniz is built without time support
+  h.u16(0);  // DOS date
+  h.u32(0);  // CRC-32, compressed and uncompressed size: in the data descriptor
   h.u32(0);
   h.u32(0);
   h.u16(name.size());
@@ -265,13 +270,16 @@ void zip_writer::begin_entry(std::string_view name, std::optional<std::uint64_t>
 }
 
 void zip_writer::write(std::span<const std::byte> data) {
-  if (!in_entry_) misuse(finished_ ? "write after finish" : "write outside an entry (call begin_entry first)");
+  if (!in_entry_)
+    misuse(finished_ ? "write after finish" : "write outside an entry (call begin_entry first)");
   if (data.empty()) return;
   if (cur_declared_ && data.size() > *cur_declared_ - cur_size_)
-    misuse("entry \"" + cur_name_ + "\" declared " + std::to_string(*cur_declared_) + " bytes but more are written");
+    misuse("entry \"" + cur_name_ + "\" declared " + std::to_string(*cur_declared_) +
+           " bytes but more are written");
   if (compute_crc_ && ahead_ && ahead_next_ < ahead_->size()) {
     const auto next = ahead_->span(ahead_next_);
-    const bool continues = (cur_size_ == 0 || cur_ahead_) && data.data() == next.data() + cur_size_ &&
+    const bool continues = (cur_size_ == 0 || cur_ahead_) &&
+                           data.data() == next.data() + cur_size_ &&
                            data.size() <= next.size() - cur_size_;
     if (continues) {
       cur_ahead_ = true;  // its CRC-32 comes from the pipeline at end_entry()
@@ -308,8 +316,8 @@ void zip_writer::write(std::span<const std::byte> data) {
 void zip_writer::end_entry() {
   if (!in_entry_) misuse(finished_ ? "end_entry after finish" : "end_entry without begin_entry");
   if (cur_declared_ && cur_size_ != *cur_declared_)
-    misuse("entry \"" + cur_name_ + "\" declared " + std::to_string(*cur_declared_) + " bytes but " +
-           std::to_string(cur_size_) + " were written");
+    misuse("entry \"" + cur_name_ + "\" declared " + std::to_string(*cur_declared_) +
+           " bytes but " + std::to_string(cur_size_) + " were written");
   if (ahead_ && ahead_next_ < ahead_->size()) {
     if (cur_ahead_) {
       const auto next = ahead_->span(ahead_next_);
@@ -371,7 +379,9 @@ void zip_writer::finish() {
     const bool zip64_sizes = w.size >= u32_max;
     const bool zip64_offset = w.local_offset >= u32_max;
     const std::size_t zip64_len =
-        (zip64_sizes || zip64_offset) ? extra_header_size + (zip64_sizes ? 16 : 0) + (zip64_offset ? 8 : 0) : 0;
+        (zip64_sizes || zip64_offset)
+            ? extra_header_size + (zip64_sizes ? 16 : 0) + (zip64_offset ? 8 : 0)
+            : 0;
     h.clear();
     h.u32(central_header_sig);
     h.u16(0);  // version made by: miniz leaves it 0
@@ -404,8 +414,8 @@ void zip_writer::finish() {
   h.u64(zip64_end_size - zip64_end_size_field_excludes);
   h.u16(version_made_by_miniz);
   h.u16(version_needed_zip64);
-  h.u32(0);       // this disk
-  h.u32(0);       // disk with the central directory
+  h.u32(0);  // this disk
+  h.u32(0);  // disk with the central directory
   h.u64(n);
   h.u64(n);
   h.u64(cd_size);

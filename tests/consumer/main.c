@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
 
   pthio_state_dict* sd = NULL;
   if ((st = pthio_state_dict_new(&sd)) != PTHIO_OK) return fail("new", st);
-  st = pthio_state_dict_add(sd, "w", PTHIO_FLOAT32, w.ndim, w.shape, w.strides, w.data, w.nbytes, PTHIO_COPY);
+  st = pthio_state_dict_add(sd, "w", PTHIO_FLOAT32, w.ndim, w.shape, w.strides, w.data, w.nbytes,
+                            PTHIO_COPY);
   if (st != PTHIO_OK) return fail("add", st);
   pthio_checkpoint_free(ck);
   char out[4096];

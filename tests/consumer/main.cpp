@@ -25,7 +25,8 @@ int main(int argc, char** argv) {
     std::string out = std::string(argv[2]) + "/consumer_cpp.pth";
     pthio::save(out, sd.to_value());
     auto back = pthio::extract_state_dict(pthio::load(out));
-    if (pthio::to_eigen<Eigen::Matrix<float, 3, 4>>(back.at("doubled"))(1, 2) != 2 * m(1, 2)) return 1;
+    if (pthio::to_eigen<Eigen::Matrix<float, 3, 4>>(back.at("doubled"))(1, 2) != 2 * m(1, 2))
+      return 1;
   } catch (const pthio::error& e) {
     std::fprintf(stderr, "consumer_cpp: %s\n", e.what());
     return 1;

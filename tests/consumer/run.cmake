@@ -62,13 +62,18 @@ if(NOT PKG_CONFIG AND MODE MATCHES "^(install|static)$")
   message(FATAL_ERROR "pkg-config not found")
 endif()
 
-if(MODE STREQUAL "install")
+# Installs the build under test into ${WORK_DIR}/prefix (sets `prefix`).
+macro(install_pthio)
   set(prefix ${WORK_DIR}/prefix)
   set(install_cmd ${CMAKE_COMMAND} --install ${PTHIO_BUILD_DIR} --prefix ${prefix})
   if(CONFIG)
     list(APPEND install_cmd --config ${CONFIG})
   endif()
   run(COMMAND ${install_cmd})
+endmacro()
+
+if(MODE STREQUAL "install")
+  install_pthio()
   foreach(f ${INCLUDEDIR}/pthio/pthio.h ${INCLUDEDIR}/pthio/pthio.hpp ${INCLUDEDIR}/pthio/tensor.hpp
             ${INCLUDEDIR}/pthio/dlpack.hpp ${INCLUDEDIR}/pthio/eigen.hpp
             ${LIBDIR}/libpthio.a ${LIBDIR}/libpthio.so ${LIBDIR}/libpthio.so.${VERSION}
@@ -122,12 +127,7 @@ if(MODE STREQUAL "install")
               -o ${WORK_DIR}/pc_shared ${pc_libs} -Wl,-rpath,${prefix}/${LIBDIR})
   run(COMMAND ${WORK_DIR}/pc_shared ${FIXTURE} ${out_dir})
 elseif(MODE STREQUAL "static")
-  set(prefix ${WORK_DIR}/prefix)
-  set(install_cmd ${CMAKE_COMMAND} --install ${PTHIO_BUILD_DIR} --prefix ${prefix})
-  if(CONFIG)
-    list(APPEND install_cmd --config ${CONFIG})
-  endif()
-  run(COMMAND ${install_cmd})
+  install_pthio()
   # A static-only install: `-lpthio` can only mean libpthio.a.
   file(GLOB shared_libs ${prefix}/${LIBDIR}/libpthio.so*)
   file(REMOVE ${shared_libs})

@@ -1,8 +1,8 @@
 // Shared by the fuzz targets: the libFuzzer entry point's contract and the checks every target
 // applies to what it loads.
 //
-// Contract (docs/architecture.md#errors): any input either loads or throws pthio::error. Anything else
-// escaping a target -- another exception type, a sanitizer report, a hang, an allocation past
+// Contract (docs/architecture.md#errors): any input either loads or throws pthio::error. Anything
+// else escaping a target -- another exception type, a sanitizer report, a hang, an allocation past
 // libFuzzer's -rss_limit_mb / -malloc_limit_mb -- is a bug. So the targets catch pthio::error and
 // nothing else.
 #pragma once
@@ -80,11 +80,13 @@ inline std::vector<const pthio::tensor*> all_tensors(const pthio::value& root) {
 // elements add up to more than `max_bytes`: a stride-0 view may legally claim 2^40 elements
 // over a 4-byte storage, and hashing those is the caller's choice, not a load's cost.
 // Returns the dump, or "" when skipped (or refused by dump_json as an exponential expansion).
-inline std::string exercise(const pthio::value& root, std::uint64_t max_bytes = std::uint64_t{1} << 24) {
+inline std::string exercise(const pthio::value& root,
+                            std::uint64_t max_bytes = std::uint64_t{1} << 24) {
   std::uint64_t total = 0;
   for (const pthio::tensor* t : all_tensors(root)) {
     std::uint64_t n = 0;
-    if (__builtin_mul_overflow(static_cast<std::uint64_t>(t->numel()), pthio::element_size(t->dtype()), &n) ||
+    if (__builtin_mul_overflow(static_cast<std::uint64_t>(t->numel()),
+                               pthio::element_size(t->dtype()), &n) ||
         n > max_bytes || (total += n) > max_bytes)
       return "";
   }

@@ -45,10 +45,13 @@ bool load_one(pthio::byte_source src, pthio::load_mode mode, bool strict, std::s
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const auto bytes = pthio_fuzz::as_bytes(data, size);
   std::string eager, mapped;
-  const bool ok = load_one(pthio::byte_source::borrow(bytes, "fuzz.pth"), pthio::load_mode::eager, false, &eager);
+  const bool ok = load_one(pthio::byte_source::borrow(bytes, "fuzz.pth"), pthio::load_mode::eager,
+                           false, &eager);
   // Weights-only mode refuses more, never loads something else.
   std::string strict;
-  if (ok && load_one(pthio::byte_source::borrow(bytes, "fuzz.pth"), pthio::load_mode::eager, true, &strict) &&
+  if (ok &&
+      load_one(pthio::byte_source::borrow(bytes, "fuzz.pth"), pthio::load_mode::eager, true,
+               &strict) &&
       strict != eager)
     __builtin_trap();
   // Only zip checkpoints load differently in mmap mode (zero-copy storages).

@@ -26,7 +26,8 @@ pthio::value storage_for(const pthio::value& pid) {
   const std::size_t es = std::max<std::size_t>(1, pthio::element_size(sv.dtype));
   sv.numel = 4096 / es;
   sv.data = pthio::storage::allocate(sv.numel * es);
-  for (std::size_t i = 0; i < sv.data.nbytes(); ++i) sv.data.data()[i] = static_cast<std::byte>(i * 7 + sv.key.size());
+  for (std::size_t i = 0; i < sv.data.nbytes(); ++i)
+    sv.data.data()[i] = static_cast<std::byte>(i * 7 + sv.key.size());
   return pthio::value::make_storage(std::move(sv));
 }
 
@@ -36,7 +37,8 @@ bool build_value(std::span<const std::byte> bytes, pthio::value& out) {
   lo.zip.max_inflated_size = std::uint64_t{64} << 20;
   auto fmt = pthio::detect_format(bytes);
   try {
-    if (fmt && (*fmt == pthio::checkpoint_format::zip || *fmt == pthio::checkpoint_format::legacy)) {
+    if (fmt &&
+        (*fmt == pthio::checkpoint_format::zip || *fmt == pthio::checkpoint_format::legacy)) {
       out = pthio::load_checkpoint(pthio::byte_source::borrow(bytes, "fuzz.pth"), lo).root;
       return true;
     }
@@ -51,7 +53,8 @@ bool build_value(std::span<const std::byte> bytes, pthio::value& out) {
 }
 
 [[noreturn]] void mismatch(const char* what, const std::string& a, const std::string& b) {
-  std::fprintf(stderr, "roundtrip: %s\n--- before\n%.4000s\n--- after\n%.4000s\n", what, a.c_str(), b.c_str());
+  std::fprintf(stderr, "roundtrip: %s\n--- before\n%.4000s\n--- after\n%.4000s\n", what, a.c_str(),
+               b.c_str());
   __builtin_trap();
 }
 
@@ -72,7 +75,8 @@ enum class outcome { refused, unreadable, loaded };
 
 // save then load: refused when save() refuses the value, unreadable when what it wrote does not
 // load (the message in `why`).
-outcome save_and_load(const pthio::value& x, const variant& v, pthio::value& back, std::string& why) {
+outcome save_and_load(const pthio::value& x, const variant& v, pthio::value& back,
+                      std::string& why) {
   pthio::save_options so;
   so.format = v.format;
   so.layout = v.layout;
@@ -86,7 +90,9 @@ outcome save_and_load(const pthio::value& x, const variant& v, pthio::value& bac
   try {
     pthio::load_options lo;
     lo.map_location = pthio::map_location("cpu");
-    back = pthio::load_checkpoint(pthio::byte_source::from_vector(std::move(sink.buffer()), "saved.pth"), lo).root;
+    back = pthio::load_checkpoint(
+               pthio::byte_source::from_vector(std::move(sink.buffer()), "saved.pth"), lo)
+               .root;
   } catch (const pthio::error& e) {
     why = e.what();
     return outcome::unreadable;
@@ -110,7 +116,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const outcome first = save_and_load(x, v, back, why);
     if (first == outcome::refused) continue;
     if (exact) {
-      if (first == outcome::unreadable) mismatch("what pthio::save wrote does not load", before, why);
+      if (first == outcome::unreadable)
+        mismatch("what pthio::save wrote does not load", before, why);
       const std::string after = pthio::cli::dump_json(back);
       if (after != before) mismatch("the value read back differs", before, after);
       continue;
@@ -121,7 +128,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string after = pthio::cli::dump_json(back);
     pthio::value again;
     const outcome second = save_and_load(back, v, again, why);
-    if (second != outcome::loaded) mismatch("what was read back cannot be written and read again", after, why);
+    if (second != outcome::loaded)
+      mismatch("what was read back cannot be written and read again", after, why);
     const std::string twice = pthio::cli::dump_json(again);
     if (twice != after) mismatch("the value read back a second time differs", after, twice);
   }

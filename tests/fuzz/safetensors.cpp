@@ -8,11 +8,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     o.mode = mode;
     o.map_location = pthio::map_location("cpu");
     try {
-      pthio::checkpoint ck =
-          pthio::load_checkpoint(pthio::byte_source::borrow(pthio_fuzz::as_bytes(data, size), "fuzz.safetensors"), o);
+      pthio::checkpoint ck = pthio::load_checkpoint(
+          pthio::byte_source::borrow(pthio_fuzz::as_bytes(data, size), "fuzz.safetensors"), o);
       pthio_fuzz::exercise(ck.root);
-    } catch (const pthio::error&) {
-    }
+    } catch (const pthio::error&) {}
   }
   return 0;
 }

@@ -6,7 +6,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   pthio::zip_read_options opts;
   opts.max_inflated_size = std::uint64_t{256} << 20;  // under -rss_limit_mb=2048 with room to spare
   try {
-    pthio::zip_reader zip(pthio::byte_source::borrow(pthio_fuzz::as_bytes(data, size), "fuzz.zip"), opts);
+    pthio::zip_reader zip(pthio::byte_source::borrow(pthio_fuzz::as_bytes(data, size), "fuzz.zip"),
+                          opts);
     for (const pthio::zip_entry& e : zip.entries()) {
       if (zip.find(e.name) == nullptr) __builtin_trap();  // every parsed name can be found
       try {
@@ -23,7 +24,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         // One bad entry (CRC, deflate stream) does not stop the others from being read.
       }
     }
-  } catch (const pthio::error&) {
-  }
+  } catch (const pthio::error&) {}
   return 0;
 }

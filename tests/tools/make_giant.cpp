@@ -21,7 +21,8 @@ int main(int argc, char** argv) {
       for (long long i = 0; i < n; ++i) {
         std::string key(1, 't');
         key += std::to_string(i);
-        sd.as_dict().set(pthio::value(key), pthio::value(pthio::tensor::from_values<float>({float(i)}, {1})));
+        sd.as_dict().set(pthio::value(key),
+                         pthio::value(pthio::tensor::from_values<float>({float(i)}, {1})));
       }
     } else {
       std::int64_t count = n / 4;

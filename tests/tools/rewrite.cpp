@@ -14,10 +14,17 @@ int main(int argc, char** argv) {
   pthio::save_options so;
   for (int i = 3; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--legacy") so.format = pthio::checkpoint_format::legacy;
-    else if (a == "--no-crc") so.compute_crc32 = false;
-    else if (a == "--layout" && i + 1 < argc) so.layout = std::string(argv[++i]) == "1.13" ? pthio::torch_layout::v1_13 : pthio::torch_layout::v2;
-    else { std::fprintf(stderr, "pthio_rewrite: unknown option %s\n", a.c_str()); return 2; }
+    if (a == "--legacy")
+      so.format = pthio::checkpoint_format::legacy;
+    else if (a == "--no-crc")
+      so.compute_crc32 = false;
+    else if (a == "--layout" && i + 1 < argc)
+      so.layout =
+          std::string(argv[++i]) == "1.13" ? pthio::torch_layout::v1_13 : pthio::torch_layout::v2;
+    else {
+      std::fprintf(stderr, "pthio_rewrite: unknown option %s\n", a.c_str());
+      return 2;
+    }
   }
   try {
     pthio::load_options lo;
