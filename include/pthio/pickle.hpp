@@ -37,7 +37,10 @@
 namespace pthio {
 
 struct unpickle_limits {
-  std::size_t max_depth = 1000;          // nesting of containers in the result, and of MARKs
+  // Nesting of containers in the result, and of MARKs. A value is destroyed recursively, one
+  // stack frame per level: a caller that raises this past a few thousand must take deep results
+  // apart with flatten_destroy (value.hpp), or a 200,000-deep value overflows the stack.
+  std::size_t max_depth = 1000;
   std::size_t max_memo = 1u << 24;       // highest memo index + 1
   std::size_t max_stack = 1u << 24;      // values on the stack
   std::uint64_t max_memory = 64u << 20;  // bytes of strings, bytes and container slots built
