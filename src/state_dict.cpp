@@ -3,6 +3,7 @@
 #include <set>
 
 #include "pthio/checkpoint.hpp"
+#include "torch/internal.h"
 
 namespace pthio {
 
@@ -64,22 +65,149 @@ value state_dict::to_value() const {
   return v;
 }
 
+// ---- models saved whole ---------------------------------------------------------------------
+
+namespace {
+
+// The attribute dict of a pickled nn.Module (BUILD's state, or the dict of a (dict, slots) pair)
+// when it holds `_parameters`, `_buffers` and `_modules` dicts; null otherwise.
+const dict_object* module_attributes(const value& v) {
+  if (!v.is_object()) return nullptr;
+  const opaque_object& o = v.as_object();
+  if (!o.has_state) return nullptr;
+  const value* state = &o.state;
+  if (state->is_tuple() && state->items().size() == 2 && state->items()[0].is_dict())
+    state = &state->items()[0];
+  if (!state->is_dict()) return nullptr;
+  const dict_object& d = state->as_dict();
+  for (const char* name : {"_parameters", "_buffers", "_modules"}) {
+    const value* field = d.get(name);
+    if (!field || !field->is_dict()) return nullptr;
+  }
+  return &d;
+}
+
+// The class attribute `_version` torch writes into `_metadata` for a module: 2 for torch's batch
+// and instance norms (their _NormBase sets it; torch 1.13 and 2.x alike), 1 (nn.Module's) for
+// every other class. A class of the file's own code that sets `_version` cannot be seen.
+std::int64_t module_version(const global_ref& type) {
+  if (type.module != "torch.nn.modules.batchnorm" && type.module != "torch.nn.modules.instancenorm")
+    return 1;
+  static const std::set<std::string, std::less<>> norms = {
+      "BatchNorm1d",     "BatchNorm2d",        "BatchNorm3d",        "LazyBatchNorm1d",
+      "LazyBatchNorm2d", "LazyBatchNorm3d",    "SyncBatchNorm",      "_BatchNorm",
+      "_NormBase",       "_LazyNormBase",      "InstanceNorm1d",     "InstanceNorm2d",
+      "InstanceNorm3d",  "LazyInstanceNorm1d", "LazyInstanceNorm2d", "LazyInstanceNorm3d",
+      "_InstanceNorm"};
+  return norms.count(type.name) ? 2 : 1;
+}
+
+std::string module_where(const std::string& prefix, const global_ref& type) {
+  return "module " + (prefix.empty() ? std::string("(the root)") : "'" + prefix + "'") + " (" +
+         type.qualified() + ")";
+}
+
+}  // namespace
+
+bool is_module(const value& v) { return module_attributes(v) != nullptr; }
+
+state_dict module_state_dict(const value& module) {
+  if (!is_module(module))
+    throw error(errc::mismatch,
+                std::string("not a pickled nn.Module: a ") + std::string(module.type_name()) +
+                    (module.is_object() ? " of class " + module.as_object().type.qualified() : "") +
+                    " without _parameters, _buffers and _modules dicts in its state");
+  // Shared submodules are visited once per name, as torch does: bound what that writes out.
+  detail::check_expansion(module, "module state dict");
+  state_dict sd;
+  value metadata = value::make_ordered_dict();
+  // torch's Module.state_dict, depth first: a module's `_metadata` entry, its parameters, its
+  // persistent buffers, then each child under "<prefix><name>.".
+  struct pending {
+    const value* module;
+    std::string prefix;
+  };
+  std::vector<pending> work{{&module, ""}};
+  while (!work.empty()) {
+    pending p = std::move(work.back());
+    work.pop_back();
+    const dict_object& attrs = *module_attributes(*p.module);
+    const global_ref& type = p.module->as_object().type;
+    value local = value::make_dict();
+    local.as_dict().set(value("version"), value(module_version(type)));
+    std::string name = p.prefix.empty() ? "" : p.prefix.substr(0, p.prefix.size() - 1);
+    metadata.as_dict().set(value(name), std::move(local));
+
+    std::set<std::string, std::less<>> transient;  // _non_persistent_buffers_set
+    if (const value* np = attrs.get("_non_persistent_buffers_set"); np && np->is_object())
+      for (const value& item : np->as_object().list_items)
+        if (item.is_str()) transient.insert(item.as_str());
+
+    auto take = [&](const char* field, bool buffers) {
+      for (const auto& [k, v] : attrs.get(field)->as_dict().entries()) {
+        if (!k.is_str())
+          throw error(errc::unsupported, module_where(p.prefix, type) + ": " + field +
+                                             " has a key of type " + std::string(k.type_name()));
+        if (v.is_none() || (buffers && transient.count(k.as_str()))) continue;
+        if (!v.is_tensor())
+          throw error(errc::unsupported, module_where(p.prefix, type) + ": " + field + "['" +
+                                             k.as_str() + "'] is a " + std::string(v.type_name()) +
+                                             ", not a tensor");
+        tensor t = v.as_tensor();  // detached, as state_dict() gives it
+        t.set_requires_grad(false);
+        sd.set(p.prefix + k.as_str(), std::move(t));
+      }
+    };
+    take("_parameters", false);
+    take("_buffers", true);
+
+    const auto& children = attrs.get("_modules")->as_dict().entries();
+    for (auto it = children.rbegin(); it != children.rend(); ++it) {
+      const auto& [k, child] = *it;
+      if (child.is_none()) continue;
+      if (!k.is_str() || !is_module(child))
+        throw error(errc::unsupported,
+                    module_where(p.prefix, type) + ": child " +
+                        (k.is_str() ? "'" + k.as_str() + "'" : std::string(k.type_name())) +
+                        " is not a pickled nn.Module (a " +
+                        (child.is_object() ? child.as_object().type.qualified()
+                                           : std::string(child.type_name())) +
+                        ")");
+      work.push_back({&child, p.prefix + k.as_str() + "."});
+    }
+  }
+  sd.metadata = std::move(metadata);
+  return sd;
+}
+
+namespace {
+
+// A dict is a state dict as it is; a module gives its state_dict().
+state_dict state_dict_of(const value& v) {
+  return is_module(v) ? module_state_dict(v) : state_dict::from_value(v);
+}
+
+}  // namespace
+
 state_dict extract_state_dict(const value& root, std::string_view key) {
   if (!key.empty()) {
     const value* v = root.find(key);
     if (!v) throw error(errc::mismatch, "the checkpoint has no key \"" + std::string(key) + "\"");
-    return state_dict::from_value(*v);
+    return state_dict_of(*v);
   }
+  if (is_module(root)) return module_state_dict(root);
   if (root.is_dict()) {
     for (const auto& [k, v] : root.as_dict().entries())
       if (v.is_tensor()) return state_dict::from_value(root);
-    for (const char* name : {"model_state_dict", "state_dict", "model", "module", "net", "network"})
-      if (const value* v = root.find(name); v && v->is_dict()) return state_dict::from_value(*v);
+    for (const char* name :
+         {"model_state_dict", "state_dict", "model", "module", "net", "network", "ema"})
+      if (const value* v = root.find(name); v && (v->is_dict() || is_module(*v)))
+        return state_dict_of(*v);
   }
-  throw error(
-      errc::mismatch,
-      "no state dict found: the root holds no tensors and no model_state_dict, state_dict, model, "
-      "module, net or network entry; name the key to use");
+  throw error(errc::mismatch,
+              "no state dict found: the root is not a model saved whole and holds no tensors, "
+              "and it has no model_state_dict, state_dict, model, module, net, network or ema "
+              "entry that is a dict or a model; name the key to use");
 }
 
 // ---- loading ------------------------------------------------------------------------------------

@@ -284,3 +284,41 @@ TEST_SUITE("fixtures") {
   }
 
 }  // TEST_SUITE
+
+TEST_SUITE("fixtures") {
+  TEST_CASE(
+      "fixtures: a model saved whole gives torch's state_dict(): names, order, bytes, metadata") {
+    std::size_t checked = 0;
+    for (const auto& e : manifest()["files"]) {
+      if (!e.contains("state_dicts")) continue;
+      const std::string rel = e["file"];
+      for (auto mode : {pthio::load_mode::eager, pthio::load_mode::mmap}) {
+        pthio::checkpoint ck = pthio::load_checkpoint(fixture(rel), cpu_options(mode));
+        for (const auto& [selector, want] : e["state_dicts"].items()) {
+          INFO(rel, " state dict '", selector, "'");
+          pthio::state_dict sd = pthio::extract_state_dict(ck.root, selector);
+          json got = json::array();
+          for (const auto& [key, t] : sd) {
+            pthio::value v(t);
+            got.push_back(json::parse(pthio::cli::tensor_json(v, &key)));
+          }
+          CHECK_MESSAGE(bool(got == want["tensors"]),
+                        "differs from torch: ", first_difference(got, want["tensors"]));
+          json meta = json::array();
+          REQUIRE(sd.metadata.is_dict());
+          for (const auto& [name, local] : sd.metadata.as_dict().entries())
+            meta.push_back(json::array({name.as_str(), local.find("version")->as_int()}));
+          CHECK(meta == want["metadata"]);
+          for (const auto& group : want["shared"]) {
+            std::set<const void*> storages;
+            for (const auto& k : group)
+              storages.insert(sd.at(k.get<std::string>()).get_storage().id());
+            CHECK_MESSAGE(storages.size() == 1, "keys ", group.dump(), " should share one storage");
+          }
+          ++checked;
+        }
+      }
+    }
+    CHECK(checked >= 2 * 2 * 6);  // both torches, two modes, five files and an ema
+  }
+}

@@ -79,9 +79,35 @@ class PTHIO_API state_dict {
   std::map<std::string, std::size_t, std::less<>> index_;
 };
 
-// The model's state dict inside a checkpoint: the value under `key` when given; otherwise the
-// root itself when it holds tensors at its top level, else the first of "model_state_dict",
-// "state_dict", "model", "module", "net", "network" that is a dict. Throws mismatch when none.
+// Models saved whole. torch.save(model) pickles the nn.Module object itself: its class (which
+// only the author's code defines) and its attribute dict, whose `_parameters`, `_buffers` and
+// `_modules` dicts hold the weights. pthio reads them without running anything.
+//
+// Whether `v` is such a module: an object whose state holds `_parameters`, `_buffers` and
+// `_modules` dicts (torch.nn.Module's own attributes, whatever the class).
+PTHIO_API bool is_module(const value& v);
+
+// What module.state_dict() gives for the default nn.Module.state_dict: each module's parameters,
+// then its buffers, then each child's entries under "<child>.", depth first in the pickle's
+// order; None parameters, buffers and children left out, as are buffers named in the module's
+// `_non_persistent_buffers_set`. The tensors are the file's (shared storages stay shared; a
+// submodule or parameter held under two names appears under both), detached: requires_grad is
+// false. `metadata` is torch's `_metadata`: {module name: {"version": v}}, "" the root, v 2 for
+// torch's batch and instance norms and 1 otherwise.
+//
+// Nothing is executed, so what a class's own code would add cannot be seen: a class that overrides
+// state_dict or _save_to_state_dict, defines get_extra_state (torch adds "<prefix>_extra_state"),
+// registers state-dict hooks, or sets its own `_version`, gets the default answer here.
+// Throws mismatch when `module` is not a module, unsupported when a parameter or buffer is not a
+// tensor or a child is not a module, limit_exceeded when shared submodules would write out more
+// than the expansion bound of visit_tensors.
+PTHIO_API state_dict module_state_dict(const value& module);
+
+// The model's state dict inside a checkpoint: the value under `key` when given (a dict, or a
+// module whose state dict is taken); otherwise, the root's state dict when the root is a module,
+// the root itself when it holds tensors at its top level, else the first of "model_state_dict",
+// "state_dict", "model", "module", "net", "network", "ema" that is a dict or a module (so
+// {"model": None, "ema": <module>} gives the ema's). Throws mismatch when none.
 PTHIO_API state_dict extract_state_dict(const value& root, std::string_view key = {});
 
 struct shape_mismatch {

@@ -5,9 +5,23 @@
 
 #include "json.h"
 #include "pthio/safetensors.hpp"
+#include "pthio/state_dict.hpp"
 #include "scan.h"
 
 namespace pthio::cli {
+
+checkpoint open_checkpoint(const std::string& file, const load_options& options,
+                           const view_options& view) {
+  checkpoint ck = load_checkpoint(file, options);
+  if (view.state_dict) {
+    try {
+      ck.root = extract_state_dict(ck.root, view.key).to_value();
+    } catch (const error& e) {
+      throw e.with_outer_context(file);
+    }
+  }
+  return ck;
+}
 
 namespace {
 
@@ -91,10 +105,10 @@ std::string compare_tensors(const tensor& a0, const tensor& b0, double atol, dou
 }  // namespace
 
 int cmd_diff(const std::vector<std::string>& files, double atol, double rtol,
-             const load_options& options) {
+             const load_options& options, const view_options& view) {
   if (files.size() != 2) throw usage("diff takes two files, A and B");
-  auto a = load_checkpoint(files[0], options);
-  auto b = load_checkpoint(files[1], options);
+  auto a = open_checkpoint(files[0], options, view);
+  auto b = open_checkpoint(files[1], options, view);
   auto pickled = [](checkpoint_format f) { return f != checkpoint_format::safetensors; };
   bool scalars = pickled(a.format) && pickled(b.format);
   std::vector<std::pair<std::string, value>> la, lb;
@@ -144,13 +158,13 @@ int cmd_diff(const std::vector<std::string>& files, double atol, double rtol,
 }
 
 int cmd_convert(const std::vector<std::string>& files, const std::string& to,
-                const load_options& options) {
+                const load_options& options, const view_options& view) {
   if (files.size() != 2) throw usage("convert takes IN and OUT");
   std::string target = to;
   if (target.empty()) target = files[1].ends_with(".safetensors") ? "safetensors" : "pth";
   if (target != "pth" && target != "safetensors")
     throw usage("--to takes pth or safetensors, got '" + to + "'");
-  auto ck = load_checkpoint(files[0], options);
+  auto ck = open_checkpoint(files[0], options, view);
   std::size_t n = 0;
   if (target == "pth") {
     save_options so;

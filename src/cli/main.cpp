@@ -27,7 +27,9 @@ const char* usage_text =
     "  scan FILE [--json]               globals referenced, and a verdict (exit 1 when unsafe)\n"
     "  verify FILE                      structure and CRC-32 of every record (exit 1 when "
     "corrupt)\n"
-    "options that load: --map-location cpu|cuda:N, --strict (weights-only globals), --mmap\n";
+    "options that load: --map-location cpu|cuda:N, --strict (weights-only globals), --mmap\n"
+    "  --state-dict [KEY]  (ls, dump, cat, diff, convert) the model's state dict under torch's\n"
+    "                      names, also of a model saved whole; KEY names the entry holding it\n";
 
 struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -43,6 +45,9 @@ struct args {
   std::optional<long long> limit;
   double atol = 0, rtol = 0;
   std::string to;
+  pthio::cli::view_options view;
+  // Where the argument after --state-dict landed among the positionals (npos: none).
+  std::size_t state_dict_next = std::string::npos;
 };
 
 double parse_double(const std::string& flag, const std::string& text) {
@@ -92,12 +97,32 @@ args parse_args(int argc, char** argv) {
       a.rtol = parse_double(s, value_of(s));
     else if (s == "--to")
       a.to = value_of(s);
-    else if (s == "--") {
+    else if (s == "--state-dict") {
+      a.view.state_dict = true;
+      a.state_dict_next = a.positional.size();
+    } else if (s.starts_with("--state-dict=")) {
+      a.view.state_dict = true;
+      a.view.key = s.substr(13);
+      if (a.view.key.empty()) throw usage_error("--state-dict= needs a KEY");
+    } else if (s == "--") {
       for (++i; i < argc; ++i) a.positional.push_back(argv[i]);
     } else if (s.size() > 1 && s[0] == '-')
       throw usage_error("unknown option '" + s + "'");
     else
       a.positional.push_back(s);
+  }
+  // --state-dict takes an optional KEY: the argument right after it, when the command has one
+  // argument more than it takes ("convert IN OUT --state-dict ema", "ls --state-dict ema FILE").
+  static const std::map<std::string, std::size_t> takes = {
+      {"ls", 1}, {"dump", 1}, {"cat", 2}, {"diff", 2}, {"convert", 2}};
+  if (a.view.state_dict) {
+    auto it = takes.find(a.command);
+    if (it == takes.end()) throw usage_error(a.command + " does not take --state-dict");
+    if (a.state_dict_next < a.positional.size() && a.positional.size() == it->second + 1) {
+      if (!a.view.key.empty()) throw usage_error("--state-dict given a KEY twice");
+      a.view.key = a.positional[a.state_dict_next];
+      a.positional.erase(a.positional.begin() + static_cast<std::ptrdiff_t>(a.state_dict_next));
+    }
   }
   return a;
 }
@@ -120,7 +145,7 @@ pthio::load_options load_opts(const args& a) {
 
 int cmd_ls(const args& a) {
   need_positional(a, 1, "one FILE");
-  auto ck = pthio::load_checkpoint(a.positional[0], load_opts(a));
+  auto ck = pthio::cli::open_checkpoint(a.positional[0], load_opts(a), a.view);
   if (a.json) {
     std::cout << pthio::cli::ls_json(ck, a.positional[0]) << "\n";
     return exit_ok;
@@ -248,7 +273,7 @@ void dump_text(const pthio::value& v, int indent, std::string& out) {
 
 int cmd_dump(const args& a) {
   need_positional(a, 1, "one FILE");
-  auto ck = pthio::load_checkpoint(a.positional[0], load_opts(a));
+  auto ck = pthio::cli::open_checkpoint(a.positional[0], load_opts(a), a.view);
   if (a.json) {
     std::cout << pthio::cli::dump_json(ck.root) << "\n";
   } else {
@@ -326,7 +351,7 @@ std::string element_text(const pthio::tensor& t, const std::byte* p) {
 
 int cmd_cat(const args& a) {
   need_positional(a, 2, "FILE KEY");
-  auto ck = pthio::load_checkpoint(a.positional[0], load_opts(a));
+  auto ck = pthio::cli::open_checkpoint(a.positional[0], load_opts(a), a.view);
   const std::string& want = a.positional[1];
   std::optional<pthio::tensor> found;
   std::vector<std::string> keys;
@@ -467,8 +492,10 @@ int run(int argc, char** argv) {
   if (a.command == "cat") return cmd_cat(a);
   if (a.command == "scan") return cmd_scan(a);
   if (a.command == "verify") return cmd_verify(a);
-  if (a.command == "diff") return pthio::cli::cmd_diff(a.positional, a.atol, a.rtol, load_opts(a));
-  if (a.command == "convert") return pthio::cli::cmd_convert(a.positional, a.to, load_opts(a));
+  if (a.command == "diff")
+    return pthio::cli::cmd_diff(a.positional, a.atol, a.rtol, load_opts(a), a.view);
+  if (a.command == "convert")
+    return pthio::cli::cmd_convert(a.positional, a.to, load_opts(a), a.view);
   if (a.command == "help" || a.command == "--help" || a.command == "-h") {
     std::fputs(usage_text, stdout);
     return exit_ok;

@@ -28,9 +28,20 @@ std::string scan_text(const scan_report& r);
 // True when module.name is known to execute code or reach the system when called.
 bool is_dangerous_global(std::string_view module, std::string_view name);
 
+// --state-dict [KEY]: a command sees the model's state dict (extract_state_dict, under torch's
+// names) instead of the whole file.
+struct view_options {
+  bool state_dict = false;
+  std::string key;  // the entry holding the model; "" lets extract_state_dict look
+};
+// Loads `file`; with view.state_dict, the root becomes the state dict as an OrderedDict with its
+// `_metadata`, as torch.save(model.state_dict()) would write it.
+checkpoint open_checkpoint(const std::string& file, const load_options& options,
+                           const view_options& view);
+
 int cmd_diff(const std::vector<std::string>& files, double atol, double rtol,
-             const load_options& options);
+             const load_options& options, const view_options& view);
 int cmd_convert(const std::vector<std::string>& files, const std::string& to,
-                const load_options& options);
+                const load_options& options, const view_options& view);
 
 }  // namespace pthio::cli

@@ -64,6 +64,16 @@ checkpoint load_legacy(const byte_source& src, const load_options& opt) {
   unpickle_options u = pickle_options_for(opt, "");
   pid_memory last_pid;
   u.persistent_load = [&](const value& pid) -> value {
+    // ('module', class, source_file, source): torch.save(model) names each nn.Module class this
+    // way, with the class's source text to compare on load. The class (a global the pickle already
+    // resolved) is the value; the source is never looked at.
+    if (pid.is_tuple() && !pid.items().empty() && pid.items()[0].is_str() &&
+        pid.items()[0].as_str() == "module") {
+      const auto& a = pid.items();
+      if (a.size() != 4 || !a[1].is_global())
+        bad_args("persistent id", "of type 'module' must be ('module', class, file, source)");
+      return a[1];
+    }
     storage_spec s = parse_pid(pid, true, last_pid);
     const device target = opt.map_location.apply(s.location);
     check_target(target, s.location);
