@@ -340,7 +340,7 @@ bool operator==(const value& a, const value& b) {
       const auto& y = b.as_object();
       if (&x == &y) return true;
       if (!(x.type == y.type) || !(x.args == y.args) || x.has_state != y.has_state ||
-          !(x.state == y.state))
+          x.created_by_new != y.created_by_new || !(x.state == y.state))
         return false;
       if (x.list_items.size() != y.list_items.size() || x.dict_items.size() != y.dict_items.size())
         return false;

@@ -191,4 +191,73 @@ TEST_SUITE("cli" * pthio_test::needs_cli) {
     CHECK(json::parse(d.out)["object"] == "os.system");
   }
 
+  TEST_CASE("cli: --state-dict lists, prints, compares and converts a model saved whole") {
+    const json* entry = nullptr;
+    for (const auto& e : manifest()["files"])
+      if (e["file"] == "t2/whole_ckpt.pt") entry = &e;
+    REQUIRE(entry);
+    const std::string ck = shell_quote(fixture("t2/whole_ckpt.pt").string());
+    auto tensors = [](const pthio_test::run_result& r) {
+      REQUIRE(r.status == 0);
+      return json::parse(r.out)["tensors"];
+    };
+    const json& found = (*entry)["state_dicts"][""]["tensors"];
+    const json& ema = (*entry)["state_dicts"]["ema"]["tensors"];
+    // KEY: after the flag when there is one argument more than the command takes, or after '='.
+    CHECK(tensors(run_cli("ls --state-dict --json " + ck)) == found);
+    CHECK(tensors(run_cli("ls " + ck + " --json --state-dict")) == found);
+    CHECK(tensors(run_cli("ls --state-dict ema " + ck + " --json")) == ema);
+    CHECK(tensors(run_cli("ls " + ck + " --state-dict ema --json")) == ema);
+    CHECK(tensors(run_cli("ls --state-dict=ema --json " + ck)) == ema);
+    auto text = run_cli("ls --state-dict " + ck);
+    CHECK(text.out.starts_with("key "));
+    CHECK(text.out.find("\nmodel.0.conv.weight ") != std::string::npos);
+    CHECK(text.out.find("21 tensors") != std::string::npos);
+    auto cat = run_cli("cat " + ck + " model.0.bn.running_var --state-dict ema");
+    CHECK(cat.status == 0);
+    CHECK(cat.out.starts_with("model.0.bn.running_var: float16 [8]"));
+    auto dump = run_cli("dump --state-dict " + ck);
+    CHECK(dump.out.find("._metadata = collections.OrderedDict{") != std::string::npos);
+    // t1 and t2 hold the same seeded model, trained two steps: equal to float rounding.
+    auto d = run_cli("diff --state-dict --atol 1e-6 " + ck + " " +
+                     shell_quote(fixture("t1/whole_ckpt.pt").string()));
+    CHECK(d.status == 0);
+    auto seq =
+        run_cli("diff --state-dict " + shell_quote(fixture("t2/whole_sequential.pt").string()) +
+                " " + shell_quote(fixture("t2/whole_legacy.pt").string()));
+    CHECK(seq.status == 0);
+    // convert writes only the state dict, in both formats, half staying half.
+    const auto dir = pthio_test::scratch_dir();
+    for (const char* name : {"ema.pth", "ema.safetensors"}) {
+      INFO(name);
+      const std::string out = shell_quote((dir / ("whole_" + std::string(name))).string());
+      auto c = run_cli("convert " + ck + " " + out + " --state-dict ema");
+      REQUIRE(c.status == 0);
+      json got = tensors(run_cli("ls --json " + out));
+      REQUIRE(got.size() == ema.size());
+      for (std::size_t i = 0; i < ema.size(); ++i) {
+        INFO(ema[i]["key"]);
+        if (std::string(name).ends_with(".pth")) {
+          CHECK(got[i] == ema[i]);
+        } else {  // safetensors: contiguous copies, in its own key order
+          bool same = false;
+          for (const auto& g : got)
+            if (g["key"] == ema[i]["key"])
+              same = g["sha256"] == ema[i]["sha256"] && g["dtype"] == ema[i]["dtype"];
+          CHECK(same);
+        }
+      }
+    }
+    // Usage and unreadable: a command without the option, a KEY twice, a KEY that is not there.
+    CHECK(run_cli("scan --state-dict " + ck).status == 2);
+    CHECK(run_cli("verify " + ck + " --state-dict").status == 2);
+    CHECK(run_cli("ls --state-dict=ema " + ck + " --state-dict model").status == 2);
+    CHECK(run_cli("ls --state-dict= " + ck).status == 2);
+    auto absent = run_cli("ls --state-dict nope " + ck);
+    CHECK(absent.status == 3);
+    CHECK(absent.err.find("no key \"nope\"") != std::string::npos);
+    auto plain = run_cli("ls --state-dict " + shell_quote(fixture("t2/pyvalues.pth").string()));
+    CHECK(plain.status == 3);
+    CHECK(plain.err.find("no state dict found") != std::string::npos);
+  }
 }  // TEST_SUITE

@@ -170,6 +170,45 @@ TEST_SUITE("hostile") {
     }
   }
 
+  TEST_CASE("hostile: a legacy module persistent id is a class and nothing more") {
+    // torch.save(model) in the legacy format names each class ('module', class, file, source).
+    auto legacy = [](const std::string& pid) {
+      const std::string magic = "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19."s;
+      return bytes_of(magic + "\x80\x02M\xe9\x03." + "\x80\x02}." + "\x80\x02" + pid + "Q." +
+                      "\x80\x02]."s);
+    };
+    const std::string cls = global("my.models", "Net");
+    auto ck = load_bytes(legacy("(" + unicode("module") + cls + unicode("net.py") +
+                                unicode("import os\nos.system('boom')\n") + "t"));
+    REQUIRE(ck.root.is_global());
+    CHECK(ck.root.as_global().qualified() == "my.models.Net");
+    for (const std::string& bad :
+         {"(" + unicode("module") + cls + unicode("net.py") + "t",
+          "(" + unicode("module") + binint(3) + unicode("f") + unicode("s") + "t"}) {
+      pthio::error e = load_error(legacy(bad));
+      CHECK(e.kind() == pthio::errc::corrupt_checkpoint);
+      CHECK(std::string(e.what()).find("('module', class, file, source)") != std::string::npos);
+    }
+  }
+
+  TEST_CASE("hostile: flipping any byte of a legacy whole model never crashes its state dict") {
+    auto whole = pthio_test::read_bytes(fixture("t1/whole_legacy.pt"));
+    std::size_t extracted = 0;
+    for (std::size_t i = 0; i < whole.size(); ++i) {
+      auto b = whole;
+      b[i] ^= std::byte{0xa5};
+      try {
+        auto ck = load_bytes(b);
+        read_every_tensor(pthio::extract_state_dict(ck.root).to_value());
+        ++extracted;
+      } catch (const pthio::error&) {
+      } catch (const std::exception& e) {
+        FAIL_CHECK("byte " << i << " flipped: " << e.what() << " (not a pthio::error)");
+      }
+    }
+    CHECK(extracted > 0);  // most flips land in source text, which nothing reads
+  }
+
   TEST_CASE("hostile: empty files and garbage are errors naming the file") {
     CHECK_THROWS_WITH_AS(load_bytes({}), doctest::Contains("test.pth"), pthio::error);
     std::mt19937 rng(7);

@@ -792,6 +792,47 @@ TEST_SUITE("pickle") {
     CHECK(v.as_object().args.as_tuple().size() == 2);
   }
 
+  TEST_CASE(
+      "pickle: an object made by cls.__new__ is written back with NEWOBJ, a call with REDUCE") {
+    // Protocol 2 saves instances (an nn.Module among them) as cls.__new__(cls): writing that back
+    // as a call would run cls() on load, which needs arguments most classes' __init__ require.
+    struct made {
+      std::string bytes;
+      bool by_new;
+    };
+    const made cases[] = {
+        {"\x80\x02"
+         "cmod\nCls\n)\x81."s,
+         true},
+        {"\x80\x02"
+         "ccopyreg\n__newobj__\ncmod\nCls\n\x85R."s,
+         true},
+        {"ccopyreg\n_reconstructor\n(cmod\nCls\ncbuiltins\nobject\nNtR."s, true},
+        {"\x80\x04\x8c\x03mod\x94\x8c\x03"
+         "Cls\x94\x93)}\x92."s,
+         true},
+        {"\x80\x02"
+         "cmod\nCls\n)R."s,
+         false},
+        {"(cmod\nCls\no."s, false},
+    };
+    for (const auto& c : cases) {
+      CAPTURE(c.bytes);
+      value v = load(c.bytes);
+      REQUIRE(v.is_object());
+      CHECK(v.as_object().created_by_new == c.by_new);
+      auto bytes = pthio::pickler().dump(v);
+      std::string text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      // The object's opcode, then its memo entry (BINPUT) and STOP.
+      REQUIRE(text.size() > 4);
+      CHECK(text[text.size() - 4] == (c.by_new ? '\x81' : 'R'));
+      CHECK(text[text.size() - 3] == 'q');
+      value back = load(text);
+      CHECK(back.as_object().created_by_new == c.by_new);
+      CHECK(back == v);
+    }
+  }
+
   TEST_CASE("pickle: persistent ids go through persistent_load, and are an error without it") {
     pthio::unpickle_options o;
     std::vector<std::string> seen;

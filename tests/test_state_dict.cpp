@@ -110,6 +110,41 @@ void check_scenario(const json& s) {
   }
 }
 
+// A pickled nn.Module as the unpickler gives it: an object of `cls` whose state holds the three
+// dicts (and whatever else is passed).
+pthio::value module_of(std::string cls, std::vector<std::pair<std::string, pthio::value>> params,
+                       std::vector<std::pair<std::string, pthio::value>> buffers,
+                       std::vector<std::pair<std::string, pthio::value>> children,
+                       std::vector<std::string> transient = {}) {
+  auto dict_of = [](const std::vector<std::pair<std::string, pthio::value>>& items) {
+    pthio::value d = pthio::value::make_ordered_dict();
+    for (const auto& [k, v] : items) d.as_dict().set(pthio::value(k), v);
+    return d;
+  };
+  pthio::value state = pthio::value::make_dict();
+  auto& d = state.as_dict();
+  d.set(pthio::value("training"), pthio::value(true));
+  d.set(pthio::value("_parameters"), dict_of(params));
+  d.set(pthio::value("_buffers"), dict_of(buffers));
+  pthio::value set = pthio::value::make_object({"builtins", "set"}, pthio::value::make_tuple());
+  for (const auto& name : transient) set.as_object().list_items.emplace_back(name);
+  d.set(pthio::value("_non_persistent_buffers_set"), set);
+  d.set(pthio::value("_modules"), dict_of(children));
+  auto dot = cls.rfind('.');
+  pthio::value m = pthio::value::make_object({cls.substr(0, dot), cls.substr(dot + 1)},
+                                             pthio::value::make_tuple());
+  m.as_object().state = state;
+  m.as_object().has_state = true;
+  return m;
+}
+
+pthio::value param(float x) {
+  pthio::tensor t = pthio::tensor::zeros(pthio::dtype::float32, {1});
+  t.at<float>({0}) = x;
+  t.set_requires_grad(true);
+  return pthio::value(t, true);
+}
+
 }  // namespace
 
 TEST_SUITE("state_dict") {
@@ -297,4 +332,67 @@ TEST_SUITE("state_dict") {
     CHECK(group_json(pthio::sgd_param_group(s, 6)) == torch_group("t2/ckpt_sgd.pth"));
   }
 
+  TEST_CASE("state_dict: a module's state dict follows torch's walk, built by hand") {
+    using pthio::value;
+    value shared =
+        module_of("torch.nn.modules.linear.Linear", {{"weight", param(1)}, {"bias", {}}}, {}, {});
+    value bn =
+        module_of("torch.nn.modules.batchnorm.BatchNorm2d", {{"weight", param(2)}},
+                  {{"running_mean", param(3)}, {"tmp", param(4)}, {"gone", {}}}, {}, {"tmp"});
+    value root = module_of("my.Net", {{"scale", param(5)}}, {{"buf", param(6)}},
+                           {{"a", shared}, {"none", {}}, {"bn", bn}, {"b", shared}});
+    CHECK(pthio::is_module(root));
+    CHECK_FALSE(pthio::is_module(value::make_dict()));
+    pthio::state_dict sd = pthio::module_state_dict(root);
+    CHECK(sd.keys() == std::vector<std::string>{"scale", "buf", "a.weight", "bn.weight",
+                                                "bn.running_mean", "b.weight"});
+    CHECK_FALSE(sd.at("scale").requires_grad());  // detached, as state_dict() gives them
+    CHECK(sd.at("a.weight").get_storage().same(sd.at("b.weight").get_storage()));
+    std::vector<std::pair<std::string, std::int64_t>> meta;
+    for (const auto& [k, v] : sd.metadata.as_dict().entries())
+      meta.emplace_back(k.as_str(), v.find("version")->as_int());
+    CHECK(meta == std::vector<std::pair<std::string, std::int64_t>>{
+                      {"", 1}, {"a", 1}, {"bn", 2}, {"b", 1}});
+    // The root and its entries: a module anywhere extract_state_dict looks.
+    CHECK(pthio::extract_state_dict(root).keys() == sd.keys());
+    value ck = value::make_dict();
+    ck.as_dict().set(value("epoch"), value(3));
+    ck.as_dict().set(value("model"), value());
+    ck.as_dict().set(value("ema"), bn);
+    CHECK(pthio::extract_state_dict(ck).keys() ==
+          std::vector<std::string>{"weight", "running_mean"});
+    ck.as_dict().set(value("model"), root);
+    CHECK(pthio::extract_state_dict(ck).keys() == sd.keys());
+    CHECK(pthio::extract_state_dict(ck, "ema").size() == 2);
+    // (dict, slots) state, as a class with __slots__ pickles it.
+    value slotted = module_of("my.Slotted", {{"w", param(7)}}, {}, {});
+    slotted.as_object().state = value::make_tuple({slotted.as_object().state, value::make_dict()});
+    CHECK(pthio::module_state_dict(slotted).keys() == std::vector<std::string>{"w"});
+  }
+
+  TEST_CASE("state_dict: what a module's state dict refuses, with where and why") {
+    using pthio::value;
+    CHECK_THROWS_WITH_AS(pthio::module_state_dict(value::make_dict()),
+                         doctest::Contains("not a pickled nn.Module"), pthio::error);
+    value odd = module_of("my.Odd", {{"w", value(1.5)}}, {}, {});
+    CHECK_THROWS_WITH_AS(
+        pthio::module_state_dict(odd),
+        doctest::Contains("module (the root) (my.Odd): _parameters['w'] is a float"), pthio::error);
+    value stray = module_of("my.Net", {}, {}, {{"head", value::make_list()}});
+    CHECK_THROWS_WITH_AS(pthio::module_state_dict(stray),
+                         doctest::Contains("child 'head' is not a pickled nn.Module (a list)"),
+                         pthio::error);
+    // Shared submodules double at each level: written out in full they are bounded as
+    // visit_tensors bounds key paths.
+    value m = module_of("my.Leaf", {{"w", param(1)}}, {}, {});
+    for (int i = 0; i < 40; ++i) m = module_of("my.Pair", {}, {}, {{"a", m}, {"b", m}});
+    try {
+      pthio::module_state_dict(m);
+      FAIL("2^40 entries were not refused");
+    } catch (const pthio::error& e) {
+      CHECK(e.kind() == pthio::errc::limit_exceeded);
+    }
+    CHECK_THROWS_WITH_AS(pthio::extract_state_dict(value::make_dict()),
+                         doctest::Contains("no state dict found"), pthio::error);
+  }
 }  // TEST_SUITE

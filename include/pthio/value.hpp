@@ -263,6 +263,10 @@ struct opaque_object {
   value args;   // the tuple given to REDUCE / NEWOBJ (None when built otherwise)
   value state;  // BUILD's argument (None when none)
   bool has_state = false;
+  // Made as type.__new__(type, *args) (NEWOBJ, NEWOBJ_EX, copyreg.__newobj__, or
+  // copyreg._reconstructor on object: how pickle protocol 2 saves instances, an nn.Module among
+  // them) rather than by calling type(*args) (REDUCE); pthio::save writes it back the same way.
+  bool created_by_new = false;
   std::vector<value> list_items;                    // APPEND/APPENDS on it
   std::vector<std::pair<value, value>> dict_items;  // SETITEM/SETITEMS on it
 };

@@ -70,7 +70,7 @@ void pickle_machine::named_global(const global_ref& g) {
 
 // callable(*args) for REDUCE / NEWOBJ / INST / OBJ: a handler from the table, a built-in,
 // else an inert object. `args` is a tuple value.
-value pickle_machine::call(const value& callable, const value& args) {
+value pickle_machine::call(const value& callable, const value& args, bool by_new) {
   if (!callable.is_global()) {
     if (callable.is_object() && !opt_.strict) {  // e.g. getattr(obj, 'method') then a call
       // Kept as an object of the callee's class with args (callee, args): unambiguous, and
@@ -98,7 +98,7 @@ value pickle_machine::call(const value& callable, const value& args) {
   std::optional<value> r = call_builtin(g, args.as_tuple());
   --call_depth_;
   if (r) return text(std::move(*r));
-  return new_object(g, args);
+  return new_object(g, args, by_new);
 }
 
 // The table's entry for a callable global. A stream calls the same few globals over and over
@@ -140,13 +140,13 @@ std::optional<value> pickle_machine::call_builtin(const global_ref& g,
     if (args.size() != 3 || !args[0].is_global())
       fail(op_name() + ": copyreg._reconstructor takes (class, base, state)");
     bool plain = args[1].is_global() && args[1].as_global() == global_ref{"builtins", "object"};
-    if (plain || args[2].is_none()) return call(args[0], empty_tuple_);
+    if (plain || args[2].is_none()) return call(args[0], empty_tuple_, true);
     return call(args[0], new_tuple({args[2]}));
   }
   if (m == "copyreg" && n == "__newobj__") {
     if (args.empty() || !args[0].is_global())
       fail(op_name() + ": copyreg.__newobj__ takes (class, *args)");
-    return call(args[0], new_tuple(std::vector<value>(args.begin() + 1, args.end())));
+    return call(args[0], new_tuple(std::vector<value>(args.begin() + 1, args.end())), true);
   }
   if (m == "copyreg" && n == "__newobj_ex__") {
     if (args.size() != 3) fail(op_name() + ": copyreg.__newobj_ex__ takes (class, args, kwargs)");
@@ -266,7 +266,7 @@ value pickle_machine::newobj_ex(const value& cls, const value& args, const value
   if (kwargs.as_dict().size() != 0)
     fail(errc::unsupported, op_name() + ": keyword arguments to " + cls.as_global().qualified() +
                                 " are not supported");
-  return call(cls, args);
+  return call(cls, args, true);
 }
 
 // BUILD: state on an object, attributes on a dict (a state_dict's _metadata), nothing on a

@@ -453,12 +453,13 @@ class pickle_machine {
     charge(sizeof(global_ref) + 32 + g.module.size() + g.name.size());
   }
 
-  value new_object(global_ref type, value args) {
+  value new_object(global_ref type, value args, bool by_new = false) {
     // The object, its shared_ptr control block and its entry in objects_; names beyond SSO.
     charge(sizeof(opaque_object) + 64 + type.module.size() + type.name.size());
     auto p = detail::make_pooled<opaque_object>();
     p->type = std::move(type);
     p->args = std::move(args);
+    p->created_by_new = by_new;
     value v = value::from(p);
     objects_.push_back({std::move(p), v.identity()});
     return v;
@@ -620,8 +621,9 @@ class pickle_machine {
   // Reports a global the stream names and, in weights-only mode, refuses one not allowed.
   void named_global(const global_ref& g);
   // callable(*args) for REDUCE / NEWOBJ / INST / OBJ: a handler from the table, a built-in,
-  // else an inert object. `args` is a tuple value.
-  value call(const value& callable, const value& args);
+  // else an inert object. `args` is a tuple value; by_new: cls.__new__(cls, *args), which an
+  // inert object remembers (opaque_object::created_by_new).
+  value call(const value& callable, const value& args, bool by_new = false);
   const reduce_fn* handler_of(const value& callable);
   bool has_handler(const global_ref& g) const;
   std::optional<value> call_builtin(const global_ref& g, std::span<const value> args);

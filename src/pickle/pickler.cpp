@@ -474,7 +474,9 @@ void pickler::save_object(const value& v) {
                                               " object are a " + std::string(o.args.type_name()) +
                                               ", not a tuple");
     }
-    emit(op(opcode::REDUCE));
+    // cls.__new__(cls, *args) as NEWOBJ (pickle.save_reduce's copyreg.__newobj__ case), else a
+    // call.
+    emit(op(o.created_by_new ? opcode::NEWOBJ : opcode::REDUCE));
     // pickle.save_reduce: an object memoized while its arguments were written is fetched.
     if (memo_.contains(v.identity())) {
       emit(op(opcode::POP));

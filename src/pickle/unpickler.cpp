@@ -398,7 +398,7 @@ unpickle_result pickle_machine::loop() {
           fail("NEWOBJ arguments are a " + std::string(args.type_name()) + ", not a tuple");
         if (!cls.is_global())
           fail("NEWOBJ class is a " + std::string(cls.type_name()) + ", not a global");
-        push(call(cls, args), up(h, 2));
+        push(call(cls, args, true), up(h, 2));
         break;
       }
       case opcode::NEWOBJ_EX: {
