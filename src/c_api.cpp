@@ -1,4 +1,5 @@
 #include "pthio/pthio.h"
+#include "pthio/safetensors.hpp"
 
 #include <cstring>
 #include <map>
@@ -418,6 +419,15 @@ pthio_status pthio_state_dict_save(const pthio_state_dict* state_dict, const cha
     so.layout = o.torch_1_13_layout ? pthio::torch_layout::v1_13 : pthio::torch_layout::v2;
     if (o.archive_name) so.archive_name = o.archive_name;
     pthio::save(path, state_dict->sd.to_value(), so);
+  });
+}
+
+pthio_status pthio_state_dict_save_safetensors(const pthio_state_dict* state_dict,
+                                               const char* path) {
+  return guarded([&] {
+    require(state_dict && path,
+            "pthio_state_dict_save_safetensors: state_dict and path must not be NULL");
+    pthio::save_safetensors(path, state_dict->sd.to_value());
   });
 }
 

@@ -22,7 +22,8 @@ foreach(variant static shared)
       "save|builds a state dict from copied, borrowed and strided buffers, saves it and loads it back"
       "errors|reports missing files, corrupt files and bad arguments with a status and a message"
       "threads|keeps the last error message per thread"
-      "dlpack|exports a tensor as DLPack that outlives the checkpoint")
+      "dlpack|exports a tensor as DLPack that outlives the checkpoint"
+      "whole_model|takes the state dicts of a model saved whole and saves them as .pth and safetensors")
     string(REPLACE "|" ";" parts "${case_and_title}")
     list(GET parts 0 case)
     list(GET parts 1 title)

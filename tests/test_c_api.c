@@ -134,6 +134,51 @@ static void case_load(const char* fixtures) {
   pthio_state_dict_free(sd);
 }
 
+/* A model saved whole: its state dict under torch's names, exported in both formats. */
+static void case_whole_model(const char* fixtures) {
+  pthio_checkpoint* ck = NULL;
+  pthio_tensor_info info;
+  REQUIRE(pthio_checkpoint_open(path_in(fixtures, "t2/whole_ckpt.pt"), NULL, &ck) == PTHIO_OK);
+  pthio_state_dict* model = NULL;
+  pthio_state_dict* ema = NULL;
+  REQUIRE(pthio_state_dict_from_checkpoint(ck, NULL, &model) == PTHIO_OK);
+  REQUIRE(pthio_state_dict_from_checkpoint(ck, "ema", &ema) == PTHIO_OK);
+  pthio_checkpoint_free(ck);
+  CHECK(pthio_state_dict_size(model) == 21 && pthio_state_dict_size(ema) == 21);
+  /* The root's buffer first, then the children's entries, as torch orders them. */
+  REQUIRE(pthio_state_dict_tensor(model, 0, &info) == PTHIO_OK);
+  CHECK(strcmp(info.key, "anchors") == 0 && info.shape[0] == 3 && info.shape[1] == 2);
+  REQUIRE(pthio_state_dict_tensor(model, 1, &info) == PTHIO_OK);
+  CHECK(strcmp(info.key, "model.0.conv.weight") == 0 && info.dtype == PTHIO_FLOAT32);
+  REQUIRE(pthio_state_dict_tensor(ema, 1, &info) == PTHIO_OK);
+  CHECK(strcmp(info.key, "model.0.conv.weight") == 0 && info.dtype == PTHIO_FLOAT16);
+  CHECK(info.requires_grad == 0);
+
+  const char* pth = path_in(scratch, "c_api_ema.pth");
+  REQUIRE(pthio_state_dict_save(ema, pth, NULL) == PTHIO_OK);
+  const char* st = path_in(scratch, "c_api_ema.safetensors");
+  REQUIRE(pthio_state_dict_save_safetensors(ema, st) == PTHIO_OK);
+  CHECK(pthio_state_dict_save_safetensors(NULL, st) == PTHIO_ERR_INVALID_ARGUMENT);
+  const char* paths[2] = {pth, st};
+  for (int p = 0; p < 2; ++p) {
+    REQUIRE(pthio_checkpoint_open(paths[p], NULL, &ck) == PTHIO_OK);
+    CHECK(strcmp(pthio_checkpoint_format(ck), p == 0 ? "zip" : "safetensors") == 0);
+    CHECK(pthio_checkpoint_tensor_count(ck) == 21);
+    REQUIRE(pthio_checkpoint_find(ck, "model.3.bias", &info) == PTHIO_OK);
+    CHECK(info.dtype == PTHIO_FLOAT16 && info.ndim == 1 && info.shape[0] == 24);
+    pthio_checkpoint_free(ck);
+  }
+  pthio_state_dict_free(model);
+  pthio_state_dict_free(ema);
+
+  /* Nothing that is a state dict or a model. */
+  pthio_state_dict* none = NULL;
+  REQUIRE(pthio_checkpoint_open(path_in(fixtures, "t2/pyvalues.pth"), NULL, &ck) == PTHIO_OK);
+  CHECK(pthio_state_dict_from_checkpoint(ck, NULL, &none) == PTHIO_ERR_MISMATCH);
+  CHECK(none == NULL && strstr(pthio_last_error(), "no state dict found") != NULL);
+  pthio_checkpoint_free(ck);
+}
+
 static void case_find(const char* fixtures) {
   pthio_checkpoint* ck = NULL;
   pthio_tensor_info info;
@@ -379,8 +424,13 @@ int main(int argc, char** argv) {
   static const struct {
     const char* name;
     void (*run)(const char*);
-  } cases[] = {{"load", case_load},     {"find", case_find},       {"save", case_save},
-               {"errors", case_errors}, {"threads", case_threads}, {"dlpack", case_dlpack}};
+  } cases[] = {{"load", case_load},
+               {"find", case_find},
+               {"save", case_save},
+               {"errors", case_errors},
+               {"threads", case_threads},
+               {"dlpack", case_dlpack},
+               {"whole_model", case_whole_model}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
     if (strcmp(cases[i].name, name) == 0) {
       cases[i].run(fixtures);

@@ -145,9 +145,10 @@ typedef struct pthio_checkpoint pthio_checkpoint;
 typedef struct pthio_state_dict pthio_state_dict;
 
 /* Flags of pthio_state_dict_add. */
-#define PTHIO_COPY 0u   /* copy the caller's bytes now */
-#define PTHIO_BORROW 1u /* keep a pointer: the buffer must outlive the state dict (or the entry) \
-                         */
+#define PTHIO_COPY 0u /* copy the caller's bytes now */
+#define PTHIO_BORROW                                                          \
+  1u /* keep a pointer: the buffer must outlive the state dict (or the entry) \
+      */
 
 /* ---- library -------------------------------------------------------------------------------- */
 
@@ -198,9 +199,13 @@ PTHIO_C_API pthio_status pthio_checkpoint_to_dlpack(const pthio_checkpoint* chec
 
 /* A new, empty state dict (an ordered name -> tensor map). */
 PTHIO_C_API pthio_status pthio_state_dict_new(pthio_state_dict** out);
-/* The model's state dict inside a checkpoint: the dict under `key` when key is non-NULL and
-   non-empty, else the root or its "model_state_dict"/"state_dict"/"model" ... entry. The tensors
-   share the checkpoint's storage, which stays alive with the state dict. */
+/* The model's state dict inside a checkpoint (pthio::extract_state_dict): the entry named `key`
+   when key is non-NULL and non-empty, else the root or its "model_state_dict", "state_dict",
+   "model", "module", "net", "network" or "ema" entry. A model saved whole (torch.save(model), or
+   a checkpoint holding one) gives module.state_dict() under torch's names, computed without
+   running the model's code: the default nn.Module.state_dict, parameters and persistent buffers,
+   detached. PTHIO_ERR_MISMATCH when there is none. The tensors share the checkpoint's storage,
+   which stays alive with the state dict. */
 PTHIO_C_API pthio_status pthio_state_dict_from_checkpoint(const pthio_checkpoint* checkpoint,
                                                           const char* key, pthio_state_dict** out);
 PTHIO_C_API void pthio_state_dict_free(pthio_state_dict* state_dict);
@@ -226,6 +231,10 @@ PTHIO_C_API void pthio_save_options_init(pthio_save_options* options);
    a temporary beside it, fsync'd, renamed over it. options NULL means the defaults. */
 PTHIO_C_API pthio_status pthio_state_dict_save(const pthio_state_dict* state_dict, const char* path,
                                                const pthio_save_options* options);
+/* Writes the state dict as a safetensors file at `path`, atomically as above: each tensor's
+   elements, contiguous, under its name (tensors that shared a storage are written separately). */
+PTHIO_C_API pthio_status pthio_state_dict_save_safetensors(const pthio_state_dict* state_dict,
+                                                           const char* path);
 
 #ifdef __cplusplus
 } /* extern "C" */
