@@ -9,7 +9,7 @@ set(_readme_dir ${PROJECT_SOURCE_DIR}/examples/readme)
 set(_readme_fixtures ${PROJECT_SOURCE_DIR}/fixtures)
 set(_readme_scratch ${CMAKE_CURRENT_BINARY_DIR}/readme)
 
-foreach(example inspect lazy load_engine load_c dlpack save resume convert scan)
+foreach(example inspect lazy load_engine load_c dlpack save resume convert whole_model scan)
   if(EXISTS ${_readme_dir}/${example}.c)
     add_executable(readme_${example} ${_readme_dir}/${example}.c)
     set_target_properties(readme_${example} PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)
@@ -55,6 +55,9 @@ _readme_test("resume loads model and Adam state, saves, and shows strict and non
 _readme_test("convert writes the model of fixtures/t2/ckpt_adam.pth as safetensors, identical on reading"
   "safetensors: 6 tensors\nreadme_convert: ok\n"
   readme_convert ${_readme_fixtures}/t2/ckpt_adam.pth ${_readme_scratch}/convert)
+_readme_test("whole_model exports the model and the ema of fixtures/t2/whole_ckpt.pt as state dicts"
+  "model.pth: 21 tensors, model.0.conv.weight float32\nema.pth: 21 tensors, model.0.conv.weight float16\nreadme_whole_model: ok\n"
+  readme_whole_model ${_readme_fixtures}/t2/whole_ckpt.pt ${_readme_scratch}/whole_model)
 _readme_test("scan refuses fixtures/t2/pyvalues.pth in strict mode and loads fixtures/t2/linear.pth"
   "refused: .*pyvalues.pth: pyvalues/data.pkl: offset [0-9]+: pickle: global argparse.Namespace is not allowed in weights-only mode\n.*without strict: \"namespace\" is an inert argparse.Namespace\nreadme_scan: ok\n"
   readme_scan ${_readme_fixtures}/t2/linear.pth ${_readme_fixtures}/t2/pyvalues.pth)
