@@ -187,6 +187,13 @@ state_dict state_dict_of(const value& v) {
   return is_module(v) ? module_state_dict(v) : state_dict::from_value(v);
 }
 
+// A TorchScript module (class __torch__.*): its attributes are its parameters, buffers and
+// submodules, by name.
+bool is_script_module(const value& v) {
+  return v.is_object() && v.as_object().type.module.starts_with("__torch__") &&
+         v.as_object().has_state && v.as_object().state.is_dict();
+}
+
 }  // namespace
 
 state_dict extract_state_dict(const value& root, std::string_view key) {
@@ -196,6 +203,7 @@ state_dict extract_state_dict(const value& root, std::string_view key) {
     return state_dict_of(*v);
   }
   if (is_module(root)) return module_state_dict(root);
+  if (is_script_module(root)) return state_dict::from_value(root);
   if (root.is_dict()) {
     for (const auto& [k, v] : root.as_dict().entries())
       if (v.is_tensor()) return state_dict::from_value(root);

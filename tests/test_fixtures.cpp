@@ -322,3 +322,30 @@ TEST_SUITE("fixtures") {
     CHECK(checked >= 2 * 2 * 6);  // both torches, two modes, five files and an ema
   }
 }
+
+TEST_SUITE("fixtures") {
+  TEST_CASE(
+      "fixtures: a TorchScript archive's state dict holds what torch.jit.load's state_dict has") {
+    std::size_t checked = 0;
+    for (const auto& e : manifest()["files"]) {
+      if (e["format"] != "torchscript") continue;
+      const std::string rel = e["file"];
+      INFO(rel);
+      pthio::checkpoint ck = pthio::load_checkpoint(fixture(rel), cpu_options());
+      pthio::state_dict sd = pthio::extract_state_dict(ck.root);
+      json got = json::array();
+      for (const auto& [key, t] : sd) {
+        pthio::value v(t);
+        json j = json::parse(pthio::cli::tensor_json(v, &key));
+        j.erase("requires_grad");  // the archive's parameters require grad; state_dict detaches
+        got.push_back(j);
+      }
+      json want = e["tensors"];
+      for (auto& t : want) t.erase("requires_grad");
+      // The archive lists attributes in the class's order, state_dict in its own.
+      CHECK(sorted_tensors(got) == sorted_tensors(want));
+      ++checked;
+    }
+    CHECK(checked == 2);
+  }
+}

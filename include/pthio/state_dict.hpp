@@ -105,6 +105,8 @@ PTHIO_API state_dict module_state_dict(const value& module);
 
 // The model's state dict inside a checkpoint: the value under `key` when given (a dict, or a
 // module whose state dict is taken); otherwise, the root's state dict when the root is a module,
+// every tensor of a TorchScript root (a __torch__ class: its tensor attributes under their
+// attribute paths, torch's names, in the archive's order, which may differ from state_dict()'s),
 // the root itself when it holds tensors at its top level, else the first of "model_state_dict",
 // "state_dict", "model", "module", "net", "network", "ema" that is a dict or a module (so
 // {"model": None, "ema": <module>} gives the ema's). Throws mismatch when none.
