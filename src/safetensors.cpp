@@ -415,6 +415,12 @@ safetensors_plan plan_safetensors(const value& root) {
 }
 
 void save_safetensors(sink& out, const value& root, const safetensors_save_options& options) {
+  detail::write_safetensors(out, root, options, {});
+}
+
+void detail::write_safetensors(sink& out, const value& root,
+                               const safetensors_save_options& options,
+                               const std::function<tensor(const tensor&)>& fetch) {
   safetensors_plan plan = plan_safetensors(root);
   if (!options.drop_non_tensors && !plan.dropped.empty()) {
     std::string list;
@@ -453,7 +459,7 @@ void save_safetensors(sink& out, const value& root, const safetensors_save_optio
     if (!st)
       throw error(errc::unsupported, who + " has dtype " + std::string(dtype_name(t.dtype())) +
                                          ", which safetensors cannot store");
-    if (t.dev().type() == device_type::meta)
+    if (t.dev().type() == device_type::meta && !fetch)
       throw error(errc::unsupported, who + " is on the meta device and has no data to write");
     shape_t shape = t.shape();
     if (t.dtype() == dtype::float4_e2m1fn_x2) {
@@ -520,7 +526,12 @@ void save_safetensors(sink& out, const value& root, const safetensors_save_optio
   out.write(header.data(), header.size());
   for (const auto& it : items) {
     if (it.nbytes == 0) continue;
-    tensor h = it.t->dev().is_cpu() ? *it.t : it.t->to(cpu_device);
+    // Fetched (a lazy checkpoint's tensor read now), written, and released before the next one.
+    tensor h = fetch ? fetch(*it.t) : *it.t;
+    if (h.dev().type() == device_type::meta)
+      throw error(errc::unsupported, "tensor " + show_name(*it.name) +
+                                         " is on the meta device and has no data to write");
+    if (!h.dev().is_cpu()) h = h.to(cpu_device);
     if (!h.is_contiguous()) h = h.contiguous();
     out.write(h.raw_data(), static_cast<std::size_t>(it.nbytes));
   }

@@ -103,6 +103,10 @@ struct PTHIO_API checkpoint {
   tensor load_tensor(std::string_view key) const;
   // The same for a tensor of this checkpoint's root (a placeholder or a loaded tensor).
   tensor load_tensor(const tensor& t) const;
+  // The device a storage's bytes are on, or for a lazy placeholder the device load_tensor() would
+  // put them on (where map_location sends the saved location): what an eager load would show,
+  // without reading anything.
+  device load_device(const storage& s) const;
   // Reads every storage not yet read (storages shared by several tensors once, still shared), in
   // place: `root` becomes what an eager load returns, and is_lazy() false.
   void materialize();

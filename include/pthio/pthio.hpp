@@ -8,6 +8,7 @@
 #include "pthio/checkpoint.hpp"
 #include "pthio/cuda.hpp"
 #include "pthio/device.hpp"
+#include "pthio/convert.hpp"
 #include "pthio/dlpack.hpp"
 #include "pthio/dtype.hpp"
 #include "pthio/error.hpp"

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "json.h"
+#include "pthio/convert.hpp"
 #include "pthio/safetensors.hpp"
 #include "pthio/state_dict.hpp"
 #include "scan.h"
@@ -133,7 +134,13 @@ int cmd_diff(const std::vector<std::string>& files, double atol, double rtol,
                   std::string(w.type_name()).c_str());
       ++differences;
     } else if (v.is_tensor()) {
-      std::string why = compare_tensors(v.as_tensor(), w.as_tensor(), atol, rtol);
+      // Dtypes and shapes first, from the pickles; then the pair's bytes, read now and released
+      // before the next pair (lazy checkpoints).
+      const tensor& ta = v.as_tensor();
+      const tensor& tb = w.as_tensor();
+      std::string why = ta.dtype() != tb.dtype() || ta.shape() != tb.shape()
+                            ? describe_tensor(ta) + " vs " + describe_tensor(tb)
+                            : compare_tensors(a.load_tensor(ta), b.load_tensor(tb), atol, rtol);
       if (!why.empty()) {
         std::printf("differs: %s: %s\n", shown.c_str(), why.c_str());
         ++differences;
@@ -158,42 +165,46 @@ int cmd_diff(const std::vector<std::string>& files, double atol, double rtol,
 }
 
 int cmd_convert(const std::vector<std::string>& files, const std::string& to,
-                const load_options& options, const view_options& view) {
+                const std::string& max_shard_size, const load_options& options,
+                const view_options& view) {
   if (files.size() != 2) throw usage("convert takes IN and OUT");
   std::string target = to;
   if (target.empty()) target = files[1].ends_with(".safetensors") ? "safetensors" : "pth";
   if (target != "pth" && target != "safetensors")
     throw usage("--to takes pth or safetensors, got '" + to + "'");
-  auto ck = open_checkpoint(files[0], options, view);
-  std::size_t n = 0;
-  if (target == "pth") {
-    save_options so;
-    so.format = checkpoint_format::zip;
-    save(files[1], ck.root, so);
-    visit_tensors(ck.root, [&](const std::string&, const value&) { ++n; });
-    std::printf("wrote %s (pth, %zu tensors)\n", files[1].c_str(), n);
-    return 0;
+  convert_options co;
+  co.to = target == "pth" ? checkpoint_format::zip : checkpoint_format::safetensors;
+  if (!max_shard_size.empty()) {
+    try {
+      co.max_shard_size = parse_shard_size(max_shard_size);
+    } catch (const error& e) {
+      throw usage("--max-shard-size: " + e.message());
+    }
   }
-  // safetensors holds tensors only, each in its own bytes: say what does not carry over.
-  safetensors_plan plan = plan_safetensors(ck.root);
-  safetensors_save_options so;
-  so.drop_non_tensors = true;
-  save_safetensors(files[1], ck.root, so);
-  std::printf("wrote %s (safetensors, %zu tensors)\n", files[1].c_str(), plan.tensors.size());
+  auto ck = open_checkpoint(files[0], options, view);
+  convert_result r = convert(ck, files[1], co);
+  if (co.max_shard_size > 0) {
+    std::printf("wrote %s (%s, %zu tensors in %zu file%s)\n", files[1].c_str(), target.c_str(),
+                r.tensors, r.files.size(), r.files.size() == 1 ? "" : "s");
+    for (const auto& f : r.files) std::printf("  %s\n", f.filename().string().c_str());
+  } else {
+    std::printf("wrote %s (%s, %zu tensors)\n", files[1].c_str(), target.c_str(), r.tensors);
+  }
   auto shown = [](const std::string& k) { return k.empty() ? std::string("\"\"") : k; };
-  if (!plan.dropped.empty()) {
-    std::printf("dropped %zu value%s that %s not tensors (safetensors stores only tensors):\n",
-                plan.dropped.size(), plan.dropped.size() == 1 ? "" : "s",
-                plan.dropped.size() == 1 ? "is" : "are");
-    for (const auto& [key, type] : plan.dropped)
+  if (!r.dropped.empty()) {
+    std::printf(
+        "dropped %zu value%s that %s not tensors (%s):\n", r.dropped.size(),
+        r.dropped.size() == 1 ? "" : "s", r.dropped.size() == 1 ? "is" : "are",
+        target == "safetensors" ? "safetensors stores only tensors" : "shards hold only tensors");
+    for (const auto& [key, type] : r.dropped)
       std::printf("  %s (%s)\n", shown(key).c_str(), type.c_str());
   }
-  if (!plan.shared.empty()) {
+  if (!r.shared.empty()) {
     std::printf(
         "copied %zu group%s of tensors that shared a storage (safetensors stores each tensor "
         "separately):\n",
-        plan.shared.size(), plan.shared.size() == 1 ? "" : "s");
-    for (const auto& group : plan.shared) {
+        r.shared.size(), r.shared.size() == 1 ? "" : "s");
+    for (const auto& group : r.shared) {
       std::string line;
       for (const auto& k : group) line += (line.empty() ? "" : ", ") + shown(k);
       std::printf("  %s\n", line.c_str());

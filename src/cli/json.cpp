@@ -108,27 +108,27 @@ std::string base64(std::string_view in) {
   return out;
 }
 
-void render(std::string& out, const value& v);
+void render(std::string& out, const value& v, const checkpoint* src);
 
-void render_items(std::string& out, std::span<const value> items) {
+void render_items(std::string& out, std::span<const value> items, const checkpoint* src) {
   out += '[';
   for (std::size_t i = 0; i < items.size(); ++i) {
     if (i) out += ", ";
-    render(out, items[i]);
+    render(out, items[i], src);
   }
   out += ']';
 }
 
-void render_dict(std::string& out, const dict_object& d) {
+void render_dict(std::string& out, const dict_object& d, const checkpoint* src) {
   out += "{\"dict\": [";
   bool first = true;
   for (const auto& [k, val] : d.entries()) {
     if (!first) out += ", ";
     first = false;
     out += '[';
-    render(out, k);
+    render(out, k, src);
     out += ", ";
-    render(out, val);
+    render(out, val, src);
     out += ']';
   }
   out += ']';
@@ -138,14 +138,14 @@ void render_dict(std::string& out, const dict_object& d) {
     for (std::size_t i = 0; i < d.attrs.size(); ++i) {
       if (i) out += ", ";
       out += json_quote(d.attrs[i].first) + ": ";
-      render(out, d.attrs[i].second);
+      render(out, d.attrs[i].second, src);
     }
     out += '}';
   }
   out += '}';
 }
 
-void render(std::string& out, const value& v) {
+void render(std::string& out, const value& v, const checkpoint* src) {
   switch (v.type()) {
     case value::kind::none: out += "null"; break;
     case value::kind::boolean: out += v.as_bool() ? "true" : "false"; break;
@@ -173,19 +173,26 @@ void render(std::string& out, const value& v) {
     }
     case value::kind::string: out += json_quote(v.as_str()); break;
     case value::kind::bytes: out += "{\"bytes\": \"" + base64(v.as_bytes()) + "\"}"; break;
-    case value::kind::list: render_items(out, v.items()); break;
+    case value::kind::list: render_items(out, v.items(), src); break;
     case value::kind::tuple:
       out += "{\"tuple\": ";
-      render_items(out, v.items());
+      render_items(out, v.items(), src);
       out += '}';
       break;
-    case value::kind::dict: render_dict(out, v.as_dict()); break;
-    case value::kind::tensor: out += "{\"tensor\": " + tensor_json(v, nullptr) + "}"; break;
+    case value::kind::dict: render_dict(out, v.as_dict(), src); break;
+    case value::kind::tensor:
+      // A lazy checkpoint's tensor is read here, hashed and released: one at a time.
+      out += "{\"tensor\": " +
+             (src ? tensor_json(value(src->load_tensor(v.as_tensor())), nullptr)
+                  : tensor_json(v, nullptr)) +
+             "}";
+      break;
     case value::kind::storage: {
       const auto& s = v.as_storage();
       out += "{\"storage\": {\"dtype\": " + json_quote(dtype_name(s.dtype)) +
              ", \"numel\": " + std::to_string(s.numel) +
-             ", \"device\": " + json_quote(s.data.dev().str()) + "}}";
+             ", \"device\": " + json_quote((src ? src->load_device(s.data) : s.data.dev()).str()) +
+             "}}";
       break;
     }
     case value::kind::global:
@@ -198,28 +205,28 @@ void render(std::string& out, const value& v) {
           (o.args.is_none() || (o.args.is_tuple() && o.args.items().empty()))) {
         // As Python reduces a set: set([elements]).
         out += "{\"object\": " + json_quote(o.type.qualified()) + ", \"args\": {\"tuple\": [";
-        render_items(out, o.list_items);
+        render_items(out, o.list_items, src);
         out += "]}, \"state\": null}";
         break;
       }
       out += "{\"object\": " + json_quote(o.type.qualified()) + ", \"args\": ";
-      render(out, o.args);
+      render(out, o.args, src);
       out += ", \"state\": ";
       if (o.has_state)
-        render(out, o.state);
+        render(out, o.state, src);
       else
         out += "null";
       if (!o.list_items.empty()) {
         out += ", \"items\": ";
-        render_items(out, o.list_items);
+        render_items(out, o.list_items, src);
       }
       if (!o.dict_items.empty()) {
         out += ", \"dict_items\": [";
         for (std::size_t i = 0; i < o.dict_items.size(); ++i) {
           out += i ? ", [" : "[";
-          render(out, o.dict_items[i].first);
+          render(out, o.dict_items[i].first, src);
           out += ", ";
-          render(out, o.dict_items[i].second);
+          render(out, o.dict_items[i].second, src);
           out += ']';
         }
         out += ']';
@@ -250,7 +257,14 @@ std::string tensor_json(const value& v, const std::string* key) {
 std::string dump_json(const value& v) {
   detail::check_expansion(v, "dump");
   std::string out;
-  render(out, v);
+  render(out, v, nullptr);
+  return out;
+}
+
+std::string dump_json(const checkpoint& ck) {
+  detail::check_expansion(ck.root, "dump");
+  std::string out;
+  render(out, ck.root, ck.is_lazy() ? &ck : nullptr);
   return out;
 }
 
@@ -258,10 +272,12 @@ std::string ls_json(const checkpoint& ck, std::string_view file) {
   std::string out = "{\"file\": " + json_quote(file) +
                     ", \"format\": " + json_quote(format_name(ck.format)) + ", \"tensors\": [";
   bool first = true;
+  // A lazy checkpoint's tensors are read one at a time, each released once hashed.
   visit_tensors(ck.root, [&](const std::string& key, const value& t) {
     out += first ? "\n  " : ",\n  ";
     first = false;
-    out += tensor_json(t, &key);
+    out += ck.is_lazy() ? tensor_json(value(ck.load_tensor(t.as_tensor())), &key)
+                        : tensor_json(t, &key);
   });
   out += first ? "]}" : "\n]}";
   return out;

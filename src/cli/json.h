@@ -35,7 +35,10 @@ std::string tensor_sha256(const tensor& t);
 std::string tensor_json(const value& t, const std::string* key);
 // The whole `dump --json` rendering of a value.
 std::string dump_json(const value& v);
-// The whole `ls --json` object for a loaded file.
+// The same for a checkpoint's root; a lazy checkpoint's tensors are read (to be hashed) one at a
+// time, and each released before the next.
+std::string dump_json(const checkpoint& ck);
+// The whole `ls --json` object for a loaded file (a lazy one read tensor by tensor).
 std::string ls_json(const checkpoint& ck, std::string_view file);
 
 }  // namespace pthio::cli

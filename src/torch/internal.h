@@ -14,6 +14,7 @@
 
 #include "../cuda/device_copy.h"
 #include "pthio/checkpoint.hpp"
+#include "pthio/safetensors.hpp"
 
 namespace pthio::detail {
 
@@ -126,6 +127,14 @@ checkpoint load_legacy(const byte_source& src, const load_options& options);  //
 checkpoint load_pickle(const byte_source& src, const load_options& options);  // a bare pickle
 checkpoint load_safetensors(const byte_source& src, const load_options& options);
 void save_safetensors(sink& out, const value& root, const save_options& options);
+// safetensors.cpp: save_safetensors, each tensor's bytes taken from fetch(tensor) when it is set
+// (a streaming convert reads one tensor at a time), else from the tensor itself.
+void write_safetensors(sink& out, const value& root, const safetensors_save_options& options,
+                       const std::function<tensor(const tensor&)>& fetch);
+// save.cpp: the zip format as save() writes it, reading each placeholder storage of `lazy` just
+// before its record is written and releasing it after (`lazy` may be null: save() itself).
+void save_zip_streaming(sink& out, const value& root, const save_options& options,
+                        lazy_records* lazy);
 
 // walk.cpp: walks over a loaded value.
 

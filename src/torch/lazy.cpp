@@ -35,6 +35,27 @@ void lazy_records::absorb(const lazy_records& other) {
 
 storage lazy_records::read(const record& r) {
   const file& f = files[r.file];
+  // A stored record of a mapped file is read with pread() straight into the new storage: read
+  // through the map, every page would stay resident in this process, so that a command streaming
+  // a file tensor by tensor (convert, ls --json, diff) would end up holding the whole file.
+  const std::uint64_t at = r.entry ? r.entry->data_offset : r.offset;
+  const std::uint64_t n = r.entry ? r.entry->uncompressed_size : r.nbytes;
+  if (f.source.is_mapped() && (!r.entry || r.entry->method == 0) && at <= f.source.size() &&
+      n <= f.source.size() - at && n > 0) {
+    storage host = storage::allocate_for_overwrite(static_cast<std::size_t>(n));
+    f.source.copy_out(at, {host.data(), host.nbytes()});
+    if (r.entry && f.verify_crc && r.entry->crc32 != 0 &&
+        crc32({host.data(), host.nbytes()}) != r.entry->crc32) {
+      (void)f.zip->read(*r.entry, true);  // throws the reader's CRC-32 error, with its context
+      throw error(errc::corrupt_zip, "zip: CRC-32 mismatch in record " + r.entry->name);
+    }
+    if (f.swap) swap_bytes(host.data(), host.nbytes(), r.t);
+    if (r.target.is_cpu()) return host;
+    device_upload uploads;
+    storage s = place_storage({host.data(), host.nbytes()}, r.t, r.target, false, nullptr, uploads);
+    uploads.finish();
+    return s;
+  }
   std::span<const std::byte> bytes;
   if (r.entry) {
     std::unique_lock lock(inflate_mutex, std::defer_lock);
@@ -83,6 +104,12 @@ tensor checkpoint::load_tensor(std::string_view key) const {
     if (found) return *found;
   }
   throw error(errc::invalid_argument, "no tensor has the key path '" + want + "'");
+}
+
+device checkpoint::load_device(const storage& s) const {
+  if (records_)
+    if (const detail::lazy_records::record* r = records_->find(s)) return r->target;
+  return s.dev();
 }
 
 void checkpoint::materialize() {

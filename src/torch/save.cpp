@@ -26,6 +26,9 @@ struct storage_entry {
 
 class storage_registry {
  public:
+  // A lazy checkpoint's placeholders are written with the location their bytes load to, as an
+  // eager load of the same file would have them.
+  explicit storage_registry(const detail::lazy_records* lazy = nullptr) : lazy_(lazy) {}
   // The key of `s`, registering it on first sight.
   const storage_entry& key_for(const storage& s, dtype t) {
     auto it = index_.find(s.id());
@@ -41,7 +44,8 @@ class storage_registry {
       return e;
     }
     index_.emplace(s.id(), entries_.size());
-    entries_.push_back({s, std::to_string(entries_.size()), t, s.dev()});
+    const detail::lazy_records::record* r = lazy_ ? lazy_->find(s) : nullptr;
+    entries_.push_back({s, std::to_string(entries_.size()), t, r ? r->target : s.dev()});
     return entries_.back();
   }
   const std::deque<storage_entry>& entries() const { return entries_; }
@@ -49,6 +53,7 @@ class storage_registry {
  private:
   std::unordered_map<const void*, std::size_t> index_;
   std::deque<storage_entry> entries_;  // stable addresses: a key's address is its memo identity
+  const detail::lazy_records* lazy_;
 };
 
 // Writes the persistent id ('storage', class, key, location, numel[, None]) and BINPERSID, as
@@ -169,8 +174,9 @@ std::span<const std::byte> text_bytes(std::string_view s) {
   return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
 }
 
-void save_zip(sink& out, const value& root, const save_options& o, const std::string& archive) {
-  storage_registry reg;
+void save_zip(sink& out, const value& root, const save_options& o, const std::string& archive,
+              detail::lazy_records* lazy = nullptr) {
+  storage_registry reg(lazy);
   std::vector<std::byte> pkl = pickle_root(root, reg, false);
   const std::string prefix = archive + "/";
   zip_writer zip(out);
@@ -194,8 +200,12 @@ void save_zip(sink& out, const value& root, const save_options& o, const std::st
     zip.add(prefix + "byteorder", text_bytes("little"));
   }
   for (const auto* e : order) {
+    // A placeholder's record is read now and released after its entry: one storage in memory.
+    storage data = e->data;
+    if (const detail::lazy_records::record* r = lazy ? lazy->find(data) : nullptr)
+      data = lazy->read(*r);
     zip.begin_entry(prefix + "data/" + e->key, e->data.nbytes());
-    with_host_bytes(e->data, e->data.nbytes(), [&](std::span<const std::byte> b) {
+    with_host_bytes(data, e->data.nbytes(), [&](std::span<const std::byte> b) {
       constexpr std::size_t chunk = 64u << 20;
       for (std::size_t off = 0; off < b.size(); off += chunk)
         zip.write(b.subspan(off, std::min(chunk, b.size() - off)));
@@ -253,6 +263,12 @@ void save_legacy(sink& out, const value& root) {
 }
 
 }  // namespace
+
+void detail::save_zip_streaming(sink& out, const value& root, const save_options& options,
+                                lazy_records* lazy) {
+  save_zip(out, root, options,
+           options.archive_name.empty() ? std::string("archive") : options.archive_name, lazy);
+}
 
 void save(sink& out, const value& root, const save_options& options) {
   if (options.format == checkpoint_format::legacy) return save_legacy(out, root);
