@@ -95,7 +95,16 @@ args parse_args(int argc, char** argv) {
       } catch (...) {
         throw usage_error("--limit needs a non-negative integer, got '" + v + "'");
       }
-    } else if (s == "--atol")
+    } else if (s == "--slice" || s.starts_with("--slice=")) {
+      const std::string v = s == "--slice" ? value_of(s) : s.substr(8);
+      try {
+        a.slice = pthio::slice::parse(v);
+      } catch (const pthio::error& e) {
+        throw usage_error("--slice: " + e.message());
+      }
+    } else if (s == "--raw")
+      a.raw = true;
+    else if (s == "--atol")
       a.atol = parse_double(s, value_of(s));
     else if (s == "--rtol")
       a.rtol = parse_double(s, value_of(s));
