@@ -124,8 +124,6 @@ args parse_args(int argc, char** argv) {
     else
       a.positional.push_back(s);
   }
-  if ((a.slice || a.raw) && a.command != "cat")
-    throw usage_error(a.command + " does not take " + (a.slice ? "--slice" : "--raw"));
   // --state-dict takes an optional KEY: the argument right after it, when the command has one
   // argument more than it takes ("convert IN OUT --state-dict ema", "ls --state-dict ema FILE").
   static const std::map<std::string, std::size_t> takes = {
