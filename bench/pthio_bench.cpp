@@ -34,6 +34,17 @@
 //       2-3.5x slower into the page cache here), or each piece CRC-32'd then written (crc-chunked,
 //       zip_writer on one core).
 //
+//   pthio_bench slice FILE KEY SPEC [--whole]
+//       One process, one measurement: a lazy load_checkpoint, then checkpoint::load_slice(KEY,
+//       SPEC) (--whole: load_tensor(KEY), the whole tensor, as the reference). seconds: both
+//       together; file_bytes_read: what the process took from FILE, read() and pread() bytes
+//       (/proc/self/io rchar, less this program's own reads of /proc); file_bytes_mapped: the
+//       pages of FILE resident in its map (/proc/self/smaps); max_rss_kib the peak.
+//   pthio_bench shard FILE --rank R --world W
+//       Rank R's part of every tensor: shard_range along dimension 0 (0-d tensors whole), lazily,
+//       one tensor at a time; file_bytes_read and _mapped as for slice. Run once per rank, the
+//       ranks' bytes add up to what a tensor-parallel load reads in all.
+//
 // Output keys: op, mode, bytes (storage bytes for load/save, file bytes for read/crc), tensors,
 // seconds (wall clock), cpu_seconds (this process's CPU time over the same span), plus the extras
 // above and max_rss_kib (getrusage, the process's peak so far).
@@ -43,11 +54,14 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <unordered_set>
@@ -82,7 +96,9 @@ double cpu_now() {
                "       pthio_bench crc FILE [--repeat R]\n"
                "       pthio_bench zip FILE [--repeat R]\n"
                "       pthio_bench write FILE --size-mib N [--method plain|big|crc-chunked] "
-               "[--piece-kib K]\n",
+               "[--piece-kib K]\n"
+               "       pthio_bench slice FILE KEY SPEC [--whole]\n"
+               "       pthio_bench shard FILE --rank R --world W\n",
                why.c_str());
   std::exit(2);
 }
@@ -184,6 +200,9 @@ struct args {
   std::size_t tensors = 0;
   std::size_t piece_kib = 1024;
   bool crc = false, no_crc = false;
+  std::string key, spec;  // slice
+  bool whole = false;
+  long long rank = 0, world = 1;  // shard
 };
 
 args parse(int argc, char** argv) {
@@ -195,9 +214,22 @@ args parse(int argc, char** argv) {
     if (i + 1 >= argc) usage(std::string(argv[i]) + " needs a value");
     return argv[++i];
   };
-  for (int i = 3; i < argc; ++i) {
+  int first_option = 3;
+  if (a.op == "slice") {
+    if (argc < 5) usage("slice needs FILE KEY SPEC");
+    a.key = argv[3];
+    a.spec = argv[4];
+    first_option = 5;
+  }
+  for (int i = first_option; i < argc; ++i) {
     std::string s = argv[i];
-    if (s == "--eager" || s == "--mmap" || s == "--lazy")
+    if (s == "--whole")
+      a.whole = true;
+    else if (s == "--rank")
+      a.rank = std::atoll(need(i).c_str());
+    else if (s == "--world")
+      a.world = std::atoll(need(i).c_str());
+    else if (s == "--eager" || s == "--mmap" || s == "--lazy")
       a.mode = s.substr(2);
     else if (s == "--device")
       a.device = need(i);
@@ -561,6 +593,108 @@ int run_write(const args& a) {
   return 0;
 }
 
+// Bytes read() and pread() brought into this process so far (/proc/self/io's rchar); -1 where
+// there is no such file.
+long long rchar_now() {
+  std::FILE* f = std::fopen("/proc/self/io", "r");
+  if (!f) return -1;
+  char line[128];
+  long long v = -1;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "rchar: %lld", &v) == 1) break;
+  std::fclose(f);
+  return v;
+}
+
+// Resident KiB of this process's mappings of `path` (/proc/self/smaps): the file's pages a load
+// touched through its map (the pickle, the zip's directory).
+long mapped_kib(const std::string& path) {
+  std::FILE* f = std::fopen("/proc/self/smaps", "r");
+  if (!f) return 0;
+  char line[4096];
+  bool in = false;
+  long total = 0;
+  while (std::fgets(line, sizeof line, f)) {
+    std::string l(line);
+    if (!l.empty() && l.back() == '\n') l.pop_back();
+    // A mapping's header: "start-end perms offset dev inode   path".
+    const bool header = !l.empty() && std::isxdigit(static_cast<unsigned char>(l[0])) &&
+                        l.find('-') != std::string::npos && l.find(':') > l.find(' ');
+    if (header) {
+      in = l.size() >= path.size() && l.compare(l.size() - path.size(), path.size(), path) == 0;
+      continue;
+    }
+    long v = 0;
+    if (in && std::sscanf(line, "Rss: %ld", &v) == 1) total += v;
+  }
+  std::fclose(f);
+  return total;
+}
+
+// What a measured span took from `path`: read() and pread() bytes (/proc/self/io's rchar, less
+// this program's own reading of /proc/self/io, which each reading counts only in the next one),
+// and the file's pages resident in this process's map of it (the kernel maps whole folios around a
+// touched byte, up to 2 MiB on ext4 with large folios, so this overstates what was looked at).
+// Call mapped() while the checkpoint (its map) is alive.
+struct file_reads {
+  std::string path;
+  long long rchar0 = 0, overhead = 0;
+  explicit file_reads(std::string p) : path(std::filesystem::absolute(p).string()) {
+    const long long a = rchar_now();
+    rchar0 = rchar_now();
+    overhead = rchar0 - a;  // one reading of /proc/self/io
+  }
+  long long read() const { return std::max(0LL, rchar_now() - rchar0 - overhead); }
+  long long mapped() const { return mapped_kib(path) * 1024; }
+};
+
+int run_slice(const args& a) {
+  pthio::load_options o;
+  o.mode = pthio::load_mode::lazy;
+  o.map_location = pthio::map_location(a.device);
+  const pthio::slice sl = pthio::slice::parse(a.spec);
+  file_reads reads(a.file);
+  const auto t0 = std::chrono::steady_clock::now();
+  const double c0 = cpu_now();
+  pthio::checkpoint ck = pthio::load_checkpoint(a.file, o);
+  pthio::tensor t = a.whole ? ck.load_tensor(a.key) : ck.load_slice(a.key, sl);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double cpu = cpu_now() - c0;
+  const long long read = reads.read(), mapped = reads.mapped();
+  std::printf(
+      "{\"op\": \"slice\", \"mode\": \"%s\", \"key\": \"%s\", \"spec\": \"%s\", \"shape\": \"%s\", "
+      "\"bytes\": %zu, \"seconds\": %.9f, \"cpu_seconds\": %.9f, \"file_bytes_read\": %lld, "
+      "\"file_bytes_mapped\": %lld, \"max_rss_kib\": %ld}\n",
+      a.whole ? "whole" : "slice", a.key.c_str(), a.whole ? "" : sl.str().c_str(),
+      pthio::shape_string(t.shape()).c_str(), t.nbytes(), s, cpu, read, mapped, max_rss_kib());
+  return 0;
+}
+
+int run_shard(const args& a) {
+  pthio::load_options o;
+  o.mode = pthio::load_mode::lazy;
+  o.map_location = pthio::map_location(a.device);
+  file_reads reads(a.file);
+  const auto t0 = std::chrono::steady_clock::now();
+  pthio::checkpoint ck = pthio::load_checkpoint(a.file, o);
+  std::size_t bytes = 0, tensors = 0;
+  pthio::visit_tensors(ck.root, [&](const std::string& key, const pthio::value& v) {
+    const pthio::tensor& p = v.as_tensor();
+    pthio::tensor t = p.dim() == 0
+                          ? ck.load_tensor(key)
+                          : ck.load_slice(key, pthio::shard_slice(p.shape(), 0, a.rank, a.world));
+    bytes += t.nbytes();
+    ++tensors;
+  });
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf(
+      "{\"op\": \"shard\", \"rank\": %lld, \"world\": %lld, \"tensors\": %zu, \"bytes\": %zu, "
+      "\"seconds\": %.9f, \"file_bytes_read\": %lld, \"file_bytes_mapped\": %lld, "
+      "\"max_rss_kib\": %ld}\n",
+      a.rank, a.world, tensors, bytes, s, reads.read(), reads.mapped(), max_rss_kib());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -572,6 +706,8 @@ int main(int argc, char** argv) {
     if (a.op == "crc") return run_crc(a);
     if (a.op == "zip") return run_zip(a);
     if (a.op == "write") return run_write(a);
+    if (a.op == "slice") return run_slice(a);
+    if (a.op == "shard") return run_shard(a);
     usage("unknown operation " + a.op);
   } catch (const pthio::error& e) {
     std::fprintf(stderr, "pthio_bench: %s\n", e.what());

@@ -162,6 +162,12 @@ struct pthio_state_dict {
   device_names devices;
 };
 
+struct pthio_tensor {
+  std::string key;
+  pthio::tensor t;
+  device_names devices;
+};
+
 extern "C" {
 
 const char* pthio_version(void) { return PTHIO_VERSION_STRING; }
@@ -228,7 +234,9 @@ pthio_status pthio_checkpoint_open(const char* path, const pthio_load_options* o
     pthio_load_options_init(&o);
     if (options) o = *options;
     pthio::load_options lo;
-    lo.mode = o.mmap ? pthio::load_mode::mmap : pthio::load_mode::eager;
+    lo.mode = o.lazy   ? pthio::load_mode::lazy
+              : o.mmap ? pthio::load_mode::mmap
+                       : pthio::load_mode::eager;
     if (o.map_location && *o.map_location) lo.map_location = pthio::map_location(o.map_location);
     lo.strict = o.strict != 0;
     lo.verify_crc = o.verify_crc != 0;
@@ -294,6 +302,33 @@ pthio_status pthio_checkpoint_to_dlpack(const pthio_checkpoint* checkpoint, size
         pthio::to_dlpack_versioned(checkpoint->tensors[index].t));
   });
 }
+
+pthio_status pthio_load_slice(const pthio_checkpoint* checkpoint, const char* key,
+                              const char* slice, pthio_tensor** out) {
+  return guarded([&] {
+    require(checkpoint && key && slice && out,
+            "pthio_load_slice: checkpoint, key, slice and out must not be NULL");
+    const pthio::slice s = pthio::slice::parse(slice);
+    auto it = checkpoint->index.find(std::string_view(key));
+    if (it == checkpoint->index.end())
+      throw c_error{PTHIO_ERR_NOT_FOUND, std::string("no tensor with key \"") + key + "\""};
+    auto h = std::make_unique<pthio_tensor>();
+    h->key = key;
+    h->t = checkpoint->ck.load_slice(checkpoint->tensors[it->second].t, s, key);
+    h->devices.insert(h->t.dev().str());
+    *out = h.release();
+  });
+}
+
+pthio_status pthio_tensor_get_info(const pthio_tensor* tensor, pthio_tensor_info* out) {
+  return guarded([&] {
+    require(tensor && out, "pthio_tensor_get_info: tensor and out must not be NULL");
+    // The device tag was interned when the handle was made: nothing is modified here.
+    fill_info(out, tensor->key, tensor->t, const_cast<device_names&>(tensor->devices));
+  });
+}
+
+void pthio_tensor_free(pthio_tensor* tensor) { delete tensor; }
 
 pthio_status pthio_state_dict_new(pthio_state_dict** out) {
   return guarded([&] {

@@ -1,5 +1,6 @@
 /* The C API, from C11: `pthio_c_api_test CASE SCRATCH_DIR` runs one case (load, find, save,
- * errors, threads, dlpack) and exits 0 when every check passed. Registered in tests/package.cmake.
+ * errors, threads, dlpack, whole_model, slice) and exits 0 when every check passed. Registered in
+ * tests/package.cmake.
  */
 #include <math.h>
 #include <stdint.h>
@@ -413,6 +414,60 @@ static void case_dlpack(const char* fixtures) {
   m->deleter(m);
 }
 
+static void case_slice(const char* fixtures) {
+  /* The same weight eagerly (every element) and lazily (placeholders, then slices read). */
+  pthio_checkpoint* eager = NULL;
+  pthio_checkpoint* lazy = NULL;
+  pthio_load_options o;
+  pthio_tensor_info whole, info;
+  pthio_tensor* t = NULL;
+  REQUIRE(pthio_checkpoint_open(path_in(fixtures, "t1/linear.pth"), NULL, &eager) == PTHIO_OK);
+  REQUIRE(pthio_checkpoint_find(eager, "weight", &whole) == PTHIO_OK);
+  pthio_load_options_init(&o);
+  o.lazy = 1;
+  o.map_location = "cpu";
+  REQUIRE(pthio_checkpoint_open(path_in(fixtures, "t1/linear.pth"), &o, &lazy) == PTHIO_OK);
+  REQUIRE(pthio_checkpoint_find(lazy, "weight", &info) == PTHIO_OK);
+  CHECK(info.data == NULL && strcmp(info.device, "meta") == 0); /* nothing read yet */
+  const float* w = (const float*)whole.data;                    /* [3, 4], row-major */
+
+  /* Rows 1 and 2, every other column from column 1: weight[1:, 1::2]. */
+  REQUIRE(pthio_load_slice(lazy, "weight", "1:, 1::2", &t) == PTHIO_OK);
+  REQUIRE(pthio_tensor_get_info(t, &info) == PTHIO_OK);
+  CHECK(strcmp(info.key, "weight") == 0 && strcmp(info.device, "cpu") == 0);
+  REQUIRE(info.ndim == 2 && info.dtype == PTHIO_FLOAT32);
+  CHECK(info.shape[0] == 2 && info.shape[1] == 2 && info.strides[0] == 2 && info.is_contiguous);
+  const float* s = (const float*)info.data;
+  CHECK(s[0] == w[5] && s[1] == w[7] && s[2] == w[9] && s[3] == w[11]);
+  CHECK(near(w[6], -0.102862656));
+  pthio_checkpoint_free(lazy); /* the slice owns its bytes */
+  CHECK(s[3] == w[11]);
+  pthio_tensor_free(t);
+
+  /* An index removes its dimension; negative numbers count from the end. From the eager handle,
+     sliced in memory. */
+  REQUIRE(pthio_load_slice(eager, "weight", "-2", &t) == PTHIO_OK);
+  REQUIRE(pthio_tensor_get_info(t, &info) == PTHIO_OK);
+  CHECK(info.ndim == 1 && info.shape[0] == 4 && info.numel == 4 && info.nbytes == 16);
+  CHECK(memcmp(info.data, w + 4, 16) == 0);
+  pthio_tensor_free(t);
+
+  /* Errors: malformed text, out of range (naming key, dimension and bound), absent key. */
+  t = NULL;
+  CHECK(pthio_load_slice(eager, "weight", "1:2:0", &t) == PTHIO_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(pthio_last_error(), "1:2:0") != NULL);
+  CHECK(pthio_load_slice(eager, "weight", ":,4", &t) == PTHIO_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(pthio_last_error(), "weight") != NULL &&
+        strstr(pthio_last_error(), "dimension 1") != NULL &&
+        strstr(pthio_last_error(), "size 4") != NULL);
+  CHECK(pthio_load_slice(eager, "nope", ":", &t) == PTHIO_ERR_NOT_FOUND);
+  CHECK(pthio_load_slice(eager, "weight", NULL, &t) == PTHIO_ERR_INVALID_ARGUMENT);
+  CHECK(t == NULL);
+  CHECK(pthio_tensor_get_info(NULL, &info) == PTHIO_ERR_INVALID_ARGUMENT);
+  pthio_tensor_free(NULL);
+  pthio_checkpoint_free(eager);
+}
+
 int main(int argc, char** argv) {
   if (argc != 4) {
     fprintf(stderr, "usage: %s CASE FIXTURES_DIR SCRATCH_DIR\n", argv[0]);
@@ -430,7 +485,8 @@ int main(int argc, char** argv) {
                {"errors", case_errors},
                {"threads", case_threads},
                {"dlpack", case_dlpack},
-               {"whole_model", case_whole_model}};
+               {"whole_model", case_whole_model},
+               {"slice", case_slice}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
     if (strcmp(cases[i].name, name) == 0) {
       cases[i].run(fixtures);

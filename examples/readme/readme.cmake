@@ -9,7 +9,7 @@ set(_readme_dir ${PROJECT_SOURCE_DIR}/examples/readme)
 set(_readme_fixtures ${PROJECT_SOURCE_DIR}/fixtures)
 set(_readme_scratch ${CMAKE_CURRENT_BINARY_DIR}/readme)
 
-foreach(example inspect lazy load_engine load_c dlpack save resume convert whole_model scan)
+foreach(example inspect lazy load_engine load_c dlpack save resume convert whole_model scan shard)
   if(EXISTS ${_readme_dir}/${example}.c)
     add_executable(readme_${example} ${_readme_dir}/${example}.c)
     set_target_properties(readme_${example} PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)
@@ -80,3 +80,6 @@ if(_readme_torch_tests)
   set_tests_properties("readme: save writes a state dict and a checkpoint that load back"
                        PROPERTIES FIXTURES_SETUP readme_save)
 endif()
+_readme_test("shard loads fixtures/t2/linear.pth as 2 tensor-parallel ranks, each reading its rows"
+  "rank 0: weight \\[2, 4\\] bias \\[2\\]\nrank 1: weight \\[1, 4\\] bias \\[1\\]\nreadme_shard: ok\n"
+  readme_shard ${_readme_fixtures}/t2/linear.pth 2)

@@ -24,6 +24,7 @@
 #include "pthio/export.hpp"
 #include "pthio/io.hpp"
 #include "pthio/pickle.hpp"
+#include "pthio/slice.hpp"
 #include "pthio/value.hpp"
 #include "pthio/zip.hpp"
 
@@ -107,6 +108,26 @@ struct PTHIO_API checkpoint {
   // put them on (where map_location sends the saved location): what an eager load would show,
   // without reading anything.
   device load_device(const storage& s) const;
+  // The elements `s` selects (slice.hpp) of the tensor at key path `key`: a new contiguous tensor
+  // equal to torch's t[s].contiguous(), in its own storage, with the tensor's dtype and
+  // requires_grad, on the device load_options::map_location gave (meta: no bytes read). The
+  // tensor's strides and storage offset are honoured (a view in the file reads the view's
+  // elements), a big-endian file's elements are byte-swapped, and the sub-byte packed dtypes
+  // slice by whole bytes, as torch counts their elements. For a lazy checkpoint only the bytes the
+  // slice needs are read, straight from the file: a range of leading rows is one read, a range of
+  // columns one read per row (adjacent ones merged), a strided selection of
+  // short pieces (under 256 bytes) reads the spans covering them in bounded pieces. The record's
+  // CRC-32 cannot be checked on part of it and is not: `verify` (or an eager load) checks whole
+  // records. A deflated zip record (not torch's own writing) cannot be read at an offset: it is
+  // inflated whole, CRC-32 checked, and sliced in memory. Eager and mmap checkpoints (and legacy
+  // files, eager by nature) slice in memory. Throws invalid_argument naming the key, the dimension
+  // and the bound for a slice that does not fit the shape, and for a key path no tensor has; the
+  // reader's errors for a damaged record. Thread-safe: calls may run concurrently (with each other
+  // and with load_tensor).
+  tensor load_slice(std::string_view key, const pthio::slice& s) const;
+  // The same for a tensor of this checkpoint's root (a placeholder or a loaded tensor); `key`
+  // only names it in errors.
+  tensor load_slice(const tensor& t, const pthio::slice& s, std::string_view key = {}) const;
   // Reads every storage not yet read (storages shared by several tensors once, still shared), in
   // place: `root` becomes what an eager load returns, and is_lazy() false.
   void materialize();

@@ -133,6 +133,9 @@ typedef struct pthio_load_options {
   const char* map_location; /* NULL or "": keep saved devices; else a device ("cpu", "cuda:0") */
   int strict;               /* nonzero: refuse globals outside torch's weights-only allowlist */
   int verify_crc;           /* nonzero: check each record's CRC-32 on eager loads (default 1) */
+  int lazy; /* nonzero: read the pickle only (zip, TorchScript, safetensors, shard indexes): every
+               tensor is a meta placeholder (data NULL) whose elements pthio_load_slice reads from
+               the file on demand; legacy files load eagerly. Overrides mmap. */
 } pthio_load_options;
 
 typedef struct pthio_save_options {
@@ -143,6 +146,7 @@ typedef struct pthio_save_options {
 
 typedef struct pthio_checkpoint pthio_checkpoint;
 typedef struct pthio_state_dict pthio_state_dict;
+typedef struct pthio_tensor pthio_tensor; /* one tensor the caller owns (pthio_load_slice) */
 
 /* Flags of pthio_state_dict_add. */
 #define PTHIO_COPY 0u /* copy the caller's bytes now */
@@ -194,6 +198,26 @@ PTHIO_C_API pthio_status pthio_checkpoint_find(const pthio_checkpoint* checkpoin
 PTHIO_C_API pthio_status pthio_checkpoint_to_dlpack(const pthio_checkpoint* checkpoint,
                                                     size_t index,
                                                     struct DLManagedTensorVersioned** out);
+
+/* ---- slices --------------------------------------------------------------------------------- */
+
+/* The elements `slice` selects of the tensor with key path `key`, as a new contiguous tensor the
+   caller owns (free it with pthio_tensor_free; it does not depend on the checkpoint staying open):
+   torch's t[slice].contiguous(), on the device map_location named. `slice` is the text between
+   Python's brackets: integers and start:stop:step ranges on the leading dimensions, separated by
+   commas ("0:512,:", ":,128:256", "5", "-3:", "1:100:7,::2"; "" selects everything); an integer
+   removes its dimension; negative numbers count from the end; steps are > 0. A checkpoint opened
+   with `lazy` reads only the bytes the slice needs (no CRC-32 check on the part of a record read:
+   see pthio::checkpoint::load_slice); others slice the loaded tensor in memory.
+   PTHIO_ERR_NOT_FOUND when no tensor has the key; PTHIO_ERR_INVALID_ARGUMENT for malformed text
+   or a slice that does not fit the shape (the message names the key, the dimension and the
+   bound). Several threads may call it at once on one checkpoint. */
+PTHIO_C_API pthio_status pthio_load_slice(const pthio_checkpoint* checkpoint, const char* key,
+                                          const char* slice, pthio_tensor** out);
+/* The tensor's layout and bytes (key: the key it was read from); pointers live as long as the
+   handle. */
+PTHIO_C_API pthio_status pthio_tensor_get_info(const pthio_tensor* tensor, pthio_tensor_info* out);
+PTHIO_C_API void pthio_tensor_free(pthio_tensor* tensor);
 
 /* ---- state dicts ---------------------------------------------------------------------------- */
 

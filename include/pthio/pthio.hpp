@@ -16,6 +16,7 @@
 #include "pthio/pickle.hpp"
 #include "pthio/safetensors.hpp"
 #include "pthio/sharded.hpp"
+#include "pthio/slice.hpp"
 #include "pthio/state_dict.hpp"
 #include "pthio/storage.hpp"
 #include "pthio/tensor.hpp"

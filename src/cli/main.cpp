@@ -21,7 +21,9 @@ const char* usage_text =
     "usage: pthio COMMAND [ARGS]\n"
     "  ls FILE [--json]                 one row per tensor: key, dtype, shape, device, bytes\n"
     "  dump FILE [--json]               the whole object tree\n"
-    "  cat FILE KEY [--limit N]         the values of one tensor\n"
+    "  cat FILE KEY [--limit N] [--slice SPEC] [--raw]\n"
+    "                                   the values of one tensor (or of t[SPEC]); --raw: its\n"
+    "                                   elements' bytes, little-endian, row-major\n"
     "  diff A B [--atol X] [--rtol Y]   compare two checkpoints (exit 1 when they differ)\n"
     "  convert IN OUT [--to pth|safetensors] [--max-shard-size SIZE]\n"
     "                                   streaming; with SIZE (5GB, 500MiB), OUT is a folder of\n"
@@ -45,6 +47,8 @@ struct args {
   bool mmap = false;
   std::string map_location = "cpu";
   std::optional<long long> limit;
+  std::optional<pthio::slice> slice;  // cat --slice SPEC
+  bool raw = false;                   // cat --raw
   double atol = 0, rtol = 0;
   std::string to;
   std::string max_shard_size;
@@ -94,7 +98,16 @@ args parse_args(int argc, char** argv) {
       } catch (...) {
         throw usage_error("--limit needs a non-negative integer, got '" + v + "'");
       }
-    } else if (s == "--atol")
+    } else if (s == "--slice" || s.starts_with("--slice=")) {
+      const std::string v = s == "--slice" ? value_of(s) : s.substr(8);
+      try {
+        a.slice = pthio::slice::parse(v);
+      } catch (const pthio::error& e) {
+        throw usage_error("--slice: " + e.message());
+      }
+    } else if (s == "--raw")
+      a.raw = true;
+    else if (s == "--atol")
       a.atol = parse_double(s, value_of(s));
     else if (s == "--rtol")
       a.rtol = parse_double(s, value_of(s));
@@ -370,7 +383,10 @@ std::string element_text(const pthio::tensor& t, const std::byte* p) {
 
 int cmd_cat(const args& a) {
   need_positional(a, 2, "FILE KEY");
-  auto ck = pthio::cli::open_checkpoint(a.positional[0], load_opts(a), a.view);
+  // Lazily (unless --mmap): only the tensor's record, or the part of it the slice needs, is read.
+  pthio::load_options options = load_opts(a);
+  if (!a.mmap) options.mode = pthio::load_mode::lazy;
+  auto ck = pthio::cli::open_checkpoint(a.positional[0], options, a.view);
   const std::string& want = a.positional[1];
   std::optional<pthio::tensor> found;
   std::vector<std::string> keys;
@@ -385,13 +401,33 @@ int cmd_cat(const args& a) {
              (keys.size() > 1 ? ", ... " + std::to_string(keys.size()) + " in all" : "") + ")";
     throw pthio::error(pthio::errc::invalid_argument, msg, a.positional[0]);
   }
-  pthio::tensor t = found->dev().is_cpu() ? *found : found->to(pthio::cpu_device);
+  pthio::tensor t;
+  try {
+    t = a.slice ? ck.load_slice(*found, *a.slice, want) : ck.load_tensor(*found);
+  } catch (const pthio::error& e) {
+    // A slice that does not fit is the caller's error: say in which file (the reader's errors
+    // name it already).
+    if (e.kind() != pthio::errc::invalid_argument) throw;
+    throw e.with_outer_context(a.positional[0]);
+  }
+  if (!t.dev().is_cpu() && t.dev().type() != pthio::device_type::meta) t = t.to(pthio::cpu_device);
   if (t.dev().type() == pthio::device_type::meta)
     throw pthio::error(pthio::errc::unsupported,
                        "tensor '" + want + "' is on the meta device and has no values");
   t = t.contiguous();
+  if (a.raw) {
+    // The elements as they are in memory: row-major, and little-endian on every host pthio
+    // builds for (tensor.hpp's bytes() order).
+    const std::size_t nbytes = t.nbytes();
+    if (nbytes && std::fwrite(t.raw_data(), 1, nbytes, stdout) != nbytes)
+      throw pthio::error(pthio::errc::io, "cannot write to standard output");
+    if (std::fflush(stdout) != 0)
+      throw pthio::error(pthio::errc::io, "cannot write to standard output");
+    return exit_ok;
+  }
   const long long limit = a.limit ? *a.limit : 1000;
-  std::printf("%s: %s %s\n", want.c_str(), std::string(pthio::dtype_name(t.dtype())).c_str(),
+  const std::string shown_key = a.slice ? want + "[" + a.slice->str() + "]" : want;
+  std::printf("%s: %s %s\n", shown_key.c_str(), std::string(pthio::dtype_name(t.dtype())).c_str(),
               pthio::shape_string(t.shape()).c_str());
   const std::int64_t n = t.numel();
   const std::size_t es = t.element_size();

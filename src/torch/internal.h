@@ -96,6 +96,9 @@ struct lazy_records {
   const record* find(const storage& s) const;
   // The record's bytes now, on its target device. Thread-safe.
   storage read(const record& r);
+  // slice_read.cpp: the elements of `t` (a view of r's placeholder) that `dims` selects, read
+  // from the file, on r's target device. Thread-safe.
+  tensor read_slice(const record& r, const tensor& t, const std::vector<resolved_dim>& dims);
   // The tensor at a key path of `root` (indexed on the first call); nullptr if none.
   const tensor* by_key(const value& root, const std::string& key);
   bool empty() const noexcept { return by_storage.empty(); }
