@@ -258,6 +258,50 @@ TEST_SUITE("convert" * pthio_test::needs_cli) {
           "index 0\n1 difference\n");
   }
 
+  TEST_CASE("cli: diff compares large tensors piece by piece with the whole tensor's answer") {
+    // Over 512 KiB a side, lazy pairs are compared in pieces of leading rows: the counts, the
+    // largest difference and its flat index must still be the whole tensor's.
+    const auto a = pthio_test::scratch_dir() / "diff_big_a.pth";
+    const auto b = pthio_test::scratch_dir() / "diff_big_b.pth";
+    const std::int64_t rows = 3000, cols = 301;  // 3.4 MiB, rows not a power of two
+    std::vector<float> va(static_cast<std::size_t>(rows * cols));
+    for (std::size_t i = 0; i < va.size(); ++i) va[i] = static_cast<float>(i % 977) * 0.25f;
+    std::vector<std::int64_t> ia(va.size());
+    for (std::size_t i = 0; i < ia.size(); ++i) ia[i] = static_cast<std::int64_t>(i) * 3;
+    auto ckpt = [&](const std::vector<float>& f, const std::vector<std::int64_t>& n) {
+      pthio::value sd = pthio::value::make_ordered_dict();
+      sd.as_dict().set(pthio::value("f"),
+                       pthio::value(pthio::tensor::from_values<float>(f, {rows, cols})));
+      sd.as_dict().set(pthio::value("n"), pthio::value(pthio::tensor::from_values<std::int64_t>(
+                                              n, {std::int64_t(n.size())})));
+      return sd;
+    };
+    pthio::save(a, ckpt(va, ia));
+    // Three changes in different pieces: +0.5 at 7, +2.0 at 600000 and at 900001 (the first of
+    // the largest is reported), and +1 on one int64 element in the last piece.
+    auto vb = va;
+    vb[7] += 0.5f;
+    vb[600000] += 2.0f;
+    vb[900001] += 2.0f;
+    auto ib = ia;
+    ib.back() += 1;
+    pthio::save(b, ckpt(vb, ib));
+    const std::string files =
+        pthio_test::shell_quote(a.string()) + " " + pthio_test::shell_quote(b.string());
+    auto exact = pthio_test::run_cli("diff " + files);
+    CHECK(exact.status == 1);
+    CHECK(exact.out ==
+          "differs: f: 3 of 903000 elements differ; largest |a-b| = 2.0 at flat index 600000\n"
+          "differs: n: elements differ\n2 differences\n");
+    auto loose = pthio_test::run_cli("diff --atol 1 " + files);
+    CHECK(loose.out ==
+          "differs: f: 2 of 903000 elements differ; largest |a-b| = 2.0 at flat index 600000\n"
+          "1 difference\n");  // n's one difference of 1 is within the tolerance
+    auto none = pthio_test::run_cli("diff --atol 2 " + files);
+    CHECK(none.status == 0);
+    CHECK(none.out == "no differences (2 entries compared)\n");
+  }
+
   TEST_CASE("cli: convert --max-shard-size, and its usage errors") {
     const auto src = pthio_test::scratch_dir() / "cli_shard.pth";
     pthio::save(src, many(4, 1000));

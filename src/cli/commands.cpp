@@ -61,53 +61,108 @@ std::string describe_tensor(const tensor& t) {
 }
 
 // Empty when close; else a description of the largest difference.
-std::string compare_tensors(const tensor& a0, const tensor& b0, double atol, double rtol) {
-  if (a0.dtype() != b0.dtype() || a0.shape() != b0.shape())
-    return describe_tensor(a0) + " vs " + describe_tensor(b0);
+// What comparing two tensors of one dtype and shape found, over one piece or many: elements
+// outside the tolerance (with the first of the largest differences), or for dtypes compared
+// byte for byte, whether any differed.
+struct tally {
+  std::int64_t bad = 0;
+  std::int64_t at = -1;
+  double worst = 0;
+  bool bytes_differ = false;
+  std::string exact_only;  // the message of a dtype compared only byte for byte
+};
+
+// Compares a and b (same dtype and shape), `first` the flat index of a's first element in the
+// whole tensor.
+void compare_piece(const tensor& a0, const tensor& b0, double atol, double rtol, std::int64_t first,
+                   tally& t) {
   tensor a = a0.dev().is_cpu() ? a0 : a0.to(cpu_device);
   tensor b = b0.dev().is_cpu() ? b0 : b0.to(cpu_device);
   if (atol == 0 && rtol == 0) {
     // Contiguous tensors (what a load gives, nearly always) are compared in place: bytes() would
     // copy both, element by element.
     if (a.is_contiguous() && b.is_contiguous()) {
-      if (a.nbytes() == 0 || std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()) == 0) return "";
+      if (a.nbytes() == 0 || std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()) == 0) return;
     } else if (a.bytes() == b.bytes()) {
-      return "";
+      return;
     }
   }
   bool convertible =
       is_floating_point(a.dtype()) || (!is_complex(a.dtype()) && !is_quantized(a.dtype()));
   if (!convertible || a.dtype() == dtype::uint64 || a.dtype() == dtype::int64) {
-    if (atol == 0 && rtol == 0) return "elements differ";
-    if (a.bytes() == b.bytes()) return "";
-    if (!convertible)
-      return "elements differ (exact comparison for " + std::string(dtype_name(a.dtype())) + ")";
+    if (atol == 0 && rtol == 0) {
+      t.bytes_differ = true;
+      t.exact_only = "elements differ";
+      return;
+    }
+    if (a.bytes() == b.bytes()) return;
+    if (!convertible) {
+      t.bytes_differ = true;
+      t.exact_only =
+          "elements differ (exact comparison for " + std::string(dtype_name(a.dtype())) + ")";
+      return;
+    }
   }
   tensor x = a.to(dtype::float64).contiguous(), y = b.to(dtype::float64).contiguous();
   const double* px = x.numel() ? x.data<double>() : nullptr;
   const double* py = y.numel() ? y.data<double>() : nullptr;
-  double worst = 0;
-  std::int64_t bad = 0, at = -1;
   for (std::int64_t i = 0; i < x.numel(); ++i) {
     double p = px[i], q = py[i];
     if (std::isnan(p) && std::isnan(q)) continue;
     if (p == q) continue;
     double d = std::fabs(p - q);
     if (!(d <= atol + rtol * std::fabs(q))) {
-      ++bad;
-      if (!(d <= worst)) {
-        worst = d;
-        at = i;
+      ++t.bad;
+      if (!(d <= t.worst)) {
+        t.worst = d;
+        t.at = first + i;
       }
     }
   }
-  if (!bad) return "";
+}
+
+std::string verdict(const tally& t, std::int64_t numel) {
+  if (t.bytes_differ) return t.exact_only;
+  if (!t.bad) return "";
   char buf[160];
-  std::snprintf(
-      buf, sizeof buf, "%lld of %lld elements differ; largest |a-b| = %s at flat index %lld",
-      static_cast<long long>(bad), static_cast<long long>(x.numel()),
-      std::isnan(worst) ? "nan" : python_float_repr(worst).c_str(), static_cast<long long>(at));
+  std::snprintf(buf, sizeof buf,
+                "%lld of %lld elements differ; largest |a-b| = %s at flat index %lld",
+                static_cast<long long>(t.bad), static_cast<long long>(numel),
+                std::isnan(t.worst) ? "nan" : python_float_repr(t.worst).c_str(),
+                static_cast<long long>(t.at));
   return buf;
+}
+
+std::string compare_tensors(const tensor& a, const tensor& b, double atol, double rtol) {
+  if (a.dtype() != b.dtype() || a.shape() != b.shape())
+    return describe_tensor(a) + " vs " + describe_tensor(b);
+  tally t;
+  compare_piece(a, b, atol, rtol, 0, t);
+  return verdict(t, a.numel());
+}
+
+// A pair of tensors of two checkpoints of one dtype and shape. From lazy checkpoints, a large pair
+// is read and compared in pieces of leading rows (load_slice) of about 256 KiB a side: what is
+// held at once stays bounded, and the pieces stay in the processor's cache between the read and
+// the comparison (reading whole tensors into fresh memory made diff three times slower than
+// reading the files).
+std::string compare_tensors(const tensor& ta, const tensor& tb, double atol, double rtol,
+                            const checkpoint& a, const checkpoint& b) {
+  constexpr std::size_t piece_bytes = std::size_t{256} << 10;
+  const std::size_t nbytes = ta.nbytes();
+  if (nbytes <= 2 * piece_bytes || ta.dim() == 0 || !a.is_lazy() || !b.is_lazy())
+    return compare_tensors(a.load_tensor(ta), b.load_tensor(tb), atol, rtol);
+  const std::int64_t rows = ta.shape()[0];
+  const std::int64_t row_elements = ta.numel() / rows;
+  const std::int64_t row_bytes = static_cast<std::int64_t>(nbytes) / rows;
+  const std::int64_t step =
+      std::max<std::int64_t>(1, static_cast<std::int64_t>(piece_bytes) / row_bytes);
+  tally t;
+  for (std::int64_t i = 0; i < rows && !t.bytes_differ; i += step) {
+    const pthio::slice s({slice_item::range(i, std::min(rows, i + step), 1)});
+    compare_piece(a.load_slice(ta, s), b.load_slice(tb, s), atol, rtol, i * row_elements, t);
+  }
+  return verdict(t, ta.numel());
 }
 
 }  // namespace
@@ -147,7 +202,7 @@ int cmd_diff(const std::vector<std::string>& files, double atol, double rtol,
       const tensor& tb = w.as_tensor();
       std::string why = ta.dtype() != tb.dtype() || ta.shape() != tb.shape()
                             ? describe_tensor(ta) + " vs " + describe_tensor(tb)
-                            : compare_tensors(a.load_tensor(ta), b.load_tensor(tb), atol, rtol);
+                            : compare_tensors(ta, tb, atol, rtol, a, b);
       if (!why.empty()) {
         std::printf("differs: %s: %s\n", shown.c_str(), why.c_str());
         ++differences;
