@@ -40,7 +40,7 @@ void write_pth(const checkpoint& in, const value& root, const std::filesystem::p
 void write_safetensors(const checkpoint& in, const value& root, const std::filesystem::path& path,
                        const safetensors_save_options& so) {
   std::function<tensor(const tensor&)> fetch;
-  if (in.is_lazy()) fetch = [&in](const tensor& t) { return in.load_tensor(t); };
+  if (in.is_lazy()) fetch = [&in](const tensor& t) { return in.load_elements(t); };
   write_file(path, [&](sink& out) { detail::write_safetensors(out, root, so, fetch); });
 }
 
@@ -166,6 +166,11 @@ convert_result convert_sharded(const checkpoint& in, const std::filesystem::path
     std::snprintf(buf, sizeof buf, "-%05zu-of-%05zu", k + 1, n);
     return stem + buf + ext;
   };
+  // An index already in the folder goes first: a failure part way then leaves no index naming a
+  // mix of old and new shards, and a single-file result leaves none naming old shards.
+  const std::filesystem::path index_path = folder / (stem + ext + ".index.json");
+  std::error_code gone;
+  std::filesystem::remove(index_path, gone);
   std::vector<std::pair<std::string, std::string>> weight_map;
   for (std::size_t k = 0; k < n; ++k) {
     const std::string file = name_of(k);
@@ -196,7 +201,6 @@ convert_result convert_sharded(const checkpoint& in, const std::filesystem::path
     index += std::string(i ? "," : "") + "\n    " + python_json_string(weight_map[i].first) + ": " +
              python_json_string(weight_map[i].second);
   index += weight_map.empty() ? "}\n}\n" : "\n  }\n}\n";
-  const std::filesystem::path index_path = folder / (stem + ext + ".index.json");
   write_file(index_path, [&](sink& out) { out.write(index.data(), index.size()); });
   res.files.push_back(index_path);
   return res;

@@ -170,6 +170,61 @@ TEST_SUITE("hostile") {
     }
   }
 
+  TEST_CASE("hostile: a lazy placeholder's view must fit its record, as an eager one must") {
+    // Offset 2^30 into a record of 4 floats: refused when the pickle builds it, in every mode
+    // (a lazy load has no bytes yet, but it knows the record's size).
+    const auto far =
+        checkpoint_with_pickle(tensor_pickle(4, 4, 1, 1LL << 30), {{"0", std::string(16, '\1')}});
+    for (auto mode : {pthio::load_mode::eager, pthio::load_mode::mmap, pthio::load_mode::lazy}) {
+      CAPTURE(static_cast<int>(mode));
+      CHECK_THROWS_WITH_AS(load_bytes(far, mode), doctest::Contains("bytes of storage"),
+                           pthio::error);
+    }
+    // A record declared empty: the placeholder has no size to check against when built, so
+    // reading the view (whole or a slice) is what refuses it.
+    const auto empty = checkpoint_with_pickle(tensor_pickle(0, 4), {{"0", std::string()}});
+    auto ck = load_bytes(empty, pthio::load_mode::lazy);
+    CHECK_THROWS_AS(ck.load_tensor("w"), pthio::error);
+    CHECK_THROWS_WITH_AS(ck.load_slice("w", pthio::slice::parse("1:3")),
+                         doctest::Contains("reaches past the record's 0 bytes"), pthio::error);
+  }
+
+  TEST_CASE("hostile: a big-endian byte view of a float storage slices as it loads whole") {
+    // 'w' names record 0 as 4 float32, 'b' the same record as 16 uint8: the file's bytes are
+    // swapped by the storage's element type (float32), so b's bytes are the swapped floats.
+    auto pid = [](const char* cls, long long numel) {
+      return "(" + unicode("storage") + global("torch", cls) + unicode("0") + unicode("cpu") +
+             binint(numel) + "t";
+    };
+    auto rebuild = [&](const char* cls, long long numel) {
+      return global("torch._utils", "_rebuild_tensor_v2") + "(" + pid(cls, numel) + "Q" +
+             binint(0) + binint(numel) + "\x85" + binint(1) + "\x85" + "\x89" +
+             global("collections", "OrderedDict") + ")R" + "tR";
+    };
+    const std::string pkl = "\x80\x02}(" + unicode("w") + rebuild("FloatStorage", 4) + unicode("b") +
+                            rebuild("ByteStorage", 16) + "u.";
+    std::string data;
+    for (int i = 0; i < 16; ++i) data += static_cast<char>(i + 1);
+    pthio::memory_sink out;
+    pthio::zip_writer zip(out);
+    zip.add("archive/data.pkl", bytes_of(pkl));
+    zip.add("archive/byteorder", bytes_of("big"));
+    zip.add("archive/data/0", bytes_of(data));
+    zip.add("archive/version", bytes_of("3\n"));
+    zip.finish();
+    auto eager = load_bytes(out.buffer());
+    auto lazy = load_bytes(out.buffer(), pthio::load_mode::lazy);
+    const pthio::tensor whole = eager.load_tensor("b");
+    CHECK(std::to_integer<int>(whole.bytes()[0]) == 4);  // the first float's bytes, reversed
+    for (const char* spec : {"0:16", "1:7", "3:", "::3", "5"}) {
+      CAPTURE(spec);
+      const auto s = pthio::slice::parse(spec);
+      CHECK(lazy.load_slice("b", s).bytes() == eager.load_slice("b", s).bytes());
+      CHECK(lazy.load_slice("w", pthio::slice::parse("1:3")).bytes() ==
+            eager.load_slice("w", pthio::slice::parse("1:3")).bytes());
+    }
+  }
+
   TEST_CASE("hostile: a legacy module persistent id is a class and nothing more") {
     // torch.save(model) in the legacy format names each class ('module', class, file, source).
     auto legacy = [](const std::string& pid) {

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli/json.h"
 #include "pthio/pthio.hpp"
 #include "support.h"
 
@@ -326,5 +327,38 @@ TEST_SUITE("slice") {
     const pthio::tensor m = mck.load_slice(key, slice::parse("0:1"));
     CHECK(m.dev().type() == pthio::device_type::meta);
     CHECK(m.shape()[0] == 1);
+  }
+
+  TEST_CASE("slice: load_elements reads a small view's own bytes, a large one's record") {
+    // One 4 MiB storage seen through 64 views of 16 floats and one view of all of it: ls --json
+    // of the lazy file must equal the eager one (strides and offsets are the views', not the
+    // contiguous copies'), and the small views must not read the storage 64 times.
+    const auto path = pthio_test::scratch_dir() / "views_of_one_storage.pth";
+    const std::int64_t n = std::int64_t{1} << 20;
+    std::vector<float> v(static_cast<std::size_t>(n));
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i) * 0.5f;
+    const pthio::tensor base = pthio::tensor::from_values<float>(v, {n});
+    pthio::value sd = pthio::value::make_ordered_dict();
+    for (std::int64_t k = 0; k < 64; ++k)
+      sd.as_dict().set(pthio::value("v" + std::to_string(k)),
+                       pthio::value(base.as_strided({4, 4}, {8, 2}, k * 16001)));
+    sd.as_dict().set(pthio::value("all"), pthio::value(base));
+    pthio::save(path, sd);
+    pthio::load_options o;
+    o.map_location = "cpu";
+    const pthio::checkpoint eager = pthio::load_checkpoint(path, o);
+    o.mode = pthio::load_mode::lazy;
+    const pthio::checkpoint lazy = pthio::load_checkpoint(path, o);
+    CHECK(pthio::cli::ls_json(lazy, "f") == pthio::cli::ls_json(eager, "f"));
+    const auto before = bytes_read_so_far();
+    for (std::int64_t k = 0; k < 64; ++k) {
+      const std::string key = "v" + std::to_string(k);
+      CHECK(lazy.load_elements(lazy.root.find(key)->as_tensor()).bytes() ==
+            eager.root.find(key)->as_tensor().bytes());
+    }
+    const auto after = bytes_read_so_far();
+    if (before && after) CHECK(*after - *before < (std::uint64_t{1} << 20));  // not 64 x 4 MiB
+    const pthio::tensor all = lazy.load_elements(lazy.root.find("all")->as_tensor());
+    CHECK(all.get_storage().nbytes() == static_cast<std::size_t>(n) * 4);  // the whole record
   }
 }

@@ -128,6 +128,13 @@ struct PTHIO_API checkpoint {
   // The same for a tensor of this checkpoint's root (a placeholder or a loaded tensor); `key`
   // only names it in errors.
   tensor load_slice(const tensor& t, const pthio::slice& s, std::string_view key = {}) const;
+  // The elements of a tensor of this checkpoint, each read once per call and no more than twice
+  // its size: for a lazy checkpoint, a view covering at least half its record reads the record
+  // (load_tensor: CRC-32 checked), a smaller view only its own elements (load_slice of all of
+  // it: contiguous, no CRC-32), so that many small views of one large storage (a flat parameter)
+  // do not each read all of it. For a loaded checkpoint, the tensor as it is. What the streaming
+  // commands (ls --json, diff, convert to safetensors) read tensors with.
+  tensor load_elements(const tensor& t) const;
   // Reads every storage not yet read (storages shared by several tensors once, still shared), in
   // place: `root` becomes what an eager load returns, and is_lazy() false.
   void materialize();

@@ -109,6 +109,7 @@ std::string base64(std::string_view in) {
 }
 
 void render(std::string& out, const value& v, const checkpoint* src);
+std::string lazy_tensor_json(const checkpoint& ck, const tensor& t, const std::string* key);
 
 void render_items(std::string& out, std::span<const value> items, const checkpoint* src) {
   out += '[';
@@ -183,9 +184,7 @@ void render(std::string& out, const value& v, const checkpoint* src) {
     case value::kind::tensor:
       // A lazy checkpoint's tensor is read here, hashed and released: one at a time.
       out += "{\"tensor\": " +
-             (src ? tensor_json(value(src->load_tensor(v.as_tensor())), nullptr)
-                  : tensor_json(v, nullptr)) +
-             "}";
+             (src ? lazy_tensor_json(*src, v.as_tensor(), nullptr) : tensor_json(v, nullptr)) + "}";
       break;
     case value::kind::storage: {
       const auto& s = v.as_storage();
@@ -239,19 +238,35 @@ void render(std::string& out, const value& v, const checkpoint* src) {
 
 }  // namespace
 
-std::string tensor_json(const value& v, const std::string* key) {
-  const tensor& t = v.as_tensor();
+namespace {
+
+// The ls fields of `t` with the device and SHA-256 of `elements`: `t` itself, or for a lazy
+// placeholder its elements as read (load_elements may give a contiguous copy: the view's
+// strides and offset are the placeholder's).
+std::string tensor_fields(const tensor& t, const tensor& elements, const std::string* key) {
   std::string out = "{";
   if (key) out += "\"key\": " + json_quote(*key) + ", ";
   out += "\"dtype\": " + json_quote(dtype_name(t.dtype()));
   out += ", \"shape\": " + int_list(t.shape());
   out += ", \"stride\": " + int_list(t.strides());
   out += ", \"storage_offset\": " + std::to_string(t.storage_offset());
-  out += ", \"device\": " + json_quote(t.dev().str());
+  out += ", \"device\": " + json_quote(elements.dev().str());
   out += std::string(", \"requires_grad\": ") + (t.requires_grad() ? "true" : "false");
-  std::string sha = tensor_sha256(t);
+  std::string sha = tensor_sha256(elements);
   out += ", \"sha256\": " + (sha.empty() ? std::string("null") : json_quote(sha));
   return out + "}";
+}
+
+// A lazy checkpoint's tensor, read now, hashed and released: one at a time.
+std::string lazy_tensor_json(const checkpoint& ck, const tensor& t, const std::string* key) {
+  return tensor_fields(t, ck.load_elements(t), key);
+}
+
+}  // namespace
+
+std::string tensor_json(const value& v, const std::string* key) {
+  const tensor& t = v.as_tensor();
+  return tensor_fields(t, t, key);
 }
 
 std::string dump_json(const value& v) {
@@ -276,8 +291,7 @@ std::string ls_json(const checkpoint& ck, std::string_view file) {
   visit_tensors(ck.root, [&](const std::string& key, const value& t) {
     out += first ? "\n  " : ",\n  ";
     first = false;
-    out += ck.is_lazy() ? tensor_json(value(ck.load_tensor(t.as_tensor())), &key)
-                        : tensor_json(t, &key);
+    out += ck.is_lazy() ? lazy_tensor_json(ck, t.as_tensor(), &key) : tensor_json(t, &key);
   });
   out += first ? "]}" : "\n]}";
   return out;

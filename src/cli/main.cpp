@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "json.h"
 #include "pthio/pthio.hpp"
 #include "scan.h"
@@ -115,9 +117,10 @@ args parse_args(int argc, char** argv) {
       a.to = value_of(s);
     else if (s == "--max-shard-size")
       a.max_shard_size = value_of(s);
-    else if (s.starts_with("--max-shard-size="))
+    else if (s.starts_with("--max-shard-size=")) {
       a.max_shard_size = s.substr(17);
-    else if (s == "--state-dict") {
+      if (a.max_shard_size.empty()) throw usage_error("--max-shard-size= needs a SIZE");
+    } else if (s == "--state-dict") {
       a.view.state_dict = true;
       a.state_dict_next = a.positional.size();
     } else if (s.starts_with("--state-dict=")) {
@@ -416,6 +419,9 @@ int cmd_cat(const args& a) {
                        "tensor '" + want + "' is on the meta device and has no values");
   t = t.contiguous();
   if (a.raw) {
+    // Raw bytes would scramble a terminal: for pipes and files only.
+    if (::isatty(STDOUT_FILENO))
+      throw usage_error("--raw writes binary data; redirect standard output to a file or pipe");
     // The elements as they are in memory: row-major, and little-endian on every host pthio
     // builds for (tensor.hpp's bytes() order).
     const std::size_t nbytes = t.nbytes();

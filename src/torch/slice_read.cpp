@@ -6,6 +6,7 @@
 #include <functional>
 #include <optional>
 
+#include "../byte_reader.h"
 #include "internal.h"
 
 namespace pthio {
@@ -190,6 +191,26 @@ void gather_memory(const gather_plan& p, std::size_t es, const std::byte* storag
 
 tensor lazy_records::read_slice(const record& r, const tensor& t,
                                 const std::vector<resolved_dim>& dims) {
+  // The whole view must lie inside its record before any part of it is read (a placeholder has
+  // no bytes to check it against when the pickle builds it): with it inside, every element index
+  // below is under the record's size, so the plan's arithmetic cannot overflow either.
+  if (t.numel() > 0) {
+    std::uint64_t last = static_cast<std::uint64_t>(t.storage_offset()), need = 0;
+    bool fits = true;
+    for (std::size_t d = 0; d < t.shape().size() && fits; ++d) {
+      std::uint64_t span = 0;
+      fits = checked_mul(static_cast<std::uint64_t>(t.shape()[d] - 1),
+                         static_cast<std::uint64_t>(t.strides()[d]), span) &&
+             checked_add(last, span, last);
+    }
+    fits = fits && checked_add(last, 1, need) && checked_mul(need, t.element_size(), need) &&
+           need <= r.nbytes;
+    if (!fits)
+      throw error(errc::corrupt_checkpoint,
+                  "tensor view of record '" + r.key + "' (" + shape_string(t.shape()) +
+                      ", offset " + std::to_string(t.storage_offset()) +
+                      ") reaches past the record's " + std::to_string(r.nbytes) + " bytes");
+  }
   const gather_plan p = plan_for(t, dims);
   if (r.target.type() == device_type::meta) return meta_result(t, p);
   if (!r.target.is_cpu() && !r.target.is_cuda())
@@ -198,6 +219,14 @@ tensor lazy_records::read_slice(const record& r, const tensor& t,
   const file& f = files[r.file];
   const std::size_t es = t.element_size();
   tensor out;
+  if (f.swap && element_size(r.t) != es) {
+    // A big-endian record is swapped by its storage's element type (as the whole-record read and
+    // torch swap it); a view of another element size (bytes of a float storage) cannot be
+    // swapped piece by piece: the record is read whole, swapped, and the slice gathered from it.
+    storage whole = read(r);
+    out = host_result(t, p, [&](std::byte* dst) { gather_memory(p, es, whole.data(), dst); });
+    return r.target.is_cpu() ? out : out.to(r.target);
+  }
   if (r.entry && r.entry->method != 0) {
     // A deflated record cannot be read at an offset: inflated whole (the zip reader keeps the
     // inflated copy), checked, and gathered from memory.
@@ -242,12 +271,21 @@ tensor checkpoint::load_slice(const tensor& t, const pthio::slice& s, std::strin
     // A device tensor: the slice as a view, copied by the device.
     shape_t strides;
     for (std::size_t d = 0; d < dims.size(); ++d)
-      if (dims[d].keep) strides.push_back(t.strides()[d] * dims[d].step);
+      // (A step past the end selects at most one element: its stride does not matter, and the
+      // product could overflow.)
+      if (dims[d].keep)
+        strides.push_back(dims[d].count > 1 ? t.strides()[d] * dims[d].step : t.strides()[d]);
     return t.as_strided(p.shape, strides, p.base).clone();
   }
   const std::byte* storage = t.get_storage().data();
   return detail::host_result(
       t, p, [&](std::byte* dst) { detail::gather_memory(p, t.element_size(), storage, dst); });
+}
+
+tensor checkpoint::load_elements(const tensor& t) const {
+  if (!records_ || !records_->find(t.get_storage())) return load_tensor(t);
+  if (t.nbytes() * 2 >= t.get_storage().nbytes()) return load_tensor(t);
+  return load_slice(t, pthio::slice{});
 }
 
 tensor checkpoint::load_slice(std::string_view key, const pthio::slice& s) const {
