@@ -201,8 +201,8 @@ TEST_SUITE("hostile") {
              binint(0) + binint(numel) + "\x85" + binint(1) + "\x85" + "\x89" +
              global("collections", "OrderedDict") + ")R" + "tR";
     };
-    const std::string pkl = "\x80\x02}(" + unicode("w") + rebuild("FloatStorage", 4) + unicode("b") +
-                            rebuild("ByteStorage", 16) + "u.";
+    const std::string pkl = "\x80\x02}(" + unicode("w") + rebuild("FloatStorage", 4) +
+                            unicode("b") + rebuild("ByteStorage", 16) + "u.";
     std::string data;
     for (int i = 0; i < 16; ++i) data += static_cast<char>(i + 1);
     pthio::memory_sink out;
@@ -246,10 +246,12 @@ TEST_SUITE("hostile") {
     }
   }
 
-  TEST_CASE("hostile: flipping any byte of a legacy whole model never crashes its state dict") {
+  TEST_CASE("hostile: flipped bytes in a legacy whole model never crash its state dict") {
     auto whole = pthio_test::read_bytes(fixture("t1/whole_legacy.pt"));
     std::size_t extracted = 0;
-    for (std::size_t i = 0; i < whole.size(); ++i) {
+    // Every byte of the first 4 KiB (the header pickles and the start of the object), then every
+    // 13th: most of the file is the classes' source text, which no reader looks at.
+    for (std::size_t i = 0; i < whole.size(); i += i < 4096 ? 1 : 13) {
       auto b = whole;
       b[i] ^= std::byte{0xa5};
       try {
