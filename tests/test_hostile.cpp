@@ -26,7 +26,7 @@ pthio::checkpoint load_bytes(const std::vector<std::byte>& b,
 
 std::vector<std::byte> bytes_of(std::string_view s) {
   std::vector<std::byte> b(s.size());
-  std::memcpy(b.data(), s.data(), s.size());
+  if (!s.empty()) std::memcpy(b.data(), s.data(), s.size());  // an empty vector's data() is null
   return b;
 }
 
