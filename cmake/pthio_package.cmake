@@ -8,7 +8,7 @@
 #                                       while the version is 0.x: minors may break the ABI)
 # The shared library is linked from the static library's objects (compiled once, position
 # independent), so the two always hold the same code. Its private dependencies (libdeflate,
-# CUDA) are those of the static library, taken from it. pthio::eigen (an interface target, where
+# libzstd, CUDA) are those of the static library, taken from it. pthio::eigen (an interface target, where
 # Eigen 3 was found) brings Eigen for <pthio/eigen.hpp>; nothing else needs it.
 
 add_library(pthio_shared SHARED $<TARGET_OBJECTS:pthio>)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what pthio needs to build and test: Debian's packages (with python3-torch, torch 1.13),
-# then a virtual environment with PyPI's torch 2.x, safetensors and numpy, so that the PyTorch
-# cross-checks run against both torches. Idempotent: an environment that already imports all
-# three is reused as it is.
+# then a virtual environment with PyPI's torch 2.x, safetensors, numpy and zstandard, so that the
+# PyTorch cross-checks run against both torches. Idempotent: an environment that already has them
+# is reused as it is.
 #
 #   bash scripts/deps.sh [--no-venv]
 #   PTHIO_VENV=DIR   where the environment lives (default ~/.cache/pthio/venv-torch2); the test
@@ -17,7 +17,7 @@ for arg in "$@"; do
 done
 
 pkgs=(build-essential cmake ninja-build pkg-config libeigen3-dev doctest-dev libdeflate-dev
-      nlohmann-json3-dev python3-torch python3-numpy python3-venv unzip)
+      libzstd-dev nlohmann-json3-dev python3-torch python3-numpy python3-venv unzip)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -36,9 +36,12 @@ dir=${PTHIO_VENV:-$HOME/.cache/pthio/venv-torch2}
 if [ -x "$dir/bin/python" ] && have=$("$dir/bin/python" -c "from importlib.metadata import version as v
 v('safetensors'), v('numpy'); print(v('torch'))" 2>/dev/null); then
   echo "deps.sh: reusing $dir (torch $have)"
+  # zstandard (the DCP fixtures' zstd extension) joined the list later: added where missing.
+  "$dir/bin/python" -c "from importlib.metadata import version as v; v('zstandard')" 2>/dev/null ||
+    "$dir/bin/python" -m pip install -q --disable-pip-version-check zstandard
   exit 0
 fi
-echo "deps.sh: installing PyPI's torch, safetensors and numpy into $dir"
+echo "deps.sh: installing PyPI's torch, safetensors, numpy and zstandard into $dir"
 # Debian's interpreter, not Debian's modules: the environment sees only what pip puts in it.
 /usr/bin/python3 -m venv "$dir"
-"$dir/bin/python" -m pip install -q --disable-pip-version-check torch safetensors numpy
+"$dir/bin/python" -m pip install -q --disable-pip-version-check torch safetensors numpy zstandard

@@ -30,8 +30,8 @@
 
 namespace pthio {
 
-enum class checkpoint_format { zip, legacy, torchscript, safetensors, pickle };
-PTHIO_API std::string_view format_name(checkpoint_format f) noexcept;  // "zip", "legacy", ...
+enum class checkpoint_format { zip, legacy, torchscript, safetensors, pickle, dcp };
+PTHIO_API std::string_view format_name(checkpoint_format f) noexcept;  // "zip", "legacy", ..., "dcp"
 
 enum class load_mode {
   eager,  // storages copied into owned host memory (CRC-32 verified when present)

@@ -9,6 +9,7 @@
 #include "pthio/cuda.hpp"
 #include "pthio/device.hpp"
 #include "pthio/convert.hpp"
+#include "pthio/dcp.hpp"
 #include "pthio/dlpack.hpp"
 #include "pthio/dtype.hpp"
 #include "pthio/error.hpp"

@@ -15,6 +15,7 @@ std::string_view format_name(checkpoint_format f) noexcept {
     case checkpoint_format::torchscript: return "torchscript";
     case checkpoint_format::safetensors: return "safetensors";
     case checkpoint_format::pickle: return "pickle";
+    case checkpoint_format::dcp: return "dcp";
   }
   return "?";
 }

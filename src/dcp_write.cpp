@@ -1,0 +1,3 @@
+// torch.distributed.checkpoint folders written as FileSystemWriter writes a single rank's
+// (dcp.hpp).
+#include "pthio/dcp.hpp"
