@@ -69,8 +69,8 @@ void byte_source::copy_out(std::uint64_t offset, std::span<std::byte> out) const
   }
   std::size_t done = 0;
   while (done < out.size()) {
-    ssize_t n =
-        ::pread(*fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    ssize_t n = ::pread(*fd_, out.data() + done, out.size() - done,
+                        static_cast<off_t>(base_ + offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       // The file shrank or cannot be read: the map's bytes are what the reader saw so far.
@@ -79,6 +79,19 @@ void byte_source::copy_out(std::uint64_t offset, std::span<std::byte> out) const
     }
     done += static_cast<std::size_t>(n);
   }
+}
+
+byte_source byte_source::sub(std::uint64_t offset, std::uint64_t length, std::string name) const {
+  if (offset > bytes_.size() || length > bytes_.size() - offset)
+    throw error(errc::invalid_argument, "bytes " + std::to_string(offset) + " to " +
+                                            std::to_string(offset) + " + " +
+                                            std::to_string(length) + " are not inside the " +
+                                            std::to_string(bytes_.size()) + " bytes of " + name_);
+  byte_source s = *this;
+  s.bytes_ = bytes_.subspan(static_cast<std::size_t>(offset), static_cast<std::size_t>(length));
+  s.base_ = base_ + offset;
+  s.name_ = std::move(name);
+  return s;
 }
 
 byte_source byte_source::read_file(const std::filesystem::path& path) {

@@ -345,7 +345,7 @@ checkpoint load_safetensors(const byte_source& src, const load_options& options)
     storage s;
     if (lazy) {
       s = lazy->placeholder(
-          {e.name, nullptr, h.data_offset() + e.begin, bytes.size(), *e.type, target});
+          {e.name, nullptr, h.data_offset() + e.begin, bytes.size(), *e.type, target, 0, {}});
     } else if (target.type() == device_type::meta) {
       s = storage::borrow(nullptr, bytes.size(), target);
     } else if (target.is_cpu()) {

@@ -47,9 +47,9 @@ namespace pthio {
 
 // Where one chunk's (or one non-tensor value's) bytes are.
 struct dcp_storage {
-  std::string relative_path;  // the data file, relative to the folder
-  std::uint64_t offset = 0;   // the blob's first byte in that file
-  std::uint64_t length = 0;   // its length (SAFETENSORS format: the tensor's bytes)
+  std::string relative_path;            // the data file, relative to the folder
+  std::uint64_t offset = 0;             // the blob's first byte in that file
+  std::uint64_t length = 0;             // its length (SAFETENSORS format: the tensor's bytes)
   std::vector<std::string> transforms;  // "stream.zstd/1"; empty: none
 };
 
@@ -60,9 +60,9 @@ struct dcp_chunk {
 };
 
 struct dcp_item {
-  std::string fqn;           // the flat key
-  std::vector<value> path;   // planner_data's nested path (str or int parts); empty: [fqn]
-  bool is_tensor = false;    // false: a non-tensor value (BytesStorageMetadata)
+  std::string fqn;          // the flat key
+  std::vector<value> path;  // planner_data's nested path (str or int parts); empty: [fqn]
+  bool is_tensor = false;   // false: a non-tensor value (BytesStorageMetadata)
   pthio::dtype dtype = dtype::float32;
   std::vector<std::int64_t> size;  // the whole tensor's shape
   bool requires_grad = false;      // as saved; loading gives false, as torch's conversion does

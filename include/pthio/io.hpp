@@ -56,8 +56,15 @@ class PTHIO_API byte_source {
   // Throws io if the read fails.
   void copy_out(std::uint64_t offset, std::span<std::byte> out) const;
 
+  // The bytes [offset, offset + length) as a source of their own (a blob inside a larger file, as
+  // torch.distributed.checkpoint writes them), sharing this one's owner; a mapped file's part is
+  // still mapped (copy_out reads the file at the part's offset). Throws invalid_argument when the
+  // range is not inside this source.
+  byte_source sub(std::uint64_t offset, std::uint64_t length, std::string name) const;
+
  private:
   std::shared_ptr<const int> fd_;  // a mapped file's descriptor, kept open for copy_out()
+  std::uint64_t base_ = 0;         // where bytes_ starts in that file (sub())
   std::shared_ptr<const void> owner_;
   std::span<const std::byte> bytes_;
   std::string name_;

@@ -69,6 +69,8 @@ storage place_storage(std::span<const std::byte> bytes, dtype t, const device& t
                       const std::shared_ptr<const void>& view_owner, device_upload& uploads,
                       std::optional<device_upload::crc_check> crc = std::nullopt);
 
+struct dcp_tensor;  // dcp.cpp: where a torch.distributed.checkpoint tensor's chunks are
+
 // lazy.cpp: a lazy checkpoint's storages: where each placeholder's bytes are, and the files kept
 // open for them (one for a checkpoint, one per shard for a sharded index).
 struct lazy_records {
@@ -86,6 +88,9 @@ struct lazy_records {
     dtype t = dtype::uint8;  // element type, for a big-endian file's byte swap
     device target;           // where map_location sends it
     std::uint32_t file = 0;  // index in files
+    // A torch.distributed.checkpoint tensor: assembled from its chunks (the fields above but
+    // key, nbytes, t and target unused).
+    std::shared_ptr<const dcp_tensor> dcp;
   };
 
   std::vector<file> files;
@@ -117,6 +122,9 @@ struct lazy_records {
   std::once_flag index_once;
   std::unordered_map<std::string, tensor> index;
 };
+
+// dcp.cpp: a DCP tensor's chunks read, checked and assembled, on `target`. Thread-safe.
+storage read_dcp_tensor(const lazy_records& lr, const dcp_tensor& d, const device& target);
 
 // unpickle.cpp: the unpickler as the torch loaders run it.
 unpickle_options pickle_options_for(const load_options& opt, std::string context);

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "internal.h"
+#include "pthio/dcp.hpp"
 #include "pthio/safetensors.hpp"
 #include "pthio/sharded.hpp"
 
@@ -83,6 +84,12 @@ checkpoint load_checkpoint(byte_source source, const load_options& options) {
 }
 
 checkpoint load_checkpoint(const std::filesystem::path& path, const load_options& options) {
+  // A torch.distributed.checkpoint folder (or its .metadata), or a folder with a Hugging Face
+  // index or safetensors files in it.
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec) || path.filename() == ".metadata" ||
+      (path.filename().string().starts_with("__") && path.extension() == ".metadata"))
+    return load_dcp(path, options);
   // Eager loads map the file too: storages are copied out of the map, which is then released.
   byte_source src = byte_source::map_file(path);
   if (!detect_format(src.bytes())) {

@@ -21,7 +21,7 @@ struct zip_storages {
 
   storage make(const zip_entry& e, const std::string& rec, const storage_spec& s,
                const device& target) {
-    if (lazy) return lazy->placeholder({s.key, &e, 0, e.uncompressed_size, s.t, target});
+    if (lazy) return lazy->placeholder({s.key, &e, 0, e.uncompressed_size, s.t, target, 0, {}});
     const bool verify = opt.verify_crc && opt.mode == load_mode::eager;
     // A record bound for a GPU streams through pinned buffers, its CRC-32 computed on the way
     // rather than in a pass of its own.
@@ -92,7 +92,9 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
     ck.byte_order = order == "big" ? std::endian::big : std::endian::little;
   }
   const bool swap = ck.byte_order == std::endian::big;
-  const bool zero_copy = opt.mode == load_mode::mmap && src.is_mapped() && !swap;
+  // (A source that owns its bytes, such as a decompressed buffer, can be viewed as well.)
+  const bool zero_copy =
+      opt.mode == load_mode::mmap && (src.is_mapped() || src.owner() != nullptr) && !swap;
   std::shared_ptr<lazy_records> lazy;
   if (opt.mode == load_mode::lazy) {
     lazy = std::make_shared<lazy_records>();

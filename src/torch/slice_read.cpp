@@ -191,6 +191,15 @@ void gather_memory(const gather_plan& p, std::size_t es, const std::byte* storag
 
 tensor lazy_records::read_slice(const record& r, const tensor& t,
                                 const std::vector<resolved_dim>& dims) {
+  if (r.dcp) {
+    // A DCP tensor is assembled from its chunks on the host, then sliced there.
+    const gather_plan p = plan_for(t, dims);
+    if (r.target.type() == device_type::meta) return meta_result(t, p);
+    const storage whole = read_dcp_tensor(*this, *r.dcp, device(device_type::cpu));
+    tensor out = host_result(
+        t, p, [&](std::byte* dst) { gather_memory(p, t.element_size(), whole.data(), dst); });
+    return r.target.is_cpu() ? out : out.to(r.target);
+  }
   // The whole view must lie inside its record before any part of it is read (a placeholder has
   // no bytes to check it against when the pickle builds it): with it inside, every element index
   // below is under the record's size, so the plan's arithmetic cannot overflow either.
