@@ -826,6 +826,48 @@ dcp_metadata read_dcp_metadata(std::span<const std::byte> bytes, const std::stri
   return interpret_metadata(root, name);
 }
 
+bool is_dcp_metadata_global(std::string_view module, std::string_view name) {
+  return dcp_globals().contains(module, name);
+}
+
+std::vector<dcp_blob> dcp_blobs(const dcp_metadata& m) {
+  std::vector<dcp_blob> out;
+  for (const dcp_item& it : m.items) {
+    if (!it.is_tensor) {
+      out.push_back({"value " + show(it.fqn), it.fqn, false, it.chunks.front().storage});
+      continue;
+    }
+    for (std::size_t i = 0; i < it.chunks.size(); ++i)
+      out.push_back({"chunk " + std::to_string(i) + " of " + show(it.fqn), it.fqn, true,
+                     it.chunks[i].storage});
+  }
+  return out;
+}
+
+byte_source read_dcp_blob(const std::filesystem::path& folder, const dcp_storage& s,
+                          std::uint64_t max_bytes) {
+  if (std::string why = relative_path_problem(s.relative_path); !why.empty())
+    throw error(errc::corrupt_checkpoint, "data file " + show(s.relative_path) + " " + why,
+                folder.string());
+  const fs::path p = folder / s.relative_path;
+  std::error_code ec;
+  if (!fs::is_regular_file(p, ec))
+    throw error(errc::corrupt_checkpoint, "data file " + show(s.relative_path) + " is missing",
+                folder.string());
+  byte_source src = byte_source::map_file(p);
+  if (s.offset > src.size() || s.length > src.size() - s.offset)
+    throw error(errc::corrupt_checkpoint,
+                "bytes " + std::to_string(s.offset) + " to " + std::to_string(s.offset) + " + " +
+                    std::to_string(s.length) + " lie outside the file (" +
+                    std::to_string(src.size()) + " bytes)",
+                p.string());
+  const std::string name = s.relative_path + "@" + std::to_string(s.offset);
+  if (!has_zstd(s, name)) return src.sub(s.offset, s.length, name);
+  std::vector<std::byte> packed(static_cast<std::size_t>(s.length));
+  src.copy_out(s.offset, packed);
+  return byte_source::from_vector(unzstd(packed, max_bytes, name), name);
+}
+
 bool is_dcp(const std::filesystem::path& path) {
   folder f = find_folder(path);
   return f.k == folder::kind::pickle || f.k == folder::kind::ranks ||

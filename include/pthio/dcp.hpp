@@ -91,6 +91,25 @@ PTHIO_API dcp_metadata read_dcp_metadata(std::span<const std::byte> bytes,
 // Reads the metadata of the folder at `path` (or of the folder of a .metadata file).
 PTHIO_API dcp_metadata read_dcp_folder_metadata(const std::filesystem::path& path);
 
+// One blob of a folder: a tensor chunk's or a value's bytes (what verify and scan read).
+struct dcp_blob {
+  std::string what;  // "chunk 0 of \"model.w\"", "value \"epoch\""
+  std::string fqn;
+  bool tensor = false;
+  dcp_storage storage;
+};
+PTHIO_API std::vector<dcp_blob> dcp_blobs(const dcp_metadata& metadata);
+
+// A blob's bytes as torch reads them: its range of its file (checked to lie inside it), a zstd
+// frame decompressed (to at most max_bytes, else limit_exceeded). Throws corrupt_checkpoint,
+// unsupported (an unknown transform), io.
+PTHIO_API byte_source read_dcp_blob(const std::filesystem::path& folder, const dcp_storage& s,
+                                    std::uint64_t max_bytes = 1ull << 36);
+
+// True for the globals a .metadata pickle may name (torch's metadata classes, torch.Size, dtypes,
+// torch.strided's _get_layout, pathlib paths): what scan judges a metadata pickle by.
+PTHIO_API bool is_dcp_metadata_global(std::string_view module, std::string_view name);
+
 // load_checkpoint(path) calls this for a DCP folder (or a path to its .metadata). All three modes:
 // lazy lists every tensor from the metadata alone (load_tensor(key) reads that tensor's chunks),
 // mmap views a single-chunk tensor stored without transform in the file's map, eager (and mmap

@@ -2,9 +2,12 @@
 // judges them against torch's weights-only allowlist and a denylist of code-running globals.
 #include "scan.h"
 
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
 
 #include "json.h"
+#include "pthio/dcp.hpp"
 #include "pthio/pickle.hpp"
 #include "pthio/zip.hpp"
 
@@ -163,7 +166,77 @@ void scan_pickle(std::span<const std::byte> bytes, const std::string& context, s
 
 }  // namespace
 
+namespace {
+
+// A torch.distributed.checkpoint folder: its metadata pickle(s), which torch reads with plain
+// pickle.load (so any global outside torch's metadata classes is unsafe there), then every blob's
+// pickles (torch.load: weights-only for tensor chunks, not for other values).
+scan_report scan_dcp(const std::string& path) {
+  scan_report r;
+  r.file = path;
+  r.format = "dcp";
+  namespace fs = std::filesystem;
+  const fs::path folder = fs::is_directory(path) ? fs::path(path) : fs::path(path).parent_path();
+  std::map<std::string, std::size_t> meta_index, blob_index;
+  global_counts meta_refs, blob_refs;
+  scan_report meta_part, blob_part;
+  try {
+    std::vector<fs::path> metadata_files;
+    if (fs::is_regular_file(folder / ".metadata")) {
+      metadata_files.push_back(folder / ".metadata");
+    } else {
+      for (const auto& e : fs::directory_iterator(folder)) {
+        const std::string n = e.path().filename().string();
+        if (n.starts_with("__") && n.ends_with(".metadata")) metadata_files.push_back(e.path());
+      }
+      std::sort(metadata_files.begin(), metadata_files.end());
+    }
+    for (const auto& m : metadata_files) {
+      byte_source src = byte_source::map_file(m);
+      scan_pickle(src.bytes(), m.filename().string(), meta_part, meta_index, meta_refs, nullptr);
+    }
+    const dcp_metadata meta = read_dcp_folder_metadata(path);
+    if (!meta.safetensors_blobs)
+      for (const dcp_blob& b : dcp_blobs(meta)) {
+        byte_source blob = read_dcp_blob(folder, b.storage);
+        if (!looks_like_zip(blob.bytes())) continue;  // a safetensors blob: no pickle
+        zip_reader zip(blob);
+        for (const auto& e : zip.entries())
+          if (e.name.ends_with(".pkl"))
+            scan_pickle(zip.read(e), blob.name() + ": " + e.name, blob_part, blob_index, blob_refs,
+                        nullptr);
+      }
+  } catch (const error& e) {
+    throw e.with_outer_context(path);
+  }
+  // One list of globals; each judged by what reads it.
+  std::map<std::string, std::size_t> index;
+  auto add = [&](const scan_report& part, const global_counts& refs, bool metadata) {
+    for (std::size_t i = 0; i < part.globals.size(); ++i) {
+      const auto& [q, n] = part.globals[i];
+      auto [it, fresh] = index.emplace(q, r.globals.size());
+      if (fresh) r.globals.emplace_back(q, 0);
+      r.globals[it->second].second += n;
+      const global_ref& g = refs[i].first;
+      const bool danger = is_dangerous_global(g.module, g.name);
+      const bool allowed = !danger && (metadata ? is_dcp_metadata_global(g.module, g.name)
+                                                : is_builtin_safe_global(g.module, g.name) ||
+                                                      torch_globals().contains(g.module, g.name));
+      if (danger && std::find(r.dangerous.begin(), r.dangerous.end(), q) == r.dangerous.end())
+        r.dangerous.push_back(q);
+      if (!allowed && std::find(r.unsafe.begin(), r.unsafe.end(), q) == r.unsafe.end())
+        r.unsafe.push_back(q);
+    }
+  };
+  add(meta_part, meta_refs, true);
+  add(blob_part, blob_refs, false);
+  return r;
+}
+
+}  // namespace
+
 scan_report scan_file(const std::string& path) {
+  if (is_dcp(path)) return scan_dcp(path);
   scan_report r;
   r.file = path;
   byte_source src = byte_source::map_file(path);
