@@ -630,6 +630,16 @@ std::vector<std::byte> unzstd(std::span<const std::byte> in, std::uint64_t cap,
   return out;
 }
 
+// Whether bytes at `offset` open a safetensors file: a u64 header size that fits what follows,
+// then '{'.
+bool looks_like_safetensors(std::span<const std::byte> file, std::uint64_t offset) {
+  if (offset > file.size() || file.size() - offset < 10) return false;
+  const std::byte* p = file.data() + offset;
+  std::uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<std::uint8_t>(p[i]);
+  return n >= 2 && n <= file.size() - offset - 8 && static_cast<char>(p[8]) == '{';
+}
+
 bool has_zstd(const dcp_storage& s, const std::string& what) {
   if (s.transforms.empty()) return false;
   if (s.transforms.size() == 1 && s.transforms[0] == zstd_descriptor) return true;
@@ -1065,9 +1075,9 @@ checkpoint load_dcp(const std::filesystem::path& path, const load_options& optio
       std::uint64_t chunk_bytes = element_size(it.dtype);
       for (std::int64_t s : c.sizes) chunk_bytes *= static_cast<std::uint64_t>(s);
       const byte_source& src = lazy->files[p.file].source;
-      const bool zip_blob =
-          p.zstd || (p.length >= 4 &&
-                     looks_like_zip(src.bytes().subspan(static_cast<std::size_t>(p.offset), 4)));
+      // A torch.save blob, unless its first bytes open a safetensors file (SAFETENSORS
+      // serialization): a damaged blob is reported when its chunk is read, not here.
+      const bool zip_blob = p.zstd || !looks_like_safetensors(src.bytes(), p.offset);
       if (meta.safetensors_blobs) {
         p.raw = true;  // the ranges point at the elements themselves
       } else if (!zip_blob) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "json.h"
 #include "pthio/dcp.hpp"
@@ -180,6 +181,7 @@ scan_report scan_dcp(const std::string& path) {
   std::map<std::string, std::size_t> meta_index, blob_index;
   global_counts meta_refs, blob_refs;
   scan_report meta_part, blob_part;
+  std::optional<error> failed;
   try {
     std::vector<fs::path> metadata_files;
     if (fs::is_regular_file(folder / ".metadata")) {
@@ -207,7 +209,7 @@ scan_report scan_dcp(const std::string& path) {
                         nullptr);
       }
   } catch (const error& e) {
-    throw e.with_outer_context(path);
+    failed = e.with_outer_context(path);
   }
   // One list of globals; each judged by what reads it.
   std::map<std::string, std::size_t> index;
@@ -230,6 +232,9 @@ scan_report scan_dcp(const std::string& path) {
   };
   add(meta_part, meta_refs, true);
   add(blob_part, blob_refs, false);
+  // A folder that could not be read in full is reported when what was read is already unsafe;
+  // otherwise nothing can be said of it.
+  if (failed && r.unsafe.empty()) throw *failed;
   return r;
 }
 
