@@ -1,7 +1,9 @@
 // Fuzz target: the whole load path from memory -- format detection, then zip checkpoints,
 // TorchScript archives, legacy streams and bare pickles -- eagerly from a heap buffer and in
 // mmap mode from a real private mapping (a memfd), so zero-copy storages are exercised too.
-// Whatever loads is rendered as `pthio dump --json` / `ls --json` would render it.
+// Whatever loads is rendered as `pthio dump --json` / `ls --json` would render it. A pickle is
+// also read as a torch.distributed.checkpoint .metadata file (read_dcp_metadata: the DCP classes
+// only, every field checked).
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -54,6 +56,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                &strict) &&
       strict != eager)
     __builtin_trap();
+  if (pthio::detect_format(bytes) == pthio::checkpoint_format::pickle) {
+    try {
+      pthio::dcp_metadata m = pthio::read_dcp_metadata(bytes, "fuzz.metadata");
+      // Every blob it names, as verify and scan list them.
+      for (const auto& b : pthio::dcp_blobs(m))
+        if (b.storage.relative_path.empty()) __builtin_trap();  // refused by the reader
+    } catch (const pthio::error& e) {
+      if (std::string(e.what()).find("fuzz.metadata") == std::string::npos) __builtin_trap();
+    }
+  }
   // Only zip checkpoints load differently in mmap mode (zero-copy storages).
   if (pthio::detect_format(bytes) != pthio::checkpoint_format::zip) return 0;
   // The same file: the mmap path may differ in where bytes live, never in what loads.
