@@ -229,6 +229,19 @@ if sorted(os.listdir(ours)) != [".metadata", "__0_0.distcp"]:
 linear = torch.load(os.path.join(FIXTURES, "t2", "linear.pth"), weights_only=True)
 check_load(ours, linear, "linear over ckpt_sgd")
 
+# Refusals: a root that is not a dict and a duplicate flat key exit 3 and write nothing;
+# --max-shard-size does not apply (exit 2).
+t = torch.ones(2)
+dup = os.path.join(OUT, "dup.pth")
+torch.save({"a.b": t, "a": {"b": t}}, dup)
+for args, rc, words in [
+        ([os.path.join(FIXTURES, "t2", "tensor.pt"), os.path.join(OUT, "no1")], 3, "must be a dict"),
+        ([dup, os.path.join(OUT, "no2")], 3, "'a.b'"),
+        ([dup, os.path.join(OUT, "no3"), "--max-shard-size", "5GB"], 2, "--max-shard-size")]:
+    r = subprocess.run([PTHIO, "convert", *args, "--to", "dcp"], capture_output=True, text=True)
+    if r.returncode != rc or words not in r.stderr or os.path.exists(args[1]):
+        fail(f"convert {args} --to dcp: exit {r.returncode} ({r.stderr.strip()[:120]})")
+
 if failures:
     print(f"{len(failures)} failure(s)")
     sys.exit(1)
