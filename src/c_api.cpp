@@ -13,6 +13,7 @@
 
 #include "byte_reader.h"
 #include "pthio/checkpoint.hpp"
+#include "pthio/dcp.hpp"
 #include "pthio/dlpack.hpp"
 #include "pthio/state_dict.hpp"
 
@@ -463,6 +464,16 @@ pthio_status pthio_state_dict_save_safetensors(const pthio_state_dict* state_dic
     require(state_dict && path,
             "pthio_state_dict_save_safetensors: state_dict and path must not be NULL");
     pthio::save_safetensors(path, state_dict->sd.to_value());
+  });
+}
+
+pthio_status pthio_state_dict_save_dcp(const pthio_state_dict* state_dict, const char* dir,
+                                       int zstd) {
+  return guarded([&] {
+    require(state_dict && dir, "pthio_state_dict_save_dcp: state_dict and dir must not be NULL");
+    pthio::dcp_save_options o;
+    o.zstd = zstd != 0;
+    pthio::save_dcp(dir, state_dict->sd.to_value(), o);
   });
 }
 

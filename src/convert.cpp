@@ -8,6 +8,7 @@
 #include <map>
 #include <unordered_map>
 
+#include "dcp_write.h"
 #include "pthio/safetensors.hpp"
 #include "torch/internal.h"
 
@@ -210,8 +211,17 @@ convert_result convert_sharded(const checkpoint& in, const std::filesystem::path
 
 convert_result convert(const checkpoint& in, const std::filesystem::path& out,
                        const convert_options& options) {
+  if (options.to == checkpoint_format::dcp) {
+    if (options.max_shard_size > 0)
+      throw error(errc::invalid_argument, "convert: a DCP folder is not sharded by size");
+    detail::dcp_write_result w = detail::save_dcp(out, in.root, options.dcp, &in);
+    convert_result res;
+    res.files = std::move(w.files);
+    res.tensors = w.tensors;
+    return res;
+  }
   if (options.to != checkpoint_format::zip && options.to != checkpoint_format::safetensors)
-    throw error(errc::invalid_argument, "convert writes the zip (.pth) or safetensors format");
+    throw error(errc::invalid_argument, "convert writes the zip (.pth), safetensors or dcp format");
   if (options.max_shard_size > 0) return convert_sharded(in, out, options);
   convert_result res;
   if (options.to == checkpoint_format::zip) {

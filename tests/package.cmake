@@ -23,7 +23,7 @@ foreach(variant static shared)
       "errors|reports missing files, corrupt files and bad arguments with a status and a message"
       "threads|keeps the last error message per thread"
       "dlpack|exports a tensor as DLPack that outlives the checkpoint"
-      "whole_model|takes the state dicts of a model saved whole and saves them as .pth and safetensors"
+      "whole_model|takes the state dicts of a model saved whole and saves them as .pth, safetensors and a DCP folder"
       "slice|reads slices of a lazily opened and an eager checkpoint into tensors the caller frees")
     string(REPLACE "|" ";" parts "${case_and_title}")
     list(GET parts 0 case)

@@ -160,6 +160,22 @@ static void case_whole_model(const char* fixtures) {
   const char* st = path_in(scratch, "c_api_ema.safetensors");
   REQUIRE(pthio_state_dict_save_safetensors(ema, st) == PTHIO_OK);
   CHECK(pthio_state_dict_save_safetensors(NULL, st) == PTHIO_ERR_INVALID_ARGUMENT);
+  /* A DCP folder: its data file and .metadata (tests/test_dcp_write.cpp checks their content). */
+  {
+    char dcp_dir[4096], file[4200];
+    snprintf(dcp_dir, sizeof dcp_dir, "%s", path_in(scratch, "c_api_ema.dcp"));
+    REQUIRE(pthio_state_dict_save_dcp(ema, dcp_dir, 1) == PTHIO_OK);
+    const char* names[2] = {"__0_0.distcp", ".metadata"};
+    for (int i = 0; i < 2; ++i) {
+      snprintf(file, sizeof file, "%s/%s", dcp_dir, names[i]);
+      FILE* f = fopen(file, "rb");
+      CHECK(f != NULL);
+      if (f) fclose(f);
+    }
+    CHECK(pthio_state_dict_save_dcp(NULL, dcp_dir, 0) == PTHIO_ERR_INVALID_ARGUMENT);
+    /* a file where the folder should be */
+    CHECK(pthio_state_dict_save_dcp(ema, pth, 0) == PTHIO_ERR_IO);
+  }
   const char* paths[2] = {pth, st};
   for (int p = 0; p < 2; ++p) {
     REQUIRE(pthio_checkpoint_open(paths[p], NULL, &ck) == PTHIO_OK);

@@ -29,6 +29,11 @@
 // tensors, as torch.save(shard) writes it; safetensors: with __metadata__ {"format": "pt"}), and
 // values that are not tensors are left out (convert_result::dropped).
 //
+// DCP output (to == checkpoint_format::dcp) is the folder `out` as save_dcp() (dcp.hpp) writes it:
+// a single rank's torch.distributed.checkpoint folder, non-tensor values kept. Each tensor is read
+// just before its blob is written and released after (peak memory: the largest tensor). Files of
+// an earlier checkpoint in the folder are replaced; max_shard_size must be 0.
+//
 // Every file is written atomically (a temporary beside it, renamed over it when complete); a
 // sharded output's index is written last, after every shard is in place. Errors are those of
 // load_checkpoint, save and save_safetensors, with the output file's name; invalid_argument for
@@ -44,23 +49,28 @@
 #include <vector>
 
 #include "pthio/checkpoint.hpp"
+#include "pthio/dcp.hpp"
 #include "pthio/export.hpp"
 
 namespace pthio {
 
 struct convert_options {
-  // checkpoint_format::zip (a .pth as torch.save writes it) or checkpoint_format::safetensors.
+  // checkpoint_format::zip (a .pth as torch.save writes it), checkpoint_format::safetensors or
+  // checkpoint_format::dcp (a torch.distributed.checkpoint folder).
   checkpoint_format to = checkpoint_format::zip;
   // 0: one file at `out`. Otherwise the largest shard size in bytes (see above), `out` a folder.
   std::uint64_t max_shard_size = 0;
   // .pth output: layout, archive name (empty: each file's stem), serialization id, CRC-32s.
   // `format` is not used: the output is the zip format.
   save_options pth;
+  // DCP output: zstd frames, the data file's name.
+  dcp_save_options dcp;
 };
 
 struct convert_result {
-  std::vector<std::filesystem::path> files;  // written, in order (a sharded output's index last)
-  std::size_t tensors = 0;                   // tensors written
+  // written, in order (a sharded output's index last; DCP: the data file, then .metadata)
+  std::vector<std::filesystem::path> files;
+  std::size_t tensors = 0;  // tensors written
   // Key paths and type names of values left out because they are not tensors (safetensors and
   // sharded output).
   std::vector<std::pair<std::string, std::string>> dropped;

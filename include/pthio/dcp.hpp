@@ -127,8 +127,13 @@ struct dcp_save_options {
 // torch.distributed.checkpoint's FileSystemWriter writes: every tensor one chunk (a torch.save
 // blob of it, contiguous), every other leaf value a torch.save blob, .metadata last (the
 // checkpoint is complete once it exists). `dir` is created if missing; files of an earlier
-// checkpoint there are replaced. Throws invalid_argument (root not a dict, a duplicate flat key),
-// unsupported (a value torch.save cannot hold), io.
+// checkpoint there are replaced: its .metadata is removed first, then its __R.metadata and *.distcp
+// files (other files stay), so the folder holds no checkpoint until the new .metadata is renamed
+// into place; the data file is written under a temporary name, fsync'd and renamed, and a failure
+// leaves no temporary. The layout is described in docs/format.md. Throws invalid_argument (root
+// not a dict, a duplicate flat key, a data_file that is not a plain file name), unsupported (a
+// value torch.save cannot hold, such as a lazy checkpoint's placeholder: convert() reads those),
+// io.
 PTHIO_API void save_dcp(const std::filesystem::path& dir, const value& root,
                         const dcp_save_options& options = {});
 

@@ -259,6 +259,13 @@ PTHIO_C_API pthio_status pthio_state_dict_save(const pthio_state_dict* state_dic
    elements, contiguous, under its name (tensors that shared a storage are written separately). */
 PTHIO_C_API pthio_status pthio_state_dict_save_safetensors(const pthio_state_dict* state_dict,
                                                            const char* path);
+/* Writes the state dict as a single-rank torch.distributed.checkpoint folder `dir` (created if
+   missing; an earlier checkpoint's .metadata, __R.metadata and *.distcp files there are replaced):
+   __0_0.distcp holding each tensor, contiguous, as a torch.save blob (in a zstd frame when `zstd`
+   is nonzero), then .metadata. torch.distributed.checkpoint.load reads it into a state dict with
+   the same names and shapes. */
+PTHIO_C_API pthio_status pthio_state_dict_save_dcp(const pthio_state_dict* state_dict,
+                                                   const char* dir, int zstd);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -232,10 +232,14 @@ int cmd_convert(const std::vector<std::string>& files, const std::string& to,
   if (files.size() != 2) throw usage("convert takes IN and OUT");
   std::string target = to;
   if (target.empty()) target = files[1].ends_with(".safetensors") ? "safetensors" : "pth";
-  if (target != "pth" && target != "safetensors")
-    throw usage("--to takes pth or safetensors, got '" + to + "'");
+  if (target != "pth" && target != "safetensors" && target != "dcp")
+    throw usage("--to takes pth, safetensors or dcp, got '" + to + "'");
+  if (target == "dcp" && !max_shard_size.empty())
+    throw usage("--max-shard-size does not apply to --to dcp");
   convert_options co;
-  co.to = target == "pth" ? checkpoint_format::zip : checkpoint_format::safetensors;
+  co.to = target == "pth"           ? checkpoint_format::zip
+          : target == "safetensors" ? checkpoint_format::safetensors
+                                    : checkpoint_format::dcp;
   if (!max_shard_size.empty()) {
     try {
       co.max_shard_size = parse_shard_size(max_shard_size);
