@@ -714,6 +714,40 @@ void copy_box(std::byte* dst, const shape_t& size, std::size_t es, const shape_t
   }
 }
 
+// A chunk that is one contiguous block of the whole tensor (a range of leading rows, as Shard(0)
+// and FSDP save them) whose blob stores exactly its elements: read from the file straight into
+// its place. False when it is not such a chunk (the caller copies).
+template <class Opened>
+bool read_in_place(const lazy_records& lr, const dcp_tensor& d, std::size_t i, Opened& blob,
+                   storage& whole) {
+  const auto& p = d.chunks[i];
+  for (std::size_t k = 1; k < d.size.size(); ++k)
+    if (p.sizes[k] != d.size[k] || p.offsets[k] != 0) return false;
+  const std::size_t es = element_size(d.t);
+  std::size_t bytes = es, at = 0;
+  for (std::int64_t s : p.sizes) bytes *= static_cast<std::size_t>(s);
+  if (!d.size.empty()) {
+    std::size_t row = es;
+    for (std::size_t k = 1; k < d.size.size(); ++k) row *= static_cast<std::size_t>(d.size[k]);
+    at = static_cast<std::size_t>(p.offsets[0]) * row;
+  }
+  std::span<std::byte> out(whole.data() + at, bytes);
+  try {
+    if (p.raw) {
+      lr.files[p.file].source.copy_out(p.offset, out);
+      return true;
+    }
+    const tensor& t = blob.t;
+    if (!t.is_contiguous() || t.storage_offset() != 0 || t.nbytes() != bytes) return false;
+    const auto& records = lazy_records::of(blob.ck);
+    if (!records) return false;
+    const lazy_records::record* r = records->find(t.get_storage());
+    return r && records->read_into(*r, out);
+  } catch (const error& e) {
+    throw e.with_outer_context(chunk_context(lr, d, i)).with_outer_context(d.folder);
+  }
+}
+
 }  // namespace
 
 storage read_dcp_tensor(const lazy_records& lr, const dcp_tensor& d, const device& target) {
@@ -796,6 +830,10 @@ storage read_dcp_tensor(const lazy_records& lr, const dcp_tensor& d, const devic
   } else {
     whole = storage::allocate_for_overwrite(nbytes);
     for (std::size_t i = 0; i < d.chunks.size(); ++i) {
+      if (read_in_place(lr, d, i, blobs[i], whole)) {
+        blobs[i] = {};
+        continue;
+      }
       const tensor c = chunk_tensor(i);
       blobs[i] = {};  // the chunk's bytes go as soon as they are placed
       if (c.numel() > 0)

@@ -101,6 +101,10 @@ struct lazy_records {
   const record* find(const storage& s) const;
   // The record's bytes now, on its target device. Thread-safe.
   storage read(const record& r);
+  // A stored little-endian record of a mapped file, read straight into `out` (which must be its
+  // size) and CRC-32 checked; false, with nothing read, for any other record (deflated, swapped,
+  // a DCP tensor, another size). Saves a copy where the caller has the bytes' final place.
+  bool read_into(const record& r, std::span<std::byte> out) const;
   // slice_read.cpp: the elements of `t` (a view of r's placeholder) that `dims` selects, read
   // from the file, on r's target device. Thread-safe.
   tensor read_slice(const record& r, const tensor& t, const std::vector<resolved_dim>& dims);

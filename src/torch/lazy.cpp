@@ -73,6 +73,22 @@ storage lazy_records::read(const record& r) {
   return s;
 }
 
+bool lazy_records::read_into(const record& r, std::span<std::byte> out) const {
+  if (r.dcp || r.file >= files.size()) return false;
+  const file& f = files[r.file];
+  const std::uint64_t at = r.entry ? r.entry->data_offset : r.offset;
+  const std::uint64_t n = r.entry ? r.entry->uncompressed_size : r.nbytes;
+  if (!f.source.is_mapped() || f.swap || (r.entry && r.entry->method != 0) || n != out.size() ||
+      at > f.source.size() || n > f.source.size() - at)
+    return false;
+  f.source.copy_out(at, out);
+  if (r.entry && f.verify_crc && r.entry->crc32 != 0 && crc32(out) != r.entry->crc32) {
+    (void)f.zip->read(*r.entry, true);  // throws the reader's CRC-32 error, with its context
+    throw error(errc::corrupt_zip, "zip: CRC-32 mismatch in record " + r.entry->name);
+  }
+  return true;
+}
+
 const tensor* lazy_records::by_key(const value& root, const std::string& key) {
   std::call_once(index_once, [&] {
     visit_tensors(
