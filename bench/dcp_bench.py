@@ -11,6 +11,7 @@ Makes in DIR (once; reused when present):
 Then, alternating, N rounds (outputs on /dev/shm, so the disk's writeback is not measured):
   pthio convert big.dcp OUT.pth   beside   pthio convert big.pth OUT.pth     (target <= 1.5x)
   pthio ls many.dcp               beside   dcp_to_torch_save(many.dcp, OUT)  (target >= 10x)
+  pthio convert big.pth OUT --to dcp  beside  torch_save_to_dcp(big.pth, OUT)
 Each pthio figure is the whole process (/usr/bin/time: wall seconds, peak RSS); torch's is the
 call alone, in this interpreter, after `import torch` (its startup not counted).
 """
@@ -86,10 +87,13 @@ def main():
     os.makedirs(a.dir, exist_ok=True)
     make_big(a.dir)
     make_many(a.dir)
-    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save, torch_save_to_dcp
+    import shutil
 
     shm = "/dev/shm/pthio-dcp-bench.pth"
-    rows = {"convert_dcp": [], "convert_pth": [], "ls_dcp": [], "torch_dcp_to_torch_save": []}
+    rows = {"convert_dcp": [], "convert_pth": [], "ls_dcp": [], "torch_dcp_to_torch_save": [],
+            "convert_to_dcp": [], "torch_save_to_dcp": []}
+    shm_dir = "/dev/shm/pthio-dcp-bench.dcp"
     # Page cache warm for every input.
     for p in ["big.pth"] + [os.path.join("big.dcp", f) for f in os.listdir(os.path.join(a.dir, "big.dcp"))]:
         with open(os.path.join(a.dir, p), "rb") as f:
@@ -106,6 +110,14 @@ def main():
         dcp_to_torch_save(os.path.join(a.dir, "many.dcp"), shm)
         rows["torch_dcp_to_torch_save"].append((time.perf_counter() - t0, 0))
         os.remove(shm)
+        shutil.rmtree(shm_dir, ignore_errors=True)
+        rows["convert_to_dcp"].append(
+            timed([a.pthio, "convert", os.path.join(a.dir, "big.pth"), shm_dir, "--to", "dcp"]))
+        shutil.rmtree(shm_dir)
+        t0 = time.perf_counter()
+        torch_save_to_dcp(os.path.join(a.dir, "big.pth"), shm_dir)
+        rows["torch_save_to_dcp"].append((time.perf_counter() - t0, 0))
+        shutil.rmtree(shm_dir)
     med = {k: statistics.median(s for s, _ in v) for k, v in rows.items()}
     for k, v in rows.items():
         print(f"{k:26s} " + "  ".join(f"{s:.3f} s {kb / 1024:.0f} MiB" for s, kb in v))
@@ -113,6 +125,8 @@ def main():
           f"{med['convert_dcp'] / med['convert_pth']:.2f}x (target <= 1.5x)")
     print(f"dcp_to_torch_save / pthio ls, 10,000 tensors: "
           f"{med['torch_dcp_to_torch_save'] / med['ls_dcp']:.1f}x (target >= 10x)")
+    print(f"torch_save_to_dcp / pthio convert --to dcp, 1 GiB: "
+          f"{med['torch_save_to_dcp'] / med['convert_to_dcp']:.1f}x")
 
 
 if __name__ == "__main__":
