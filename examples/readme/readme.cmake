@@ -9,7 +9,7 @@ set(_readme_dir ${PROJECT_SOURCE_DIR}/examples/readme)
 set(_readme_fixtures ${PROJECT_SOURCE_DIR}/fixtures)
 set(_readme_scratch ${CMAKE_CURRENT_BINARY_DIR}/readme)
 
-foreach(example inspect lazy load_engine load_c dlpack save resume convert whole_model scan shard)
+foreach(example inspect lazy load_engine load_c dlpack save resume convert whole_model dcp scan shard)
   if(EXISTS ${_readme_dir}/${example}.c)
     add_executable(readme_${example} ${_readme_dir}/${example}.c)
     set_target_properties(readme_${example} PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)
@@ -34,6 +34,9 @@ endfunction()
 _readme_test("inspect lists fixtures/t2/ckpt_adam.pth"
   "zip checkpoint\nmodel_state_dict.0.weight float32 \\[32, 10\\] cpu\n.*optimizer_state_dict.state.5.exp_avg_sq float32 \\[3\\] cpu\nepoch 3\n0.weight is 32x10, .*readme_inspect: ok\n"
   readme_inspect ${_readme_fixtures}/t2/ckpt_adam.pth)
+_readme_test("dcp exports the model of fixtures/dcp/fsdp2 (2 ranks, FSDP2) to one safetensors file"
+  "model.safetensors: 4 tensors\n0.weight \\[8, 5\\]\n.*readme_dcp: ok\n"
+  readme_dcp ${_readme_fixtures}/dcp/fsdp2 ${_readme_scratch}/dcp)
 _readme_test("lazy lists fixtures/t2/ckpt_adam.pth without its data, then reads it one tensor at a time"
   "read 11196 bytes one tensor at a time\nreadme_lazy: ok\n"
   readme_lazy ${_readme_fixtures}/t2/ckpt_adam.pth)
