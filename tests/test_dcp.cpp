@@ -13,6 +13,7 @@
 #include "cli/json.h"
 #include "cli_support.h"
 #include "manifest.h"
+#include "pthio/pthio.h"
 #include "pthio/pthio.hpp"
 #include "support.h"
 
@@ -485,5 +486,76 @@ TEST_SUITE("dcp") {
     // scan of its pickle names it: either way it is never "safe".
     CHECK(s.status != 0);
     CHECK(s.out.find("\"safe\"") == std::string::npos);
+  }
+  TEST_CASE("dcp: what save_dcp writes reads back through the reader, zstd or not") {
+    // A real training checkpoint (torch 2.x: Adam state with int keys, param_groups, the epoch).
+    auto src = pthio::load_checkpoint(fixture("t2/ckpt_adam.pth"), cpu_options());
+    std::map<std::string, pthio::tensor> want;
+    pthio::visit_tensors(
+        src.root, [&](const std::string& k, const value& v) { want.emplace(k, v.as_tensor()); });
+    for (bool zstd : {false, true}) {
+      INFO("zstd ", zstd);
+      auto dir = pthio_test::scratch_dir() / (zstd ? "rt_zstd.dcp" : "rt.dcp");
+      pthio::dcp_save_options o;
+      o.zstd = zstd;
+      pthio::save_dcp(dir, src.root, o);
+      for (auto mode : {pthio::load_mode::eager, pthio::load_mode::mmap, pthio::load_mode::lazy}) {
+        auto ck = pthio::load_checkpoint(dir, cpu_options(mode));
+        CHECK(ck.format == pthio::checkpoint_format::dcp);
+        std::size_t n = 0;
+        pthio::visit_tensors(ck.root, [&](const std::string& k, const value& v) {
+          INFO(k);
+          ++n;
+          REQUIRE(want.count(k));
+          // Flattening keeps key paths (int keys come back as their str spelling).
+          CHECK(value(ck.load_tensor(v.as_tensor())) == value(want.at(k).contiguous()));
+        });
+        CHECK(n == want.size());
+        // Values: the epoch, the learning rate.
+        CHECK(*ck.root.find("epoch") == *src.root.find("epoch"));
+        const value* groups = ck.root.find("optimizer_state_dict")->find("param_groups");
+        REQUIRE(groups);
+        CHECK(*groups->at(0).find("lr") ==
+              *src.root.find("optimizer_state_dict")->find("param_groups")->at(0).find("lr"));
+      }
+    }
+  }
+
+  TEST_CASE("dcp: --strict applies the weights-only allowlist to non-tensor values") {
+    value root = value::make_dict();
+    root.as_dict().set("w", value(pthio::tensor::from_values<float>({1, 2, 3}, {3})));
+    value ns = value::make_object({"argparse", "Namespace"});
+    ns.as_object().created_by_new = true;
+    root.as_dict().set("args", ns);
+    auto dir = pthio_test::scratch_dir() / "strict.dcp";
+    pthio::save_dcp(dir, root);
+    auto ck = pthio::load_checkpoint(dir, cpu_options());  // not strict: an inert object
+    CHECK(ck.root.find("args")->as_object().type.qualified() == "argparse.Namespace");
+    auto o = cpu_options();
+    o.strict = true;
+    auto e = error_of([&] { pthio::load_checkpoint(dir, o); });
+    CHECK(e.kind() == pthio::errc::unsafe_global);
+    check_message(e, {"argparse.Namespace", "\"args\""});
+    if (pthio_test::cli_built) {
+      auto r = run_cli("scan " + shell_quote(dir.string()));
+      CHECK(r.status == 1);
+      CHECK(r.out.find("argparse.Namespace  unsafe") != std::string::npos);
+    }
+  }
+
+  TEST_CASE("dcp: map_location applies to assembled tensors; the C API opens folders") {
+    auto o = cpu_options(pthio::load_mode::eager);
+    o.map_location = pthio::map_location("meta");
+    auto ck = pthio::load_checkpoint(fixture("dcp/ranks2"), o);
+    pthio::visit_tensors(ck.root, [](const std::string&, const value& v) {
+      CHECK(v.as_tensor().dev().type() == pthio::device_type::meta);
+    });
+    pthio_load_options co;
+    pthio_load_options_init(&co);
+    pthio_checkpoint* c = nullptr;
+    REQUIRE(pthio_checkpoint_open(fixture("dcp/fsdp2").c_str(), &co, &c) == PTHIO_OK);
+    CHECK(std::string(pthio_checkpoint_format(c)) == "dcp");
+    CHECK(pthio_checkpoint_tensor_count(c) == 16);
+    pthio_checkpoint_free(c);
   }
 }  // TEST_SUITE

@@ -176,13 +176,14 @@ PTHIO_C_API pthio_status pthio_dtype_from_name(const char* name, pthio_dtype* ou
 /* The defaults: eager load, saved devices kept, not strict, CRC-32 verified. */
 PTHIO_C_API void pthio_load_options_init(pthio_load_options* options);
 
-/* Loads the checkpoint at `path` (zip, legacy, TorchScript, safetensors, or a Hugging Face
-   *.index.json of shards); options NULL means the defaults. On success *out is a new handle
-   holding every tensor, in the file's order; free it with pthio_checkpoint_free. */
+/* Loads the checkpoint at `path` (zip, legacy, TorchScript, safetensors, a Hugging Face
+   *.index.json of shards, or a torch.distributed.checkpoint folder); options NULL means the
+   defaults. On success *out is a new handle holding every tensor, in the file's order; free it
+   with pthio_checkpoint_free. */
 PTHIO_C_API pthio_status pthio_checkpoint_open(const char* path, const pthio_load_options* options,
                                                pthio_checkpoint** out);
 PTHIO_C_API void pthio_checkpoint_free(pthio_checkpoint* checkpoint);
-/* "zip", "legacy", "torchscript" or "safetensors"; "" for NULL. Owned by the handle. */
+/* "zip", "legacy", "torchscript", "safetensors" or "dcp"; "" for NULL. Owned by the handle. */
 PTHIO_C_API const char* pthio_checkpoint_format(const pthio_checkpoint* checkpoint);
 /* Number of tensors reachable from the root (0 for NULL). */
 PTHIO_C_API size_t pthio_checkpoint_tensor_count(const pthio_checkpoint* checkpoint);
