@@ -714,11 +714,57 @@ void copy_box(std::byte* dst, const shape_t& size, std::size_t es, const shape_t
   }
 }
 
+// A chunk's blob, opened: its pickle read (lazy: no bytes yet; a zstd blob is decompressed and
+// viewed) and checked to hold a tensor of the chunk's dtype and sizes. Safetensors pieces (raw)
+// have nothing to open.
+struct opened_blob {
+  checkpoint ck;
+  tensor t;
+};
+
+opened_blob open_blob(const lazy_records& lr, const dcp_tensor& d, std::size_t i) {
+  const auto& p = d.chunks[i];
+  const auto& file = lr.files[p.file];
+  opened_blob out;
+  if (p.raw) return out;
+  try {
+    load_options o = d.blob_options;
+    byte_source blob;
+    std::uint64_t chunk_bytes = element_size(d.t);
+    for (std::int64_t s : p.sizes) chunk_bytes *= static_cast<std::uint64_t>(s);
+    if (p.zstd) {
+      std::vector<std::byte> packed(static_cast<std::size_t>(p.length));
+      file.source.copy_out(p.offset, packed);
+      // A torch.save blob of the chunk: its bytes, the pickle and the zip structure.
+      blob = byte_source::from_vector(unzstd(packed, chunk_bytes + (4u << 20), "zstd blob"),
+                                      "zstd blob");
+      o.mode = load_mode::mmap;  // views the decompressed buffer
+    } else {
+      blob = file.source.sub(p.offset, p.length, "blob");
+      o.mode = d.view_map && d.chunks.size() == 1 ? load_mode::mmap : load_mode::lazy;
+    }
+    out.ck = load_checkpoint(std::move(blob), o);
+    const value& root = out.ck.root;
+    if (!root.is_tensor())
+      throw error(errc::corrupt_checkpoint,
+                  "the blob holds a " + std::string(root.type_name()) + ", not a tensor");
+    const tensor& t = root.as_tensor();
+    if (t.dtype() != d.t || t.shape() != p.sizes)
+      throw error(errc::corrupt_checkpoint,
+                  "the blob holds a " + std::string(dtype_name(t.dtype())) + " tensor of " +
+                      dims_text(t.shape()) + ", the metadata a " + std::string(dtype_name(d.t)) +
+                      " chunk of " + dims_text(p.sizes));
+    out.t = t;
+  } catch (const error& e) {
+    throw e.with_outer_context(chunk_context(lr, d, i)).with_outer_context(d.folder);
+  }
+  return out;
+}
+
 // A chunk that is one contiguous block of the whole tensor (a range of leading rows, as Shard(0)
 // and FSDP save them) whose blob stores exactly its elements: read from the file straight into
 // its place. False when it is not such a chunk (the caller copies).
-template <class Opened>
-bool read_in_place(const lazy_records& lr, const dcp_tensor& d, std::size_t i, Opened& blob,
+bool read_in_place(const lazy_records& lr, const dcp_tensor& d, std::size_t i, opened_blob& blob,
                    storage& whole) {
   const auto& p = d.chunks[i];
   for (std::size_t k = 1; k < d.size.size(); ++k)
@@ -763,47 +809,8 @@ storage read_dcp_tensor(const lazy_records& lr, const dcp_tensor& d, const devic
   // Every chunk's blob is opened (its pickle read, nothing else) and checked against the
   // metadata before the tensor's memory is allocated: a size the metadata claims is only trusted
   // once the blobs hold it.
-  struct opened {
-    checkpoint ck;
-    tensor t;
-  };
-  std::vector<opened> blobs(d.chunks.size());
-  for (std::size_t i = 0; i < d.chunks.size(); ++i) {
-    const auto& p = d.chunks[i];
-    const auto& file = lr.files[p.file];
-    try {
-      if (p.raw) continue;
-      load_options o = d.blob_options;
-      byte_source blob;
-      std::uint64_t chunk_bytes = es;
-      for (std::int64_t s : p.sizes) chunk_bytes *= static_cast<std::uint64_t>(s);
-      if (p.zstd) {
-        std::vector<std::byte> packed(static_cast<std::size_t>(p.length));
-        file.source.copy_out(p.offset, packed);
-        // A torch.save blob of the chunk: its bytes, the pickle and the zip structure.
-        blob = byte_source::from_vector(unzstd(packed, chunk_bytes + (4u << 20), "zstd blob"),
-                                        "zstd blob");
-        o.mode = load_mode::mmap;  // views the decompressed buffer
-      } else {
-        blob = file.source.sub(p.offset, p.length, "blob");
-        o.mode = d.view_map && d.chunks.size() == 1 ? load_mode::mmap : load_mode::lazy;
-      }
-      blobs[i].ck = load_checkpoint(std::move(blob), o);
-      const value& root = blobs[i].ck.root;
-      if (!root.is_tensor())
-        throw error(errc::corrupt_checkpoint,
-                    "the blob holds a " + std::string(root.type_name()) + ", not a tensor");
-      const tensor& t = root.as_tensor();
-      if (t.dtype() != d.t || t.shape() != p.sizes)
-        throw error(errc::corrupt_checkpoint,
-                    "the blob holds a " + std::string(dtype_name(t.dtype())) + " tensor of " +
-                        dims_text(t.shape()) + ", the metadata a " + std::string(dtype_name(d.t)) +
-                        " chunk of " + dims_text(p.sizes));
-      blobs[i].t = t;
-    } catch (const error& e) {
-      throw e.with_outer_context(chunk_context(lr, d, i)).with_outer_context(d.folder);
-    }
-  }
+  std::vector<opened_blob> blobs(d.chunks.size());
+  for (std::size_t i = 0; i < d.chunks.size(); ++i) blobs[i] = open_blob(lr, d, i);
 
   auto chunk_tensor = [&](std::size_t i) -> tensor {
     const auto& p = d.chunks[i];
@@ -845,6 +852,65 @@ storage read_dcp_tensor(const lazy_records& lr, const dcp_tensor& d, const devic
   storage s = place_storage({whole.data(), whole.nbytes()}, d.t, target, false, nullptr, uploads);
   uploads.finish();
   return s;
+}
+
+tensor read_dcp_slice(const lazy_records& lr, const dcp_tensor& d,
+                      const std::vector<resolved_dim>& dims, const device& target) {
+  // The selection, every dimension kept: count positions start, start + step, ... per dimension.
+  shape_t counts;
+  for (const resolved_dim& r : dims) counts.push_back(r.count);
+  shape_t kept;
+  for (std::size_t k = 0; k < dims.size(); ++k)
+    if (dims[k].keep) kept.push_back(dims[k].count);
+  const std::size_t es = element_size(d.t);
+  if (target.type() == device_type::meta)
+    return tensor(
+        storage::borrow(nullptr, static_cast<std::size_t>(shape_numel(kept)) * es, target), d.t,
+        kept, contiguous_strides(kept), 0, false);
+  tensor out = tensor::zeros(d.t, counts);
+  // Each chunk the selection meets: the positions j of dimension k with off <= start + j * step
+  // < off + size, read from the chunk's blob as a slice of its own (only those bytes, for a
+  // stored blob) and placed at j.
+  const checkpoint in_memory;  // slices a loaded tensor in memory
+  for (std::size_t i = 0; i < d.chunks.size() && shape_numel(counts) > 0; ++i) {
+    const auto& p = d.chunks[i];
+    shape_t first(dims.size()), n(dims.size());
+    std::vector<slice_item> items;
+    bool meets = true;
+    for (std::size_t k = 0; k < dims.size() && meets; ++k) {
+      const resolved_dim& r = dims[k];
+      auto ceil_div = [](std::int64_t a, std::int64_t b) { return a <= 0 ? 0 : (a + b - 1) / b; };
+      const std::int64_t lo = std::min(r.count, ceil_div(p.offsets[k] - r.start, r.step));
+      const std::int64_t hi =
+          std::min(r.count, ceil_div(p.offsets[k] + p.sizes[k] - r.start, r.step));
+      meets = lo < hi;
+      first[k] = lo;
+      n[k] = hi - lo;
+      slice_item it;
+      it.start = r.start + lo * r.step - p.offsets[k];
+      it.stop = *it.start + (n[k] - 1) * r.step + 1;
+      it.step = r.step;
+      items.push_back(it);
+    }
+    if (!meets) continue;
+    tensor part;
+    try {
+      if (p.raw) {
+        storage s = storage::allocate_for_overwrite(static_cast<std::size_t>(p.length));
+        lr.files[p.file].source.copy_out(p.offset, {s.data(), s.nbytes()});
+        part = in_memory.load_slice(tensor(s, d.t, p.sizes, contiguous_strides(p.sizes), 0, false),
+                                    pthio::slice(items));
+      } else {
+        opened_blob b = open_blob(lr, d, i);
+        part = b.ck.load_slice(b.t, pthio::slice(items));
+      }
+    } catch (const error& e) {
+      throw e.with_outer_context(chunk_context(lr, d, i)).with_outer_context(d.folder);
+    }
+    copy_box(out.raw_data(), counts, es, first, n, part.contiguous().raw_data());
+  }
+  out = out.reshape(kept);
+  return target.is_cpu() ? out : out.to(target);
 }
 
 }  // namespace detail

@@ -129,6 +129,10 @@ struct lazy_records {
 
 // dcp.cpp: a DCP tensor's chunks read, checked and assembled, on `target`. Thread-safe.
 storage read_dcp_tensor(const lazy_records& lr, const dcp_tensor& d, const device& target);
+// The elements `dims` selects of a DCP tensor, read from the chunks the selection meets (each
+// chunk's part alone, for a stored blob), on `target`. Thread-safe.
+tensor read_dcp_slice(const lazy_records& lr, const dcp_tensor& d,
+                      const std::vector<resolved_dim>& dims, const device& target);
 
 // unpickle.cpp: the unpickler as the torch loaders run it.
 unpickle_options pickle_options_for(const load_options& opt, std::string context);

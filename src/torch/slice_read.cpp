@@ -192,7 +192,10 @@ void gather_memory(const gather_plan& p, std::size_t es, const std::byte* storag
 tensor lazy_records::read_slice(const record& r, const tensor& t,
                                 const std::vector<resolved_dim>& dims) {
   if (r.dcp) {
-    // A DCP tensor is assembled from its chunks on the host, then sliced there.
+    // A DCP tensor: only the chunks the slice meets are read (the placeholder is the whole,
+    // contiguous tensor; any other view of it is assembled and sliced on the host).
+    if (t.storage_offset() == 0 && t.is_contiguous() && t.nbytes() == r.nbytes)
+      return read_dcp_slice(*this, *r.dcp, dims, r.target);
     const gather_plan p = plan_for(t, dims);
     if (r.target.type() == device_type::meta) return meta_result(t, p);
     const storage whole = read_dcp_tensor(*this, *r.dcp, device(device_type::cpu));
