@@ -1072,14 +1072,14 @@ checkpoint load_dcp(const std::filesystem::path& path, const load_options& optio
   auto lazy = std::make_shared<detail::lazy_records>();
   // Data files, mapped once each; every range checked against its file.
   std::unordered_map<std::string, std::uint32_t> file_no;
-  auto open_file = [&](const std::string& rel) -> std::uint32_t {
+  auto open_file = [&](const std::string& rel, const std::string& what) -> std::uint32_t {
     auto [it, fresh] = file_no.emplace(rel, static_cast<std::uint32_t>(lazy->files.size()));
     if (fresh) {
       std::error_code ec;
       const fs::path p = f.dir / rel;
       if (!fs::is_regular_file(p, ec))
         throw error(errc::corrupt_checkpoint,
-                    "data file " + show(rel) + " is missing (the metadata names it)", name);
+                    what + ": its data file " + show(rel) + " is missing", name);
       byte_source src = byte_source::map_file(p);
       lazy->files.push_back({src.sub(0, src.size(), rel), nullptr, false, options.verify_crc});
     }
@@ -1126,8 +1126,8 @@ checkpoint load_dcp(const std::filesystem::path& path, const load_options& optio
     std::vector<value> item_path = it.path.empty() ? std::vector<value>{value(it.fqn)} : it.path;
     if (!it.is_tensor) {
       const dcp_storage& s = it.chunks.front().storage;
-      const std::uint32_t file = open_file(s.relative_path);
       const std::string what = "value " + show(it.fqn);
+      const std::uint32_t file = open_file(s.relative_path, what);
       check_range(s, file, what);
       const byte_source& src = lazy->files[file].source;
       load_options o = options;
@@ -1169,7 +1169,7 @@ checkpoint load_dcp(const std::filesystem::path& path, const load_options& optio
       const dcp_chunk& c = it.chunks[i];
       const std::string what = "chunk " + std::to_string(i) + " of " + show(it.fqn);
       detail::dcp_tensor::piece p;
-      p.file = open_file(c.storage.relative_path);
+      p.file = open_file(c.storage.relative_path, what);
       check_range(c.storage, p.file, what);
       p.offset = c.storage.offset;
       p.length = c.storage.length;
