@@ -1,5 +1,5 @@
 // Helpers shared by the tests: fixture paths, a scratch folder outside the source tree (removed
-// unless a test failed), visible skips, file I/O, CPU load options.
+// unless a test failed), visible skips, file I/O, CPU load options, the error a call throws.
 #pragma once
 
 #include <cstddef>
@@ -15,6 +15,8 @@
 #include <vector>
 
 #include <unistd.h>
+
+#include <doctest/doctest.h>
 
 #include "pthio/checkpoint.hpp"
 
@@ -101,6 +103,18 @@ inline pthio::load_options cpu_options(pthio::load_mode mode = pthio::load_mode:
   o.mode = mode;
   o.map_location = pthio::map_location("cpu");
   return o;
+}
+
+// The pthio::error `fn` throws; a test failure when it throws none.
+template <class F>
+pthio::error error_of(F&& fn) {
+  try {
+    fn();
+  } catch (const pthio::error& e) {
+    return e;
+  }
+  FAIL("no pthio::error thrown");
+  return pthio::error(pthio::errc::io, "unreachable");
 }
 
 }  // namespace pthio_test

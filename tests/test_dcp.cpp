@@ -20,6 +20,7 @@
 using nlohmann::json;
 using pthio::value;
 using pthio_test::cpu_options;
+using pthio_test::error_of;
 using pthio_test::fixture;
 using pthio_test::manifest;
 using pthio_test::run_cli;
@@ -28,17 +29,6 @@ using pthio_test::shell_quote;
 namespace fs = std::filesystem;
 
 namespace {
-
-template <class F>
-pthio::error error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const pthio::error& e) {
-    return e;
-  }
-  FAIL("no pthio::error thrown");
-  return pthio::error(pthio::errc::io, "unreachable");
-}
 
 std::string first_difference(const json& got, const json& want) {
   auto patch = json::diff(want, got);

@@ -16,6 +16,7 @@ using nlohmann::json;
 using pthio::dtype;
 using pthio::tensor;
 using pthio::value;
+using pthio_test::error_of;
 using pthio_test::fixture;
 using pthio_test::run_cli;
 using pthio_test::shell_quote;
@@ -67,17 +68,6 @@ bool inside(const tensor& t, const pthio::byte_source& src) {
 }
 
 // The error `fn` throws (fails the test when it throws none or another type).
-template <class F>
-pthio::error error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const pthio::error& e) {
-    return e;
-  }
-  FAIL("no pthio::error thrown");
-  return pthio::error(pthio::errc::io, "unreachable");
-}
-
 }  // namespace
 
 TEST_SUITE("safetensors") {

@@ -16,6 +16,7 @@
 
 using nlohmann::json;
 using pthio::value;
+using pthio_test::error_of;
 using pthio_test::fixture;
 using pthio_test::run_cli;
 using pthio_test::shell_quote;
@@ -29,17 +30,6 @@ std::vector<std::string> keys_of(const value& root) {
   std::vector<std::string> out;
   for (const auto& [k, v] : root.as_dict().entries()) out.push_back(k.as_str());
   return out;
-}
-
-template <class F>
-pthio::error error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const pthio::error& e) {
-    return e;
-  }
-  FAIL("no pthio::error thrown");
-  return pthio::error(pthio::errc::io, "unreachable");
 }
 
 // A scratch folder holding copies of the safetensors shards and an index with the given text.

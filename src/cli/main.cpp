@@ -487,6 +487,34 @@ void verify_tensors(const pthio::checkpoint& ck) {
   });
 }
 
+// verify's structure check: the object tree, loaded lazily without CRC-32s (they are checked
+// record by record beforehand); with `read`, every tensor read as well (a DCP folder's chunks
+// checked against its metadata and assembled). Prints "structure ok: ..." or CORRUPT; false on
+// corruption.
+template <class Source>
+bool check_structure(const args& a, const Source& src, bool read, const std::string& more) {
+  try {
+    pthio::load_options o = lazy_opts(a);
+    o.verify_crc = false;
+    auto ck = pthio::load_checkpoint(src, o);
+    std::size_t n = 0;
+    pthio::visit_tensors(ck.root, [&](const std::string&, const pthio::value&) { ++n; });
+    if (read) verify_tensors(ck);
+    std::printf("structure ok: %s format, %zu tensors%s\n",
+                std::string(pthio::format_name(ck.format)).c_str(), n, more.c_str());
+    return true;
+  } catch (const pthio::error& e) {
+    if (e.kind() == pthio::errc::io) throw;
+    std::printf("CORRUPT  %s\n", e.what());
+    return false;
+  }
+}
+
+int verify_verdict(bool bad) {
+  std::printf(bad ? "verify: corruption found\n" : "verify: ok\n");
+  return bad ? exit_negative : exit_ok;
+}
+
 // A torch.distributed.checkpoint folder: the CRC-32 of every record of every blob, then the
 // structure (every chunk against the metadata, assembled).
 int verify_dcp(const args& a, const std::string& dir) {
@@ -500,8 +528,7 @@ int verify_dcp(const args& a, const std::string& dir) {
   } catch (const pthio::error& e) {
     if (e.kind() == pthio::errc::io) throw;
     std::printf("CORRUPT  %s\n", e.what());
-    std::printf("verify: corruption found\n");
-    return exit_negative;
+    return verify_verdict(true);
   }
   std::size_t absent = 0;
   for (const pthio::dcp_blob& b : pthio::dcp_blobs(*meta)) {
@@ -540,22 +567,11 @@ int verify_dcp(const args& a, const std::string& dir) {
     }
   }
   if (absent) std::printf("%zu records or blobs carry no CRC-32\n", absent);
-  try {
-    pthio::load_options o = lazy_opts(a);
-    o.verify_crc = false;
-    auto ck = pthio::load_checkpoint(dir, o);
-    std::size_t n = 0;
-    pthio::visit_tensors(ck.root, [&](const std::string&, const pthio::value&) { ++n; });
-    verify_tensors(ck);
-    std::printf("structure ok: dcp format, %zu tensors, %zu metadata file%s\n", n,
-                meta->metadata_files.size(), meta->metadata_files.size() == 1 ? "" : "s");
-  } catch (const pthio::error& e) {
-    if (e.kind() == pthio::errc::io) throw;
-    bad = true;
-    std::printf("CORRUPT  %s\n", e.what());
-  }
-  std::printf(bad ? "verify: corruption found\n" : "verify: ok\n");
-  return bad ? exit_negative : exit_ok;
+  const std::size_t files = meta->metadata_files.size();
+  const std::string more =
+      ", " + std::to_string(files) + " metadata file" + (files == 1 ? "" : "s");
+  bad = !check_structure(a, dir, true, more) || bad;
+  return verify_verdict(bad);
 }
 
 int cmd_verify(const args& a) {
@@ -611,23 +627,10 @@ int cmd_verify(const args& a) {
     std::printf("legacy format: records carry no CRC-32; checking structure only\n");
   }
   // Structure: the object tree and every storage it names.
-  try {
-    // Lazy: every view is checked against its record without reading the record (the CRC-32s
-    // were checked above, record by record, in bounded pieces).
-    pthio::load_options o = lazy_opts(a);
-    o.verify_crc = false;
-    auto ck = pthio::load_checkpoint(src, o);
-    std::size_t n = 0;
-    pthio::visit_tensors(ck.root, [&](const std::string&, const pthio::value&) { ++n; });
-    std::printf("structure ok: %s format, %zu tensors\n",
-                std::string(pthio::format_name(ck.format)).c_str(), n);
-  } catch (const pthio::error& e) {
-    if (e.kind() == pthio::errc::io) throw;
-    bad = true;
-    std::printf("CORRUPT  %s\n", e.what());
-  }
-  std::printf(bad ? "verify: corruption found\n" : "verify: ok\n");
-  return bad ? exit_negative : exit_ok;
+  // Lazy: every view is checked against its record without reading the record (the CRC-32s
+  // were checked above, record by record, in bounded pieces).
+  bad = !check_structure(a, src, false, "") || bad;
+  return verify_verdict(bad);
 }
 
 int cmd_scan(const args& a) {
