@@ -21,6 +21,7 @@ using nlohmann::json;
 using pthio::value;
 using pthio_test::cpu_options;
 using pthio_test::error_of;
+using pthio_test::first_difference;
 using pthio_test::fixture;
 using pthio_test::manifest;
 using pthio_test::run_cli;
@@ -29,13 +30,6 @@ using pthio_test::shell_quote;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string first_difference(const json& got, const json& want) {
-  auto patch = json::diff(want, got);
-  if (patch.empty()) return "";
-  std::string s = patch[0].dump();
-  return s.size() > 600 ? s.substr(0, 600) + "..." : s;
-}
 
 // ls --json's tensors, in key order when the manifest says torch has no order for them.
 json tensors_of(const pthio::checkpoint& ck, const json& entry) {

@@ -15,6 +15,7 @@
 #include "support.h"
 
 using nlohmann::json;
+using pthio_test::first_difference;
 using pthio_test::fixture;
 
 using pthio_test::manifest;
@@ -22,14 +23,6 @@ using pthio_test::manifest;
 using pthio_test::cpu_options;
 
 namespace {
-
-// The first path at which two JSON documents differ, for readable failures.
-std::string first_difference(const json& got, const json& want) {
-  auto patch = json::diff(want, got);
-  if (patch.empty()) return "";
-  std::string s = patch[0].dump();
-  return s.size() > 600 ? s.substr(0, 600) + "..." : s;
-}
 
 json expected_ls(const json& entry, const std::string& file) {
   return json{{"file", file}, {"format", entry["format"]}, {"tensors", entry["tensors"]}};
