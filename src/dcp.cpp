@@ -31,6 +31,14 @@ constexpr std::string_view zstd_descriptor = "stream.zstd/1";
 // Deeper nesting than this is no state dict (and set_element would recurse that far).
 constexpr std::size_t max_path_length = 256;
 constexpr std::size_t max_dims = 64;
+// A tensor chunk's torch.save blob holds its elements plus a pickle and zip structure this size
+// at most: a zstd frame decompressing to more is no chunk of that size.
+constexpr std::uint64_t zstd_slack = 4u << 20;
+// A non-tensor value's zstd blob may hold anything torch.save can (tensors in a tuple): at most
+// this, or 64 times its compressed size.
+std::uint64_t value_cap(std::uint64_t compressed) {
+  return std::max<std::uint64_t>(1ull << 30, compressed * 64);
+}
 // Pairs of chunks compared for overlap in one tensor before giving up.
 constexpr std::uint64_t max_overlap_comparisons = 100'000'000;
 
@@ -167,8 +175,19 @@ std::string storage_key(const std::string& fqn, const shape_t* offsets) {
   return k;
 }
 
-dcp_metadata interpret_metadata(const value& root, const std::string& name) {
+// `budget`: the bytes the result may take. The pickle's memo lets one chunk object be named a
+// million times at two bytes each; each naming becomes a chunk of its own here.
+dcp_metadata interpret_metadata(const value& root, const std::string& name, std::uint64_t budget) {
   meta_reader r(name);
+  std::uint64_t used = 0;
+  auto charge = [&](std::uint64_t bytes) {
+    used += bytes;
+    if (used > budget)
+      throw error(errc::limit_exceeded,
+                  "the metadata describes more than " + std::to_string(budget) +
+                      " bytes of items and chunks (shared objects named again and again)",
+                  name);
+  };
   const opaque_object& meta = r.object(root, "Metadata", "the .metadata pickle's root");
   const dict_object& mf = r.fields(meta, "Metadata");
   dcp_metadata out;
@@ -202,6 +221,8 @@ dcp_metadata interpret_metadata(const value& root, const std::string& name) {
       for (const value& d : t->items())
         s.transforms.push_back(r.text(d, what + ": a transform descriptor"));
     }
+    charge(sizeof(dcp_storage) + 64 + fqn.size() * 2 + s.relative_path.size() +
+           (offsets ? offsets->size() * 8 : 0));
     storages[storage_key(fqn, offsets ? &*offsets : nullptr)] = std::move(s);
   }
 
@@ -222,6 +243,7 @@ dcp_metadata interpret_metadata(const value& root, const std::string& name) {
         if (!part.is_str() && !(part.is_int() && part.as_int() >= 0))
           r.fail("the planner_data path of " + show(k.as_str()) +
                  " must hold str keys and non-negative int indices");
+      charge(64 + k.as_str().size() + v.items().size() * sizeof(value));
       paths[k.as_str()] = std::vector<value>(v.items().begin(), v.items().end());
     }
   }
@@ -232,6 +254,7 @@ dcp_metadata interpret_metadata(const value& root, const std::string& name) {
   for (const auto& [k, v] : sdm.as_dict().entries()) {
     dcp_item it;
     it.fqn = r.text(k, "a state_dict_metadata key");
+    charge(sizeof(dcp_item) + it.fqn.size());
     const std::string what = "the metadata of " + show(it.fqn);
     if (auto p = paths.find(it.fqn); p != paths.end()) it.path = p->second;
     if (!v.is_object()) r.fail(what + " must be a TensorStorageMetadata or BytesStorageMetadata");
@@ -304,6 +327,7 @@ dcp_metadata interpret_metadata(const value& root, const std::string& name) {
         r.fail(cw + " (offsets " + dims_text(c.offsets) +
                ") has no storage data (no matching MetadataIndex in storage_data)");
       c.storage = s->second;
+      charge(sizeof(dcp_chunk) + c.offsets.size() * 16 + c.storage.relative_path.size());
       it.chunks.push_back(std::move(c));
     }
     out.items.push_back(std::move(it));
@@ -373,8 +397,9 @@ void check_tiling(const dcp_item& it, const std::string& name) {
               a.offsets[d] < b.offsets[d] + b.sizes[d] && b.offsets[d] < a.offsets[d] + a.sizes[d];
         if (meet)
           fail("chunks " + std::to_string(nonempty[x]) + " (offsets " + dims_text(a.offsets) +
-               ", sizes " + dims_text(a.sizes) + ") and " + std::to_string(nonempty[y]) +
-               " (offsets " + dims_text(b.offsets) + ", sizes " + dims_text(b.sizes) + ") overlap");
+               ", sizes " + dims_text(a.sizes) + ", in " + a.storage.relative_path + ") and " +
+               std::to_string(nonempty[y]) + " (offsets " + dims_text(b.offsets) + ", sizes " +
+               dims_text(b.sizes) + ", in " + b.storage.relative_path + ") overlap");
       }
     }
   }
@@ -462,23 +487,63 @@ dcp_metadata read_metadata_file(const fs::path& p) {
 // Per-rank metadata (use_collectives=False): each rank's items, merged. A tensor several ranks
 // hold whole (replicated) is described by each of them: identical chunks count once.
 dcp_metadata merge_ranks(const folder& f) {
+  // Every rank from 0 up has its file: a missing one would silently drop what only it described
+  // (values, replicated tensors).
+  std::uint64_t expect = 0;
+  for (const fs::path& p : f.files) {
+    std::uint64_t rank = 0;
+    is_rank_metadata_name(p.filename().string(), &rank);
+    if (rank != expect)
+      throw error(errc::corrupt_checkpoint,
+                  "__" + std::to_string(expect) + ".metadata is missing (the folder has " +
+                      p.filename().string() + ")",
+                  f.dir.string());
+    ++expect;
+  }
+  std::error_code ec;
+  for (fs::directory_iterator it(f.dir, ec), end; !ec && it != end; it.increment(ec)) {
+    // __R_I.distcp: rank R's data, whose metadata must be here.
+    const std::string name = it->path().filename().string();
+    std::uint64_t rank = 0;
+    if (!name.starts_with("__") || !name.ends_with(".distcp")) continue;
+    const auto us = name.find('_', 2);
+    if (us == std::string::npos) continue;
+    auto [ptr, err] = std::from_chars(name.data() + 2, name.data() + us, rank);
+    if (err == std::errc() && ptr == name.data() + us && rank >= expect)
+      throw error(errc::corrupt_checkpoint,
+                  "data file " + name + " has no __" + std::to_string(rank) + ".metadata",
+                  f.dir.string());
+  }
+
   dcp_metadata out;
   std::unordered_map<std::string, std::size_t> at;
+  std::vector<std::string> first_file;  // which metadata file first described each item
+  // The chunks earlier files described, per item: a chunk a later rank describes identically (a
+  // replicated tensor each rank saved) counts once; duplicates within one file stay, for the
+  // tiling check to refuse.
+  std::vector<std::unordered_set<std::string>> seen;
+  auto chunk_key = [](const dcp_chunk& c) { return dims_text(c.offsets) + dims_text(c.sizes); };
   for (const fs::path& p : f.files) {
+    const std::string file = p.filename().string();
     dcp_metadata m = read_metadata_file(p);
     if (out.version.empty()) out.version = m.version;
-    out.metadata_files.push_back(p.filename().string());
+    out.metadata_files.push_back(file);
+    std::vector<std::pair<std::size_t, std::string>> added;  // into `seen` after this file
     for (dcp_item& it : m.items) {
       auto [pos, fresh] = at.emplace(it.fqn, out.items.size());
+      const std::size_t k = pos->second;
       if (fresh) {
+        for (const dcp_chunk& c : it.chunks) added.emplace_back(k, chunk_key(c));
         out.items.push_back(std::move(it));
+        first_file.push_back(file);
+        seen.emplace_back();
         continue;
       }
-      dcp_item& have = out.items[pos->second];
+      dcp_item& have = out.items[k];
       auto differ = [&](const std::string& what) {
         throw error(errc::corrupt_checkpoint,
-                    show(it.fqn) + " is described differently by " + out.metadata_files.front() +
-                        " and " + p.filename().string() + " (" + what + ")",
+                    show(it.fqn) + " is described differently by " + first_file[k] + " and " +
+                        file + " (" + what + ")",
                     f.dir.string());
       };
       if (have.is_tensor != it.is_tensor) differ("a tensor and a value");
@@ -486,12 +551,13 @@ dcp_metadata merge_ranks(const folder& f) {
       if (have.dtype != it.dtype) differ("dtype");
       if (have.size != it.size) differ("size");
       for (dcp_chunk& c : it.chunks) {
-        bool dup = false;
-        for (const dcp_chunk& h : have.chunks)
-          dup = dup || (h.offsets == c.offsets && h.sizes == c.sizes);
-        if (!dup) have.chunks.push_back(std::move(c));
+        std::string key = chunk_key(c);
+        if (seen[k].count(key)) continue;
+        have.chunks.push_back(std::move(c));
+        added.emplace_back(k, std::move(key));
       }
     }
+    for (auto& [k, key] : added) seen[k].insert(std::move(key));
   }
   return out;
 }
@@ -581,25 +647,28 @@ dcp_metadata safetensors_folder_metadata(const folder& f) {
 // ----------------------------------------------------------------------------------------------
 // Blobs.
 
-// A zstd frame's content, at most `cap` bytes.
-std::vector<std::byte> unzstd(std::span<const std::byte> in, std::uint64_t cap,
+// A zstd frame's content, at most `cap` bytes (more is `over`: corrupt_checkpoint where the cap
+// is what the blob must hold, limit_exceeded where it is a limit). The buffer grows with the
+// output actually produced: a size the frame declares is checked against the cap but never
+// allocated on its word alone.
+std::vector<std::byte> unzstd(std::span<const std::byte> in, std::uint64_t cap, errc over,
                               const std::string& what) {
   auto fail = [&](const std::string& why) {
     throw error(errc::corrupt_checkpoint, what + ": " + why);
   };
+  auto too_big = [&](const std::string& why) { throw error(over, what + ": " + why); };
   const unsigned long long declared = ZSTD_getFrameContentSize(in.data(), in.size());
   if (declared == ZSTD_CONTENTSIZE_ERROR) fail("not a zstd frame");
   if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared > cap)
-    fail("its zstd frame declares " + std::to_string(declared) + " bytes, more than the " +
-         std::to_string(cap) + " it can hold");
+    too_big("its zstd frame declares " + std::to_string(declared) + " bytes, more than the " +
+            std::to_string(cap) + " it may hold");
   std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
   if (!ctx) throw error(errc::limit_exceeded, what + ": cannot create a zstd context");
-  std::vector<std::byte> out;
-  std::size_t reserve =
-      declared != ZSTD_CONTENTSIZE_UNKNOWN
-          ? static_cast<std::size_t>(declared)
-          : std::min<std::uint64_t>(cap, std::max<std::size_t>(in.size() * 4, 1 << 16));
-  out.resize(reserve);
+  constexpr std::uint64_t first_step = 64u << 20;
+  const std::uint64_t guess = declared != ZSTD_CONTENTSIZE_UNKNOWN
+                                  ? declared
+                                  : std::max<std::uint64_t>(in.size() * 4, 1 << 16);
+  std::vector<std::byte> out(static_cast<std::size_t>(std::min({guess, cap, first_step})));
   ZSTD_inBuffer ib{in.data(), in.size(), 0};
   std::size_t produced = 0;
   for (;;) {
@@ -611,7 +680,8 @@ std::vector<std::byte> unzstd(std::span<const std::byte> in, std::uint64_t cap,
         const std::size_t r = ZSTD_decompressStream(ctx.get(), &pb, &ib);
         if (ZSTD_isError(r)) fail(std::string("zstd: ") + ZSTD_getErrorName(r));
         if (pb.pos > 0)
-          fail("its zstd frame holds more than the " + std::to_string(cap) + " bytes it can");
+          too_big("its zstd frame holds more than the " + std::to_string(cap) +
+                  " bytes it may");
         if (r == 0) break;
         if (ib.pos == ib.size) fail("its zstd frame is truncated");
         continue;
@@ -736,7 +806,8 @@ opened_blob open_blob(const lazy_records& lr, const dcp_tensor& d, std::size_t i
       std::vector<std::byte> packed(static_cast<std::size_t>(p.length));
       file.source.copy_out(p.offset, packed);
       // A torch.save blob of the chunk: its bytes, the pickle and the zip structure.
-      blob = byte_source::from_vector(unzstd(packed, chunk_bytes + (4u << 20), "zstd blob"),
+      blob = byte_source::from_vector(unzstd(packed, chunk_bytes + zstd_slack,
+                                             errc::corrupt_checkpoint, "zstd blob"),
                                       "zstd blob");
       o.mode = load_mode::mmap;  // views the decompressed buffer
     } else {
@@ -937,7 +1008,7 @@ dcp_metadata read_dcp_metadata(std::span<const std::byte> bytes, const std::stri
                     "metadata classes, torch.Size, dtypes and pathlib paths)",
                 e.context(), e.offset());
   }
-  return interpret_metadata(root, name);
+  return interpret_metadata(root, name, u.limits.max_memory);
 }
 
 bool is_dcp_metadata_global(std::string_view module, std::string_view name) {
@@ -948,18 +1019,23 @@ std::vector<dcp_blob> dcp_blobs(const dcp_metadata& m) {
   std::vector<dcp_blob> out;
   for (const dcp_item& it : m.items) {
     if (!it.is_tensor) {
-      out.push_back({"value " + show(it.fqn), it.fqn, false, it.chunks.front().storage});
+      const dcp_storage& s = it.chunks.front().storage;
+      out.push_back({"value " + show(it.fqn), it.fqn, false, s, value_cap(s.length)});
       continue;
     }
-    for (std::size_t i = 0; i < it.chunks.size(); ++i)
+    for (std::size_t i = 0; i < it.chunks.size(); ++i) {
+      std::uint64_t bytes = element_size(it.dtype);
+      for (std::int64_t d : it.chunks[i].sizes)
+        if (!detail::checked_mul(bytes, static_cast<std::uint64_t>(d), bytes)) bytes = 1ull << 62;
       out.push_back({"chunk " + std::to_string(i) + " of " + show(it.fqn), it.fqn, true,
-                     it.chunks[i].storage});
+                     it.chunks[i].storage, std::min<std::uint64_t>(bytes, 1ull << 62) + zstd_slack});
+    }
   }
   return out;
 }
 
-byte_source read_dcp_blob(const std::filesystem::path& folder, const dcp_storage& s,
-                          std::uint64_t max_bytes) {
+byte_source read_dcp_blob(const std::filesystem::path& folder, const dcp_blob& b) {
+  const dcp_storage& s = b.storage;
   if (std::string why = relative_path_problem(s.relative_path); !why.empty())
     throw error(errc::corrupt_checkpoint, "data file " + show(s.relative_path) + " " + why,
                 folder.string());
@@ -979,7 +1055,9 @@ byte_source read_dcp_blob(const std::filesystem::path& folder, const dcp_storage
   if (!has_zstd(s, name)) return src.sub(s.offset, s.length, name);
   std::vector<std::byte> packed(static_cast<std::size_t>(s.length));
   src.copy_out(s.offset, packed);
-  return byte_source::from_vector(unzstd(packed, max_bytes, name), name);
+  return byte_source::from_vector(
+      unzstd(packed, b.max_bytes, b.tensor ? errc::corrupt_checkpoint : errc::limit_exceeded, name),
+      name);
 }
 
 bool is_dcp(const std::filesystem::path& path) {
@@ -1010,8 +1088,11 @@ namespace {
 
 // set_element (torch/distributed/checkpoint/_traverse.py): `leaf` at `path` of `root`, dicts made
 // for str keys and lists (padded with None) for int keys on the way.
+// `slots` counts the list slots made so far: each holds at least one of the checkpoint's items in a
+// state dict torch wrote, so more slots than items (lists padded far past their items) are
+// refused, in total as well as per list.
 void set_element(value& root, const std::vector<value>& path, value leaf, std::size_t max_index,
-                 const std::string& fqn, const std::string& name) {
+                 std::size_t& slots, const std::string& fqn, const std::string& name) {
   auto fail = [&](const std::string& why) {
     throw error(errc::corrupt_checkpoint, "the planner_data path of " + show(fqn) + " " + why,
                 name);
@@ -1020,7 +1101,11 @@ void set_element(value& root, const std::vector<value>& path, value leaf, std::s
     if (!key.is_int()) fail("indexes a list with a str");
     const auto i = static_cast<std::size_t>(key.as_int());
     if (i >= max_index) fail("has a list index past the checkpoint's items");
-    if (l.items.size() <= i) l.items.resize(i + 1);
+    if (l.items.size() <= i) {
+      slots += i + 1 - l.items.size();
+      if (slots > max_index) fail("makes lists with more slots than the checkpoint has items");
+      l.items.resize(i + 1);
+    }
     return l.items[i];
   };
   value cur = root;
@@ -1121,6 +1206,7 @@ checkpoint load_dcp(const std::filesystem::path& path, const load_options& optio
   };
 
   const std::size_t max_index = meta.items.size() + 1;
+  std::size_t list_slots = 0;
   ck.root = value::make_dict();
   for (const dcp_item& it : meta.items) {
     std::vector<value> item_path = it.path.empty() ? std::vector<value>{value(it.fqn)} : it.path;
@@ -1139,7 +1225,7 @@ checkpoint load_dcp(const std::filesystem::path& path, const load_options& optio
           std::vector<std::byte> packed(static_cast<std::size_t>(s.length));
           src.copy_out(s.offset, packed);
           blob = byte_source::from_vector(
-              unzstd(packed, std::max<std::uint64_t>(256u << 20, s.length * 16), "zstd blob"),
+              unzstd(packed, value_cap(s.length), errc::limit_exceeded, "zstd blob"),
               "zstd blob");
         } else {
           blob = src.sub(s.offset, s.length, "blob");
@@ -1151,7 +1237,7 @@ checkpoint load_dcp(const std::filesystem::path& path, const load_options& optio
                                 " to " + std::to_string(s.offset + s.length) + ")")
             .with_outer_context(name);
       }
-      set_element(ck.root, item_path, std::move(v), max_index, it.fqn, name);
+      set_element(ck.root, item_path, std::move(v), max_index, list_slots, it.fqn, name);
       continue;
     }
     check_tiling(it, name);
@@ -1222,7 +1308,7 @@ checkpoint load_dcp(const std::filesystem::path& path, const load_options& optio
     r.dcp = std::move(plan);
     storage ph = lazy->placeholder(std::move(r));
     tensor t(ph, it.dtype, it.size, contiguous_strides(it.size), 0, false);
-    set_element(ck.root, item_path, value(std::move(t)), max_index, it.fqn, name);
+    set_element(ck.root, item_path, value(std::move(t)), max_index, list_slots, it.fqn, name);
   }
   if (!lazy->empty()) detail::lazy_records::attach(ck, std::move(lazy));
   if (options.mode != load_mode::lazy) ck.materialize();

@@ -97,14 +97,17 @@ struct dcp_blob {
   std::string fqn;
   bool tensor = false;
   dcp_storage storage;
+  // The most a zstd frame may decompress to: a chunk's elements plus 4 MiB of pickle and zip
+  // structure; a value's blob 1 GiB or 64 times its compressed size.
+  std::uint64_t max_bytes = 0;
 };
 PTHIO_API std::vector<dcp_blob> dcp_blobs(const dcp_metadata& metadata);
 
 // A blob's bytes as torch reads them: its range of its file (checked to lie inside it), a zstd
-// frame decompressed (to at most max_bytes, else limit_exceeded). Throws corrupt_checkpoint,
-// unsupported (an unknown transform), io.
-PTHIO_API byte_source read_dcp_blob(const std::filesystem::path& folder, const dcp_storage& s,
-                                    std::uint64_t max_bytes = 1ull << 36);
+// frame decompressed (to at most blob.max_bytes: more is corrupt_checkpoint for a chunk,
+// limit_exceeded for a value; the memory grows with what the frame really holds, whatever size it
+// declares). Throws corrupt_checkpoint, unsupported (an unknown transform), io.
+PTHIO_API byte_source read_dcp_blob(const std::filesystem::path& folder, const dcp_blob& blob);
 
 // True for the globals a .metadata pickle may name (torch's metadata classes, torch.Size, dtypes,
 // torch.strided's _get_layout, pathlib paths): what scan judges a metadata pickle by.

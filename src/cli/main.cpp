@@ -536,7 +536,7 @@ int verify_dcp(const args& a, const std::string& dir) {
                               std::to_string(b.storage.offset) + "+" +
                               std::to_string(b.storage.length) + " (" + b.what + ")";
     try {
-      pthio::byte_source blob = pthio::read_dcp_blob(folder, b.storage);
+      pthio::byte_source blob = pthio::read_dcp_blob(folder, b);
       if (meta->safetensors_blobs || !pthio::looks_like_zip(blob.bytes())) {
         // Elements in a safetensors blob: no CRC-32; checked with the structure below.
         std::printf("no CRC   %s\n", where.c_str());

@@ -200,7 +200,7 @@ scan_report scan_dcp(const std::string& path) {
     const dcp_metadata meta = read_dcp_folder_metadata(path);
     if (!meta.safetensors_blobs)
       for (const dcp_blob& b : dcp_blobs(meta)) {
-        byte_source blob = read_dcp_blob(folder, b.storage);
+        byte_source blob = read_dcp_blob(folder, b);
         if (!looks_like_zip(blob.bytes())) continue;  // a safetensors blob: no pickle
         zip_reader zip(blob);
         for (const auto& e : zip.entries())
