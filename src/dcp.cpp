@@ -648,11 +648,11 @@ dcp_metadata safetensors_folder_metadata(const folder& f) {
 // Blobs.
 
 // A zstd frame's content, at most `cap` bytes (more is `over`: corrupt_checkpoint where the cap
-// is what the blob must hold, limit_exceeded where it is a limit). The buffer grows with the
-// output actually produced: a size the frame declares is checked against the cap but never
-// allocated on its word alone.
-std::vector<std::byte> unzstd(std::span<const std::byte> in, std::uint64_t cap, errc over,
-                              const std::string& what) {
+// is what the blob must hold, limit_exceeded where it is a limit), as a source that owns it. The
+// buffer grows (realloc, never zero-filled) with the output actually produced: a size the frame
+// declares is checked against the cap but never allocated on its word alone.
+byte_source unzstd(std::span<const std::byte> in, std::uint64_t cap, errc over,
+                   const std::string& what) {
   auto fail = [&](const std::string& why) {
     throw error(errc::corrupt_checkpoint, what + ": " + why);
   };
@@ -664,31 +664,47 @@ std::vector<std::byte> unzstd(std::span<const std::byte> in, std::uint64_t cap, 
             std::to_string(cap) + " it may hold");
   std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
   if (!ctx) throw error(errc::limit_exceeded, what + ": cannot create a zstd context");
+  struct freer {
+    void operator()(void* p) const noexcept { std::free(p); }
+  };
+  std::unique_ptr<std::byte, freer> buf;
+  std::size_t size = 0;
+  auto grow = [&](std::uint64_t want) {
+    void* p = std::realloc(buf.get(), static_cast<std::size_t>(std::max<std::uint64_t>(want, 1)));
+    if (!p) throw std::bad_alloc();
+    (void)buf.release();
+    buf.reset(static_cast<std::byte*>(p));
+    size = static_cast<std::size_t>(want);
+  };
   constexpr std::uint64_t first_step = 64u << 20;
   const std::uint64_t guess = declared != ZSTD_CONTENTSIZE_UNKNOWN
                                   ? declared
                                   : std::max<std::uint64_t>(in.size() * 4, 1 << 16);
-  std::vector<std::byte> out(static_cast<std::size_t>(std::min({guess, cap, first_step})));
+  grow(std::min({guess, cap, first_step}));
   ZSTD_inBuffer ib{in.data(), in.size(), 0};
   std::size_t produced = 0;
   for (;;) {
-    if (produced == out.size()) {
-      if (out.size() >= cap) {
+    if (produced == size) {
+      if (size >= cap) {
         // Room is exhausted: anything more is past the cap.
         std::byte probe[1];
         ZSTD_outBuffer pb{probe, 1, 0};
         const std::size_t r = ZSTD_decompressStream(ctx.get(), &pb, &ib);
         if (ZSTD_isError(r)) fail(std::string("zstd: ") + ZSTD_getErrorName(r));
         if (pb.pos > 0)
-          too_big("its zstd frame holds more than the " + std::to_string(cap) +
-                  " bytes it may");
+          too_big("its zstd frame holds more than the " + std::to_string(cap) + " bytes it may");
         if (r == 0) break;
         if (ib.pos == ib.size) fail("its zstd frame is truncated");
         continue;
       }
-      out.resize(static_cast<std::size_t>(std::min<std::uint64_t>(cap, out.size() * 2 + 4096)));
+      // Doubling, but not past a declared size (a frame holding more than it declares is an
+      // error zstd reports).
+      std::uint64_t next = size * 2 + 4096;
+      if (declared != ZSTD_CONTENTSIZE_UNKNOWN)
+        next = std::max<std::uint64_t>(size + 1, std::min<std::uint64_t>(next, declared));
+      grow(std::min(cap, next));
     }
-    ZSTD_outBuffer ob{out.data(), out.size(), produced};
+    ZSTD_outBuffer ob{buf.get(), size, produced};
     const std::size_t r = ZSTD_decompressStream(ctx.get(), &ob, &ib);
     if (ZSTD_isError(r)) fail(std::string("zstd: ") + ZSTD_getErrorName(r));
     produced = ob.pos;
@@ -696,8 +712,9 @@ std::vector<std::byte> unzstd(std::span<const std::byte> in, std::uint64_t cap, 
     if (ib.pos == ib.size && ob.pos < ob.size) fail("its zstd frame is truncated");
   }
   if (ib.pos != ib.size) fail("bytes follow its zstd frame");
-  out.resize(produced);
-  return out;
+  std::shared_ptr<std::byte> owner(buf.release(), freer{});
+  return byte_source::adopt(std::shared_ptr<const void>(owner, owner.get()),
+                            {owner.get(), produced}, what);
 }
 
 // Whether bytes at `offset` open a safetensors file: a u64 header size that fits what follows,
@@ -723,15 +740,44 @@ bool has_zstd(const dcp_storage& s, const std::string& what) {
 
 namespace detail {
 
+// A folder's data files. They are opened (mapped) only while a read needs them, not for the
+// checkpoint's lifetime: a job of a thousand ranks leaves thousands of files.
+struct dcp_files {
+  struct entry {
+    std::filesystem::path path;
+    std::string rel;  // as the metadata names it
+  };
+  std::vector<entry> files;
+};
+
+// The data files one read (or the load) uses, mapped while it runs; at most 16 at a time.
+class open_files {
+ public:
+  explicit open_files(const dcp_files& f) : files_(f) {}
+  // The file, mapped: a copy, which keeps its map alive whatever happens to this cache.
+  byte_source get(std::uint32_t i) {
+    auto it = open_.find(i);
+    if (it != open_.end()) return it->second;
+    if (open_.size() >= 16) open_.clear();
+    byte_source whole = byte_source::map_file(files_.files[i].path);
+    return open_.emplace(i, whole.sub(0, whole.size(), files_.files[i].rel)).first->second;
+  }
+
+ private:
+  const dcp_files& files_;
+  std::unordered_map<std::uint32_t, byte_source> open_;
+};
+
 // A DCP tensor as its lazy record describes it: where each chunk's bytes are.
 struct dcp_tensor {
   struct piece {
-    std::uint32_t file = 0;  // in lazy_records::files
+    std::uint32_t file = 0;  // in files
     std::uint64_t offset = 0, length = 0;
     bool zstd = false;
     bool raw = false;  // the elements themselves (a safetensors blob's tensor)
     shape_t offsets, sizes;
   };
+  std::shared_ptr<const dcp_files> files;
   std::string fqn;
   std::string folder;  // for messages
   dtype t = dtype::float32;
@@ -743,9 +789,9 @@ struct dcp_tensor {
 
 namespace {
 
-std::string chunk_context(const lazy_records& lr, const dcp_tensor& d, std::size_t i) {
+std::string chunk_context(const dcp_tensor& d, std::size_t i) {
   const auto& p = d.chunks[i];
-  return lr.files[p.file].source.name() + ": chunk " + std::to_string(i) + " of " + show(d.fqn) +
+  return d.files->files[p.file].rel + ": chunk " + std::to_string(i) + " of " + show(d.fqn) +
          " (bytes " + std::to_string(p.offset) + " to " + std::to_string(p.offset + p.length) + ")";
 }
 
@@ -792,9 +838,8 @@ struct opened_blob {
   tensor t;
 };
 
-opened_blob open_blob(const lazy_records& lr, const dcp_tensor& d, std::size_t i) {
+opened_blob open_blob(open_files& files, const dcp_tensor& d, std::size_t i) {
   const auto& p = d.chunks[i];
-  const auto& file = lr.files[p.file];
   opened_blob out;
   if (p.raw) return out;
   try {
@@ -804,14 +849,12 @@ opened_blob open_blob(const lazy_records& lr, const dcp_tensor& d, std::size_t i
     for (std::int64_t s : p.sizes) chunk_bytes *= static_cast<std::uint64_t>(s);
     if (p.zstd) {
       std::vector<std::byte> packed(static_cast<std::size_t>(p.length));
-      file.source.copy_out(p.offset, packed);
+      files.get(p.file).copy_out(p.offset, packed);
       // A torch.save blob of the chunk: its bytes, the pickle and the zip structure.
-      blob = byte_source::from_vector(unzstd(packed, chunk_bytes + zstd_slack,
-                                             errc::corrupt_checkpoint, "zstd blob"),
-                                      "zstd blob");
+      blob = unzstd(packed, chunk_bytes + zstd_slack, errc::corrupt_checkpoint, "zstd blob");
       o.mode = load_mode::mmap;  // views the decompressed buffer
     } else {
-      blob = file.source.sub(p.offset, p.length, "blob");
+      blob = files.get(p.file).sub(p.offset, p.length, "blob");
       o.mode = d.view_map && d.chunks.size() == 1 ? load_mode::mmap : load_mode::lazy;
     }
     out.ck = load_checkpoint(std::move(blob), o);
@@ -827,7 +870,7 @@ opened_blob open_blob(const lazy_records& lr, const dcp_tensor& d, std::size_t i
                       " chunk of " + dims_text(p.sizes));
     out.t = t;
   } catch (const error& e) {
-    throw e.with_outer_context(chunk_context(lr, d, i)).with_outer_context(d.folder);
+    throw e.with_outer_context(chunk_context(d, i)).with_outer_context(d.folder);
   }
   return out;
 }
@@ -835,7 +878,7 @@ opened_blob open_blob(const lazy_records& lr, const dcp_tensor& d, std::size_t i
 // A chunk that is one contiguous block of the whole tensor (a range of leading rows, as Shard(0)
 // and FSDP save them) whose blob stores exactly its elements: read from the file straight into
 // its place. False when it is not such a chunk (the caller copies).
-bool read_in_place(const lazy_records& lr, const dcp_tensor& d, std::size_t i, opened_blob& blob,
+bool read_in_place(open_files& files, const dcp_tensor& d, std::size_t i, opened_blob& blob,
                    storage& whole) {
   const auto& p = d.chunks[i];
   for (std::size_t k = 1; k < d.size.size(); ++k)
@@ -851,7 +894,7 @@ bool read_in_place(const lazy_records& lr, const dcp_tensor& d, std::size_t i, o
   std::span<std::byte> out(whole.data() + at, bytes);
   try {
     if (p.raw) {
-      lr.files[p.file].source.copy_out(p.offset, out);
+      files.get(p.file).copy_out(p.offset, out);
       return true;
     }
     const tensor& t = blob.t;
@@ -861,13 +904,14 @@ bool read_in_place(const lazy_records& lr, const dcp_tensor& d, std::size_t i, o
     const lazy_records::record* r = records->find(t.get_storage());
     return r && records->read_into(*r, out);
   } catch (const error& e) {
-    throw e.with_outer_context(chunk_context(lr, d, i)).with_outer_context(d.folder);
+    throw e.with_outer_context(chunk_context(d, i)).with_outer_context(d.folder);
   }
 }
 
 }  // namespace
 
-storage read_dcp_tensor(const lazy_records& lr, const dcp_tensor& d, const device& target) {
+storage read_dcp_tensor(const dcp_tensor& d, const device& target) {
+  open_files files(*d.files);
   std::uint64_t numel = 1;
   for (std::int64_t s : d.size) numel *= static_cast<std::uint64_t>(s);  // checked at load
   const std::size_t es = element_size(d.t);
@@ -881,19 +925,19 @@ storage read_dcp_tensor(const lazy_records& lr, const dcp_tensor& d, const devic
   // metadata before the tensor's memory is allocated: a size the metadata claims is only trusted
   // once the blobs hold it.
   std::vector<opened_blob> blobs(d.chunks.size());
-  for (std::size_t i = 0; i < d.chunks.size(); ++i) blobs[i] = open_blob(lr, d, i);
+  for (std::size_t i = 0; i < d.chunks.size(); ++i) blobs[i] = open_blob(files, d, i);
 
   auto chunk_tensor = [&](std::size_t i) -> tensor {
     const auto& p = d.chunks[i];
     try {
       if (p.raw) {
         storage s = storage::allocate_for_overwrite(static_cast<std::size_t>(p.length));
-        lr.files[p.file].source.copy_out(p.offset, {s.data(), s.nbytes()});
+        files.get(p.file).copy_out(p.offset, {s.data(), s.nbytes()});
         return tensor(s, d.t, p.sizes, contiguous_strides(p.sizes), 0, false);
       }
       return blobs[i].ck.load_tensor(blobs[i].t).contiguous();
     } catch (const error& e) {
-      throw e.with_outer_context(chunk_context(lr, d, i)).with_outer_context(d.folder);
+      throw e.with_outer_context(chunk_context(d, i)).with_outer_context(d.folder);
     }
   };
 
@@ -908,7 +952,7 @@ storage read_dcp_tensor(const lazy_records& lr, const dcp_tensor& d, const devic
   } else {
     whole = storage::allocate_for_overwrite(nbytes);
     for (std::size_t i = 0; i < d.chunks.size(); ++i) {
-      if (read_in_place(lr, d, i, blobs[i], whole)) {
+      if (read_in_place(files, d, i, blobs[i], whole)) {
         blobs[i] = {};
         continue;
       }
@@ -925,8 +969,9 @@ storage read_dcp_tensor(const lazy_records& lr, const dcp_tensor& d, const devic
   return s;
 }
 
-tensor read_dcp_slice(const lazy_records& lr, const dcp_tensor& d,
-                      const std::vector<resolved_dim>& dims, const device& target) {
+tensor read_dcp_slice(const dcp_tensor& d, const std::vector<resolved_dim>& dims,
+                      const device& target) {
+  open_files files(*d.files);
   // The selection, every dimension kept: count positions start, start + step, ... per dimension.
   shape_t counts;
   for (const resolved_dim& r : dims) counts.push_back(r.count);
@@ -968,15 +1013,15 @@ tensor read_dcp_slice(const lazy_records& lr, const dcp_tensor& d,
     try {
       if (p.raw) {
         storage s = storage::allocate_for_overwrite(static_cast<std::size_t>(p.length));
-        lr.files[p.file].source.copy_out(p.offset, {s.data(), s.nbytes()});
+        files.get(p.file).copy_out(p.offset, {s.data(), s.nbytes()});
         part = in_memory.load_slice(tensor(s, d.t, p.sizes, contiguous_strides(p.sizes), 0, false),
                                     pthio::slice(items));
       } else {
-        opened_blob b = open_blob(lr, d, i);
+        opened_blob b = open_blob(files, d, i);
         part = b.ck.load_slice(b.t, pthio::slice(items));
       }
     } catch (const error& e) {
-      throw e.with_outer_context(chunk_context(lr, d, i)).with_outer_context(d.folder);
+      throw e.with_outer_context(chunk_context(d, i)).with_outer_context(d.folder);
     }
     copy_box(out.raw_data(), counts, es, first, n, part.contiguous().raw_data());
   }
@@ -1001,11 +1046,17 @@ dcp_metadata read_dcp_metadata(std::span<const std::byte> bytes, const std::stri
     root = unpickle(bytes, u).root;
   } catch (const error& e) {
     if (e.kind() != errc::unsafe_global) throw;
-    // Data, never code: a global outside torch's metadata classes is no DCP metadata.
+    // Data, never code: a global outside torch's metadata classes is no DCP metadata. (The
+    // unpickler names it as "global MODULE.NAME is not allowed ...".)
+    std::string global = e.message();
+    if (auto at = global.find("global "); at != std::string::npos) {
+      global = global.substr(at + 7);
+      global = global.substr(0, global.find(' '));
+    }
     throw error(errc::corrupt_checkpoint,
-                e.message() +
-                    " (a DCP .metadata pickle names only torch.distributed.checkpoint's "
-                    "metadata classes, torch.Size, dtypes and pathlib paths)",
+                "global " + global +
+                    " is none of the names a DCP .metadata pickle holds (torch.distributed."
+                    "checkpoint's metadata classes, torch.Size, dtypes, pathlib paths)",
                 e.context(), e.offset());
   }
   return interpret_metadata(root, name, u.limits.max_memory);
@@ -1028,7 +1079,8 @@ std::vector<dcp_blob> dcp_blobs(const dcp_metadata& m) {
       for (std::int64_t d : it.chunks[i].sizes)
         if (!detail::checked_mul(bytes, static_cast<std::uint64_t>(d), bytes)) bytes = 1ull << 62;
       out.push_back({"chunk " + std::to_string(i) + " of " + show(it.fqn), it.fqn, true,
-                     it.chunks[i].storage, std::min<std::uint64_t>(bytes, 1ull << 62) + zstd_slack});
+                     it.chunks[i].storage,
+                     std::min<std::uint64_t>(bytes, 1ull << 62) + zstd_slack});
     }
   }
   return out;
@@ -1055,9 +1107,8 @@ byte_source read_dcp_blob(const std::filesystem::path& folder, const dcp_blob& b
   if (!has_zstd(s, name)) return src.sub(s.offset, s.length, name);
   std::vector<std::byte> packed(static_cast<std::size_t>(s.length));
   src.copy_out(s.offset, packed);
-  return byte_source::from_vector(
-      unzstd(packed, b.max_bytes, b.tensor ? errc::corrupt_checkpoint : errc::limit_exceeded, name),
-      name);
+  return unzstd(packed, b.max_bytes, b.tensor ? errc::corrupt_checkpoint : errc::limit_exceeded,
+                name);
 }
 
 bool is_dcp(const std::filesystem::path& path) {
@@ -1155,23 +1206,28 @@ checkpoint load_dcp(const std::filesystem::path& path, const load_options& optio
   checkpoint ck;
   ck.format = checkpoint_format::dcp;
   auto lazy = std::make_shared<detail::lazy_records>();
-  // Data files, mapped once each; every range checked against its file.
+  // Data files: named once each, their sizes known; opened only while something is read from
+  // them (a few while loading, then by each read).
+  auto files = std::make_shared<detail::dcp_files>();
+  std::vector<std::uint64_t> sizes;
+  detail::open_files opened(*files);
   std::unordered_map<std::string, std::uint32_t> file_no;
   auto open_file = [&](const std::string& rel, const std::string& what) -> std::uint32_t {
-    auto [it, fresh] = file_no.emplace(rel, static_cast<std::uint32_t>(lazy->files.size()));
+    auto [it, fresh] = file_no.emplace(rel, static_cast<std::uint32_t>(files->files.size()));
     if (fresh) {
       std::error_code ec;
       const fs::path p = f.dir / rel;
-      if (!fs::is_regular_file(p, ec))
-        throw error(errc::corrupt_checkpoint,
-                    what + ": its data file " + show(rel) + " is missing", name);
-      byte_source src = byte_source::map_file(p);
-      lazy->files.push_back({src.sub(0, src.size(), rel), nullptr, false, options.verify_crc});
+      const auto size = fs::is_regular_file(p, ec) ? fs::file_size(p, ec) : 0;
+      if (!fs::is_regular_file(p) || ec)
+        throw error(errc::corrupt_checkpoint, what + ": its data file " + show(rel) + " is missing",
+                    name);
+      files->files.push_back({p, rel});
+      sizes.push_back(size);
     }
     return it->second;
   };
   auto check_range = [&](const dcp_storage& s, std::uint32_t file, const std::string& what) {
-    const std::uint64_t size = lazy->files[file].source.size();
+    const std::uint64_t size = sizes[file];
     if (s.offset > size || s.length > size - s.offset)
       throw error(errc::corrupt_checkpoint,
                   what + ": bytes " + std::to_string(s.offset) + " to " + std::to_string(s.offset) +
@@ -1191,7 +1247,7 @@ checkpoint load_dcp(const std::filesystem::path& path, const load_options& optio
     const std::string key = std::to_string(file) + ":" + std::to_string(offset);
     auto it = st_blobs.find(key);
     if (it != st_blobs.end()) return it->second;
-    const byte_source& src = lazy->files[file].source;
+    const byte_source src = opened.get(file);
     st_blob b;
     try {
       b.h = read_safetensors_header(src.bytes().subspan(static_cast<std::size_t>(offset)));
@@ -1215,22 +1271,25 @@ checkpoint load_dcp(const std::filesystem::path& path, const load_options& optio
       const std::string what = "value " + show(it.fqn);
       const std::uint32_t file = open_file(s.relative_path, what);
       check_range(s, file, what);
-      const byte_source& src = lazy->files[file].source;
+      const byte_source src = opened.get(file);
+      // Read lazily (its pickle only) unless compressed: tensors a value holds (a tuple of them)
+      // become placeholders read like the folder's own.
       load_options o = options;
-      o.mode = load_mode::eager;
+      o.mode = load_mode::lazy;
       value v;
       try {
         byte_source blob;
         if (has_zstd(s, what)) {
+          o.mode = load_mode::mmap;  // its tensors view the decompressed buffer
           std::vector<std::byte> packed(static_cast<std::size_t>(s.length));
           src.copy_out(s.offset, packed);
-          blob = byte_source::from_vector(
-              unzstd(packed, value_cap(s.length), errc::limit_exceeded, "zstd blob"),
-              "zstd blob");
+          blob = unzstd(packed, value_cap(s.length), errc::limit_exceeded, "zstd blob");
         } else {
           blob = src.sub(s.offset, s.length, "blob");
         }
-        v = load_checkpoint(std::move(blob), o).root;
+        checkpoint vck = load_checkpoint(std::move(blob), o);
+        if (const auto& records = detail::lazy_records::of(vck)) lazy->absorb(*records);
+        v = std::move(vck.root);
       } catch (const error& e) {
         throw e
             .with_outer_context(src.name() + ": " + what + " (bytes " + std::to_string(s.offset) +
@@ -1242,6 +1301,7 @@ checkpoint load_dcp(const std::filesystem::path& path, const load_options& optio
     }
     check_tiling(it, name);
     auto plan = std::make_shared<detail::dcp_tensor>();
+    plan->files = files;
     plan->fqn = it.fqn;
     plan->folder = name;
     plan->t = it.dtype;
@@ -1264,7 +1324,7 @@ checkpoint load_dcp(const std::filesystem::path& path, const load_options& optio
       p.sizes = c.sizes;
       std::uint64_t chunk_bytes = element_size(it.dtype);
       for (std::int64_t s : c.sizes) chunk_bytes *= static_cast<std::uint64_t>(s);
-      const byte_source& src = lazy->files[p.file].source;
+      const byte_source src = opened.get(p.file);
       // A torch.save blob, unless its first bytes open a safetensors file (SAFETENSORS
       // serialization): a damaged blob is reported when its chunk is read, not here.
       const bool zip_blob = p.zstd || !looks_like_safetensors(src.bytes(), p.offset);

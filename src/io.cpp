@@ -117,13 +117,20 @@ byte_source byte_source::read_file(const std::filesystem::path& path) {
     done += static_cast<std::uint64_t>(n);
   }
   std::span<const std::byte> view(buf->data(), buf->size());
-  return byte_source(std::shared_ptr<const void>(buf, buf.get()), view, path.string());
+  return adopt(std::shared_ptr<const void>(buf, buf.get()), view, path.string());
 }
 
 byte_source byte_source::from_vector(std::vector<std::byte> data, std::string name) {
   auto buf = std::make_shared<std::vector<std::byte>>(std::move(data));
   std::span<const std::byte> view(buf->data(), buf->size());
-  return byte_source(std::shared_ptr<const void>(buf, buf.get()), view, std::move(name));
+  return adopt(std::shared_ptr<const void>(buf, buf.get()), view, std::move(name));
+}
+
+byte_source byte_source::adopt(std::shared_ptr<const void> owner, std::span<const std::byte> bytes,
+                               std::string name) {
+  byte_source s(std::move(owner), bytes, std::move(name));
+  s.owned_ = true;
+  return s;
 }
 
 byte_source byte_source::borrow(std::span<const std::byte> data, std::string name) {

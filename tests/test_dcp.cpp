@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -401,6 +402,42 @@ TEST_SUITE("dcp") {
          },
          errc::corrupt_checkpoint,
          {"plain", "list index"}},
+        {"lists padded past the items, in total",
+         [](const fs::path&, metadata_doc& d) {
+           // Each of the 12 items at index 11 of a list of its own: 144 slots for 12 items.
+           auto& pd = d.meta().get("planner_data")->as_dict();
+           std::size_t n = 0;
+           for (const auto& [k, v] : std::vector<pthio::dict_object::entry>(pd.entries()))
+             pd.set(k, value::make_tuple({value("l" + std::to_string(n++)), value(11)}));
+         },
+         errc::corrupt_checkpoint,
+         {"planner_data", "more slots than the checkpoint has items"}},
+        {"one chunk object named a million times",
+         [](const fs::path&, metadata_doc& d) {
+           // Memoized: a few bytes per naming in the pickle, a chunk each once read.
+           auto& items = d.chunks("model.shard0").as_list().items;
+           const value one = items[0];
+           items.assign(1'000'000, one);
+         },
+         errc::limit_exceeded,
+         {".metadata", "more than"}},
+        {"a zstd frame declaring a terabyte",
+         [](const fs::path& dir, metadata_doc& d) {
+           auto& sf = metadata_doc::fields(d.storage("model.i64", 0));
+           sf.set("transform_descriptors", value::make_list({value("stream.zstd/1")}));
+           sf.set("length", value(16));
+           // Magic, a header with an 8-byte content size (2^40) and no window, one empty last
+           // raw block.
+           const std::uint8_t frame[16] = {0x28, 0xb5, 0x2f, 0xfd, 0xe0, 0, 0, 0,
+                                           0,    0,    1,    0,    0,    1, 0, 0};
+           const auto file = dir / sf.get("relative_path")->as_str();
+           auto bytes = pthio_test::read_bytes(file);
+           const auto at = static_cast<std::size_t>(sf.get("offset")->as_int());
+           std::memcpy(bytes.data() + at, frame, sizeof frame);
+           pthio_test::write_bytes(file, bytes);
+         },
+         errc::corrupt_checkpoint,
+         {"model.i64", "chunk 0", "declares 1099511627776 bytes"}},
         {"a truncated .metadata",
          [](const fs::path& dir, metadata_doc& d) {
            d.save();
@@ -567,5 +604,24 @@ TEST_SUITE("dcp") {
     CHECK(std::string(pthio_checkpoint_format(c)) == "dcp");
     CHECK(pthio_checkpoint_tensor_count(c) == 16);
     pthio_checkpoint_free(c);
+  }
+  TEST_CASE("dcp: flat keys spell dict keys as Python's str() does, floats included") {
+    // torch_save_to_dcp of {"a": {0.1: t, 2.0: t, True: t}, "n": {None: t}} gives the flat keys
+    // a.0.1, a.2.0, a.True, n.None (str(0.1) is "0.1", str(2.0) is "2.0").
+    CHECK(pthio::key_text(value(0.1)) == "0.1");
+    CHECK(pthio::key_text(value(2.0)) == "2.0");
+    CHECK(pthio::key_text(value(1e16)) == "1e+16");
+    CHECK(pthio::key_text(value(true)) == "True");
+    CHECK(pthio::key_text(value()) == "None");
+  }
+  TEST_CASE("dcp: per-rank metadata with a rank's file missing is refused") {
+    auto dir = copy_folder("dcp/per_rank", "missing_rank");
+    fs::remove(dir / "__1.metadata");
+    auto e = load_error(dir);
+    CHECK(e.kind() == pthio::errc::corrupt_checkpoint);
+    check_message(e, {"__1_0.distcp", "no __1.metadata"});
+    auto dir0 = copy_folder("dcp/per_rank", "missing_rank0");
+    fs::rename(dir0 / "__1.metadata", dir0 / "__2.metadata");
+    check_message(load_error(dir0), {"__1.metadata is missing"});
   }
 }  // TEST_SUITE

@@ -78,8 +78,9 @@ struct dcp_metadata {
   bool safetensors_blobs = false;  // SerializationFormat.SAFETENSORS or a Hugging Face folder
 };
 
-// True when `path` is a folder holding a .metadata, __R.metadata files or DCP safetensors files,
-// or is such a .metadata file itself.
+// True when `path` is a folder holding a .metadata, __R.metadata files or (and no *.index.json)
+// *.safetensors files, read as Hugging Face's DCP reader reads them, or is such a .metadata file
+// itself.
 PTHIO_API bool is_dcp(const std::filesystem::path& path);
 
 // Parses one .metadata pickle. `name` is used in error messages. Throws corrupt_checkpoint (a

@@ -39,6 +39,10 @@ class PTHIO_API byte_source {
   static byte_source read_file(const std::filesystem::path& path);
   // Takes ownership of a buffer (moved in; the spans handed out point into it).
   static byte_source from_vector(std::vector<std::byte> data, std::string name = "<memory>");
+  // Takes over bytes no one else holds, kept alive by `owner`, in writable memory: mmap-mode loads
+  // view them as they view a private map (from_vector and read_file make such sources too).
+  static byte_source adopt(std::shared_ptr<const void> owner, std::span<const std::byte> bytes,
+                           std::string name);
   // Borrows caller-owned bytes: they must outlive every copy of the source and everything loaded
   // from it (mmap-mode tensors view them).
   static byte_source borrow(std::span<const std::byte> data, std::string name = "<memory>");
@@ -48,6 +52,8 @@ class PTHIO_API byte_source {
   const std::string& name() const noexcept { return name_; }
   const std::shared_ptr<const void>& owner() const noexcept { return owner_; }
   bool is_mapped() const noexcept { return mapped_; }
+  // The bytes belong to this source alone (from_vector, read_file, adopt): they may be viewed.
+  bool owns_bytes() const noexcept { return owned_; }
 
   // Copies out.size() bytes at `offset` (offset + out.size() <= size(), checked by the caller)
   // into `out`. A mapped file is read with pread() from the page cache rather than through the
@@ -69,6 +75,7 @@ class PTHIO_API byte_source {
   std::span<const std::byte> bytes_;
   std::string name_;
   bool mapped_ = false;
+  bool owned_ = false;
 };
 
 class PTHIO_API sink {

@@ -10,59 +10,9 @@
 
 namespace pthio::cli {
 
-namespace {
+std::string python_float_repr(double d) { return detail::python_float_repr(d); }
 
-// Shortest round-trip digits of `sci` (to_chars scientific), laid out as Python's repr: fixed for
-// -4 <= exponent < 16, else d.ddde+XX with at least two exponent digits (Python/pystrtod.c).
-std::string python_layout(std::string sci);
-
-}  // namespace
-
-std::string python_float_repr(double d) {
-  char buf[64];
-  auto r = std::to_chars(buf, buf + sizeof buf, d, std::chars_format::scientific);
-  return python_layout(std::string(buf, r.ptr));
-}
-
-std::string python_float_repr(float f) {
-  char buf[64];
-  auto r = std::to_chars(buf, buf + sizeof buf, f, std::chars_format::scientific);
-  return python_layout(std::string(buf, r.ptr));
-}
-
-namespace {
-
-std::string python_layout(std::string sci) {
-  bool neg = sci[0] == '-';
-  if (neg) sci.erase(0, 1);
-  auto epos = sci.find('e');
-  std::string mant = sci.substr(0, epos);
-  int exp = std::stoi(sci.substr(epos + 1));
-  std::string digits;
-  for (char c : mant)
-    if (c != '.') digits += c;
-  std::string out = neg ? "-" : "";
-  int n = static_cast<int>(digits.size());
-  if (exp >= -5 + 1 && exp < 16) {
-    if (exp < 0) {
-      out += "0." + std::string(static_cast<std::size_t>(-exp - 1), '0') + digits;
-    } else if (exp + 1 >= n) {
-      out += digits + std::string(static_cast<std::size_t>(exp + 1 - n), '0') + ".0";
-    } else {
-      out += digits.substr(0, static_cast<std::size_t>(exp + 1)) + "." +
-             digits.substr(static_cast<std::size_t>(exp + 1));
-    }
-  } else {
-    out += digits.substr(0, 1);
-    if (n > 1) out += "." + digits.substr(1);
-    char e[16];
-    std::snprintf(e, sizeof e, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
-    out += e;
-  }
-  return out;
-}
-
-}  // namespace
+std::string python_float_repr(float f) { return detail::python_float_repr(f); }
 
 std::string json_quote(std::string_view s) { return detail::json_quote(s); }
 

@@ -242,6 +242,11 @@ scan_report scan_dcp(const std::string& path) {
 
 scan_report scan_file(const std::string& path) {
   if (is_dcp(path)) return scan_dcp(path);
+  if (std::filesystem::is_directory(path))
+    throw error(errc::invalid_argument,
+                "a folder that is no torch.distributed.checkpoint (a Hugging Face index and its "
+                "shards?): scan each file",
+                path);
   scan_report r;
   r.file = path;
   byte_source src = byte_source::map_file(path);

@@ -128,11 +128,11 @@ struct lazy_records {
 };
 
 // dcp.cpp: a DCP tensor's chunks read, checked and assembled, on `target`. Thread-safe.
-storage read_dcp_tensor(const lazy_records& lr, const dcp_tensor& d, const device& target);
+storage read_dcp_tensor(const dcp_tensor& d, const device& target);
 // The elements `dims` selects of a DCP tensor, read from the chunks the selection meets (each
 // chunk's part alone, for a stored blob), on `target`. Thread-safe.
-tensor read_dcp_slice(const lazy_records& lr, const dcp_tensor& d,
-                      const std::vector<resolved_dim>& dims, const device& target);
+tensor read_dcp_slice(const dcp_tensor& d, const std::vector<resolved_dim>& dims,
+                      const device& target);
 
 // unpickle.cpp: the unpickler as the torch loaders run it.
 unpickle_options pickle_options_for(const load_options& opt, std::string context);
@@ -155,7 +155,10 @@ void write_safetensors(sink& out, const value& root, const safetensors_save_opti
 void save_zip_streaming(sink& out, const value& root, const save_options& options,
                         lazy_records* lazy);
 
-// walk.cpp: walks over a loaded value.
+// walk.cpp: walks over a loaded value, and Python's repr (and str) of a float: the shortest
+// digits that round-trip, laid out as CPython does ("0.1", "2.0", "1e+16", "nan", "-inf").
+std::string python_float_repr(double d);
+std::string python_float_repr(float f);
 
 // Replaces, in place, every value for which fn returns a replacement (iterative walk; shared
 // containers visited once; replaced values are not descended into).

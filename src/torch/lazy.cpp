@@ -34,7 +34,7 @@ void lazy_records::absorb(const lazy_records& other) {
 }
 
 storage lazy_records::read(const record& r) {
-  if (r.dcp) return read_dcp_tensor(*this, *r.dcp, r.target);
+  if (r.dcp) return read_dcp_tensor(*r.dcp, r.target);
   const file& f = files[r.file];
   // A stored record of a mapped file is read with pread() straight into the new storage: read
   // through the map, every page would stay resident in this process, so that a command streaming

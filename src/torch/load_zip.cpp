@@ -92,9 +92,10 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
     ck.byte_order = order == "big" ? std::endian::big : std::endian::little;
   }
   const bool swap = ck.byte_order == std::endian::big;
-  // (A source that owns its bytes, such as a decompressed buffer, can be viewed as well.)
+  // (A source that owns its bytes, such as a decompressed buffer, can be viewed as well; memory
+  // a caller lent, perhaps read-only, is copied.)
   const bool zero_copy =
-      opt.mode == load_mode::mmap && (src.is_mapped() || src.owner() != nullptr) && !swap;
+      opt.mode == load_mode::mmap && (src.is_mapped() || src.owns_bytes()) && !swap;
   std::shared_ptr<lazy_records> lazy;
   if (opt.mode == load_mode::lazy) {
     lazy = std::make_shared<lazy_records>();

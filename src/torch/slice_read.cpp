@@ -195,10 +195,10 @@ tensor lazy_records::read_slice(const record& r, const tensor& t,
     // A DCP tensor: only the chunks the slice meets are read (the placeholder is the whole,
     // contiguous tensor; any other view of it is assembled and sliced on the host).
     if (t.storage_offset() == 0 && t.is_contiguous() && t.nbytes() == r.nbytes)
-      return read_dcp_slice(*this, *r.dcp, dims, r.target);
+      return read_dcp_slice(*r.dcp, dims, r.target);
     const gather_plan p = plan_for(t, dims);
     if (r.target.type() == device_type::meta) return meta_result(t, p);
-    const storage whole = read_dcp_tensor(*this, *r.dcp, device(device_type::cpu));
+    const storage whole = read_dcp_tensor(*r.dcp, device(device_type::cpu));
     tensor out = host_result(
         t, p, [&](std::byte* dst) { gather_memory(p, t.element_size(), whole.data(), dst); });
     return r.target.is_cpu() ? out : out.to(r.target);

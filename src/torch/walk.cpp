@@ -1,6 +1,9 @@
 // Walks over a loaded value: in-place replacement (numpy arrays, device mapping, materialize) and
-// key paths (visit_tensors, key_text), with the expansion check that bounds both.
+// key paths (visit_tensors, key_text), with the expansion check that bounds both; Python's float
+// repr.
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <unordered_map>
 
@@ -133,6 +136,66 @@ bool for_each_key_path_child(const value& v,
 
 }  // namespace detail
 
+namespace detail {
+
+namespace {
+
+// Shortest round-trip digits of `sci` (to_chars scientific), laid out as Python's repr: fixed for
+// -4 <= exponent < 16, else d.ddde+XX with at least two exponent digits (Python/pystrtod.c).
+std::string python_layout(std::string sci);
+
+}  // namespace
+
+std::string python_float_repr(double d) {
+  if (!std::isfinite(d)) return std::isnan(d) ? "nan" : d < 0 ? "-inf" : "inf";
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof buf, d, std::chars_format::scientific);
+  return python_layout(std::string(buf, r.ptr));
+}
+
+std::string python_float_repr(float f) {
+  if (!std::isfinite(f)) return std::isnan(f) ? "nan" : f < 0 ? "-inf" : "inf";
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof buf, f, std::chars_format::scientific);
+  return python_layout(std::string(buf, r.ptr));
+}
+
+namespace {
+
+std::string python_layout(std::string sci) {
+  bool neg = sci[0] == '-';
+  if (neg) sci.erase(0, 1);
+  auto epos = sci.find('e');
+  std::string mant = sci.substr(0, epos);
+  int exp = std::stoi(sci.substr(epos + 1));
+  std::string digits;
+  for (char c : mant)
+    if (c != '.') digits += c;
+  std::string out = neg ? "-" : "";
+  int n = static_cast<int>(digits.size());
+  if (exp >= -5 + 1 && exp < 16) {
+    if (exp < 0) {
+      out += "0." + std::string(static_cast<std::size_t>(-exp - 1), '0') + digits;
+    } else if (exp + 1 >= n) {
+      out += digits + std::string(static_cast<std::size_t>(exp + 1 - n), '0') + ".0";
+    } else {
+      out += digits.substr(0, static_cast<std::size_t>(exp + 1)) + "." +
+             digits.substr(static_cast<std::size_t>(exp + 1));
+    }
+  } else {
+    out += digits.substr(0, 1);
+    if (n > 1) out += "." + digits.substr(1);
+    char e[16];
+    std::snprintf(e, sizeof e, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
+    out += e;
+  }
+  return out;
+}
+
+}  // namespace
+
+}  // namespace detail
+
 std::string key_text(const value& key) {
   switch (key.type()) {
     case value::kind::string: return key.as_str();
@@ -140,11 +203,7 @@ std::string key_text(const value& key) {
     case value::kind::big_integer: return key.as_big_int().to_string();
     case value::kind::none: return "None";
     case value::kind::boolean: return key.as_bool() ? "True" : "False";
-    case value::kind::floating: {
-      char buf[64];
-      std::snprintf(buf, sizeof buf, "%.17g", key.as_float());
-      return buf;
-    }
+    case value::kind::floating: return detail::python_float_repr(key.as_float());  // str(key)
     case value::kind::tuple: {
       std::string s = "(";
       for (std::size_t i = 0; i < key.items().size(); ++i)
