@@ -115,9 +115,17 @@ PTHIO_API byte_source read_dcp_blob(const std::filesystem::path& folder, const d
 PTHIO_API bool is_dcp_metadata_global(std::string_view module, std::string_view name);
 
 // load_checkpoint(path) calls this for a DCP folder (or a path to its .metadata). All three modes:
-// lazy lists every tensor from the metadata alone (load_tensor(key) reads that tensor's chunks),
-// mmap views a single-chunk tensor stored without transform in the file's map, eager (and mmap
-// otherwise) assembles each tensor in memory. checkpoint::format is checkpoint_format::dcp.
+// lazy lists every tensor from the metadata alone (load_tensor(key) reads that tensor's chunks,
+// load_slice only the chunks the slice meets), mmap views a single-chunk tensor stored without
+// transform in the file's map, eager (and mmap otherwise) assembles each tensor in memory.
+// Non-tensor values are read from their blobs in every mode (a tensor inside one, lazily too).
+// Data files are opened only while something is read from them (at most 16 at a time), so a
+// folder of thousands of ranks' files needs no more file descriptors. A folder holding an
+// *.index.json loads as that index (load_sharded). checkpoint::format is checkpoint_format::dcp.
+// Limits: a zstd frame decompresses to at most its chunk's size plus 4 MiB (a value's: 1 GiB or
+// 64 times its compressed size); the metadata's items and chunks to the pickle's memory budget
+// (64 bytes per byte of it, at least load_options::limits.max_memory); lists nested along
+// planner_data to as many slots as the checkpoint has items.
 PTHIO_API checkpoint load_dcp(const std::filesystem::path& path, const load_options& options = {});
 
 struct dcp_save_options {
