@@ -987,7 +987,6 @@ tensor read_dcp_slice(const dcp_tensor& d, const std::vector<resolved_dim>& dims
   // Each chunk the selection meets: the positions j of dimension k with off <= start + j * step
   // < off + size, read from the chunk's blob as a slice of its own (only those bytes, for a
   // stored blob) and placed at j.
-  const checkpoint in_memory;  // slices a loaded tensor in memory
   for (std::size_t i = 0; i < d.chunks.size() && shape_numel(counts) > 0; ++i) {
     const auto& p = d.chunks[i];
     shape_t first(dims.size()), n(dims.size());
@@ -1012,10 +1011,13 @@ tensor read_dcp_slice(const dcp_tensor& d, const std::vector<resolved_dim>& dims
     tensor part;
     try {
       if (p.raw) {
-        storage s = storage::allocate_for_overwrite(static_cast<std::size_t>(p.length));
-        files.get(p.file).copy_out(p.offset, {s.data(), s.nbytes()});
-        part = in_memory.load_slice(tensor(s, d.t, p.sizes, contiguous_strides(p.sizes), 0, false),
-                                    pthio::slice(items));
+        // The elements in the file: read as a raw record of their own, only the slice's bytes.
+        lazy_records raw;
+        raw.files.push_back({files.get(p.file), nullptr, false, false});
+        storage ph = raw.placeholder(
+            {d.fqn, nullptr, p.offset, p.length, d.t, device(device_type::cpu), 0, {}});
+        const tensor whole(ph, d.t, p.sizes, contiguous_strides(p.sizes), 0, false);
+        part = raw.read_slice(*raw.find(ph), whole, pthio::slice(items).resolve(p.sizes));
       } else {
         opened_blob b = open_blob(files, d, i);
         part = b.ck.load_slice(b.t, pthio::slice(items));
