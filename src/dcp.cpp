@@ -1132,7 +1132,7 @@ dcp_metadata read_dcp_folder_metadata(const std::filesystem::path& path) {
     case folder::kind::none: break;
   }
   throw error(errc::corrupt_checkpoint,
-              "not a torch.distributed.checkpoint folder (no .metadata, __R.metadata or "
+              "not a checkpoint folder (no .metadata, __R.metadata, *.index.json or "
               "*.safetensors files)",
               path.string());
 }
