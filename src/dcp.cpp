@@ -42,16 +42,6 @@ std::uint64_t value_cap(std::uint64_t compressed) {
 // Pairs of chunks compared for overlap in one tensor before giving up.
 constexpr std::uint64_t max_overlap_comparisons = 100'000'000;
 
-std::string show(const std::string& s) {
-  return detail::json_quote(s.size() > 200 ? s.substr(0, 200) + "..." : s);
-}
-
-std::string dims_text(const shape_t& d) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
-  return s + "]";
-}
-
 // The globals a .metadata pickle may name: torch's metadata dataclasses, torch.Size, dtypes,
 // torch.strided (pickled through torch.serialization._get_layout) and the pathlib path of
 // StorageMeta.checkpoint_id. Only torch.Size has a handler (a tuple); the rest build inert
@@ -156,15 +146,6 @@ class meta_reader {
   std::string name_;
 };
 
-std::string relative_path_problem(const std::string& p) {
-  if (p.empty()) return "is empty";
-  if (p.find('\0') != std::string::npos) return "holds a NUL byte";
-  if (p.front() == '/' || fs::path(p).is_absolute()) return "is absolute";
-  for (const auto& part : fs::path(p))
-    if (part == "..") return "has a '..' part";
-  return {};
-}
-
 std::string storage_key(const std::string& fqn, const shape_t* offsets) {
   std::string k = fqn;
   k.push_back('\0');
@@ -205,13 +186,13 @@ dcp_metadata interpret_metadata(const value& root, const std::string& name, std:
     const std::string& fqn = r.text(r.field(ki, "fqn", "MetadataIndex"), "MetadataIndex.fqn");
     std::optional<shape_t> offsets;
     if (const value* o = ki.get("offset"); o && !o->is_none())
-      offsets = r.dims(*o, "MetadataIndex.offset of " + show(fqn));
-    const std::string what = "the storage data of " + show(fqn);
+      offsets = r.dims(*o, "MetadataIndex.offset of " + detail::show_name(fqn));
+    const std::string what = "the storage data of " + detail::show_name(fqn);
     const dict_object& si = r.fields(r.object(v, "_StorageInfo", what), what);
     dcp_storage s;
     s.relative_path = r.text(r.field(si, "relative_path", what), what + ": relative_path");
-    if (std::string why = relative_path_problem(s.relative_path); !why.empty())
-      r.fail(what + ": relative_path " + show(s.relative_path) + " " + why +
+    if (std::string why = detail::relative_path_problem(s.relative_path); !why.empty())
+      r.fail(what + ": relative_path " + detail::show_name(s.relative_path) + " " + why +
              "; data files are named relative to the checkpoint's folder");
     s.offset = r.count(r.field(si, "offset", what), what + ": offset");
     s.length = r.count(r.field(si, "length", what), what + ": length");
@@ -234,14 +215,14 @@ dcp_metadata interpret_metadata(const value& root, const std::string& name, std:
     for (const auto& [k, v] : pd->as_dict().entries()) {
       if (!k.is_str()) continue;  // not a flat key: never looked up, as in torch
       if (!v.is_tuple() && !v.is_list())
-        r.fail("the planner_data path of " + show(k.as_str()) + " must be a tuple");
+        r.fail("the planner_data path of " + detail::show_name(k.as_str()) + " must be a tuple");
       if (v.items().empty() || v.items().size() > max_path_length)
-        r.fail("the planner_data path of " + show(k.as_str()) + " has " +
+        r.fail("the planner_data path of " + detail::show_name(k.as_str()) + " has " +
                std::to_string(v.items().size()) + " parts (1 to " +
                std::to_string(max_path_length) + ")");
       for (const value& part : v.items())
         if (!part.is_str() && !(part.is_int() && part.as_int() >= 0))
-          r.fail("the planner_data path of " + show(k.as_str()) +
+          r.fail("the planner_data path of " + detail::show_name(k.as_str()) +
                  " must hold str keys and non-negative int indices");
       charge(64 + k.as_str().size() + v.items().size() * sizeof(value));
       paths[k.as_str()] = std::vector<value>(v.items().begin(), v.items().end());
@@ -255,15 +236,15 @@ dcp_metadata interpret_metadata(const value& root, const std::string& name, std:
     dcp_item it;
     it.fqn = r.text(k, "a state_dict_metadata key");
     charge(sizeof(dcp_item) + it.fqn.size());
-    const std::string what = "the metadata of " + show(it.fqn);
+    const std::string what = "the metadata of " + detail::show_name(it.fqn);
     if (auto p = paths.find(it.fqn); p != paths.end()) it.path = p->second;
     if (!v.is_object()) r.fail(what + " must be a TensorStorageMetadata or BytesStorageMetadata");
     if (v.as_object().type.name == "BytesStorageMetadata") {
       r.object(v, "BytesStorageMetadata", what);
       auto s = storages.find(storage_key(it.fqn, nullptr));
       if (s == storages.end())
-        r.fail("value " + show(it.fqn) + " has no storage data (no MetadataIndex(" + show(it.fqn) +
-               ") in storage_data)");
+        r.fail("value " + detail::show_name(it.fqn) + " has no storage data (no MetadataIndex(" +
+               detail::show_name(it.fqn) + ") in storage_data)");
       it.chunks.push_back({{}, {}, s->second});
       out.items.push_back(std::move(it));
       continue;
@@ -314,17 +295,18 @@ dcp_metadata interpret_metadata(const value& root, const std::string& name, std:
     const value& chunks = r.field(tf, "chunks", what);
     if (!chunks.is_list() && !chunks.is_tuple()) r.fail(what + ": chunks must be a list");
     for (std::size_t i = 0; i < chunks.items().size(); ++i) {
-      const std::string cw = "chunk " + std::to_string(i) + " of " + show(it.fqn);
+      const std::string cw = "chunk " + std::to_string(i) + " of " + detail::show_name(it.fqn);
       const dict_object& cf = r.fields(r.object(chunks.items()[i], "ChunkStorageMetadata", cw), cw);
       dcp_chunk c;
       c.offsets = r.dims(r.field(cf, "offsets", cw), cw + ": offsets");
       c.sizes = r.dims(r.field(cf, "sizes", cw), cw + ": sizes");
       if (c.offsets.size() != it.size.size() || c.sizes.size() != it.size.size())
-        r.fail(cw + " has offsets " + dims_text(c.offsets) + " and sizes " + dims_text(c.sizes) +
-               " for a tensor of " + std::to_string(it.size.size()) + " dimensions");
+        r.fail(cw + " has offsets " + shape_string(c.offsets) + " and sizes " +
+               shape_string(c.sizes) + " for a tensor of " + std::to_string(it.size.size()) +
+               " dimensions");
       auto s = storages.find(storage_key(it.fqn, &c.offsets));
       if (s == storages.end())
-        r.fail(cw + " (offsets " + dims_text(c.offsets) +
+        r.fail(cw + " (offsets " + shape_string(c.offsets) +
                ") has no storage data (no matching MetadataIndex in storage_data)");
       c.storage = s->second;
       charge(sizeof(dcp_chunk) + c.offsets.size() * 16 + c.storage.relative_path.size());
@@ -338,15 +320,15 @@ dcp_metadata interpret_metadata(const value& root, const std::string& name, std:
 // Chunks must tile the tensor: each inside it, none overlapping another, together covering it.
 void check_tiling(const dcp_item& it, const std::string& name) {
   auto fail = [&](const std::string& why) {
-    throw error(errc::corrupt_checkpoint, "tensor " + show(it.fqn) + ": " + why, name);
+    throw error(errc::corrupt_checkpoint, "tensor " + detail::show_name(it.fqn) + ": " + why, name);
   };
   std::uint64_t numel = 1;
   for (std::int64_t d : it.size)
     if (!detail::checked_mul(numel, static_cast<std::uint64_t>(d), numel))
-      fail("its size " + dims_text(it.size) + " overflows");
+      fail("its size " + shape_string(it.size) + " overflows");
   std::uint64_t bytes = 0;
   if (!detail::checked_mul(numel, element_size(it.dtype), bytes) || bytes > (1ull << 62))
-    fail("its size " + dims_text(it.size) + " is too large");
+    fail("its size " + shape_string(it.size) + " is too large");
   std::uint64_t covered = 0;
   std::vector<std::size_t> nonempty;
   for (std::size_t i = 0; i < it.chunks.size(); ++i) {
@@ -354,9 +336,9 @@ void check_tiling(const dcp_item& it, const std::string& name) {
     std::uint64_t vol = 1;
     for (std::size_t d = 0; d < it.size.size(); ++d) {
       if (c.offsets[d] > it.size[d] || c.sizes[d] > it.size[d] - c.offsets[d])
-        fail("chunk " + std::to_string(i) + " (offsets " + dims_text(c.offsets) + ", sizes " +
-             dims_text(c.sizes) + ", in " + c.storage.relative_path +
-             ") lies outside the tensor's size " + dims_text(it.size));
+        fail("chunk " + std::to_string(i) + " (offsets " + shape_string(c.offsets) + ", sizes " +
+             shape_string(c.sizes) + ", in " + c.storage.relative_path +
+             ") lies outside the tensor's size " + shape_string(it.size));
       vol *= static_cast<std::uint64_t>(c.sizes[d]);  // <= numel: inside the tensor
     }
     covered += vol;  // at most chunks x numel: no overflow before the check below
@@ -386,7 +368,7 @@ void check_tiling(const dcp_item& it, const std::string& name) {
         if (b.offsets[dim] >= a.offsets[dim] + a.sizes[dim]) break;
         if (++compared > max_overlap_comparisons)
           throw error(errc::limit_exceeded,
-                      "tensor " + show(it.fqn) +
+                      "tensor " + detail::show_name(it.fqn) +
                           " has too many overlapping chunk ranges to "
                           "check (" +
                           std::to_string(it.chunks.size()) + " chunks)",
@@ -396,10 +378,10 @@ void check_tiling(const dcp_item& it, const std::string& name) {
           meet =
               a.offsets[d] < b.offsets[d] + b.sizes[d] && b.offsets[d] < a.offsets[d] + a.sizes[d];
         if (meet)
-          fail("chunks " + std::to_string(nonempty[x]) + " (offsets " + dims_text(a.offsets) +
-               ", sizes " + dims_text(a.sizes) + ", in " + a.storage.relative_path + ") and " +
-               std::to_string(nonempty[y]) + " (offsets " + dims_text(b.offsets) + ", sizes " +
-               dims_text(b.sizes) + ", in " + b.storage.relative_path + ") overlap");
+          fail("chunks " + std::to_string(nonempty[x]) + " (offsets " + shape_string(a.offsets) +
+               ", sizes " + shape_string(a.sizes) + ", in " + a.storage.relative_path + ") and " +
+               std::to_string(nonempty[y]) + " (offsets " + shape_string(b.offsets) + ", sizes " +
+               shape_string(b.sizes) + ", in " + b.storage.relative_path + ") overlap");
       }
     }
   }
@@ -522,7 +504,9 @@ dcp_metadata merge_ranks(const folder& f) {
   // replicated tensor each rank saved) counts once; duplicates within one file stay, for the
   // tiling check to refuse.
   std::vector<std::unordered_set<std::string>> seen;
-  auto chunk_key = [](const dcp_chunk& c) { return dims_text(c.offsets) + dims_text(c.sizes); };
+  auto chunk_key = [](const dcp_chunk& c) {
+    return shape_string(c.offsets) + shape_string(c.sizes);
+  };
   for (const fs::path& p : f.files) {
     const std::string file = p.filename().string();
     dcp_metadata m = read_metadata_file(p);
@@ -542,8 +526,8 @@ dcp_metadata merge_ranks(const folder& f) {
       dcp_item& have = out.items[k];
       auto differ = [&](const std::string& what) {
         throw error(errc::corrupt_checkpoint,
-                    show(it.fqn) + " is described differently by " + first_file[k] + " and " +
-                        file + " (" + what + ")",
+                    detail::show_name(it.fqn) + " is described differently by " + first_file[k] +
+                        " and " + file + " (" + what + ")",
                     f.dir.string());
       };
       if (have.is_tensor != it.is_tensor) differ("a tensor and a value");
@@ -602,7 +586,7 @@ dcp_metadata safetensors_folder_metadata(const folder& f) {
       for (const safetensors_entry* e : by_name) {
         if (!e->type || element_size(*e->type) == 0 || *e->type == dtype::float4_e2m1fn_x2)
           throw error(errc::unsupported,
-                      "tensor " + show(e->name) + " has dtype " + e->dtype_name +
+                      "tensor " + detail::show_name(e->name) + " has dtype " + e->dtype_name +
                           ", which DCP folders do not hold",
                       rel);
         dcp_chunk c;
@@ -611,8 +595,8 @@ dcp_metadata safetensors_folder_metadata(const folder& f) {
         c.offsets = s != saved.end() ? s->second : shape_t(e->shape.size(), 0);
         if (c.offsets.size() != c.sizes.size())
           throw error(errc::corrupt_checkpoint,
-                      "tensor " + show(e->name) + ": saved_offsets " + dims_text(c.offsets) +
-                          " for shape " + dims_text(c.sizes),
+                      "tensor " + detail::show_name(e->name) + ": saved_offsets " +
+                          shape_string(c.offsets) + " for shape " + shape_string(c.sizes),
                       rel);
         c.storage = {rel, h.data_offset() + e->begin, e->end - e->begin, {}};
         auto [pos, fresh] = at.emplace(e->name, out.items.size());
@@ -627,7 +611,8 @@ dcp_metadata safetensors_folder_metadata(const folder& f) {
         dcp_item& it = out.items[pos->second];
         if (it.dtype != *e->type || it.size.size() != c.sizes.size())
           throw error(errc::corrupt_checkpoint,
-                      "tensor " + show(e->name) + " has another dtype or rank than in " +
+                      "tensor " + detail::show_name(e->name) +
+                          " has another dtype or rank than in " +
                           it.chunks.front().storage.relative_path,
                       rel);
         for (std::size_t d = 0; d < c.sizes.size(); ++d) {
@@ -731,7 +716,7 @@ bool has_zstd(const dcp_storage& s, const std::string& what) {
   if (s.transforms.empty()) return false;
   if (s.transforms.size() == 1 && s.transforms[0] == zstd_descriptor) return true;
   std::string list;
-  for (const auto& t : s.transforms) list += (list.empty() ? "" : ", ") + show(t);
+  for (const auto& t : s.transforms) list += (list.empty() ? "" : ", ") + detail::show_name(t);
   throw error(errc::unsupported,
               what + ": transform " + list + " (pthio knows " + std::string(zstd_descriptor) + ")");
 }
@@ -791,8 +776,9 @@ namespace {
 
 std::string chunk_context(const dcp_tensor& d, std::size_t i) {
   const auto& p = d.chunks[i];
-  return d.files->files[p.file].rel + ": chunk " + std::to_string(i) + " of " + show(d.fqn) +
-         " (bytes " + std::to_string(p.offset) + " to " + std::to_string(p.offset + p.length) + ")";
+  return d.files->files[p.file].rel + ": chunk " + std::to_string(i) + " of " +
+         detail::show_name(d.fqn) + " (bytes " + std::to_string(p.offset) + " to " +
+         std::to_string(p.offset + p.length) + ")";
 }
 
 // Copies a contiguous chunk (sizes at offsets) into a contiguous tensor of `size`.
@@ -866,8 +852,8 @@ opened_blob open_blob(open_files& files, const dcp_tensor& d, std::size_t i) {
     if (t.dtype() != d.t || t.shape() != p.sizes)
       throw error(errc::corrupt_checkpoint,
                   "the blob holds a " + std::string(dtype_name(t.dtype())) + " tensor of " +
-                      dims_text(t.shape()) + ", the metadata a " + std::string(dtype_name(d.t)) +
-                      " chunk of " + dims_text(p.sizes));
+                      shape_string(t.shape()) + ", the metadata a " + std::string(dtype_name(d.t)) +
+                      " chunk of " + shape_string(p.sizes));
     out.t = t;
   } catch (const error& e) {
     throw e.with_outer_context(chunk_context(d, i)).with_outer_context(d.folder);
@@ -1073,15 +1059,15 @@ std::vector<dcp_blob> dcp_blobs(const dcp_metadata& m) {
   for (const dcp_item& it : m.items) {
     if (!it.is_tensor) {
       const dcp_storage& s = it.chunks.front().storage;
-      out.push_back({"value " + show(it.fqn), it.fqn, false, s, value_cap(s.length)});
+      out.push_back({"value " + detail::show_name(it.fqn), it.fqn, false, s, value_cap(s.length)});
       continue;
     }
     for (std::size_t i = 0; i < it.chunks.size(); ++i) {
       std::uint64_t bytes = element_size(it.dtype);
       for (std::int64_t d : it.chunks[i].sizes)
         if (!detail::checked_mul(bytes, static_cast<std::uint64_t>(d), bytes)) bytes = 1ull << 62;
-      out.push_back({"chunk " + std::to_string(i) + " of " + show(it.fqn), it.fqn, true,
-                     it.chunks[i].storage,
+      out.push_back({"chunk " + std::to_string(i) + " of " + detail::show_name(it.fqn), it.fqn,
+                     true, it.chunks[i].storage,
                      std::min<std::uint64_t>(bytes, 1ull << 62) + zstd_slack});
     }
   }
@@ -1090,14 +1076,14 @@ std::vector<dcp_blob> dcp_blobs(const dcp_metadata& m) {
 
 byte_source read_dcp_blob(const std::filesystem::path& folder, const dcp_blob& b) {
   const dcp_storage& s = b.storage;
-  if (std::string why = relative_path_problem(s.relative_path); !why.empty())
-    throw error(errc::corrupt_checkpoint, "data file " + show(s.relative_path) + " " + why,
-                folder.string());
+  if (std::string why = detail::relative_path_problem(s.relative_path); !why.empty())
+    throw error(errc::corrupt_checkpoint,
+                "data file " + detail::show_name(s.relative_path) + " " + why, folder.string());
   const fs::path p = folder / s.relative_path;
   std::error_code ec;
   if (!fs::is_regular_file(p, ec))
-    throw error(errc::corrupt_checkpoint, "data file " + show(s.relative_path) + " is missing",
-                folder.string());
+    throw error(errc::corrupt_checkpoint,
+                "data file " + detail::show_name(s.relative_path) + " is missing", folder.string());
   byte_source src = byte_source::map_file(p);
   if (s.offset > src.size() || s.length > src.size() - s.offset)
     throw error(errc::corrupt_checkpoint,
@@ -1147,8 +1133,8 @@ namespace {
 void set_element(value& root, const std::vector<value>& path, value leaf, std::size_t max_index,
                  std::size_t& slots, const std::string& fqn, const std::string& name) {
   auto fail = [&](const std::string& why) {
-    throw error(errc::corrupt_checkpoint, "the planner_data path of " + show(fqn) + " " + why,
-                name);
+    throw error(errc::corrupt_checkpoint,
+                "the planner_data path of " + detail::show_name(fqn) + " " + why, name);
   };
   auto list_slot = [&](list_object& l, const value& key) -> value& {
     if (!key.is_int()) fail("indexes a list with a str");
@@ -1221,8 +1207,8 @@ checkpoint load_dcp(const std::filesystem::path& path, const load_options& optio
       const fs::path p = f.dir / rel;
       const auto size = fs::is_regular_file(p, ec) ? fs::file_size(p, ec) : 0;
       if (!fs::is_regular_file(p) || ec)
-        throw error(errc::corrupt_checkpoint, what + ": its data file " + show(rel) + " is missing",
-                    name);
+        throw error(errc::corrupt_checkpoint,
+                    what + ": its data file " + detail::show_name(rel) + " is missing", name);
       files->files.push_back({p, rel});
       sizes.push_back(size);
     }
@@ -1233,8 +1219,8 @@ checkpoint load_dcp(const std::filesystem::path& path, const load_options& optio
     if (s.offset > size || s.length > size - s.offset)
       throw error(errc::corrupt_checkpoint,
                   what + ": bytes " + std::to_string(s.offset) + " to " + std::to_string(s.offset) +
-                      " + " + std::to_string(s.length) + " lie outside " + show(s.relative_path) +
-                      " (" + std::to_string(size) + " bytes)",
+                      " + " + std::to_string(s.length) + " lie outside " +
+                      detail::show_name(s.relative_path) + " (" + std::to_string(size) + " bytes)",
                   name);
   };
   // SAFETENSORS serialization: a chunk's storage points at the safetensors blob that holds it
@@ -1270,7 +1256,7 @@ checkpoint load_dcp(const std::filesystem::path& path, const load_options& optio
     std::vector<value> item_path = it.path.empty() ? std::vector<value>{value(it.fqn)} : it.path;
     if (!it.is_tensor) {
       const dcp_storage& s = it.chunks.front().storage;
-      const std::string what = "value " + show(it.fqn);
+      const std::string what = "value " + detail::show_name(it.fqn);
       const std::uint32_t file = open_file(s.relative_path, what);
       check_range(s, file, what);
       const byte_source src = opened.get(file);
@@ -1315,7 +1301,7 @@ checkpoint load_dcp(const std::filesystem::path& path, const load_options& optio
     plan->view_map = options.mode == load_mode::mmap;
     for (std::size_t i = 0; i < it.chunks.size(); ++i) {
       const dcp_chunk& c = it.chunks[i];
-      const std::string what = "chunk " + std::to_string(i) + " of " + show(it.fqn);
+      const std::string what = "chunk " + std::to_string(i) + " of " + detail::show_name(it.fqn);
       detail::dcp_tensor::piece p;
       p.file = open_file(c.storage.relative_path, what);
       check_range(c.storage, p.file, what);
@@ -1338,14 +1324,15 @@ checkpoint load_dcp(const std::filesystem::path& path, const load_options& optio
         if (e == b.by_name.end())
           throw error(errc::corrupt_checkpoint,
                       what + ": the safetensors blob at offset " + std::to_string(p.offset) +
-                          " of " + show(c.storage.relative_path) + " has no tensor " + show(it.fqn),
+                          " of " + detail::show_name(c.storage.relative_path) + " has no tensor " +
+                          detail::show_name(it.fqn),
                       name);
         const safetensors_entry& se = b.h.tensors[e->second];
         if (se.type != it.dtype || se.shape != c.sizes)
           throw error(errc::corrupt_checkpoint,
                       what + ": the safetensors blob holds a " + se.dtype_name + " tensor of " +
-                          dims_text(se.shape) + ", the metadata a " +
-                          std::string(dtype_name(it.dtype)) + " chunk of " + dims_text(c.sizes),
+                          shape_string(se.shape) + ", the metadata a " +
+                          std::string(dtype_name(it.dtype)) + " chunk of " + shape_string(c.sizes),
                       name);
         p.raw = true;
         p.offset += b.h.data_offset() + se.begin;
@@ -1354,7 +1341,7 @@ checkpoint load_dcp(const std::filesystem::path& path, const load_options& optio
       if (p.raw && p.length != chunk_bytes)
         throw error(errc::corrupt_checkpoint,
                     what + ": " + std::to_string(p.length) + " bytes for a " +
-                        std::string(dtype_name(it.dtype)) + " chunk of " + dims_text(c.sizes) +
+                        std::string(dtype_name(it.dtype)) + " chunk of " + shape_string(c.sizes) +
                         " (" + std::to_string(chunk_bytes) + " bytes)",
                     name);
       plan->chunks.push_back(std::move(p));

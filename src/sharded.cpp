@@ -16,21 +16,6 @@ namespace {
 // An index of a few million names is a few hundred MB; past this it is not an index.
 constexpr std::size_t max_index_size = 256u << 20;
 
-std::string show_name(const std::string& s) {
-  return detail::json_quote(s.size() > 200 ? s.substr(0, 200) + "..." : s);
-}
-
-// The shard path must stay inside the index's folder.
-std::string shard_path_problem(const std::string& shard) {
-  if (shard.empty()) return "is empty";
-  if (shard.find('\0') != std::string::npos) return "holds a NUL byte";
-  std::filesystem::path p(shard);
-  if (p.is_absolute() || shard.front() == '/') return "is absolute";
-  for (const auto& part : p)
-    if (part == "..") return "has a '..' part";
-  return {};
-}
-
 checkpoint load_shard(const std::filesystem::path& p, const load_options& options) {
   byte_source src = byte_source::map_file(p);
   if (!detect_format(src.bytes()) && p.extension() == ".safetensors")
@@ -39,6 +24,24 @@ checkpoint load_shard(const std::filesystem::path& p, const load_options& option
 }
 
 }  // namespace
+
+namespace detail {
+
+std::string show_name(const std::string& s) {
+  return json_quote(s.size() > 200 ? s.substr(0, 200) + "..." : s);
+}
+
+std::string relative_path_problem(const std::string& path) {
+  if (path.empty()) return "is empty";
+  if (path.find('\0') != std::string::npos) return "holds a NUL byte";
+  std::filesystem::path p(path);
+  if (p.is_absolute() || path.front() == '/') return "is absolute";
+  for (const auto& part : p)
+    if (part == "..") return "has a '..' part";
+  return {};
+}
+
+}  // namespace detail
 
 bool is_sharded_index(std::span<const std::byte> bytes) noexcept {
   for (std::byte b : bytes) {
@@ -66,13 +69,15 @@ sharded_index read_sharded_index(std::span<const std::byte> bytes, const std::st
       has_map = true;
       j.object("weight_map", [&](const std::string& tensor, std::size_t tp) {
         if (!listed.emplace(tensor, idx.weight_map.size()).second)
-          j.fail_at(tp, "weight_map lists tensor " + show_name(tensor) + " twice");
+          j.fail_at(tp, "weight_map lists tensor " + detail::show_name(tensor) + " twice");
         if (j.peek() != '"')
-          j.fail("weight_map entry " + show_name(tensor) + " must name a shard file (a string)");
+          j.fail("weight_map entry " + detail::show_name(tensor) +
+                 " must name a shard file (a string)");
         std::size_t sp = j.pos();
         std::string shard = j.string();
-        if (std::string why = shard_path_problem(shard); !why.empty())
-          j.fail_at(sp, "shard path " + show_name(shard) + " of " + show_name(tensor) + " " + why +
+        if (std::string why = detail::relative_path_problem(shard); !why.empty())
+          j.fail_at(sp, "shard path " + detail::show_name(shard) + " of " +
+                            detail::show_name(tensor) + " " + why +
                             "; shards are named relative to the index's folder");
         if (shards.insert(shard).second) idx.shards.push_back(shard);
         idx.weight_map.emplace_back(tensor, std::move(shard));
@@ -127,9 +132,9 @@ sharded_checkpoint load_sharded(const std::filesystem::path& index_file,
       auto [it, fresh] = tensors.emplace(key, found{t, s});
       if (!fresh)
         throw error(errc::corrupt_checkpoint,
-                    "tensor " + show_name(key) + " is in shard " +
-                        show_name(out.index.shards[it->second.shard]) + " and in shard " +
-                        show_name(shard),
+                    "tensor " + detail::show_name(key) + " is in shard " +
+                        detail::show_name(out.index.shards[it->second.shard]) + " and in shard " +
+                        detail::show_name(shard),
                     name);
       order[s].push_back(key);
     });
@@ -142,14 +147,14 @@ sharded_checkpoint load_sharded(const std::filesystem::path& index_file,
     auto it = tensors.find(tensor_name);
     if (it == tensors.end())
       throw error(errc::corrupt_checkpoint,
-                  "weight_map puts tensor " + show_name(tensor_name) + " in shard " +
-                      show_name(shard) + ", which holds no such tensor",
+                  "weight_map puts tensor " + detail::show_name(tensor_name) + " in shard " +
+                      detail::show_name(shard) + ", which holds no such tensor",
                   name);
     if (it->second.shard != shard_no.at(shard))
       throw error(errc::corrupt_checkpoint,
-                  "weight_map puts tensor " + show_name(tensor_name) + " in shard " +
-                      show_name(shard) + ", but shard " +
-                      show_name(out.index.shards[it->second.shard]) + " holds it",
+                  "weight_map puts tensor " + detail::show_name(tensor_name) + " in shard " +
+                      detail::show_name(shard) + ", but shard " +
+                      detail::show_name(out.index.shards[it->second.shard]) + " holds it",
                   name);
     d.set(value(tensor_name), it->second.tensor);
     placed.insert(tensor_name);

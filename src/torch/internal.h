@@ -127,6 +127,12 @@ struct lazy_records {
   std::unordered_map<std::string, tensor> index;
 };
 
+// sharded.cpp: names from files in error messages (JSON-quoted, cut at 200 bytes), and why a
+// path a file names (a shard, a DCP data file) would leave its folder ("" when it stays inside:
+// relative, no '..' part, no NUL).
+std::string show_name(const std::string& s);
+std::string relative_path_problem(const std::string& path);
+
 // dcp.cpp: a DCP tensor's chunks read, checked and assembled, on `target`. Thread-safe.
 storage read_dcp_tensor(const dcp_tensor& d, const device& target);
 // The elements `dims` selects of a DCP tensor, read from the chunks the selection meets (each
