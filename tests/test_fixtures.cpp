@@ -39,7 +39,8 @@ json sorted_tensors(json tensors) {
 // A lazy load lists every tensor as PyTorch saw it (but for its bytes and device: placeholders on
 // the meta device), and load_tensor(key) gives each one's bytes.
 void check_lazy(const json& e, const pthio::checkpoint& ck) {
-  const bool lazy_format = e["format"] == "zip" || e["format"] == "torchscript";
+  const bool lazy_format =
+      e["format"] == "zip" || e["format"] == "torchscript" || e["format"] == "pt2";
   if (!lazy_format || e["tensors"].empty()) {
     CHECK_FALSE(ck.is_lazy());  // legacy files load eagerly in lazy mode
     return;

@@ -30,8 +30,9 @@
 
 namespace pthio {
 
-enum class checkpoint_format { zip, legacy, torchscript, safetensors, pickle, dcp };
-PTHIO_API std::string_view format_name(checkpoint_format f) noexcept;  // "zip", "legacy", ..., "dcp"
+enum class checkpoint_format { zip, legacy, torchscript, safetensors, pickle, dcp, pt2 };
+// "zip", "legacy", "torchscript", "safetensors", "pickle", "dcp", "pt2"
+PTHIO_API std::string_view format_name(checkpoint_format f) noexcept;
 
 enum class load_mode {
   eager,  // storages copied into owned host memory (CRC-32 verified when present)

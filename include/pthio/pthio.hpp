@@ -15,6 +15,7 @@
 #include "pthio/error.hpp"
 #include "pthio/io.hpp"
 #include "pthio/pickle.hpp"
+#include "pthio/pt2.hpp"
 #include "pthio/safetensors.hpp"
 #include "pthio/sharded.hpp"
 #include "pthio/slice.hpp"

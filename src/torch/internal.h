@@ -2,6 +2,7 @@
 // rebuild helpers, persistent ids, where a storage's bytes go, lazy records and the value walks.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -14,6 +15,7 @@
 
 #include "../cuda/device_copy.h"
 #include "pthio/checkpoint.hpp"
+#include "pthio/pt2.hpp"
 #include "pthio/safetensors.hpp"
 
 namespace pthio::detail {
@@ -145,6 +147,27 @@ unpickle_options pickle_options_for(const load_options& opt, std::string context
 // Runs the unpickler and turns numpy arrays into tensors; `consumed` (when given) gets the bytes
 // used.
 value run_unpickle(std::span<const std::byte> bytes, unpickle_options& u, std::size_t* consumed);
+
+// load_zip.cpp: what one zip record becomes as a storage (the zip, TorchScript and .pt2 loaders):
+// a lazy placeholder (no read), or its bytes, read and CRC-32 checked (eager), placed on the
+// target device; viewed in place when zero_copy (mmap mode over a mapped little-endian file).
+struct zip_storages {
+  const zip_reader& zip;
+  const load_options& opt;
+  bool swap;
+  bool zero_copy;
+  lazy_records* lazy;     // lazy mode: placeholders only
+  device_upload uploads;  // storages bound for a GPU: in flight until finish()
+
+  storage make(const zip_entry& e, const std::string& key, dtype t, const device& target);
+};
+// The byte order <prefix>byteorder says (little when absent); corrupt_checkpoint for another text.
+std::endian read_byteorder(const zip_reader& zip, const std::string& prefix,
+                           const load_options& opt);
+
+// load_pt2.cpp: a torch.export archive (pt2.hpp), given the zip it is.
+checkpoint load_pt2(const byte_source& src, std::shared_ptr<const zip_reader> zip,
+                    const pt2_info& info, const load_options& options);
 
 // The loaders load_checkpoint dispatches to.
 checkpoint load_zip(const byte_source& src, const load_options& options);     // zip and TorchScript

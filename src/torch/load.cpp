@@ -17,6 +17,7 @@ std::string_view format_name(checkpoint_format f) noexcept {
     case checkpoint_format::safetensors: return "safetensors";
     case checkpoint_format::pickle: return "pickle";
     case checkpoint_format::dcp: return "dcp";
+    case checkpoint_format::pt2: return "pt2";
   }
   return "?";
 }

@@ -6,42 +6,42 @@
 
 namespace pthio::detail {
 
-namespace {
+storage zip_storages::make(const zip_entry& e, const std::string& key, dtype t,
+                           const device& target) {
+  if (lazy) return lazy->placeholder({key, &e, 0, e.uncompressed_size, t, target, 0, {}});
+  const bool verify = opt.verify_crc && opt.mode == load_mode::eager;
+  // A record bound for a GPU streams through pinned buffers, its CRC-32 computed on the way
+  // rather than in a pass of its own.
+  const bool crc_on_the_way = verify && target.is_cuda() && !swap && e.crc32 != 0;
+  std::optional<device_upload::crc_check> crc;
+  if (crc_on_the_way)
+    crc = device_upload::crc_check{e.crc32, [z = &zip, &e] {
+                                     z->read(e, true);  // throws the reader's CRC-32 error
+                                     throw error(errc::corrupt_zip, "zip: CRC-32 mismatch", e.name);
+                                   }};
+  // The record's bytes (the mapped file, or the reader's inflated copy) outlive uploads.finish().
+  auto bytes = zip.read(e, verify && !crc_on_the_way);
+  const bool view = zero_copy && e.method == 0 && target.is_cpu();
+  return place_storage(bytes, t, target, swap, view ? zip.owner_of(e) : nullptr, uploads,
+                       std::move(crc));
+}
 
-// What one storage record becomes: a lazy placeholder (no read), or its bytes, read and
-// CRC-checked, placed on the target device.
-struct zip_storages {
-  const zip_reader& zip;
-  const load_options& opt;
-  bool swap;
-  bool zero_copy;      // mmap mode over a mapped file, little-endian: stored records are viewed
-  lazy_records* lazy;  // lazy mode: placeholders only
-  device_upload
-      uploads;  // storages bound for a GPU: in flight until finish(), CRC-32s checked there
-
-  storage make(const zip_entry& e, const std::string& rec, const storage_spec& s,
-               const device& target) {
-    if (lazy) return lazy->placeholder({s.key, &e, 0, e.uncompressed_size, s.t, target, 0, {}});
-    const bool verify = opt.verify_crc && opt.mode == load_mode::eager;
-    // A record bound for a GPU streams through pinned buffers, its CRC-32 computed on the way
-    // rather than in a pass of its own.
-    const bool crc_on_the_way = verify && target.is_cuda() && !swap && e.crc32 != 0;
-    std::optional<device_upload::crc_check> crc;
-    if (crc_on_the_way)
-      crc = device_upload::crc_check{
-          e.crc32, [z = &zip, &e, rec] {
-            z->read(e, true);  // throws the reader's CRC-32 error, with its offset
-            throw error(errc::corrupt_zip, "zip: CRC-32 mismatch", rec);
-          }};
-    // The record's bytes (the mapped file, or the reader's inflated copy) outlive uploads.finish().
-    auto bytes = zip.read(e, verify && !crc_on_the_way);
-    const bool view = zero_copy && e.method == 0 && target.is_cpu();
-    return place_storage(bytes, s.t, target, swap, view ? zip.owner_of(e) : nullptr, uploads,
-                         std::move(crc));
-  }
-};
-
-}  // namespace
+std::endian read_byteorder(const zip_reader& zip, const std::string& prefix,
+                           const load_options& opt) {
+  const zip_entry* bo = zip.find(prefix + "byteorder");
+  if (!bo) return std::endian::little;
+  if (bo->uncompressed_size > 6)  // "little" or "big": refused before a deflated one is inflated
+    throw error(errc::corrupt_checkpoint,
+                "byteorder record of " + std::to_string(bo->uncompressed_size) +
+                    " bytes is neither 'little' nor 'big'",
+                zip.source().name() + ": " + bo->name);
+  auto b = zip.read(*bo, opt.verify_crc);
+  std::string order(reinterpret_cast<const char*>(b.data()), b.size());
+  if (order != "little" && order != "big")
+    throw error(errc::corrupt_checkpoint, "byteorder record says '" + order.substr(0, 16) + "'",
+                zip.source().name() + ": " + bo->name);
+  return order == "big" ? std::endian::big : std::endian::little;
+}
 
 checkpoint load_zip(const byte_source& src, const load_options& opt) {
   auto zip_ptr = std::make_shared<const zip_reader>(src, opt.zip);
@@ -57,6 +57,9 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
     }
   }
   if (!pkl) {
+    // A torch.export archive (archive_format "pt2", or torch 2.1-2.6's export zip) has no pickle
+    // of its own.
+    if (auto info = read_pt2_info(zip)) return load_pt2(src, zip_ptr, *info, opt);
     if (zip.find("model.json"))
       throw error(errc::unsupported,
                   "TorchScript archives from torch <= 1.3 (model.json) are not supported");
@@ -78,19 +81,7 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
   if (ck.format == checkpoint_format::zip)
     for (const auto& e : zip.entries())
       if (e.name.starts_with(prefix + "code/")) ck.format = checkpoint_format::torchscript;
-  if (const zip_entry* bo = zip.find(prefix + "byteorder")) {
-    if (bo->uncompressed_size > 6)  // "little" or "big": refused before a deflated one is inflated
-      throw error(errc::corrupt_checkpoint,
-                  "byteorder record of " + std::to_string(bo->uncompressed_size) +
-                      " bytes is neither 'little' nor 'big'",
-                  src.name() + ": " + bo->name);
-    auto b = zip.read(*bo, opt.verify_crc);
-    std::string order(reinterpret_cast<const char*>(b.data()), b.size());
-    if (order != "little" && order != "big")
-      throw error(errc::corrupt_checkpoint, "byteorder record says '" + order.substr(0, 16) + "'",
-                  src.name() + ": " + bo->name);
-    ck.byte_order = order == "big" ? std::endian::big : std::endian::little;
-  }
+  ck.byte_order = read_byteorder(zip, prefix, opt);
   const bool swap = ck.byte_order == std::endian::big;
   // (A source that owns its bytes, such as a decompressed buffer, can be viewed as well; memory
   // a caller lent, perhaps read-only, is copied.)
@@ -140,7 +131,7 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
     device target = opt.map_location.apply(s.location);
     check_target(target, s.location);
     storage_value sv;
-    sv.data = storages.make(*e, rec, s, target);
+    sv.data = storages.make(*e, s.key, s.t, target);
     sv.dtype = s.t;
     sv.numel = s.numel;
     sv.key = s.key;
