@@ -10,6 +10,7 @@
 #include "json.h"
 #include "pthio/dcp.hpp"
 #include "pthio/pickle.hpp"
+#include "pthio/pt2.hpp"
 #include "pthio/zip.hpp"
 
 namespace pthio::cli {
@@ -268,7 +269,36 @@ scan_report scan_file(const std::string& path) {
         scan_pickle(zip.read(e), e.name, r, index, refs, nullptr);
       }
       if (script) r.format = "torchscript";
-      if (!any) throw error(errc::corrupt_checkpoint, "the archive holds no .pkl record");
+      // A torch.export archive has no pickle of its own; torch unpickles the records its configs
+      // mark pickled, the older layouts' torch.save blobs and the sample inputs.
+      std::optional<pt2_info> pt2;
+      if (!any) pt2 = read_pt2_info(zip);
+      if (pt2) {
+        r.format = "pt2";
+        for (const pt2_pickle& p : pt2_pickles(zip, *pt2)) {
+          const zip_entry* e = zip.find(p.record);
+          if (!e) throw error(errc::corrupt_checkpoint, "record " + p.record + " is missing");
+          // Not CRC-checked (verify does that): a blob of many GiB is only touched where its
+          // central directory and pickles are.
+          auto bytes = zip.read(*e, false);
+          if (!p.torch_save) {
+            scan_pickle(bytes, p.record, r, index, refs, nullptr);
+            continue;
+          }
+          zip_reader inner(byte_source::borrow(bytes, p.record));
+          bool inner_any = false;
+          for (const auto& ie : inner.entries()) {
+            if (!ie.name.ends_with(".pkl")) continue;
+            inner_any = true;
+            scan_pickle(inner.read(ie), p.record + ": " + ie.name, r, index, refs, nullptr);
+          }
+          if (!inner_any)
+            throw error(errc::corrupt_checkpoint, "the torch.save blob holds no .pkl record",
+                        p.record);
+        }
+      } else if (!any) {
+        throw error(errc::corrupt_checkpoint, "the archive holds no .pkl record");
+      }
     } else if (*fmt == checkpoint_format::legacy) {
       // magic, protocol, sys_info, object, storage keys: five pickles, then raw storage bytes.
       std::size_t pos = 0;

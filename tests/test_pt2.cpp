@@ -1,0 +1,308 @@
+// torch.export archives (.pt2): the layouts torch 2.6, 2.8 and 2.15 wrote (fixtures/t26, t28, t2;
+// test_fixtures compares every tensor with torch.export.load's), recognised by their records,
+// and every damaged config, record or archive refused with an error that names the entry.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "pthio/pthio.hpp"
+#include "support.h"
+
+using pthio_test::cpu_options;
+using pthio_test::error_of;
+using pthio_test::fixture;
+
+namespace {
+
+std::vector<std::byte> bytes_of(std::string_view s) {
+  std::vector<std::byte> b(s.size());
+  if (!s.empty()) std::memcpy(b.data(), s.data(), s.size());
+  return b;
+}
+
+std::string text_of(std::span<const std::byte> b) {
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+// The fixture `rel` rebuilt with records replaced (a value) or dropped (nullopt), in its order;
+// `added` come last.
+std::vector<std::byte> rebuilt(const std::string& rel,
+                               const std::map<std::string, std::optional<std::string>>& changes,
+                               const std::vector<std::pair<std::string, std::string>>& added = {}) {
+  pthio::zip_reader zip(pthio::byte_source::map_file(fixture(rel)));
+  pthio::memory_sink out;
+  pthio::zip_writer w(out);
+  for (const auto& e : zip.entries()) {
+    auto it = changes.find(e.name);
+    if (it == changes.end())
+      w.add(e.name, zip.read(e));
+    else if (it->second)
+      w.add(e.name, bytes_of(*it->second));
+  }
+  for (const auto& [name, data] : added) w.add(name, bytes_of(data));
+  w.finish();
+  return out.buffer();
+}
+
+std::string record_text(const std::string& rel, const std::string& name) {
+  pthio::zip_reader zip(pthio::byte_source::map_file(fixture(rel)));
+  const pthio::zip_entry* e = zip.find(name);
+  REQUIRE(e);
+  return text_of(zip.read(*e));
+}
+
+pthio::checkpoint load_bytes(std::vector<std::byte> b,
+                             pthio::load_mode mode = pthio::load_mode::eager) {
+  return pthio::load_checkpoint(pthio::byte_source::from_vector(std::move(b), "crafted.pt2"),
+                                cpu_options(mode));
+}
+
+const std::string constants_fixture = "t2/export_constants.pt2";
+const std::string weights_config = "export_constants/data/weights/model_weights_config.json";
+
+// export_constants' weights config with `edit` applied to its parsed JSON.
+std::vector<std::byte> with_config(const std::function<void(nlohmann::ordered_json&)>& edit) {
+  auto cfg = nlohmann::ordered_json::parse(record_text(constants_fixture, weights_config));
+  edit(cfg);
+  return rebuilt(constants_fixture, {{weights_config, cfg.dump()}});
+}
+
+// The error loading `b` gives, checked to be of `kind` and to mention every one of `words`.
+void refused(std::vector<std::byte> b, pthio::errc kind, std::vector<std::string> words) {
+  for (auto mode : {pthio::load_mode::eager, pthio::load_mode::lazy}) {
+    auto e = error_of([&] { load_bytes(b, mode); });
+    const std::string what = e.what();
+    INFO(what);
+    CHECK(e.kind() == kind);
+    for (const auto& w : words) CHECK(std::string(e.what()).find(w) != std::string::npos);
+  }
+}
+
+}  // namespace
+
+TEST_SUITE("pt2") {
+  TEST_CASE("pt2: the three layouts are told apart by their records") {
+    struct expect {
+      std::string file;
+      pthio::pt2_layout layout;
+      std::string root;
+    };
+    for (const auto& x :
+         {expect{"t2/export_mlp_bn.pt2", pthio::pt2_layout::archive, "export_mlp_bn"},
+          expect{"t28/export_mlp_bn.pt2", pthio::pt2_layout::archive_pickled, "export_mlp_bn"},
+          expect{"t26/export_mlp_bn.pt2", pthio::pt2_layout::export_zip, ""}}) {
+      INFO(x.file);
+      pthio::zip_reader zip(pthio::byte_source::map_file(fixture(x.file)));
+      auto info = pthio::read_pt2_info(zip);
+      REQUIRE(info);
+      CHECK(info->layout == x.layout);
+      CHECK(info->root == x.root);
+      REQUIRE(info->models.size() == 1);
+      CHECK(info->models[0].name == "model");
+      CHECK_FALSE(info->models[0].sample_inputs_record.empty());
+      // Not the file name: the same bytes in memory, under another name, load as .pt2.
+      auto ck = load_bytes(pthio_test::read_bytes(fixture(x.file)));
+      CHECK(ck.format == pthio::checkpoint_format::pt2);
+      CHECK(ck.archive_name == x.root);
+      CHECK(ck.root.as_dict().attr("signature") != nullptr);
+    }
+    // Ordinary checkpoints are not .pt2.
+    pthio::zip_reader plain(pthio::byte_source::map_file(fixture("t2/mlp.bin")));
+    CHECK_FALSE(pthio::read_pt2_info(plain));
+  }
+
+  TEST_CASE("pt2: the configs' entries and the records torch unpickles") {
+    pthio::zip_reader zip(pthio::byte_source::map_file(fixture("t2/export_pickled.pt2")));
+    auto info = pthio::read_pt2_info(zip);
+    REQUIRE(info);
+    const auto& m = info->models.at(0);
+    REQUIRE(m.weights.size() == 2);
+    CHECK(m.weights[0].name == "weight");
+    CHECK(m.weights[0].use_pickle);
+    CHECK(m.weights[0].is_param);
+    CHECK(m.weights[1].name == "bias");
+    CHECK_FALSE(m.weights[1].use_pickle);
+    REQUIRE(m.weights[1].meta);
+    CHECK(m.weights[1].meta->type == pthio::dtype::float32);
+    CHECK(m.weights[1].meta->sizes == pthio::shape_t{2});
+    REQUIRE(m.constants.size() == 1);
+    CHECK(m.constants[0].record == "export_pickled/data/constants/opaque_obj_0");
+    CHECK_FALSE(m.constants[0].meta);
+    std::map<std::string, bool> pickles;
+    for (const auto& p : pthio::pt2_pickles(zip, *info)) pickles[p.record] = p.torch_save;
+    CHECK(pickles.at(m.weights[0].record) == true);
+    CHECK(pickles.at("export_pickled/data/constants/opaque_obj_0") == false);
+    CHECK(pickles.at("export_pickled/data/sample_inputs/model.pt") == true);
+    CHECK(pickles.size() == 3);
+  }
+
+  TEST_CASE("pt2: pickled records follow the weights-only rules under strict") {
+    auto e = error_of([] {
+      pthio::load_options o = cpu_options();
+      o.strict = true;
+      pthio::load_checkpoint(fixture("t2/export_pickled.pt2"), o);
+    });
+    CHECK(e.kind() == pthio::errc::unsafe_global);
+    CHECK(std::string(e.what()).find("whole_models.ScaledTensor") != std::string::npos);
+    // Nothing but tensors: strict loads it.
+    pthio::load_options o = cpu_options();
+    o.strict = true;
+    for (const char* f : {"t2/export_conv.pt2", "t28/export_conv.pt2", "t26/export_conv.pt2"})
+      CHECK_NOTHROW(pthio::load_checkpoint(fixture(f), o));
+  }
+
+  TEST_CASE("pt2: map_location and lazy slices") {
+    pthio::load_options meta;
+    meta.map_location = pthio::map_location("meta");
+    auto m = pthio::load_checkpoint(fixture("t2/export_conv.pt2"), meta);
+    pthio::visit_tensors(m.root, [](const std::string&, const pthio::value& v) {
+      CHECK(v.as_tensor().dev().type() == pthio::device_type::meta);
+    });
+    if (!pthio::cuda_available()) {
+      pthio::load_options gpu;
+      gpu.map_location = pthio::map_location("cuda:0");
+      CHECK(error_of([&] { pthio::load_checkpoint(fixture("t2/export_conv.pt2"), gpu); }).kind() ==
+            pthio::errc::cuda);
+    }
+    // A lazy .pt2 reads one tensor's part: the same elements as the eager tensor's slice.
+    for (const char* f :
+         {"t2/export_constants.pt2", "t28/export_constants.pt2", "t26/export_constants.pt2"}) {
+      INFO(f);
+      auto eager = pthio::load_checkpoint(fixture(f), cpu_options());
+      auto lazy = pthio::load_checkpoint(fixture(f), cpu_options(pthio::load_mode::lazy));
+      CHECK(lazy.is_lazy());
+      for (const char* key : {"mix", "hi", "proj.weight"}) {
+        auto s = pthio::slice::parse("1:3");
+        auto a = lazy.load_slice(key, s);
+        auto b = eager.load_slice(key, s);
+        CHECK(a.shape() == b.shape());
+        CHECK(std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()) == 0);
+      }
+    }
+  }
+
+  TEST_CASE("pt2: tied weights and views share one record's storage") {
+    for (auto mode : {pthio::load_mode::eager, pthio::load_mode::mmap, pthio::load_mode::lazy}) {
+      auto ck = pthio::load_checkpoint(fixture("t2/export_constants.pt2"), cpu_options(mode));
+      const auto& d = ck.root.as_dict();
+      const auto& lo = d.get("lo")->as_tensor();
+      const auto& hi = d.get("hi")->as_tensor();
+      CHECK(lo.get_storage().id() == hi.get_storage().id());
+      CHECK(hi.storage_offset() == 6);
+      CHECK(d.get("mix")->as_tensor().strides() == pthio::shape_t{1, 3});
+    }
+  }
+
+  TEST_CASE("pt2: every config field is checked, naming the entry") {
+    using E = pthio::errc;
+    refused(with_config([](auto& c) { c["config"]["proj.weight"]["colour"] = 1; }),
+            E::corrupt_checkpoint, {"\"proj.weight\"", "colour", weights_config});
+    refused(with_config([](auto& c) { c["config"]["proj.weight"].erase("is_param"); }),
+            E::corrupt_checkpoint, {"\"proj.weight\"", "is_param"});
+    refused(with_config([](auto& c) { c["config"]["proj.bias"]["tensor_meta"].erase("strides"); }),
+            E::corrupt_checkpoint, {"\"proj.bias\"", "strides"});
+    refused(with_config([](auto& c) { c["config"]["proj.bias"]["tensor_meta"]["dtype"] = 99; }),
+            E::unsupported, {"\"proj.bias\"", "dtype code 99"});
+    refused(with_config([](auto& c) { c["config"]["proj.bias"]["tensor_meta"]["layout"] = 1; }),
+            E::unsupported, {"\"proj.bias\"", "SparseCoo"});
+    refused(with_config([](auto& c) {
+              c["config"]["proj.bias"]["tensor_meta"]["sizes"][0] =
+                  nlohmann::ordered_json{{"as_expr", {{"expr_str", "s0"}}}};
+            }),
+            E::unsupported, {"\"proj.bias\"", "symbolic"});
+    refused(with_config([](auto& c) {
+              c["config"]["proj.bias"]["tensor_meta"]["storage_offset"]["as_int"] = 1000;
+            }),
+            E::corrupt_checkpoint, {"\"proj.bias\"", "bytes of storage"});
+    refused(with_config([](auto& c) {
+              c["config"]["proj.bias"]["tensor_meta"]["sizes"][0]["as_int"] = -4;
+            }),
+            E::corrupt_checkpoint, {"\"proj.bias\"", "negative"});
+    refused(with_config([](auto& c) { c["config"]["proj.bias"]["path_name"] = "../weight_0"; }),
+            E::corrupt_checkpoint, {"\"proj.bias\"", "path_name"});
+    refused(with_config([](auto& c) { c["config"]["proj.bias"]["path_name"] = "weight_99"; }),
+            E::corrupt_checkpoint, {"\"proj.bias\"", "weight_99", "missing"});
+    // lo's record holds 10 float32 values, 40 bytes: no whole number of complex128 ones.
+    refused(with_config([](auto& c) { c["config"]["lo"]["tensor_meta"]["dtype"] = 11; }),
+            E::corrupt_checkpoint, {"\"lo\"", "whole number", "complex128"});
+    refused(with_config([](auto& c) { c["config"]["proj.bias"]["tensor_meta"]["dtype"] = 5; }),
+            E::corrupt_checkpoint, {"\"proj.bias\"", "needs 32 bytes"});
+    refused(with_config([](auto& c) { c["config"]["proj.bias"]["is_param"] = "yes"; }),
+            E::corrupt_checkpoint, {"\"proj.bias\"", "is_param"});
+    refused(with_config([](auto& c) { c["extra"] = 1; }), E::corrupt_checkpoint, {"extra"});
+    // Not JSON, nested past the reader's depth, a name twice.
+    auto text = record_text(constants_fixture, weights_config);
+    refused(rebuilt(constants_fixture, {{weights_config, text.substr(0, text.size() / 2)}}),
+            E::corrupt_checkpoint, {weights_config});
+    refused(rebuilt(constants_fixture,
+                    {{"export_constants/models/model.json",
+                      "{\"graph_module\": {\"x\": " + std::string(200, '[') + "}}"}}),
+            E::corrupt_checkpoint, {"nesting", "models/model.json"});
+    auto first = text.find("\"proj.weight\"");
+    REQUIRE(first != std::string::npos);
+    std::string twice = text;
+    twice.replace(twice.find("\"proj.bias\""), 11, "\"proj.weight\"");
+    refused(rebuilt(constants_fixture, {{weights_config, twice}}), E::corrupt_checkpoint,
+            {"listed twice"});
+  }
+
+  TEST_CASE("pt2: damaged archives") {
+    using E = pthio::errc;
+    const std::string p = "export_constants/";
+    refused(rebuilt(constants_fixture, {{p + "archive_format", "pt3"}}), E::corrupt_checkpoint,
+            {"archive_format", "pt3"});
+    refused(rebuilt(constants_fixture, {{p + "archive_version", "1"}}), E::unsupported,
+            {"archive_version"});
+    refused(rebuilt(constants_fixture, {{weights_config, std::nullopt}}), E::corrupt_checkpoint,
+            {"model_weights_config.json"});
+    refused(rebuilt(constants_fixture, {{p + "data/weights/weight_0", std::nullopt}}),
+            E::corrupt_checkpoint, {"weight_0", "missing"});
+    // A record one byte short of its view.
+    pthio::zip_reader zip(pthio::byte_source::map_file(fixture(constants_fixture)));
+    auto w0 = text_of(zip.read(*zip.find(p + "data/weights/weight_0")));
+    refused(
+        rebuilt(constants_fixture, {{p + "data/weights/weight_0", w0.substr(0, w0.size() - 4)}}),
+        E::corrupt_checkpoint, {"\"proj.weight\""});
+    // A pickled record that is no torch.save blob.
+    refused(rebuilt("t28/export_conv.pt2", {{"export_conv/data/weights/model.pt", "garbage"}}),
+            E::corrupt_zip, {"export_conv/data/weights/model.pt"});
+    refused(rebuilt("t26/export_conv.pt2", {{"serialized_state_dict.pt", std::nullopt}}),
+            E::corrupt_checkpoint, {"serialized_state_dict.pt"});
+    // An AOTInductor package that compiled its weights into its library.
+    pthio::memory_sink out;
+    pthio::zip_writer w(out);
+    w.add("pkg/data/aotinductor/model/abc.wrapper.so", bytes_of("\x7f"
+                                                                "ELF"));
+    w.add("pkg/archive_format", bytes_of("pt2"));
+    w.add("pkg/archive_version", bytes_of("0"));
+    w.finish();
+    refused(out.buffer(), E::unsupported, {"AOTInductor", "pickle_weights"});
+  }
+
+  TEST_CASE("pt2: an empty record stands for zeros, as torch reads a fake tensor's") {
+    const std::string p = "export_constants/data/weights/";
+    auto cfg = nlohmann::ordered_json::parse(record_text(constants_fixture, weights_config));
+    const std::string bias_record = p + cfg["config"]["proj.bias"]["path_name"].get<std::string>();
+    auto ck = load_bytes(rebuilt(constants_fixture, {{bias_record, ""}}));
+    const auto& t = ck.root.as_dict().get("proj.bias")->as_tensor();
+    REQUIRE(t.shape() == pthio::shape_t{4});
+    for (int i = 0; i < 4; ++i) CHECK(t.data<float>()[i] == 0.0f);
+    // Zeros past max_memory are refused rather than allocated.
+    cfg["config"]["proj.bias"]["tensor_meta"]["sizes"][0]["as_int"] = std::int64_t{1} << 40;
+    refused(rebuilt(constants_fixture, {{bias_record, ""}, {weights_config, cfg.dump()}}),
+            pthio::errc::limit_exceeded, {"\"proj.bias\"", "max_memory"});
+  }
+
+  TEST_CASE("pt2: the torch 2.1-2.2 name serialized_state_dict.json is read as the blob it is") {
+    pthio::zip_reader zip(pthio::byte_source::map_file(fixture("t26/export_conv.pt2")));
+    auto blob = text_of(zip.read(*zip.find("serialized_state_dict.pt")));
+    auto renamed = rebuilt("t26/export_conv.pt2", {{"serialized_state_dict.pt", std::nullopt}},
+                           {{"serialized_state_dict.json", blob}});
+    auto a = load_bytes(renamed);
+    auto b = pthio::load_checkpoint(fixture("t26/export_conv.pt2"), cpu_options());
+    CHECK(a.root.as_dict().size() == b.root.as_dict().size());
+  }
+}
