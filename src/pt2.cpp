@@ -737,9 +737,13 @@ struct pt2_loader {
       for (const auto* list : {&m.weights, &m.constants})
         for (const auto& p : *list) {
           const char* what = list == &m.weights ? "weight" : "constant";
-          if (p.use_pickle)
-            add(p.name, blob(p.record, p.record.find("/opaque_obj_") == std::string::npos), what);
-          else
+          if (p.use_pickle) {
+            value v = blob(p.record, p.record.find("/opaque_obj_") == std::string::npos);
+            // A tensor subclass loads as the plain tensor it holds; is_param keeps it a Parameter,
+            // as torch's _is_param attribute does.
+            if (v.is_tensor() && p.is_param && !v.is_parameter()) v = value(v.as_tensor(), true);
+            add(p.name, std::move(v), what);
+          } else
             add(p.name, raw_tensor(p), what);
         }
     }

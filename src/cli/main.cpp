@@ -504,7 +504,8 @@ bool check_structure(const args& a, const Source& src, bool read, const std::str
                 std::string(pthio::format_name(ck.format)).c_str(), n, more.c_str());
     return true;
   } catch (const pthio::error& e) {
-    if (e.kind() == pthio::errc::io) throw;
+    // A file pthio cannot read (or read all of: a feature it lacks) is no verdict on the file.
+    if (e.kind() == pthio::errc::io || e.kind() == pthio::errc::unsupported) throw;
     std::printf("CORRUPT  %s\n", e.what());
     return false;
   }

@@ -165,7 +165,7 @@ struct zip_storages {
 std::endian read_byteorder(const zip_reader& zip, const std::string& prefix,
                            const load_options& opt);
 
-// load_pt2.cpp: a torch.export archive (pt2.hpp), given the zip it is.
+// pt2.cpp: a torch.export archive (pt2.hpp), given the zip it is.
 checkpoint load_pt2(const byte_source& src, std::shared_ptr<const zip_reader> zip,
                     const pt2_info& info, const load_options& options);
 

@@ -57,7 +57,7 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
     }
   }
   if (!pkl) {
-    // A torch.export archive (archive_format "pt2", or torch 2.1-2.6's export zip) has no pickle
+    // A torch.export archive (archive_format "pt2", or torch 2.1-2.7's export zip) has no pickle
     // of its own.
     if (auto info = read_pt2_info(zip)) return load_pt2(src, zip_ptr, *info, opt);
     if (zip.find("model.json"))
