@@ -180,8 +180,8 @@ struct meta_reader {
     std::string tag = *type + (index ? ":" + std::to_string(*index) : "");
     try {
       return device::parse(tag);
-    } catch (const error&) {
-      unsupported(at, "device " + show_name(tag) + " is not one pthio knows");
+    } catch (const error& e) {
+      j.fail_at(at, who + ": device " + show_name(tag) + " is no device (" + e.message() + ")");
     }
   }
 };
@@ -460,10 +460,17 @@ std::vector<pt2_pickle> pt2_pickles(const zip_reader& zip, const pt2_info& info)
     auto head = zip.source().bytes().subspan(static_cast<std::size_t>(e.data_offset), 4);
     if (looks_like_zip(head)) add(e.name, true);
   }
-  for (const auto& e : zip.entries())
-    if (e.method != 0 && !seen.count(e.name) && e.uncompressed_size >= 4 &&
-        looks_like_zip(zip.read(e).first(4)))
-      add(e.name, true);
+  // torch stores every record; a deflated one is inflated to look inside, up to a bound.
+  constexpr std::uint64_t max_deflated = 64u << 20;
+  for (const auto& e : zip.entries()) {
+    if (e.method == 0 || seen.count(e.name) || e.uncompressed_size < 4) continue;
+    if (e.uncompressed_size > max_deflated)
+      throw error(errc::unsupported,
+                  "deflated record of " + std::to_string(e.uncompressed_size) +
+                      " bytes (torch stores a .pt2's records): not inflated to look for pickles",
+                  e.name);
+    if (looks_like_zip(zip.read(e).first(4))) add(e.name, true);
+  }
   return out;
 }
 

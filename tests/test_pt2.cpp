@@ -184,6 +184,41 @@ TEST_SUITE("pt2") {
     }
   }
 
+  TEST_CASE("pt2: a tensor saved on a GPU goes where map_location sends its device") {
+    auto b = with_config([](auto& c) {
+      c["config"]["proj.weight"]["tensor_meta"]["device"] =
+          nlohmann::ordered_json{{"type", "cuda"}, {"index", 1}};
+    });
+    // Mapped: cuda:1 -> cpu by a mapping that names it, and by a plain "cpu".
+    pthio::load_options o;
+    o.map_location = pthio::map_location::mapping({{"cuda:1", "cpu"}});
+    auto ck = pthio::load_checkpoint(pthio::byte_source::from_vector(b, "gpu.pt2"), o);
+    CHECK(ck.root.as_dict().get("proj.weight")->as_tensor().dev() == pthio::cpu_device);
+    auto lazy = load_bytes(b, pthio::load_mode::lazy);
+    CHECK(lazy.load_tensor("proj.weight").dev() == pthio::cpu_device);
+    if (!pthio::cuda_available()) {
+      // Kept on cuda:1 with no GPU: refused, naming the device.
+      auto e = error_of([&] {
+        pthio::load_checkpoint(pthio::byte_source::from_vector(b, "gpu.pt2"),
+                               pthio::load_options{});
+      });
+      CHECK(e.kind() == pthio::errc::cuda);
+      CHECK(std::string(e.what()).find("cuda:1") != std::string::npos);
+    }
+    // Another backend's device ("xpu") is a location like any other: mapped to the CPU here. A
+    // type that is no device tag is corrupt, named.
+    auto xpu = with_config([](auto& c) {
+      c["config"]["proj.bias"]["tensor_meta"]["device"] =
+          nlohmann::ordered_json{{"type", "xpu"}, {"index", 0}};
+    });
+    CHECK(load_bytes(xpu).root.as_dict().get("proj.bias")->as_tensor().dev() == pthio::cpu_device);
+    refused(with_config([](auto& c) {
+              c["config"]["proj.bias"]["tensor_meta"]["device"] =
+                  nlohmann::ordered_json{{"type", "Not A Device"}, {"index", nullptr}};
+            }),
+            pthio::errc::corrupt_checkpoint, {"\"proj.bias\"", "Not A Device"});
+  }
+
   TEST_CASE("pt2: tied weights and views share one record's storage") {
     for (auto mode : {pthio::load_mode::eager, pthio::load_mode::mmap, pthio::load_mode::lazy}) {
       auto ck = pthio::load_checkpoint(fixture("t2/export_constants.pt2"), cpu_options(mode));
