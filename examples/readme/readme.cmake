@@ -9,7 +9,7 @@ set(_readme_dir ${PROJECT_SOURCE_DIR}/examples/readme)
 set(_readme_fixtures ${PROJECT_SOURCE_DIR}/fixtures)
 set(_readme_scratch ${CMAKE_CURRENT_BINARY_DIR}/readme)
 
-foreach(example inspect lazy load_engine load_c dlpack save resume convert whole_model dcp scan shard)
+foreach(example inspect lazy load_engine load_c dlpack save resume convert whole_model dcp pt2 scan shard)
   if(EXISTS ${_readme_dir}/${example}.c)
     add_executable(readme_${example} ${_readme_dir}/${example}.c)
     set_target_properties(readme_${example} PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)
@@ -37,6 +37,9 @@ _readme_test("inspect lists fixtures/t2/ckpt_adam.pth"
 _readme_test("dcp exports the model of fixtures/dcp/fsdp2 (2 ranks, FSDP2) to one safetensors file"
   "model.safetensors: 4 tensors\n0.weight \\[8, 5\\]\n.*readme_dcp: ok\n"
   readme_dcp ${_readme_fixtures}/dcp/fsdp2 ${_readme_scratch}/dcp)
+_readme_test("pt2 lists the weights and the signature of fixtures/t2/export_dynamic.pt2 (torch.export, dynamic batch)"
+  "fc1.weight float32 \\[12, 6\\]\n.*bn.num_batches_tracked int64 \\[\\]\ninputs: x float32 s77 6\noutputs: linear_1 float32 s77 4\nreadme_pt2: ok\n"
+  readme_pt2 ${_readme_fixtures}/t2/export_dynamic.pt2)
 _readme_test("lazy lists fixtures/t2/ckpt_adam.pth without its data, then reads it one tensor at a time"
   "read 11196 bytes one tensor at a time\nreadme_lazy: ok\n"
   readme_lazy ${_readme_fixtures}/t2/ckpt_adam.pth)
