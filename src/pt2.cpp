@@ -770,13 +770,20 @@ value aoti_weights(pt2_loader& l, const pt2_info& info, const std::string& model
   const std::string prefix = info.root + "/";
   const std::string cfg_name = prefix + "data/aotinductor/" + model + "/weights_config.json";
   const zip_entry* cfg = l.zip.find(cfg_name);
-  if (!cfg)
+  if (!cfg) {
+    const std::string dir = prefix + "data/aotinductor/" + model + "/";
+    bool blob = false;
+    for (const auto& e : l.zip.entries())
+      blob = blob || (e.name.starts_with(dir) && e.name.ends_with("_weights.blob"));
     throw error(errc::unsupported,
                 "AOTInductor model " + show_name(model) +
-                    " keeps its weights inside its compiled library (package it with "
-                    "aot_inductor.package_constants_on_disk_format=\"pickle_weights\" for "
-                    "pthio to read them)",
-                prefix + "data/aotinductor/" + model + "/");
+                    (blob ? " keeps its weights in one binary blob (package_constants_on_disk_"
+                            "format \"binary_blob\") whose layout only its compiled library knows"
+                          : " keeps its weights inside its compiled library") +
+                    "; package it with aot_inductor.package_constants_on_disk_format="
+                    "\"pickle_weights\" for pthio to read them",
+                dir);
+  }
   const std::string text = record_text(l.zip, *cfg, l.zip.source().size());
   const auto bytes = std::as_bytes(std::span(text));
   if (auto bad = find_invalid_utf8(bytes))

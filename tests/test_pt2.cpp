@@ -314,7 +314,16 @@ TEST_SUITE("pt2") {
     w.add("pkg/archive_format", bytes_of("pt2"));
     w.add("pkg/archive_version", bytes_of("0"));
     w.finish();
-    refused(out.buffer(), E::unsupported, {"AOTInductor", "pickle_weights"});
+    refused(out.buffer(), E::unsupported, {"AOTInductor", "compiled library", "pickle_weights"});
+    // ... or into the binary_blob format, whose layout only the library knows.
+    pthio::memory_sink out2;
+    pthio::zip_writer w2(out2);
+    w2.add("pkg/data/aotinductor/model/abc.wrapper.so", bytes_of("\x7f"
+                                                                 "ELF"));
+    w2.add("pkg/data/aotinductor/model/abc.wrapper_weights.blob", bytes_of("0123"));
+    w2.add("pkg/archive_format", bytes_of("pt2"));
+    w2.finish();
+    refused(out2.buffer(), E::unsupported, {"AOTInductor", "binary_blob"});
   }
 
   TEST_CASE("pt2: an empty record stands for zeros, as torch reads a fake tensor's") {
