@@ -311,12 +311,18 @@ std::vector<pt2_payload> read_config(const zip_reader& zip, const zip_entry& e,
       if (missing) j.fail_at(name_pos, who + " has no " + missing);
       p.is_param = *is_param;
       p.use_pickle = *use_pickle;
+      if (constants) {
+        // torch's _load_constants goes by the record's name, not by use_pickle: custom_obj_ and
+        // opaque_obj_ records are unpickled whatever the entry says, any other name but tensor_
+        // is refused.
+        if (path->starts_with("custom_obj_") || path->starts_with("opaque_obj_"))
+          p.use_pickle = true;
+        else if (!path->starts_with("tensor_"))
+          j.fail_at(name_pos, who + ": constant record " + show_name(*path) +
+                                  " is none of tensor_N, custom_obj_N, opaque_obj_N");
+      }
       if (!p.use_pickle && !p.meta)
         j.fail_at(name_pos, who + " is neither pickled nor has a tensor_meta");
-      if (p.use_pickle && constants && !path->starts_with("tensor_") &&
-          !path->starts_with("custom_obj_") && !path->starts_with("opaque_obj_"))
-        j.fail_at(name_pos, who + ": pickled constant record " + show_name(*path) +
-                                " is none of tensor_N, custom_obj_N, opaque_obj_N");
       p.record = dir + *path;
       if (!zip.find(p.record))
         throw error(errc::corrupt_checkpoint, who + ": its record " + p.record + " is missing",
@@ -404,9 +410,11 @@ std::optional<pt2_info> read_pt2_info(const zip_reader& zip) {
               info.aoti_models.end())
         info.aoti_models.push_back(name);
     }
-    if (!e.name.starts_with(models) || !e.name.ends_with(".json")) continue;
-    const std::string name = e.name.substr(models.size(), e.name.size() - models.size() - 5);
-    if (name.empty() || name.find('/') != std::string::npos) continue;
+    // torch's rule (_load_exported_programs): every record under models/ is a program, its name
+    // the rest of the path less its last five characters (".json").
+    if (!e.name.starts_with(models)) continue;
+    const std::string rest = e.name.substr(models.size());
+    const std::string name = rest.substr(0, rest.size() - std::min<std::size_t>(5, rest.size()));
     pt2_model m;
     m.name = name;
     m.program_record = e.name;
@@ -435,6 +443,10 @@ std::optional<pt2_info> read_pt2_info(const zip_reader& zip) {
     }
     info.models.push_back(std::move(m));
   }
+  if (info.models.empty() && info.aoti_models.empty())
+    throw error(errc::corrupt_checkpoint,
+                "the archive holds no program (" + models + ") and no AOTInductor package",
+                prefix + "archive_format");
   return info;
 }
 
@@ -452,8 +464,18 @@ std::vector<pt2_pickle> pt2_pickles(const zip_reader& zip, const pt2_info& info)
         if (p.use_pickle) add(p.record, p.record.find("/opaque_obj_") == std::string::npos);
     add(m.sample_inputs_record, true);
   }
-  // AOTInductor's pickled weights (package_constants_on_disk_format "pickle_weights"), and any
-  // other record that is itself a zip: torch.save blobs that torch.load may be handed.
+  // Object constants no config names (torch unpickles a record by its name), AOTInductor's
+  // pickled weights (package_constants_on_disk_format "pickle_weights"), and any other record
+  // that is itself a zip: torch.save blobs that torch.load may be handed.
+  if (!info.root.empty()) {
+    const std::string constants = info.root + "/data/constants/";
+    for (const auto& e : zip.entries()) {
+      if (!e.name.starts_with(constants)) continue;
+      const std::string base = e.name.substr(e.name.rfind('/') + 1);
+      if (base.starts_with("opaque_obj_")) add(e.name, false);
+      if (base.starts_with("custom_obj_")) add(e.name, true);
+    }
+  }
   for (const auto& e : zip.entries()) {
     if (seen.count(e.name) || e.uncompressed_size < 4) continue;
     if (e.method != 0) continue;  // torch writes blobs stored; a deflated one is checked below
@@ -461,7 +483,7 @@ std::vector<pt2_pickle> pt2_pickles(const zip_reader& zip, const pt2_info& info)
     if (looks_like_zip(head)) add(e.name, true);
   }
   // torch stores every record; a deflated one is inflated to look inside, up to a bound.
-  constexpr std::uint64_t max_deflated = 64u << 20;
+  constexpr std::uint64_t max_deflated = pt2_max_deflated;
   for (const auto& e : zip.entries()) {
     if (e.method == 0 || seen.count(e.name) || e.uncompressed_size < 4) continue;
     if (e.uncompressed_size > max_deflated)
@@ -651,72 +673,99 @@ struct pt2_loader {
   const load_options& opt;
   std::shared_ptr<lazy_records> lazy;
   zip_storages storages;
-  // Raw records loaded so far: the storage, and the dtype and sizes of the first entry naming it.
+  // Raw records loaded for the current model (torch builds one file map per model): the storage,
+  // and the dtype and requires_grad of the first entry naming it, which torch's flat tensor takes.
   struct loaded_record {
     storage s;
+    dtype type = dtype::uint8;
     bool requires_grad = false;
   };
   std::unordered_map<std::string, loaded_record> records;
+  // Pickled records loaded so far: each is loaded once, however many entries name it.
+  std::unordered_map<std::string, value> blobs;
+  // What the empty records' zeros have taken, against limits.max_memory for the whole load.
+  std::uint64_t zero_bytes = 0;
 
-  // A torch.save blob (or, when !torch_save, a bare pickle), loaded with the same options; a lazy
-  // load's placeholders join this checkpoint's.
+  // A torch.save blob (or, when !torch_save, a bare pickle), loaded with the same options but as
+  // a plain checkpoint (torch.load does not read a .pt2 inside a .pt2); a lazy load's placeholders
+  // join this checkpoint's.
   value blob(const std::string& record, bool torch_save) {
+    if (auto it = blobs.find(record); it != blobs.end()) return it->second;
     const zip_entry* e = zip.find(record);
     if (!e) throw error(errc::corrupt_checkpoint, "record " + record + " is missing");
     byte_source src = record_source(zip, *e, opt.verify_crc && opt.mode == load_mode::eager);
     checkpoint ck;
     try {
-      ck = torch_save ? load_zip(src, opt) : load_pickle(src, opt);
+      ck = torch_save ? load_zip(src, opt, false) : load_pickle(src, opt);
     } catch (const error& err) {
       throw err.with_outer_context(record);
     }
     if (const auto& r = lazy_records::of(ck); r && lazy) lazy->absorb(*r);
-    return std::move(ck.root);
+    return blobs.emplace(record, std::move(ck.root)).first->second;
   }
 
-  value raw_tensor(const pt2_payload& p) {
+  // The storage of a raw record, read once per model.
+  loaded_record& raw_record(const pt2_payload& p, const std::string& who, const device& target) {
+    if (auto it = records.find(p.record); it != records.end()) return it->second;
+    const pt2_tensor_meta& m = *p.meta;
+    const zip_entry& e = *zip.find(p.record);
+    loaded_record r;
+    r.type = m.type;
+    r.requires_grad = m.requires_grad;
+    const std::size_t es = element_size(m.type);
+    if (e.uncompressed_size % es != 0)
+      throw error(errc::corrupt_checkpoint,
+                  who + ": record of " + std::to_string(e.uncompressed_size) +
+                      " bytes is not a whole number of " + std::string(dtype_name(m.type)) +
+                      " elements",
+                  e.name);
+    if (e.uncompressed_size != 0) {
+      r.s = storages.make(e, p.record, m.type, target);
+      return records.emplace(p.record, std::move(r)).first->second;
+    }
+    // torch writes no bytes for a fake tensor and reads such a record as zeros of its size:
+    // allocated here (on any target, lazy too), so all of them together stay within max_memory.
+    std::uint64_t n = 0, bytes = 0;
+    try {
+      n = static_cast<std::uint64_t>(shape_numel(m.sizes));
+    } catch (const error& err) {
+      throw error(errc::corrupt_checkpoint, who + ": " + err.message(), e.name);
+    }
+    if (!checked_mul(n, es, bytes) || !checked_add(zero_bytes, bytes, zero_bytes) ||
+        zero_bytes > opt.limits.max_memory)
+      throw error(errc::limit_exceeded,
+                  who + ": an empty record stands for zeros of shape " + shape_string(m.sizes) +
+                      ", past max_memory (" + std::to_string(opt.limits.max_memory) +
+                      " bytes) for the archive's empty records",
+                  e.name);
+    if (target.type() == device_type::meta)
+      r.s = storage::borrow(nullptr, static_cast<std::size_t>(bytes), target);
+    else
+      r.s = tensor::zeros(m.type, {static_cast<std::int64_t>(n)}, target).get_storage();
+    return records.emplace(p.record, std::move(r)).first->second;
+  }
+
+  // A raw entry: torch's as_strided over the record's flat tensor, a Parameter (with the entry's
+  // requires_grad) for a weight with is_param; a constant never is one.
+  value raw_tensor(const pt2_payload& p, bool weight) {
     const pt2_tensor_meta& m = *p.meta;
     const std::string who = show_name(p.name);
-    const zip_entry& e = *zip.find(p.record);
     const device target = opt.map_location.apply(m.location);
     check_target(target, m.location);
-    auto it = records.find(p.record);
-    if (it == records.end()) {
-      loaded_record r;
-      const std::size_t es = element_size(m.type);
-      if (e.uncompressed_size % es != 0)
-        throw error(errc::corrupt_checkpoint,
-                    who + ": record of " + std::to_string(e.uncompressed_size) +
-                        " bytes is not a whole number of " + std::string(dtype_name(m.type)) +
-                        " elements",
-                    e.name);
-      if (e.uncompressed_size == 0) {
-        // torch writes no bytes for a fake tensor and reads such a record as zeros of its size.
-        std::uint64_t n = static_cast<std::uint64_t>(shape_numel(m.sizes)), bytes;
-        if (!detail::checked_mul(n, es, bytes) || bytes > opt.limits.max_memory)
-          throw error(errc::limit_exceeded,
-                      who + ": an empty record stands for zeros of shape " + shape_string(m.sizes) +
-                          ", more than max_memory",
-                      e.name);
-        r.s = tensor::zeros(m.type, {static_cast<std::int64_t>(n)}, target).get_storage();
-      } else {
-        r.s = storages.make(e, p.record, m.type, target);
-      }
-      // torch sets requires_grad on the record's flat tensor from the first entry naming it.
-      r.requires_grad = m.requires_grad;
-      it = records.emplace(p.record, std::move(r)).first;
-    }
+    const loaded_record& r = raw_record(p, who, target);
+    const bool parameter = weight && p.is_param;
     try {
-      tensor t(it->second.s, m.type, m.sizes, m.strides, m.storage_offset,
-               p.is_param ? m.requires_grad : it->second.requires_grad);
-      return value(std::move(t), p.is_param);
+      tensor t(r.s, r.type, m.sizes, m.strides, m.storage_offset,
+               parameter ? m.requires_grad : r.requires_grad);
+      return value(std::move(t), parameter);
     } catch (const error& err) {
-      throw error(err.kind(), who + ": " + err.message(), e.name);
+      throw error(err.kind(), who + ": " + err.message(), p.record);
     }
   }
 
   // One model's state dict then its constants, in the configs' order.
   value model(const pt2_model& m) {
+    records.clear();
     value root = value::make_ordered_dict();
     dict_object& d = root.as_dict();
     auto add = [&](const std::string& name, value v, const char* what) {
@@ -744,14 +793,17 @@ struct pt2_loader {
       for (const auto* list : {&m.weights, &m.constants})
         for (const auto& p : *list) {
           const char* what = list == &m.weights ? "weight" : "constant";
+          const bool weight = list == &m.weights;
           if (p.use_pickle) {
             value v = blob(p.record, p.record.find("/opaque_obj_") == std::string::npos);
-            // A tensor subclass loads as the plain tensor it holds; is_param keeps it a Parameter,
-            // as torch's _is_param attribute does.
-            if (v.is_tensor() && p.is_param && !v.is_parameter()) v = value(v.as_tensor(), true);
+            // A tensor subclass loads as the plain tensor it holds; is_param keeps a weight a
+            // Parameter, as torch's _is_param attribute does.
+            if (weight && v.is_tensor() && p.is_param && !v.is_parameter())
+              v = value(v.as_tensor(), true);
             add(p.name, std::move(v), what);
-          } else
-            add(p.name, raw_tensor(p), what);
+          } else {
+            add(p.name, raw_tensor(p, weight), what);
+          }
         }
     }
     if (const zip_entry* prog = zip.find(m.program_record))
@@ -857,7 +909,7 @@ checkpoint load_pt2(const byte_source& src, std::shared_ptr<const zip_reader> zi
     lazy = std::make_shared<lazy_records>();
     lazy->files.push_back({src, zip_ptr, swap, opt.verify_crc});
   }
-  pt2_loader l{zip, opt, lazy, {zip, opt, swap, zero_copy, lazy.get(), {}}, {}};
+  pt2_loader l{zip, opt, lazy, {zip, opt, swap, zero_copy, lazy.get(), {}}, {}, {}, 0};
   std::vector<std::pair<std::string, value>> models;
   for (const auto& m : info.models) models.emplace_back(m.name, l.model(m));
   if (info.models.empty())

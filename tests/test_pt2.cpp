@@ -8,12 +8,15 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "cli_support.h"
 #include "pthio/pthio.hpp"
 #include "support.h"
 
 using pthio_test::cpu_options;
 using pthio_test::error_of;
 using pthio_test::fixture;
+using pthio_test::run_cli;
+using pthio_test::shell_quote;
 
 namespace {
 
@@ -348,5 +351,162 @@ TEST_SUITE("pt2") {
     auto a = load_bytes(renamed);
     auto b = pthio::load_checkpoint(fixture("t26/export_conv.pt2"), cpu_options());
     CHECK(a.root.as_dict().size() == b.root.as_dict().size());
+    for (const auto& [k, v] : b.root.as_dict().entries()) {
+      INFO(k.as_str());
+      const pthio::value* got = a.root.as_dict().get(k);
+      REQUIRE(got);
+      CHECK(*got == v);
+    }
+  }
+
+  TEST_CASE(
+      "pt2: as torch: constants are never Parameters, a shared record keeps its first dtype") {
+    const std::string cc = "export_constants/data/constants/model_constants_config.json";
+    auto cfg = nlohmann::ordered_json::parse(record_text(constants_fixture, cc));
+    const std::string first = cfg["config"].begin().key();
+    cfg["config"][first]["is_param"] = true;
+    auto ck = load_bytes(rebuilt(constants_fixture, {{cc, cfg.dump()}}));
+    CHECK_FALSE(ck.root.as_dict().get(first)->is_parameter());
+    // "hi" names lo's record as float16: torch's flat tensor is float32 (the first entry's), and
+    // as_strided keeps that dtype.
+    auto b = with_config([](auto& c) { c["config"]["hi"]["tensor_meta"]["dtype"] = 6; });
+    auto again = load_bytes(b);
+    CHECK(again.root.as_dict().get("hi")->as_tensor().dtype() == pthio::dtype::float32);
+  }
+
+  TEST_CASE("pt2: hostile archives: nesting, many zeros, one pickled record named many times") {
+    // An export zip whose state-dict blob is an export zip, 50 deep: torch.load reads no .pt2
+    // inside a .pt2, and neither does pthio (no recursion at all).
+    pthio::zip_reader z(pthio::byte_source::map_file(fixture("t26/export_half.pt2")));
+    std::string blob = text_of(z.read(*z.find("serialized_state_dict.pt")));
+    for (int i = 0; i < 50; ++i) {
+      pthio::memory_sink out;
+      pthio::zip_writer w(out);
+      w.add("serialized_exported_program.json", bytes_of("{}"));
+      w.add("serialized_state_dict.pt", bytes_of(blob));
+      w.finish();
+      blob = text_of(out.buffer());
+    }
+    refused(bytes_of(blob), pthio::errc::corrupt_checkpoint, {"data.pkl"});
+    // 40 empty records each standing for 64 MiB of zeros: refused at max_memory for them all.
+    auto zeros = with_config([](auto& c) {
+      for (int i = 0; i < 40; ++i)
+        c["config"]["z" + std::to_string(i)] = {
+            {"path_name", "empty_" + std::to_string(i)},
+            {"is_param", false},
+            {"use_pickle", false},
+            {"tensor_meta", c["config"]["proj.bias"]["tensor_meta"]}};
+      for (int i = 0; i < 40; ++i)
+        c["config"]["z" + std::to_string(i)]["tensor_meta"]["sizes"][0]["as_int"] = 16777215;
+    });
+    {
+      // The records the entries name, all empty.
+      pthio::zip_reader zz(pthio::byte_source::from_vector(zeros, "z"));
+      pthio::memory_sink out;
+      pthio::zip_writer w(out);
+      for (const auto& e : zz.entries()) w.add(e.name, zz.read(e));
+      for (int i = 0; i < 40; ++i)
+        w.add("export_constants/data/weights/empty_" + std::to_string(i), {});
+      w.finish();
+      refused(out.buffer(), pthio::errc::limit_exceeded, {"max_memory", "empty records"});
+    }
+    // Fifty entries naming one pickled record: loaded once, one storage for all.
+    const std::string wc = "export_pickled/data/weights/model_weights_config.json";
+    auto cfg = nlohmann::ordered_json::parse(record_text("t2/export_pickled.pt2", wc));
+    for (int i = 0; i < 50; ++i) cfg["config"]["dup" + std::to_string(i)] = cfg["config"]["weight"];
+    auto ck = load_bytes(rebuilt("t2/export_pickled.pt2", {{wc, cfg.dump()}}));
+    const void* id = ck.root.as_dict().get("weight")->as_tensor().get_storage().id();
+    for (int i = 0; i < 50; ++i)
+      CHECK(ck.root.as_dict().get("dup" + std::to_string(i))->as_tensor().get_storage().id() == id);
+  }
+
+  TEST_CASE("pt2: every file under models/ is a program, as torch counts them") {
+    const std::string p = "export_constants/";
+    auto program = record_text(constants_fixture, p + "models/model.json");
+    auto ck = load_bytes(rebuilt(constants_fixture, {{p + "models/model.json", std::nullopt}},
+                                 {{p + "models/model.JSON", program}}));
+    CHECK(ck.root.as_dict().get("proj.weight") != nullptr);
+    // No program and no AOTInductor package: nothing torch would load.
+    refused(rebuilt(constants_fixture, {{p + "models/model.json", std::nullopt}}),
+            pthio::errc::corrupt_checkpoint, {"no program"});
+  }
+
+  TEST_CASE("pt2: scan reads every record torch would unpickle" * pthio_test::needs_cli) {
+    const auto dir = pthio_test::scratch_dir() / "pt2-scan";
+    std::filesystem::create_directories(dir);
+    auto scan = [&](const std::string& name, const std::vector<std::byte>& b) {
+      const auto path = dir / name;
+      pthio_test::write_bytes(path, b);
+      return run_cli("scan " + shell_quote(path.string()));
+    };
+    // A pickle that would run `id` in torch (pickle.loads), as protocol 2 bytes.
+    std::string evil = "\x80\x02";
+    evil += "cos\nsystem\nX";
+    evil += std::string("\x02\0\0\0", 4);
+    evil += "id\x85R.";
+    const std::string p = "export_constants/";
+    const std::string cc = p + "data/constants/model_constants_config.json";
+    // (1) An opaque_obj_ record the config calls unpickled: torch unpickles it by its name.
+    auto cfg = nlohmann::ordered_json::parse(record_text(constants_fixture, cc));
+    cfg["config"]["scale"]["path_name"] = "opaque_obj_0";
+    cfg["config"]["scale"]["tensor_meta"]["sizes"][0]["as_int"] = 1;
+    auto r = scan("opaque.pt2", rebuilt(constants_fixture, {{cc, cfg.dump()}},
+                                        {{p + "data/constants/opaque_obj_0", evil}}));
+    CHECK(r.status == 1);
+    CHECK(r.out.find("os.system") != std::string::npos);
+    CHECK(r.out.find("DANGEROUS") != std::string::npos);
+    // (2) An extra .pkl member does not make scan overlook the archive's pickled records.
+    r = scan("extra.pt2", rebuilt("t2/export_pickled.pt2", {},
+                                  {{"export_pickled/extra/readme.pkl", "\x80\x02}."}}));
+    CHECK(r.status == 1);
+    CHECK(r.out.find("(pt2 format)") != std::string::npos);
+    CHECK(r.out.find("whole_models.ScaledTensor") != std::string::npos);
+    // (3) A second program under models/sub/ with an object constant.
+    r = scan("sub.pt2",
+             rebuilt(constants_fixture, {},
+                     {{p + "models/sub/m.json", "{}"},
+                      {p + "data/weights/sub/m_weights_config.json", "{\"config\": {}}"},
+                      {p + "data/constants/sub/m_constants_config.json",
+                       "{\"config\": {\"v\": {\"path_name\": \"opaque_obj_1\", \"is_param\": "
+                       "false, \"use_pickle\": true, \"tensor_meta\": null}}}"},
+                      {p + "data/constants/opaque_obj_1", evil}}));
+    CHECK(r.status == 1);
+    CHECK(r.out.find("os.system") != std::string::npos);
+    // (4) An object constant no config names is scanned all the same.
+    r = scan("unnamed.pt2",
+             rebuilt(constants_fixture, {}, {{p + "data/constants/opaque_obj_7", evil}}));
+    CHECK(r.status == 1);
+    CHECK(r.out.find("os.system") != std::string::npos);
+    // The fixtures: only tensors (safe), or a subclass and an object constant (unsafe).
+    CHECK(run_cli("scan " + shell_quote(fixture("t2/export_conv.pt2").string())).status == 0);
+    CHECK(run_cli("scan " + shell_quote(fixture("t26/export_conv.pt2").string())).status == 0);
+    CHECK(run_cli("scan " + shell_quote(fixture("t28/export_conv.pt2").string())).status == 0);
+    CHECK(run_cli("scan " + shell_quote(fixture("t2/export_pickled.pt2").string())).status == 1);
+  }
+
+  TEST_CASE("pt2: verify reports corruption it found even where a feature stops the rest" *
+            pthio_test::needs_cli) {
+    const auto dir = pthio_test::scratch_dir() / "pt2-verify";
+    std::filesystem::create_directories(dir);
+    // A sparse layout pthio does not read, and then also a flipped byte in a weight record.
+    const std::string p = "export_constants/";
+    auto b = with_config([](auto& c) { c["config"]["proj.bias"]["tensor_meta"]["layout"] = 1; });
+    auto flipped = b;
+    {
+      pthio::zip_reader zz(pthio::byte_source::from_vector(b, "b"));
+      const pthio::zip_entry* e = zz.find(p + "data/weights/weight_0");
+      REQUIRE(e);
+      flipped[static_cast<std::size_t>(e->data_offset)] ^= std::byte{1};
+    }
+    pthio_test::write_bytes(dir / "both.pt2", flipped);
+    auto r = run_cli("verify " + shell_quote((dir / "both.pt2").string()));
+    CHECK(r.out.find("BAD CRC") != std::string::npos);
+    CHECK(r.out.find("UNSUPPORTED") != std::string::npos);
+    CHECK(r.out.find("verify: corruption found") != std::string::npos);
+    CHECK(r.status == 1);
+    pthio_test::write_bytes(dir / "unsupported.pt2", b);
+    r = run_cli("verify " + shell_quote((dir / "unsupported.pt2").string()));
+    CHECK(r.status == 3);
+    CHECK(r.out.find("verify: structure not checked") != std::string::npos);
   }
 }

@@ -104,9 +104,12 @@ struct pt2_info {
 PTHIO_API std::optional<pt2_info> read_pt2_info(const zip_reader& zip);
 
 // A record of a .pt2 that torch unpickles when it loads the archive: a torch.save blob (zip) or a
-// bare pickle (an opaque object constant), and any other record that is itself a zip (a
-// torch.save blob torch could be handed). What `pthio scan` checks. A deflated record over 64 MiB
-// (torch stores every record) is unsupported rather than inflated to look inside.
+// bare pickle (an opaque object constant), every data/constants/custom_obj_* and opaque_obj_*
+// record (torch goes by the name), and any other record that is itself a zip (a torch.save blob
+// torch could be handed). What `pthio scan` checks. A deflated record over pt2_max_deflated
+// (torch stores every record) is unsupported rather than inflated to look inside, here and in
+// scan.
+inline constexpr std::uint64_t pt2_max_deflated = 64u << 20;
 struct pt2_pickle {
   std::string record;
   bool torch_save = true;  // a torch.save zip (its .pkl records are the pickles); else a pickle

@@ -487,10 +487,13 @@ void verify_tensors(const pthio::checkpoint& ck) {
   });
 }
 
+// Set when check_structure met a feature pthio does not read.
+bool unsupported_structure = false;
+
 // verify's structure check: the object tree, loaded lazily without CRC-32s (they are checked
 // record by record beforehand); with `read`, every tensor read as well (a DCP folder's chunks
 // checked against its metadata and assembled). Prints "structure ok: ..." or CORRUPT; false on
-// corruption.
+// corruption; a feature pthio does not read prints UNSUPPORTED and sets unsupported_structure.
 template <class Source>
 bool check_structure(const args& a, const Source& src, bool read, const std::string& more) {
   try {
@@ -504,14 +507,26 @@ bool check_structure(const args& a, const Source& src, bool read, const std::str
                 std::string(pthio::format_name(ck.format)).c_str(), n, more.c_str());
     return true;
   } catch (const pthio::error& e) {
-    // A file pthio cannot read (or read all of: a feature it lacks) is no verdict on the file.
-    if (e.kind() == pthio::errc::io || e.kind() == pthio::errc::unsupported) throw;
+    if (e.kind() == pthio::errc::io) throw;
+    if (e.kind() == pthio::errc::unsupported) {
+      // A feature pthio lacks: no verdict on the structure (verify_verdict decides).
+      std::printf("UNSUPPORTED  %s\n", e.what());
+      unsupported_structure = true;
+      return true;
+    }
     std::printf("CORRUPT  %s\n", e.what());
     return false;
   }
 }
 
+// Corruption found (a bad CRC, say) is the verdict even where pthio could not check the rest;
+// otherwise a structure pthio cannot read is no verdict on the file: exit 3, as for a file it
+// cannot read.
 int verify_verdict(bool bad) {
+  if (!bad && unsupported_structure) {
+    std::printf("verify: structure not checked (a feature pthio does not read)\n");
+    return exit_unreadable;
+  }
   std::printf(bad ? "verify: corruption found\n" : "verify: ok\n");
   return bad ? exit_negative : exit_ok;
 }
@@ -563,6 +578,11 @@ int verify_dcp(const args& a, const std::string& dir) {
       std::printf("ok       %s: %zu records\n", where.c_str(), n);
     } catch (const pthio::error& err) {
       if (err.kind() == pthio::errc::io) throw;
+      if (err.kind() == pthio::errc::unsupported) {  // a transform pthio does not know
+        unsupported_structure = true;
+        std::printf("UNSUPPORTED  %s: %s\n", where.c_str(), err.what());
+        continue;
+      }
       bad = true;
       std::printf("CORRUPT  %s: %s\n", where.c_str(), err.what());
     }

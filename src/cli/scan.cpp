@@ -269,15 +269,20 @@ scan_report scan_file(const std::string& path) {
         scan_pickle(zip.read(e), e.name, r, index, refs, nullptr);
       }
       if (script) r.format = "torchscript";
-      // A torch.export archive has no pickle of its own; torch unpickles the records its configs
-      // mark pickled, the older layouts' torch.save blobs and the sample inputs.
-      std::optional<pt2_info> pt2;
-      if (!any) pt2 = read_pt2_info(zip);
+      // A torch.export archive, told as the loader tells it (whatever .pkl records it also
+      // holds): torch unpickles the records its configs mark pickled (and every object
+      // constant), the older layouts' torch.save blobs and the sample inputs.
+      std::optional<pt2_info> pt2 = read_pt2_info(zip);
       if (pt2) {
         r.format = "pt2";
         for (const pt2_pickle& p : pt2_pickles(zip, *pt2)) {
           const zip_entry* e = zip.find(p.record);
           if (!e) throw error(errc::corrupt_checkpoint, "record " + p.record + " is missing");
+          if (e->method != 0 && e->uncompressed_size > pt2_max_deflated)
+            throw error(errc::unsupported,
+                        "deflated record of " + std::to_string(e->uncompressed_size) +
+                            " bytes (torch stores a .pt2's records): not inflated to scan it",
+                        p.record);
           // Not CRC-checked (verify does that): a blob of many GiB is only touched where its
           // central directory and pickles are.
           auto bytes = zip.read(*e, false);

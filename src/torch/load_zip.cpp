@@ -43,9 +43,13 @@ std::endian read_byteorder(const zip_reader& zip, const std::string& prefix,
   return order == "big" ? std::endian::big : std::endian::little;
 }
 
-checkpoint load_zip(const byte_source& src, const load_options& opt) {
+checkpoint load_zip(const byte_source& src, const load_options& opt, bool allow_pt2) {
   auto zip_ptr = std::make_shared<const zip_reader>(src, opt.zip);
   const zip_reader& zip = *zip_ptr;
+  // A torch.export archive (its archive_format says "pt2", or torch 2.1-2.7's export zip), told by
+  // those records as torch.export.load tells it, whatever else the zip holds.
+  if (allow_pt2)
+    if (auto info = read_pt2_info(zip)) return load_pt2(src, zip_ptr, *info, opt);
   checkpoint ck;
   const zip_entry* pkl = nullptr;
   for (const auto& e : zip.entries()) {
@@ -57,9 +61,6 @@ checkpoint load_zip(const byte_source& src, const load_options& opt) {
     }
   }
   if (!pkl) {
-    // A torch.export archive (archive_format "pt2", or torch 2.1-2.7's export zip) has no pickle
-    // of its own.
-    if (auto info = read_pt2_info(zip)) return load_pt2(src, zip_ptr, *info, opt);
     if (zip.find("model.json"))
       throw error(errc::unsupported,
                   "TorchScript archives from torch <= 1.3 (model.json) are not supported");
