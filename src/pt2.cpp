@@ -901,14 +901,7 @@ checkpoint load_pt2(const byte_source& src, std::shared_ptr<const zip_reader> zi
   ck.archive_name = info.root;
   ck.byte_order =
       info.root.empty() ? std::endian::little : read_byteorder(zip, info.root + "/", opt);
-  const bool swap = ck.byte_order == std::endian::big;
-  const bool zero_copy =
-      opt.mode == load_mode::mmap && (src.is_mapped() || src.owns_bytes()) && !swap;
-  std::shared_ptr<lazy_records> lazy;
-  if (opt.mode == load_mode::lazy) {
-    lazy = std::make_shared<lazy_records>();
-    lazy->files.push_back({src, zip_ptr, swap, opt.verify_crc});
-  }
+  auto [swap, zero_copy, lazy] = plan_placement(src, zip_ptr, ck.byte_order, opt);
   pt2_loader l{zip, opt, lazy, {zip, opt, swap, zero_copy, lazy.get(), {}}, {}, {}, 0};
   std::vector<std::pair<std::string, value>> models;
   for (const auto& m : info.models) models.emplace_back(m.name, l.model(m));

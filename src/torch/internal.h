@@ -161,6 +161,17 @@ struct zip_storages {
 
   storage make(const zip_entry& e, const std::string& key, dtype t, const device& target);
 };
+// How a zip's records become storages, the same for the zip, TorchScript and .pt2 loaders: byte
+// swapped when the archive is big-endian; viewed in place in mmap mode over a mapped or owned
+// source (memory a caller lent, perhaps read-only, is copied); in lazy mode, placeholders whose
+// records name the source and its zip, kept open.
+struct zip_placement {
+  bool swap = false;
+  bool zero_copy = false;
+  std::shared_ptr<lazy_records> lazy;
+};
+zip_placement plan_placement(const byte_source& src, std::shared_ptr<const zip_reader> zip,
+                             std::endian order, const load_options& opt);
 // The byte order <prefix>byteorder says (little when absent); corrupt_checkpoint for another text.
 std::endian read_byteorder(const zip_reader& zip, const std::string& prefix,
                            const load_options& opt);

@@ -26,6 +26,18 @@ storage zip_storages::make(const zip_entry& e, const std::string& key, dtype t,
                        std::move(crc));
 }
 
+zip_placement plan_placement(const byte_source& src, std::shared_ptr<const zip_reader> zip,
+                             std::endian order, const load_options& opt) {
+  zip_placement p;
+  p.swap = order == std::endian::big;
+  p.zero_copy = opt.mode == load_mode::mmap && (src.is_mapped() || src.owns_bytes()) && !p.swap;
+  if (opt.mode == load_mode::lazy) {
+    p.lazy = std::make_shared<lazy_records>();
+    p.lazy->files.push_back({src, std::move(zip), p.swap, opt.verify_crc});
+  }
+  return p;
+}
+
 std::endian read_byteorder(const zip_reader& zip, const std::string& prefix,
                            const load_options& opt) {
   const zip_entry* bo = zip.find(prefix + "byteorder");
@@ -83,16 +95,7 @@ checkpoint load_zip(const byte_source& src, const load_options& opt, bool allow_
     for (const auto& e : zip.entries())
       if (e.name.starts_with(prefix + "code/")) ck.format = checkpoint_format::torchscript;
   ck.byte_order = read_byteorder(zip, prefix, opt);
-  const bool swap = ck.byte_order == std::endian::big;
-  // (A source that owns its bytes, such as a decompressed buffer, can be viewed as well; memory
-  // a caller lent, perhaps read-only, is copied.)
-  const bool zero_copy =
-      opt.mode == load_mode::mmap && (src.is_mapped() || src.owns_bytes()) && !swap;
-  std::shared_ptr<lazy_records> lazy;
-  if (opt.mode == load_mode::lazy) {
-    lazy = std::make_shared<lazy_records>();
-    lazy->files.push_back({src, zip_ptr, swap, opt.verify_crc});
-  }
+  auto [swap, zero_copy, lazy] = plan_placement(src, zip_ptr, ck.byte_order, opt);
   // The storages loaded so far (storage values, shared with the result); by zip entry index (one
   // record is one storage), where each is in `loaded` plus one (0: not loaded yet).
   std::vector<value> loaded;
