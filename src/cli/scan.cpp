@@ -260,15 +260,21 @@ scan_report scan_file(const std::string& path) {
     r.format = std::string(format_name(*fmt));
     if (*fmt == checkpoint_format::zip) {
       zip_reader zip(src);
-      bool any = false, script = false;
-      for (const auto& e : zip.entries()) {
+      // Every .pkl member of a zip (the file, or a torch.save blob inside a .pt2), named after
+      // `where`; false when there is none.
+      auto scan_members = [&](const zip_reader& z, const std::string& where) {
+        bool found = false;
+        for (const auto& e : z.entries()) {
+          if (!e.name.ends_with(".pkl")) continue;
+          found = true;
+          scan_pickle(z.read(e), where + e.name, r, index, refs, nullptr);
+        }
+        return found;
+      };
+      const bool any = scan_members(zip, "");
+      for (const auto& e : zip.entries())
         if (e.name.find("/code/") != std::string::npos || e.name.ends_with("/constants.pkl"))
-          script = true;
-        if (!e.name.ends_with(".pkl")) continue;
-        any = true;
-        scan_pickle(zip.read(e), e.name, r, index, refs, nullptr);
-      }
-      if (script) r.format = "torchscript";
+          r.format = "torchscript";
       // A torch.export archive, told as the loader tells it (whatever .pkl records it also
       // holds): torch unpickles the records its configs mark pickled (and every object
       // constant), the older layouts' torch.save blobs and the sample inputs.
@@ -290,14 +296,7 @@ scan_report scan_file(const std::string& path) {
             scan_pickle(bytes, p.record, r, index, refs, nullptr);
             continue;
           }
-          zip_reader inner(byte_source::borrow(bytes, p.record));
-          bool inner_any = false;
-          for (const auto& ie : inner.entries()) {
-            if (!ie.name.ends_with(".pkl")) continue;
-            inner_any = true;
-            scan_pickle(inner.read(ie), p.record + ": " + ie.name, r, index, refs, nullptr);
-          }
-          if (!inner_any)
+          if (!scan_members(zip_reader(byte_source::borrow(bytes, p.record)), p.record + ": "))
             throw error(errc::corrupt_checkpoint, "the torch.save blob holds no .pkl record",
                         p.record);
         }

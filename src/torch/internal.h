@@ -181,7 +181,8 @@ checkpoint load_pt2(const byte_source& src, std::shared_ptr<const zip_reader> zi
                     const pt2_info& info, const load_options& options);
 
 // The loaders load_checkpoint dispatches to.
-// zip and TorchScript; with allow_pt2, also a torch.export archive (a zip with no data.pkl).
+// zip and TorchScript; with allow_pt2, also a torch.export archive (told by its records, before
+// any data.pkl is looked for).
 checkpoint load_zip(const byte_source& src, const load_options& options, bool allow_pt2 = true);
 checkpoint load_legacy(const byte_source& src, const load_options& options);  // torch < 1.6
 checkpoint load_pickle(const byte_source& src, const load_options& options);  // a bare pickle
