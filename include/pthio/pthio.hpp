@@ -17,6 +17,7 @@
 #include "pthio/pickle.hpp"
 #include "pthio/pt2.hpp"
 #include "pthio/safetensors.hpp"
+#include "pthio/scan.hpp"
 #include "pthio/sharded.hpp"
 #include "pthio/slice.hpp"
 #include "pthio/state_dict.hpp"

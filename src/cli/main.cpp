@@ -656,10 +656,20 @@ int cmd_verify(const args& a) {
 
 int cmd_scan(const args& a) {
   need_positional(a, 1, "one FILE");
-  auto report = pthio::cli::scan_file(a.positional[0]);
+  const pthio::scan_report report = pthio::scan_file(a.positional[0]);
   std::fputs((a.json ? pthio::cli::scan_json(report) : pthio::cli::scan_text(report)).c_str(),
              stdout);
-  return report.unsafe.empty() ? exit_ok : exit_negative;
+  switch (report.verdict()) {
+    case pthio::scan_verdict::safe: return exit_ok;
+    case pthio::scan_verdict::unsafe: return exit_negative;
+    case pthio::scan_verdict::unknown: break;
+  }
+  // Not read in full, nothing unsafe seen: no verdict either way.
+  const pthio::scan_error& first = report.errors.front();
+  std::fprintf(stderr, "pthio: %s: not read in full: %s%s@%llu: %s\n", report.file.c_str(),
+               first.member.c_str(), first.member.empty() ? "" : " ",
+               static_cast<unsigned long long>(first.offset), first.message.c_str());
+  return exit_unreadable;
 }
 
 int run(int argc, char** argv) {

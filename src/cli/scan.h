@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "pthio/checkpoint.hpp"
+#include "pthio/scan.hpp"
 
 namespace pthio::cli {
 
@@ -14,19 +15,9 @@ struct usage : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-struct scan_report {
-  std::string file;
-  std::string format;
-  std::vector<std::pair<std::string, std::size_t>> globals;  // in first-seen order
-  std::vector<std::string> unsafe;     // outside torch's weights-only allowlist
-  std::vector<std::string> dangerous;  // known to run code
-};
-
-scan_report scan_file(const std::string& path);
+// scan's two renderings: --json (docs/cli.md) and the text one.
 std::string scan_json(const scan_report& r);
 std::string scan_text(const scan_report& r);
-// True when module.name is known to execute code or reach the system when called.
-bool is_dangerous_global(std::string_view module, std::string_view name);
 
 // --state-dict [KEY]: a command sees the model's state dict (extract_state_dict, under torch's
 // names) instead of the whole file.

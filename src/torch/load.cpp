@@ -5,6 +5,7 @@
 #include "internal.h"
 #include "pthio/dcp.hpp"
 #include "pthio/safetensors.hpp"
+#include "pthio/scan.hpp"
 #include "pthio/sharded.hpp"
 
 namespace pthio {
@@ -44,6 +45,35 @@ namespace {
 constexpr std::uint8_t legacy_magic_pickle[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c,
                                                 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
 
+// Weights-only loads take only what the static scanner calls safe: every pickle the file holds
+// however it is packed (not only those the loader reads), every import on the allowlist, and
+// the whole file read. The loader's own checks stay behind this one.
+void require_scan_safe(const scan_report& r) {
+  switch (r.verdict()) {
+    case scan_verdict::safe: return;
+    case scan_verdict::unsafe: {
+      const scan_global* g = nullptr;
+      for (const auto& x : r.globals)
+        if (x.unsafe) {
+          g = &x;
+          break;
+        }
+      const scan_site site = g && !g->where.empty() ? g->where.front() : scan_site{};
+      const std::string name = g ? g->name : std::string("?");
+      throw error(errc::unsafe_global,
+                  (name.starts_with("<") ? name : "global " + name) +
+                      " is not allowed in weights-only mode (the scan finds " +
+                      std::to_string(r.unsafe.size()) + " unsafe; `pthio scan` lists them)",
+                  site.member, site.offset);
+    }
+    case scan_verdict::unknown: {
+      const scan_error& e = r.errors.front();
+      throw error(errc::corrupt_checkpoint,
+                  "weights-only: not read in full by the scan: " + e.message, e.member, e.offset);
+    }
+  }
+}
+
 }  // namespace
 
 std::optional<checkpoint_format> detect_format(std::span<const std::byte> b) noexcept {
@@ -71,14 +101,21 @@ checkpoint load_checkpoint(byte_source source, const load_options& options) {
     if (!fmt)
       throw error(errc::corrupt_checkpoint, "not a torch checkpoint (unrecognised first bytes)", "",
                   0);
-    switch (*fmt) {
-      case checkpoint_format::zip: return detail::load_zip(source, options);
-      case checkpoint_format::legacy: return detail::load_legacy(source, options);
-      case checkpoint_format::safetensors: return detail::load_safetensors(source, options);
-      case checkpoint_format::pickle: return detail::load_pickle(source, options);
-      default: break;
-    }
-    throw error(errc::unsupported, "unsupported format");
+    auto load = [&] {
+      switch (*fmt) {
+        case checkpoint_format::zip: return detail::load_zip(source, options);
+        case checkpoint_format::legacy: return detail::load_legacy(source, options);
+        case checkpoint_format::safetensors: return detail::load_safetensors(source, options);
+        case checkpoint_format::pickle: return detail::load_pickle(source, options);
+        default: break;
+      }
+      throw error(errc::unsupported, "unsupported format");
+    };
+    if (!options.strict) return load();
+    // The loader's own refusal (it names the key path) comes first; nothing runs either way.
+    checkpoint ck = load();
+    require_scan_safe(scan_bytes(source.bytes(), name));
+    return ck;
   } catch (const error& e) {
     throw e.with_outer_context(name);
   }
@@ -89,8 +126,17 @@ checkpoint load_checkpoint(const std::filesystem::path& path, const load_options
   // index or safetensors files in it.
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec) || path.filename() == ".metadata" ||
-      (path.filename().string().starts_with("__") && path.extension() == ".metadata"))
-    return load_dcp(path, options);
+      (path.filename().string().starts_with("__") && path.extension() == ".metadata")) {
+    checkpoint ck = load_dcp(path, options);
+    if (options.strict && is_dcp(path)) {
+      try {
+        require_scan_safe(scan_file(path));
+      } catch (const error& e) {
+        throw e.with_outer_context(path.string());
+      }
+    }
+    return ck;
+  }
   // Eager loads map the file too: storages are copied out of the map, which is then released.
   byte_source src = byte_source::map_file(path);
   if (!detect_format(src.bytes())) {

@@ -1,6 +1,8 @@
 // Fuzz target: the pickle machine alone, with torch's global table, in weights-only (strict) mode
-// and not. Persistent ids resolve to inert values: a 64-byte float32 storage for a tuple id (so
+// and not; then the static scanner's pass over the same bytes (as a file: every pickle in it,
+// through errors, or whatever container the bytes turn out to be). Persistent ids resolve to inert values: a 64-byte float32 storage for a tuple id (so
 // torch's rebuild handlers run on real storages), the id itself otherwise.
+#include <algorithm>
 #include <cstring>
 
 #include "fuzz_common.h"
@@ -39,5 +41,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (e.offset() && *e.offset() > size) __builtin_trap();  // offsets point into the input
     }
   }
+  // The scanner never throws on bad input; what it reports lies in the input.
+  const pthio::scan_report r = pthio::scan_bytes(bytes, "fuzz.pkl");
+  for (const auto& g : r.globals)
+    for (const auto& w : g.where)
+      if (w.member.empty() && w.offset >= size) __builtin_trap();
+  for (const auto& d : r.dangerous)
+    if (std::find(r.unsafe.begin(), r.unsafe.end(), d) == r.unsafe.end()) __builtin_trap();
+  if (r.verdict() == pthio::scan_verdict::safe && r.error_count) __builtin_trap();
   return 0;
 }

@@ -1,0 +1,820 @@
+// The static scanner (pthio/scan.hpp): finds every pickle a file holds, however it is packed, runs
+// the opcode pass (pickle_pass.h) over each, and judges what the passes found.
+#include "pthio/scan.hpp"
+
+#include <libdeflate.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <optional>
+
+#include "../byte_reader.h"
+#include "../torch/internal.h"
+#include "pickle_pass.h"
+#include "pthio/checkpoint.hpp"
+#include "pthio/dcp.hpp"
+#include "pthio/dtype.hpp"
+#include "pthio/io.hpp"
+#include "pthio/pickle.hpp"
+
+namespace pthio {
+
+std::string_view scan_verdict_name(scan_verdict v) noexcept {
+  switch (v) {
+    case scan_verdict::safe: return "safe";
+    case scan_verdict::unsafe: return "unsafe";
+    case scan_verdict::unknown: return "unknown";
+  }
+  return "?";
+}
+
+namespace {
+
+using detail::load_le;
+
+constexpr int max_depth = 8;                             // zips in zips in ...
+constexpr std::uint64_t max_inflated = 64ull << 20;      // one member
+constexpr std::uint64_t inflate_budget = 1024ull << 20;  // the whole scan
+constexpr std::size_t max_zip_entries = 1u << 20;        // central directory entries followed
+
+enum class judge { weights_only, dcp_metadata };
+
+std::uint32_t le32(std::span<const std::byte> b, std::size_t at) {
+  return static_cast<std::uint32_t>(load_le(b.data() + at, 4));
+}
+std::uint16_t le16(std::span<const std::byte> b, std::size_t at) {
+  return static_cast<std::uint16_t>(load_le(b.data() + at, 2));
+}
+bool sig(std::span<const std::byte> b, std::size_t at, std::uint32_t s) {
+  return at <= b.size() && b.size() - at >= 4 && le32(b, at) == s;
+}
+constexpr std::uint32_t local_sig = 0x04034b50, central_sig = 0x02014b50, end_sig = 0x06054b50,
+                        end64_sig = 0x06064b50, locator_sig = 0x07064b50;
+
+std::string join(const std::string& parent, const std::string& name) {
+  return parent.empty() ? name : parent + ": " + name;
+}
+
+bool ends_with_any(const std::string& s, std::initializer_list<const char*> tails) {
+  for (const char* t : tails)
+    if (s.ends_with(t)) return true;
+  return false;
+}
+
+// The end of central directory record: where it is, where the directory is, and how far the
+// archive sits from where its offsets say (data prepended to it).
+struct zip_end {
+  std::size_t eocd = 0;
+  std::uint64_t cd_start = 0, cd_size = 0, entries = 0;
+  std::int64_t shift = 0;
+  std::size_t end = 0;  // past the record and its comment
+};
+
+std::optional<zip_end> find_zip_end(std::span<const std::byte> b, std::vector<std::string>* notes) {
+  if (b.size() < 22) return std::nullopt;
+  const std::size_t lo = b.size() > 65557 ? b.size() - 65557 : 0;
+  for (std::size_t i = b.size() - 22;; --i) {
+    if (sig(b, i, end_sig)) {
+      zip_end z;
+      z.eocd = i;
+      const std::size_t comment = le16(b, i + 20);
+      z.end = i + 22 + comment;
+      if (z.end > b.size()) z.end = b.size();
+      z.entries = le16(b, i + 10);
+      z.cd_size = le32(b, i + 12);
+      std::uint64_t cd_offset = le32(b, i + 16);
+      std::size_t dir_end = i;  // the directory ends where the (zip64) end record starts
+      if ((z.entries == 0xffff || z.cd_size == 0xffffffffu || cd_offset == 0xffffffffu) &&
+          i >= 20 && sig(b, i - 20, locator_sig)) {
+        // zip64: the record usually sits just before its locator.
+        const std::uint64_t stated = load_le(b.data() + i - 20 + 8, 8);
+        std::optional<std::size_t> at;
+        if (i >= 76 && sig(b, i - 76, end64_sig))
+          at = i - 76;
+        else if (stated + 56 <= b.size() && sig(b, stated, end64_sig))
+          at = static_cast<std::size_t>(stated);
+        if (at) {
+          z.entries = load_le(b.data() + *at + 32, 8);
+          z.cd_size = load_le(b.data() + *at + 40, 8);
+          cd_offset = load_le(b.data() + *at + 48, 8);
+          dir_end = *at;
+        }
+      }
+      // Where the directory really is: just before its end record (as Python's zipfile finds
+      // it), or where its offset says.
+      if (z.cd_size <= dir_end && (sig(b, dir_end - z.cd_size, central_sig) || z.entries == 0)) {
+        z.cd_start = dir_end - z.cd_size;
+        z.shift = static_cast<std::int64_t>(z.cd_start) - static_cast<std::int64_t>(cd_offset);
+        return z;
+      }
+      if (cd_offset < b.size() && sig(b, cd_offset, central_sig)) {
+        z.cd_start = cd_offset;
+        return z;
+      }
+      if (notes)
+        notes->push_back("an end of central directory record at offset " + std::to_string(i) +
+                         " names no central directory");
+    }
+    if (i == lo) break;
+  }
+  return std::nullopt;
+}
+
+// What a member's bytes turned out to be.
+enum class blob_kind { data, pickle, container };
+
+class scanner {
+ public:
+  scan_report report;
+
+  void problem(const std::string& member, std::uint64_t offset, std::string message) {
+    if (report.errors.size() < scan_max_errors)
+      report.errors.push_back({member, offset, std::move(message)});
+    ++report.error_count;
+  }
+
+  // Records what one pass found, its offsets moved by `base`.
+  void add(const detail::pass_result& p, const std::string& member, std::uint64_t base, judge j) {
+    for (const auto& imp : p.imports) {
+      const bool finding = imp.module.empty();
+      std::string name = finding ? imp.name : imp.module + "." + imp.name;
+      auto [it, fresh] = index_.emplace(name, report.globals.size());
+      if (fresh) report.globals.push_back({name, 0, {}, false, false});
+      scan_global& g = report.globals[it->second];
+      ++g.count;
+      if (g.where.size() < scan_max_sites)
+        g.where.push_back({member, base + imp.offset, std::string(imp.op)});
+      const bool danger = !finding && is_dangerous_global(imp.module, imp.name);
+      bool allowed = false;
+      if (!finding && !danger)
+        allowed = j == judge::dcp_metadata ? is_dcp_metadata_global(imp.module, imp.name)
+                                           : is_builtin_safe_global(imp.module, imp.name) ||
+                                                 torch_globals().contains(imp.module, imp.name);
+      g.dangerous |= danger;
+      g.unsafe |= !allowed;
+    }
+    for (const auto& e : p.errors) problem(member, base + e.offset, e.message);
+    if (p.error_count > p.errors.size()) {
+      report.error_count += p.error_count - p.errors.size();
+    }
+  }
+
+  // Every pickle in `b`, through errors.
+  void pickles(std::span<const std::byte> b, const std::string& member, std::uint64_t base,
+               judge j = judge::weights_only) {
+    add(detail::pickle_pass(b, detail::pass_extent::all), member, base, j);
+  }
+
+  // One member's (or the file's) bytes: a zip, a numpy array, a legacy or tar checkpoint, a
+  // pickle (named one, or found to be one), else data.
+  blob_kind blob(std::span<const std::byte> b, const std::string& member, int depth,
+                 bool known_pickle) {
+    if (depth > max_depth) {
+      problem(member, 0, "nested more than " + std::to_string(max_depth) + " deep: not scanned");
+      return blob_kind::container;
+    }
+    if (sig(b, 0, local_sig) || sig(b, 0, end_sig)) {
+      zip(b, member, depth);
+      return blob_kind::container;
+    }
+    if (b.size() >= 10 && std::memcmp(b.data(), "\x93NUMPY", 6) == 0) {
+      npy(b, member);
+      return blob_kind::container;
+    }
+    if (is_tar(b)) {
+      tar(b, member, depth);
+      return blob_kind::container;
+    }
+    if (detect_format(b) == checkpoint_format::legacy) {
+      legacy(b, member);
+      return blob_kind::container;
+    }
+    if (known_pickle) {
+      pickles(b, member, 0);
+      return blob_kind::pickle;
+    }
+    // Anything else is a pickle when it names a module the way a pickle does before the pass
+    // loses it, or when it reads, pickle after pickle, cleanly to its last byte (tensor data
+    // often starts with a few bytes that read as opcodes, seldom with more).
+    std::size_t at = 0;
+    bool is_pickle = false;
+    while (at < b.size()) {
+      const auto trial = detail::pickle_pass(b.subspan(at), detail::pass_extent::one);
+      if (plausible_import(trial)) {
+        is_pickle = true;
+        break;
+      }
+      if (!trial.first_clean) break;
+      at += trial.end;
+      is_pickle = at == b.size();
+    }
+    if (!is_pickle) return blob_kind::data;
+    pickles(b, member, 0);
+    return blob_kind::pickle;
+  }
+
+  // The file itself: as blob(), but a zip is also found from its end record (data prepended to
+  // it), and what is none of the formats is read as a pickle stream.
+  void file(std::span<const std::byte> b) {
+    auto fmt = detect_format(b);
+    std::vector<std::string> notes;
+    const bool zip_at_start = sig(b, 0, local_sig) || sig(b, 0, end_sig);
+    std::optional<zip_end> end;
+    if (!zip_at_start) end = find_zip_end(b, nullptr);
+    if (zip_at_start || end) {
+      report.format = "zip";
+      zip(b, "", 0);
+      return;
+    }
+    if (b.size() >= 10 && std::memcmp(b.data(), "\x93NUMPY", 6) == 0) {
+      report.format = "npy";
+    } else if (is_tar(b)) {
+      report.format = "tar";
+    } else if (fmt == checkpoint_format::safetensors) {
+      report.format = "safetensors";  // no pickle in it
+      return;
+    } else if (fmt) {
+      report.format = std::string(format_name(*fmt));
+    } else {
+      report.format = "unknown";
+    }
+    if (b.empty()) {
+      problem("", 0, "the file is empty");
+      return;
+    }
+    blob(b, "", 0, true);
+  }
+
+  void dcp(const std::filesystem::path& path);
+
+  // The report, its unsafe and dangerous lists in order of first appearance, and a zip's flavour
+  // by its records' names.
+  scan_report finish() {
+    scan_report r = std::move(report);
+    for (const auto& g : r.globals) {
+      if (g.unsafe) r.unsafe.push_back(g.name);
+      if (g.dangerous) r.dangerous.push_back(g.name);
+    }
+    if (r.format == "zip")
+      for (const auto& n : top_names_) {
+        if (n.ends_with("/archive_format") || n == "serialized_exported_program.json" ||
+            n.ends_with("/serialized_exported_program.json"))
+          r.format = "pt2";
+        else if (r.format == "zip" && (n.find("/code/") != n.npos || n.ends_with("/constants.pkl")))
+          r.format = "torchscript";
+      }
+    return r;
+  }
+
+ private:
+  static bool is_tar(std::span<const std::byte> b) {
+    if (b.size() < 512) return false;
+    // The header checksum: the sum of its bytes with the checksum field read as spaces.
+    std::uint64_t sum = 0;
+    for (std::size_t i = 0; i < 512; ++i)
+      sum += (i >= 148 && i < 156) ? 32u : std::to_integer<std::uint8_t>(b[i]);
+    auto stated = octal(b.subspan(148, 8));
+    return stated && *stated == sum && sum != 256;
+  }
+
+  static std::optional<std::uint64_t> octal(std::span<const std::byte> f) {
+    std::uint64_t v = 0;
+    bool any = false;
+    for (std::byte x : f) {
+      const auto c = std::to_integer<unsigned char>(x);
+      if (c == 0 || c == ' ') {
+        if (any) break;
+        continue;
+      }
+      if (c < '0' || c > '7') return std::nullopt;
+      if (v >> 60) return std::nullopt;
+      v = v * 8 + (c - '0');
+      any = true;
+    }
+    return any ? std::optional<std::uint64_t>(v) : std::nullopt;
+  }
+
+  // A trial pass that named a module the way a pickle does (a dotted name, not text that merely
+  // starts with 'c' or 'i').
+  static bool plausible_import(const detail::pass_result& p) {
+    auto dotted = [](const std::string& s) {
+      if (s.empty() || s.size() > 512) return false;
+      for (unsigned char c : s)
+        if (!(c == '_' || c == '.' || std::isalnum(c) || c >= 0x80)) return false;
+      return true;
+    };
+    for (const auto& imp : p.imports)
+      if (!imp.module.empty() && dotted(imp.module) && dotted(imp.name)) return true;
+    return false;
+  }
+
+  void zip(std::span<const std::byte> b, const std::string& parent, int depth);
+  void tar(std::span<const std::byte> b, const std::string& parent, int depth);
+  void npy(std::span<const std::byte> b, const std::string& member);
+  void legacy(std::span<const std::byte> b, const std::string& member);
+  bool storages_walk(std::span<const std::byte> b, const std::string& member, bool tensors);
+
+  // Inflates a deflated member within the budgets; nullopt (with an error) when it cannot.
+  std::optional<std::vector<std::byte>> inflate(std::span<const std::byte> in,
+                                                std::uint64_t expected, bool exact,
+                                                const std::string& member, std::size_t* consumed);
+
+  std::map<std::string, std::size_t> index_;
+  std::vector<std::string> top_names_;  // the file's own zip members
+  std::uint64_t inflated_ = 0;
+};
+
+std::optional<std::vector<std::byte>> scanner::inflate(std::span<const std::byte> in,
+                                                       std::uint64_t expected, bool exact,
+                                                       const std::string& member,
+                                                       std::size_t* consumed) {
+  struct free_d {
+    void operator()(libdeflate_decompressor* d) const noexcept { libdeflate_free_decompressor(d); }
+  };
+  std::unique_ptr<libdeflate_decompressor, free_d> d(libdeflate_alloc_decompressor());
+  if (!d) {
+    problem(member, 0, "out of memory for a decompressor");
+    return std::nullopt;
+  }
+  std::uint64_t cap = exact ? expected : std::max<std::uint64_t>(expected, 4096);
+  for (;;) {
+    if (cap > max_inflated || inflated_ + cap > inflate_budget) {
+      problem(member, 0,
+              "deflated member of " + std::to_string(cap) +
+                  " bytes or more: past what the scan inflates (" +
+                  std::to_string(max_inflated >> 20) + " MiB a member, " +
+                  std::to_string(inflate_budget >> 20) + " MiB in all)");
+      return std::nullopt;
+    }
+    std::vector<std::byte> out(static_cast<std::size_t>(cap));
+    std::size_t in_used = 0, out_used = 0;
+    const auto r = libdeflate_deflate_decompress_ex(d.get(), in.data(), in.size(), out.data(),
+                                                    out.size(), &in_used, &out_used);
+    if (r == LIBDEFLATE_SUCCESS) {
+      if (exact && out_used != expected) {
+        problem(member, 0,
+                "inflates to " + std::to_string(out_used) + " bytes, not the " +
+                    std::to_string(expected) + " its header states");
+      }
+      inflated_ += out_used;
+      out.resize(out_used);
+      if (consumed) *consumed = in_used;
+      return out;
+    }
+    if (r == LIBDEFLATE_INSUFFICIENT_SPACE && !exact) {
+      cap *= 2;
+      continue;
+    }
+    if (r == LIBDEFLATE_INSUFFICIENT_SPACE) {
+      problem(member, 0,
+              "inflates to more than the " + std::to_string(expected) + " bytes its header states");
+      return std::nullopt;
+    }
+    problem(member, 0, "the deflated bytes are corrupt");
+    return std::nullopt;
+  }
+}
+
+void scanner::zip(std::span<const std::byte> b, const std::string& parent, int depth) {
+  std::vector<std::string> notes;
+  const std::optional<zip_end> end = find_zip_end(b, &notes);
+  for (auto& n : notes) problem(parent, 0, std::move(n));
+  if (!end)
+    problem(parent, 0, "no end of central directory record: members found by their local headers");
+
+  // [start, end) ranges the central directory's members (header and data) cover.
+  std::vector<std::pair<std::size_t, std::size_t>> covered;
+  std::size_t first_member = b.size();
+
+  // One member's bytes, scanned; its CRC-32 checked when it was read as a pickle.
+  auto member = [&](const std::string& name, std::uint16_t flags, std::uint16_t method,
+                    std::uint32_t crc, std::span<const std::byte> stored, std::uint64_t usize,
+                    bool sizes_known, std::size_t* consumed) {
+    const std::string where = join(parent, name);
+    if (parent.empty() && depth == 0) top_names_.push_back(name);
+    if (flags & 1)
+      problem(where, 0, "the member is flagged encrypted: its bytes are scanned as they are");
+    std::optional<std::vector<std::byte>> inflated;
+    std::span<const std::byte> bytes = stored;
+    if (method == 8) {
+      inflated = inflate(stored, usize, sizes_known, where, consumed);
+      if (!inflated) return;
+      bytes = *inflated;
+    } else if (method != 0) {
+      problem(where, 0,
+              "compression method " + std::to_string(method) + " is not read: not scanned");
+      return;
+    } else if (consumed) {
+      *consumed = stored.size();
+    }
+    const blob_kind k = blob(bytes, where, depth + 1, ends_with_any(name, {".pkl", ".pickle"}));
+    if (k == blob_kind::pickle && sizes_known && crc != 0) {
+      const std::uint32_t actual =
+          static_cast<std::uint32_t>(libdeflate_crc32(0, bytes.data(), bytes.size()));
+      if (actual != crc)
+        problem(where, 0,
+                "CRC-32 " + std::to_string(actual) + " is not the " + std::to_string(crc) +
+                    " the archive states");
+    }
+  };
+
+  if (end) {
+    std::size_t p = static_cast<std::size_t>(end->cd_start);
+    const std::size_t dir_end = std::min<std::size_t>(end->eocd, b.size());
+    std::size_t n = 0;
+    while (p + 46 <= dir_end && sig(b, p, central_sig) && n < max_zip_entries) {
+      ++n;
+      const std::uint16_t flags = le16(b, p + 8), method = le16(b, p + 10);
+      const std::uint32_t crc = le32(b, p + 16);
+      std::uint64_t csize = le32(b, p + 20), usize = le32(b, p + 24);
+      const std::size_t nlen = le16(b, p + 28), elen = le16(b, p + 30), clen = le16(b, p + 32);
+      std::uint64_t offset = le32(b, p + 42);
+      if (p + 46 + nlen + elen > dir_end) {
+        problem(parent, p, "a central directory entry runs past the directory");
+        break;
+      }
+      std::string name(reinterpret_cast<const char*>(b.data()) + p + 46, nlen);
+      // zip64 sizes and offset, in that order, for the fields that say 0xffffffff.
+      for (std::size_t e = p + 46 + nlen; e + 4 <= p + 46 + nlen + elen;) {
+        const std::uint16_t id = le16(b, e), sz = le16(b, e + 2);
+        if (e + 4 + sz > p + 46 + nlen + elen) break;
+        if (id == 1) {
+          std::size_t f = e + 4;
+          auto next = [&](std::uint64_t& v) {
+            if (v == 0xffffffffu && f + 8 <= e + 4 + sz) {
+              v = load_le(b.data() + f, 8);
+              f += 8;
+            }
+          };
+          next(usize);
+          next(csize);
+          next(offset);
+        }
+        e += 4 + sz;
+      }
+      p += 46 + nlen + elen + clen;
+      // The local header: where the offset says, moved by what was prepended.
+      std::uint64_t lh = offset + static_cast<std::uint64_t>(end->shift);
+      if (!sig(b, lh, local_sig) && sig(b, offset, local_sig)) lh = offset;
+      if (!sig(b, lh, local_sig) || lh + 30 > b.size()) {
+        problem(join(parent, name), offset, "no local header where the central directory says");
+        continue;
+      }
+      const std::size_t lnlen = le16(b, lh + 26), lelen = le16(b, lh + 28);
+      const std::uint64_t data = lh + 30 + lnlen + lelen;
+      if (lh + 30 + lnlen <= b.size() &&
+          std::string_view(reinterpret_cast<const char*>(b.data()) + lh + 30, lnlen) != name)
+        problem(join(parent, name), lh,
+                "the local header names it \"" +
+                    std::string(reinterpret_cast<const char*>(b.data()) + lh + 30, lnlen) + "\"");
+      if (data > b.size() || csize > b.size() - data) {
+        problem(join(parent, name), lh, "the member's data runs past the end of the archive");
+        continue;
+      }
+      covered.emplace_back(static_cast<std::size_t>(lh), static_cast<std::size_t>(data + csize));
+      first_member = std::min<std::size_t>(first_member, static_cast<std::size_t>(lh));
+      member(name, flags, method, crc, b.subspan(static_cast<std::size_t>(data), csize), usize,
+             true, nullptr);
+    }
+    if (n != end->entries && n < max_zip_entries)
+      problem(parent, end->cd_start,
+              "the central directory holds " + std::to_string(n) +
+                  " entries, its end record says " + std::to_string(end->entries));
+    covered.emplace_back(static_cast<std::size_t>(end->cd_start), end->end);
+    if (end->cd_start < first_member) first_member = static_cast<std::size_t>(end->cd_start);
+  }
+
+  // Local headers no central directory entry accounts for.
+  std::sort(covered.begin(), covered.end());
+  auto inside = [&](std::size_t at) {
+    auto it = std::upper_bound(covered.begin(), covered.end(),
+                               std::pair<std::size_t, std::size_t>(at, SIZE_MAX));
+    // Ranges may overlap: look back over every range that starts at or before `at`.
+    for (; it != covered.begin();) {
+      --it;
+      if (at < it->second) return true;
+    }
+    return false;
+  };
+  static const std::byte pk[4] = {std::byte{'P'}, std::byte{'K'}, std::byte{3}, std::byte{4}};
+  for (std::size_t q = 0; q + 30 <= b.size();) {
+    const std::byte* hit = static_cast<const std::byte*>(memmem(b.data() + q, b.size() - q, pk, 4));
+    if (!hit) break;
+    const std::size_t at = static_cast<std::size_t>(hit - b.data());
+    q = at + 1;
+    if (at + 30 > b.size() || inside(at)) continue;
+    const std::uint16_t flags = le16(b, at + 6), method = le16(b, at + 8);
+    const std::uint32_t crc = le32(b, at + 14);
+    const std::uint64_t csize = le32(b, at + 18), usize = le32(b, at + 22);
+    const std::size_t nlen = le16(b, at + 26), elen = le16(b, at + 28);
+    const std::size_t data = at + 30 + nlen + elen;
+    if (data > b.size()) continue;
+    std::string name(reinterpret_cast<const char*>(b.data()) + at + 30, nlen);
+    const std::string where = join(parent, name);
+    if (end)
+      problem(where, at,
+              "a member found by its local header that the central directory does not list");
+    first_member = std::min(first_member, at);
+    const bool sizes = !(flags & 8) || csize != 0;
+    std::span<const std::byte> stored;
+    if (sizes) {
+      if (csize > b.size() - data) {
+        problem(where, at, "the member's data runs past the end of the archive");
+        continue;
+      }
+      stored = b.subspan(data, csize);
+    } else if (method == 8) {
+      stored = b.subspan(data);  // inflation finds the end
+    } else {
+      // Stored with a data descriptor: up to the next signature.
+      std::size_t e = data;
+      while (e + 4 <= b.size() && !(b[e] == std::byte{'P'} && b[e + 1] == std::byte{'K'} &&
+                                    std::to_integer<int>(b[e + 2]) <= 8))
+        ++e;
+      stored = b.subspan(data, (e + 4 <= b.size() ? e : b.size()) - data);
+    }
+    std::size_t used = stored.size();
+    member(name, flags, method, crc, stored, usize, sizes, &used);
+    covered.emplace_back(at, data + used);
+    std::sort(covered.begin(), covered.end());
+    q = std::max(q, data + std::max<std::size_t>(used, 1));
+  }
+
+  // Bytes before the archive (a self-extracting stub, a pickle glued in front): torch reads a
+  // file from its first bytes, so a pickle there is what it would load.
+  if (first_member > 0 && first_member <= b.size()) {
+    problem(join(parent, "<before the archive>"), 0,
+            std::to_string(first_member) + " bytes come before the archive's first member");
+    blob(b.first(first_member), join(parent, "<before the archive>"), depth + 1, true);
+  }
+  if (end && end->end < b.size()) {
+    problem(join(parent, "<after the archive>"), end->end,
+            std::to_string(b.size() - end->end) + " bytes come after the archive's end record");
+    blob(b.subspan(end->end), join(parent, "<after the archive>"), depth + 1, true);
+  }
+}
+
+// A tar archive: torch's legacy format (sys_info, pickle, storages, tensors) or any other.
+void scanner::tar(std::span<const std::byte> b, const std::string& parent, int depth) {
+  std::size_t p = 0;
+  std::string long_name;
+  while (p + 512 <= b.size()) {
+    const auto h = b.subspan(p, 512);
+    if (std::all_of(h.begin(), h.end(), [](std::byte x) { return x == std::byte{0}; })) break;
+    if (!is_tar(h)) {
+      problem(parent, p, "a tar header whose checksum does not match: the rest is not read");
+      return;
+    }
+    auto size = octal(h.subspan(124, 12));
+    if (!size || *size > b.size() - p - 512) {
+      problem(parent, p, "a tar member's size runs past the end of the archive");
+      return;
+    }
+    const char type = static_cast<char>(h[156]);
+    std::string name(reinterpret_cast<const char*>(h.data()), 100);
+    name.resize(std::strlen(name.c_str()));
+    const auto body = b.subspan(p + 512, static_cast<std::size_t>(*size));
+    p += 512 + static_cast<std::size_t>((*size + 511) / 512 * 512);
+    if (type == 'L') {  // GNU long name of the next member
+      long_name.assign(reinterpret_cast<const char*>(body.data()), body.size());
+      long_name.resize(std::strlen(long_name.c_str()));
+      continue;
+    }
+    if (type == 'x' || type == 'g') {  // PAX headers: a path= record names the next member
+      std::string_view s(reinterpret_cast<const char*>(body.data()), body.size());
+      if (auto at = s.find(" path="); at != std::string_view::npos && type == 'x') {
+        auto nl = s.find('\n', at);
+        long_name =
+            std::string(s.substr(at + 6, nl == std::string_view::npos ? s.npos : nl - at - 6));
+      }
+      continue;
+    }
+    if (!long_name.empty()) name = std::move(long_name), long_name.clear();
+    if (type != '0' && type != '\0' && type != '7') continue;  // folders, links: no bytes
+    const std::string where = join(parent, name);
+    const std::string base =
+        name.substr(name.rfind('/') == std::string::npos ? 0 : name.rfind('/') + 1);
+    if (base == "storages" || base == "tensors") {
+      if (!storages_walk(body, where, base == "tensors")) pickles(body, where, 0);
+    } else {
+      blob(body, where, depth + 1, base == "pickle" || base == "sys_info");
+    }
+  }
+}
+
+// torch's legacy tar members: `storages` (a count, then per storage a pickle (key, location,
+// type) and its elements, then the views pickle) and `tensors` (a count, then per tensor a
+// pickle and its sizes). False when the layout does not hold (the caller then reads the member
+// as a pickle stream); what the pickles name is recorded either way.
+bool scanner::storages_walk(std::span<const std::byte> b, const std::string& member, bool tensors) {
+  detail::pass_result all;
+  std::size_t p = 0;
+  auto one = [&]() -> std::optional<detail::pass_result> {
+    auto r = detail::pickle_pass(b.subspan(p), detail::pass_extent::one);
+    if (!r.first_clean) return std::nullopt;
+    for (auto& imp : r.imports) imp.offset += p;
+    for (auto& e : r.errors) e.offset += p;
+    all.imports.insert(all.imports.end(), r.imports.begin(), r.imports.end());
+    p += r.end;
+    return r;
+  };
+  auto count_pickle = one();
+  if (!count_pickle) return false;
+  // The count: a small int pickle (BININT1/BININT2/BININT/LONG1 after PROTO).
+  std::uint64_t count = 0;
+  {
+    unpickle_options u;
+    u.context = member;
+    try {
+      value v = unpickle(b.first(p), u).root;
+      if (!v.is_int() || v.as_int() < 0) return false;
+      count = static_cast<std::uint64_t>(v.as_int());
+    } catch (const error&) {
+      return false;
+    }
+  }
+  for (std::uint64_t i = 0; i < count; ++i) {
+    const std::size_t before = all.imports.size();
+    if (!one()) return false;
+    if (tensors) {
+      if (b.size() - p < 8) return false;
+      const std::uint32_t ndim = le32(b, p);
+      const std::uint64_t need = 8 + 16ull * ndim + 8;
+      if (ndim > 64 || b.size() - p < need) return false;
+      p += static_cast<std::size_t>(need);
+      continue;
+    }
+    // The storage's type: the last import its pickle named.
+    if (all.imports.size() == before) return false;
+    const detail::pass_import& type = all.imports.back();
+    auto t = type.module == "torch" ? dtype_from_storage_class(type.name) : std::nullopt;
+    if (!t || b.size() - p < 8) return false;
+    const std::uint64_t numel = load_le(b.data() + p, 8);
+    std::uint64_t bytes = 0;
+    if (!detail::checked_mul(numel, element_size(*t), bytes) || bytes > b.size() - p - 8)
+      return false;
+    p += 8 + static_cast<std::size_t>(bytes);
+  }
+  add(all, member, 0, judge::weights_only);
+  // The views pickle (storages) and anything after it.
+  if (p < b.size()) pickles(b.subspan(p), member, p);
+  return true;
+}
+
+// A .npy array: an object array's elements are a pickle after the header.
+void scanner::npy(std::span<const std::byte> b, const std::string& member) {
+  const int major = std::to_integer<int>(b[6]);
+  std::size_t header_len = 0, at = 0;
+  if (major == 1) {
+    header_len = le16(b, 8);
+    at = 10;
+  } else if (major == 2 || major == 3) {
+    if (b.size() < 12) return problem(member, 0, "the .npy header is cut short");
+    header_len = le32(b, 8);
+    at = 12;
+  } else {
+    return problem(member, 6, ".npy version " + std::to_string(major) + " is not read");
+  }
+  if (header_len > b.size() - at) return problem(member, 8, "the .npy header runs past the end");
+  std::string_view h(reinterpret_cast<const char*>(b.data()) + at, header_len);
+  const std::size_t data = at + header_len;
+  // descr 'O' (or a structured dtype with an 'O' field): the data is pickled.
+  auto d = h.find("descr");
+  if (d == std::string_view::npos) return problem(member, at, "the .npy header has no descr");
+  auto f = h.find("fortran_order");
+  const std::string_view descr = h.substr(d, f > d ? f - d : h.npos);
+  if (descr.find("'O'") != descr.npos || descr.find("'|O'") != descr.npos ||
+      descr.find("\"O\"") != descr.npos || descr.find("\"|O\"") != descr.npos ||
+      descr.find("O'") != descr.npos)
+    pickles(b.subspan(data), member, data);
+}
+
+// A torch < 1.6 file: five pickles (magic, protocol, sys_info, the object, the storage keys),
+// the storages' bytes, and nothing after them (anything there is scanned as pickles).
+void scanner::legacy(std::span<const std::byte> b, const std::string& member) {
+  std::size_t p = 0;
+  std::size_t object_at = 0, object_end = 0, keys_at = 0;
+  for (int i = 0; i < 5; ++i) {
+    auto r = detail::pickle_pass(b.subspan(p), detail::pass_extent::one);
+    if (!r.first_clean) {
+      // Lost: everything from here is read as a stream.
+      pickles(b.subspan(p), member, p);
+      return;
+    }
+    add(r, member, p, judge::weights_only);
+    if (i == 3) object_at = p;
+    if (i == 4) keys_at = p;
+    p += r.end;
+    if (i == 3) object_end = p;
+  }
+  // Where the storages end: their types from the object's persistent ids, their order from the
+  // keys. Read inertly (nothing is called); a file that does not allow it is not read further.
+  try {
+    std::map<std::string, dtype> types;
+    detail::pid_memory last;
+    unpickle_options u;
+    u.context = member;
+    u.persistent_load = [&](const value& pid) {
+      // torch's legacy persistent_load hands back the class a ('module', class, file, source)
+      // id names (a model saved whole): the stream calls it, so the inert object needs it too.
+      if (pid.is_tuple() && pid.as_tuple().size() >= 2 && pid.as_tuple()[0].is_str() &&
+          pid.as_tuple()[0].as_str() == "module")
+        return pid.as_tuple()[1];
+      if (pid.is_tuple() && pid.as_tuple().size() == 6) {
+        detail::storage_spec s = detail::parse_pid(pid, true, last);
+        types.emplace(s.key, s.t);
+      }
+      return pid;
+    };
+    unpickle(b.subspan(object_at, object_end - object_at), u);
+    unpickle_options k;
+    k.context = member;
+    value keys = unpickle(b.subspan(keys_at, p - keys_at), k).root;
+    if (!keys.is_list()) throw error(errc::corrupt_checkpoint, "the storage keys are no list");
+    for (const value& key : keys.as_list().items) {
+      const std::string ks = key.is_str()   ? key.as_str()
+                             : key.is_int() ? std::to_string(key.as_int())
+                                            : "";
+      auto t = types.find(ks);
+      if (t == types.end())
+        throw error(errc::corrupt_checkpoint, "storage key '" + ks + "' is named by no tensor");
+      if (b.size() - p < 8)
+        throw error(errc::corrupt_checkpoint, "storage '" + ks + "' is cut short");
+      std::uint64_t numel = load_le(b.data() + p, 8), bytes = 0;
+      if (!detail::checked_mul(numel, element_size(t->second), bytes) || bytes > b.size() - p - 8) {
+        numel = __builtin_bswap64(numel);  // a big-endian file
+        if (!detail::checked_mul(numel, element_size(t->second), bytes) || bytes > b.size() - p - 8)
+          throw error(errc::corrupt_checkpoint, "storage '" + ks + "' runs past the end");
+      }
+      p += 8 + static_cast<std::size_t>(bytes);
+    }
+  } catch (const error& e) {
+    problem(member, p,
+            "the storages after the pickles could not be located (" + e.message() + "): the last " +
+                std::to_string(b.size() - p) + " bytes are not scanned");
+    return;
+  }
+  if (p < b.size()) pickles(b.subspan(p), member, p);
+}
+
+// A torch.distributed.checkpoint folder: its metadata pickle(s), which torch reads with a plain
+// pickle.load (anything but its metadata classes is unsafe there), then every blob.
+void scanner::dcp(const std::filesystem::path& path) {
+  namespace fs = std::filesystem;
+  report.format = "dcp";
+  const fs::path folder = fs::is_directory(path) ? path : path.parent_path();
+  std::vector<fs::path> metadata_files;
+  try {
+    if (fs::is_regular_file(folder / ".metadata")) {
+      metadata_files.push_back(folder / ".metadata");
+    } else {
+      for (const auto& e : fs::directory_iterator(folder)) {
+        const std::string n = e.path().filename().string();
+        if (n.starts_with("__") && n.ends_with(".metadata")) metadata_files.push_back(e.path());
+      }
+      std::sort(metadata_files.begin(), metadata_files.end());
+    }
+    for (const auto& m : metadata_files) {
+      byte_source src = byte_source::map_file(m);
+      pickles(src.bytes(), m.filename().string(), 0, judge::dcp_metadata);
+    }
+    const dcp_metadata meta = read_dcp_folder_metadata(path);
+    if (!meta.safetensors_blobs)
+      for (const dcp_blob& b : dcp_blobs(meta)) {
+        byte_source blob_bytes = read_dcp_blob(folder, b);
+        blob(blob_bytes.bytes(), blob_bytes.name(), 1, false);
+      }
+  } catch (const pthio::error& e) {
+    problem("", e.offset().value_or(0), e.what());
+  }
+}
+
+}  // namespace
+
+scan_report scan_bytes(std::span<const std::byte> bytes, std::string name) {
+  scanner s;
+  s.report.file = std::move(name);
+  s.file(bytes);
+  return s.finish();
+}
+
+scan_report scan_file(const std::filesystem::path& path) {
+  if (is_dcp(path)) {
+    scanner s;
+    s.report.file = path.string();
+    s.dcp(path);
+    return s.finish();
+  }
+  if (std::filesystem::is_directory(path))
+    throw error(errc::invalid_argument,
+                "a folder that is no torch.distributed.checkpoint (a Hugging Face index and its "
+                "shards?): scan each file",
+                path.string());
+  byte_source src = byte_source::map_file(path);
+  return scan_bytes(src.bytes(), path.string());
+}
+
+}  // namespace pthio
