@@ -6,7 +6,7 @@
    Every ```cpp and ```c block must carry such a tag, so all C and C++ in the README is compiled
    (and run: examples/readme/readme.cmake builds and tests each PATH).
 2. A fenced block right after `<!-- command-output -->` is a shell transcript: each line starting
-   with "$ " is run with bash (stdout and stderr together) in a scratch folder where `fixtures`
+   with "$ " is run with bash (stdout and stderr together) in a scratch folder where `fixtures` (and `tests/data`)
    links to the repository's fixtures and `pthio` is the command just built; the lines after it, up
    to the next "$ " line, are what it must print. A line "..." in the expected text stands for any
    number of lines (including none).
@@ -88,6 +88,9 @@ def main():
     os.makedirs(bindir)
     os.symlink(os.path.abspath(a.pthio), os.path.join(bindir, "pthio"))
     os.symlink(os.path.join(os.path.abspath(a.root), "fixtures"), os.path.join(a.scratch, "fixtures"))
+    os.makedirs(os.path.join(a.scratch, "tests"), exist_ok=True)
+    os.symlink(os.path.join(os.path.abspath(a.root), "tests", "data"),
+               os.path.join(a.scratch, "tests", "data"))
     env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""), LC_ALL="C")
 
     failures, snippets, commands = [], 0, 0

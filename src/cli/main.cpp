@@ -665,6 +665,7 @@ int cmd_scan(const args& a) {
     case pthio::scan_verdict::unknown: break;
   }
   // Not read in full, nothing unsafe seen: no verdict either way.
+  std::fflush(stdout);
   const pthio::scan_error& first = report.errors.front();
   std::fprintf(stderr, "pthio: %s: not read in full: %s%s@%llu: %s\n", report.file.c_str(),
                first.member.c_str(), first.member.empty() ? "" : " ",

@@ -487,25 +487,35 @@ void scanner::zip(std::span<const std::byte> b, const std::string& parent, int d
     if (end->cd_start < first_member) first_member = static_cast<std::size_t>(end->cd_start);
   }
 
-  // Local headers no central directory entry accounts for.
+  // Local headers no central directory entry accounts for, searched for in the gaps between the
+  // ranges it does (none in an archive torch writes: nothing is read there).
   std::sort(covered.begin(), covered.end());
-  auto inside = [&](std::size_t at) {
-    auto it = std::upper_bound(covered.begin(), covered.end(),
-                               std::pair<std::size_t, std::size_t>(at, SIZE_MAX));
-    // Ranges may overlap: look back over every range that starts at or before `at`.
-    for (; it != covered.begin();) {
-      --it;
-      if (at < it->second) return true;
-    }
-    return false;
-  };
+  std::vector<std::pair<std::size_t, std::size_t>> ranges;  // disjoint, in order
+  for (const auto& r : covered)
+    if (!ranges.empty() && r.first <= ranges.back().second)
+      ranges.back().second = std::max(ranges.back().second, r.second);
+    else
+      ranges.push_back(r);
   static const std::byte pk[4] = {std::byte{'P'}, std::byte{'K'}, std::byte{3}, std::byte{4}};
   for (std::size_t q = 0; q + 30 <= b.size();) {
-    const std::byte* hit = static_cast<const std::byte*>(memmem(b.data() + q, b.size() - q, pk, 4));
-    if (!hit) break;
+    auto next = std::upper_bound(ranges.begin(), ranges.end(),
+                                 std::pair<std::size_t, std::size_t>(q, SIZE_MAX));
+    if (next != ranges.begin() && q < std::prev(next)->second) {
+      q = std::prev(next)->second;
+      continue;
+    }
+    const std::size_t gap_end = next == ranges.end() ? b.size() : next->first;
+    const std::byte* hit =
+        gap_end - q >= 4
+            ? static_cast<const std::byte*>(memmem(b.data() + q, gap_end - q, pk, sizeof pk))
+            : nullptr;
+    if (!hit) {
+      q = gap_end;
+      continue;
+    }
     const std::size_t at = static_cast<std::size_t>(hit - b.data());
     q = at + 1;
-    if (at + 30 > b.size() || inside(at)) continue;
+    if (at + 30 > b.size()) continue;
     const std::uint16_t flags = le16(b, at + 6), method = le16(b, at + 8);
     const std::uint32_t crc = le32(b, at + 14);
     const std::uint64_t csize = le32(b, at + 18), usize = le32(b, at + 22);
@@ -538,8 +548,6 @@ void scanner::zip(std::span<const std::byte> b, const std::string& parent, int d
     }
     std::size_t used = stored.size();
     member(name, flags, method, crc, stored, usize, sizes, &used);
-    covered.emplace_back(at, data + used);
-    std::sort(covered.begin(), covered.end());
     q = std::max(q, data + std::max<std::size_t>(used, 1));
   }
 
