@@ -279,9 +279,23 @@ bool numeric_key(const value& v, std::int64_t& out) {
   }
 }
 
+// A tensor as a dict key: Python hashes tensors by identity, so two tensors with equal elements
+// are two keys. pthio keeps no tensor object identity; the view (storage, offset, shape, strides,
+// dtype) stands for it, which survives a save and load where the elements' equality would merge
+// distinct keys.
+bool same_tensor_key(const value& a, const value& b) {
+  const tensor& x = a.as_tensor();
+  const tensor& y = b.as_tensor();
+  return a.is_parameter() == b.is_parameter() && x.dtype() == y.dtype() &&
+         x.get_storage().data() == y.get_storage().data() &&
+         x.storage_offset() == y.storage_offset() && x.shape() == y.shape() &&
+         x.strides() == y.strides() && x.dev() == y.dev();
+}
+
 bool key_equal(const value& a, const value& b) {
   std::int64_t x, y;
   if (numeric_key(a, x) && numeric_key(b, y)) return x == y;
+  if (a.is_tensor() && b.is_tensor()) return same_tensor_key(a, b);
   return a == b;
 }
 
@@ -376,6 +390,10 @@ std::size_t hash_value(const value& v) {
       return h;
     }
     case value::kind::global: return std::hash<std::string>{}(v.as_global().qualified());
+    case value::kind::tensor:  // by its view (same_tensor_key)
+      return (reinterpret_cast<std::size_t>(v.as_tensor().get_storage().data()) +
+              static_cast<std::size_t>(v.as_tensor().storage_offset())) *
+             mix;
     default: return reinterpret_cast<std::size_t>(v.identity()) * mix;  // identity-hashed
   }
 }
