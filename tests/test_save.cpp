@@ -42,6 +42,27 @@ std::string record_text(const std::filesystem::path& p, const std::string& name)
 }  // namespace
 
 TEST_SUITE("save") {
+  TEST_CASE("save: a dict keyed by tensors with equal elements keeps every key through a save") {
+    // Python keys tensors by identity: two views of zeros are two keys, in torch and here.
+    auto zeros = pthio::tensor::from_values<float>({0, 0, 0, 0, 0, 0}, {6});
+    pthio::value d = pthio::value::make_dict();
+    d.as_dict().set(pthio::value(zeros.as_strided({3}, {1}, 0)), pthio::value("first"));
+    d.as_dict().set(pthio::value(zeros.as_strided({3}, {1}, 3)), pthio::value("second"));
+    d.as_dict().set(pthio::value(zeros.as_strided({3}, {1}, 3)), pthio::value("again"));
+    REQUIRE(d.as_dict().size() == 2);  // the same view twice is one key
+    for (auto format : {pthio::checkpoint_format::zip, pthio::checkpoint_format::legacy}) {
+      pthio::save_options o;
+      o.format = format;
+      auto back = pthio::load_checkpoint(pthio::byte_source::from_vector(save_to_memory(d, o)),
+                                         cpu_options())
+                      .root;
+      REQUIRE(back.as_dict().size() == 2);
+      CHECK(back.as_dict().entries()[0].second.as_str() == "first");
+      CHECK(back.as_dict().entries()[1].second.as_str() == "again");
+      CHECK(back.as_dict().entries()[1].first.as_tensor().storage_offset() == 3);
+    }
+  }
+
   TEST_CASE(
       "save: state dicts are byte-identical to what torch.save wrote (1.13 and 2.x layouts)") {
     for (const char* stem : {"linear", "conv2d", "cnn_bn", "lstm", "tied", "mlp", "views", "small",
