@@ -91,8 +91,12 @@ class machine {
 
   // Follows one pickle from `pos` to its STOP. On `lost` (a byte that is no opcode, an argument
   // that does not parse, a limit) or `eof`, pos_ is where the trouble is.
-  ending run(std::size_t start) {
+  // resynced: the stream was picked up again after a byte the pass could not follow. What it
+  // reads there is a guess: only imports spelled as names count, not findings that depend on
+  // the values before (Python stops at the first error; a scanner looks on for imports only).
+  ending run(std::size_t start, bool resynced) {
     reset();
+    resynced_ = resynced;
     pos_ = start;
     while (pos_ < d_.size()) {
       op_pos_ = pos_;
@@ -173,15 +177,26 @@ class machine {
 
   bool have(std::size_t n) const { return d_.size() - pos_ >= n; }
 
+  std::size_t newline_after(std::size_t p) const {
+    if (nl_from_ <= p && (nl_at_ == SIZE_MAX || p <= nl_at_)) return nl_at_;
+    const void* hit = p < d_.size() ? std::memchr(d_.data() + p, '\n', d_.size() - p) : nullptr;
+    nl_from_ = p;
+    nl_at_ =
+        hit ? static_cast<std::size_t>(static_cast<const std::byte*>(hit) - d_.data()) : SIZE_MAX;
+    return nl_at_;
+  }
+
   std::optional<std::string_view> line_at(std::size_t& p, std::size_t max) const {
-    const std::size_t limit = d_.size() - p > max ? p + max : d_.size();
-    for (std::size_t i = p; i < limit; ++i)
-      if (u8(d_, i) == '\n') {
-        std::string_view s(reinterpret_cast<const char*>(d_.data()) + p, i - p);
-        p = i + 1;
-        return s;
-      }
-    return std::nullopt;
+    const std::size_t i = newline_after(p);
+    if (i == SIZE_MAX || i - p > max) return std::nullopt;
+    std::string_view s(reinterpret_cast<const char*>(d_.data()) + p, i - p);
+    p = i + 1;
+    return s;
+  }
+
+  // A text memo index as CPython's C unpickler reads it: PyLong_FromString stops at a NUL.
+  static std::optional<std::int64_t> memo_index(std::string_view line) {
+    return memo_index_text(line.substr(0, line.find('\0')));
   }
 
   // A string or bytes opcode at p and what it holds (short ones only); p moves past it.
@@ -269,15 +284,24 @@ class machine {
   }
 
   bool push_string(std::string s) {
-    if (s.size() > max_name || string_bytes_ + s.size() > max_string_bytes)
+    // Each string costs its box as well as its text: empty strings are not free.
+    const std::size_t cost = sizeof(std::string) + s.size();
+    if (s.size() > max_name) return push({kind::other, 0});
+    if (string_bytes_ + cost > max_string_bytes) {
+      out_.hit_limit = true;
       return push({kind::other, 0});
-    string_bytes_ += s.size();
+    }
+    string_bytes_ += cost;
     strings_.push_back(std::move(s));
     return push({kind::str, static_cast<std::uint32_t>(strings_.size() - 1)});
   }
 
   bool push_container(std::uint8_t flags, const std::vector<aval>* items = nullptr) {
-    if (containers_.size() >= max_containers) return push({kind::other, 0});
+    if (containers_.size() >= max_containers) {
+      out_.hit_limit = true;  // BUILD states past here are not judged: not a clean read
+      error(op_pos_, "more containers than the scan follows");
+      return push({kind::unknown, 0});
+    }
     container c;
     c.flags = flags;
     if (items) {
@@ -327,13 +351,21 @@ class machine {
     }
   }
 
-  void add_import(std::string module, std::string name, std::uint64_t at, std::string_view op) {
-    out_.imports.push_back({std::move(module), std::move(name), at, op});
+  std::uint32_t add_import(std::string module, std::string name, std::uint64_t at,
+                           std::string_view op) {
+    std::string key = module + '\n' + name;
+    auto [it, fresh] = import_index_.emplace(std::move(key), out_.imports.size());
+    if (fresh) out_.imports.push_back({std::move(module), std::move(name), 0, {}});
+    pass_import& i = out_.imports[it->second];
+    ++i.count;
+    if (i.sites.size() < pass_max_sites) i.sites.push_back({at, op});
+    return static_cast<std::uint32_t>(it->second);
   }
 
   aval import_value(std::string module, std::string name) {
-    add_import(std::move(module), std::move(name), op_pos_, op_);
-    return {kind::import, static_cast<std::uint32_t>(out_.imports.size() - 1)};
+    if (resynced_ && !(module.empty() ? false : dotted_name(module) && dotted_name(name)))
+      return {kind::unknown, 0};
+    return {kind::import, add_import(std::move(module), std::move(name), op_pos_, op_)};
   }
 
   aval finding(std::string what) { return import_value("", std::move(what)); }
@@ -373,6 +405,7 @@ class machine {
   }
 
   flow too_big(const char* what) {
+    out_.hit_limit = true;
     error(op_pos_, std::string("the pickle's ") + what + " is past what the scan follows");
     pos_ = op_pos_ + 1;
     return flow::lost;
@@ -552,7 +585,7 @@ class machine {
       case opcode::GET: {
         auto line = arg_line();
         if (!line) return cut();
-        auto i = memo_index_text(*line);
+        auto i = memo_index(*line);
         if (!i || *i < 0) return bad("the memo index is not a number");
         pushed = push(memo_get(static_cast<std::uint64_t>(*i)));
         break;
@@ -562,7 +595,7 @@ class machine {
       case opcode::PUT: {
         auto line = arg_line();
         if (!line) return cut();
-        auto i = memo_index_text(*line);
+        auto i = memo_index(*line);
         if (!i || *i < 0) return bad("the memo index is not a number");
         if (!memo_put(static_cast<std::uint64_t>(*i))) return too_big("memo");
         break;
@@ -682,6 +715,11 @@ class machine {
   std::vector<std::string> strings_;
   std::size_t string_bytes_ = 0;
   std::vector<container> containers_;
+  std::unordered_map<std::string, std::size_t> import_index_;  // "module\nname" -> imports
+  bool resynced_ = false;
+  // The first newline at or after nl_from_ (npos: none), so that text arguments and the resync
+  // search do not look for the same newline again: linear time on any input.
+  mutable std::size_t nl_from_ = SIZE_MAX, nl_at_ = 0;
 };
 
 }  // namespace
@@ -690,10 +728,11 @@ pass_result pickle_pass(std::span<const std::byte> data, pass_extent extent) {
   pass_result out;
   machine m(data, out);
   std::size_t pos = 0;
-  bool first = true;
+  bool first = true, resynced = false;
   while (pos < data.size()) {
     const std::size_t errors_before = out.error_count;
-    const machine::ending e = m.run(pos);
+    const machine::ending e = m.run(pos, resynced);
+    resynced = false;
     pos = m.pos();
     if (e == machine::ending::stop) {
       ++out.pickles;
@@ -710,6 +749,7 @@ pass_result pickle_pass(std::span<const std::byte> data, pass_extent extent) {
     // Lost: pick the stream up again where it can be.
     if (extent == pass_extent::one) break;
     pos = m.resync(pos);
+    resynced = true;
   }
   out.end = std::min(pos, data.size());
   return out;

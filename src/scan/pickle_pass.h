@@ -17,12 +17,20 @@
 
 namespace pthio::detail {
 
-struct pass_import {
-  std::string module;  // empty for a finding that is no import
-  std::string name;    // the import's name, or the whole finding ("<unresolved STACK_GLOBAL>")
+struct pass_site {
   std::uint64_t offset = 0;
   std::string_view op;  // a static string
 };
+
+// One import (or finding), however often the pickle names it: memory follows the distinct names,
+// not the input's length.
+struct pass_import {
+  std::string module;  // empty for a finding that is no import
+  std::string name;    // the import's name, or the whole finding ("<unresolved STACK_GLOBAL>")
+  std::size_t count = 0;
+  std::vector<pass_site> sites;  // the first pass_max_sites
+};
+inline constexpr std::size_t pass_max_sites = 16;
 
 struct pass_error {
   std::uint64_t offset = 0;
@@ -30,12 +38,13 @@ struct pass_error {
 };
 
 struct pass_result {
-  std::vector<pass_import> imports;  // in stream order
+  std::vector<pass_import> imports;  // in order of first appearance
   std::vector<pass_error> errors;    // the first few
   std::size_t error_count = 0;
   std::size_t pickles = 0;   // pickles read to their STOP
   std::size_t end = 0;       // where the pass stopped
   bool first_clean = false;  // the first pickle reached its STOP without an error
+  bool hit_limit = false;    // a cap on the stack, memo or strings was reached
 };
 
 enum class pass_extent {

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <unordered_set>
 
 #include "../byte_reader.h"
 #include "../torch/internal.h"
@@ -68,9 +69,18 @@ bool ends_with_any(const std::string& s, std::initializer_list<const char*> tail
 // archive sits from where its offsets say (data prepended to it).
 struct zip_end {
   std::size_t eocd = 0;
-  std::uint64_t cd_start = 0, cd_size = 0, entries = 0;
-  std::int64_t shift = 0;
-  std::size_t end = 0;  // past the record and its comment
+  std::uint64_t cd_size = 0, entries = 0;
+  // Where a central directory is, and by how much its members' offsets are moved there: just
+  // before the end record (as Python's zipfile finds it; moved when data was prepended), and
+  // where the end record's offset says (as miniz, torch's reader, finds it). Both, when they
+  // differ: a reader may take either.
+  struct dir {
+    std::uint64_t start = 0;
+    std::int64_t shift = 0;
+  };
+  std::vector<dir> dirs;
+  std::uint64_t cd_start = 0;  // the first of dirs
+  std::size_t end = 0;         // past the record and its comment
 };
 
 std::optional<zip_end> find_zip_end(std::span<const std::byte> b, std::vector<std::string>* notes) {
@@ -94,7 +104,7 @@ std::optional<zip_end> find_zip_end(std::span<const std::byte> b, std::vector<st
         std::optional<std::size_t> at;
         if (i >= 76 && sig(b, i - 76, end64_sig))
           at = i - 76;
-        else if (stated + 56 <= b.size() && sig(b, stated, end64_sig))
+        else if (b.size() >= 56 && stated <= b.size() - 56 && sig(b, stated, end64_sig))
           at = static_cast<std::size_t>(stated);
         if (at) {
           z.entries = load_le(b.data() + *at + 32, 8);
@@ -106,12 +116,16 @@ std::optional<zip_end> find_zip_end(std::span<const std::byte> b, std::vector<st
       // Where the directory really is: just before its end record (as Python's zipfile finds
       // it), or where its offset says.
       if (z.cd_size <= dir_end && (sig(b, dir_end - z.cd_size, central_sig) || z.entries == 0)) {
-        z.cd_start = dir_end - z.cd_size;
-        z.shift = static_cast<std::int64_t>(z.cd_start) - static_cast<std::int64_t>(cd_offset);
-        return z;
+        const std::uint64_t at = dir_end - z.cd_size;
+        z.dirs.push_back({at, cd_offset <= b.size() ? static_cast<std::int64_t>(at) -
+                                                          static_cast<std::int64_t>(cd_offset)
+                                                    : 0});
       }
-      if (cd_offset < b.size() && sig(b, cd_offset, central_sig)) {
-        z.cd_start = cd_offset;
+      if (cd_offset < b.size() && sig(b, cd_offset, central_sig) &&
+          (z.dirs.empty() || z.dirs.front().start != cd_offset))
+        z.dirs.push_back({cd_offset, 0});
+      if (!z.dirs.empty()) {
+        z.cd_start = z.dirs.front().start;
         return z;
       }
       if (notes)
@@ -144,9 +158,10 @@ class scanner {
       auto [it, fresh] = index_.emplace(name, report.globals.size());
       if (fresh) report.globals.push_back({name, 0, {}, false, false});
       scan_global& g = report.globals[it->second];
-      ++g.count;
-      if (g.where.size() < scan_max_sites)
-        g.where.push_back({member, base + imp.offset, std::string(imp.op)});
+      g.count += imp.count;
+      for (const auto& site : imp.sites)
+        if (g.where.size() < scan_max_sites)
+          g.where.push_back({member, base + site.offset, std::string(site.op)});
       const bool danger = !finding && is_dangerous_global(imp.module, imp.name);
       bool allowed = false;
       if (!finding && !danger)
@@ -186,34 +201,35 @@ class scanner {
     }
     if (is_tar(b)) {
       tar(b, member, depth);
+      // A tar header starts with a member's name, which may also be a pickle's first opcodes:
+      // a file that is both is read both ways.
+      if (looks_like_pickle(b)) pickles(b, member, 0);
       return blob_kind::container;
     }
     if (detect_format(b) == checkpoint_format::legacy) {
       legacy(b, member);
       return blob_kind::container;
     }
-    if (known_pickle) {
+    if (known_pickle || looks_like_pickle(b)) {
       pickles(b, member, 0);
       return blob_kind::pickle;
     }
-    // Anything else is a pickle when it names a module the way a pickle does before the pass
-    // loses it, or when it reads, pickle after pickle, cleanly to its last byte (tensor data
-    // often starts with a few bytes that read as opcodes, seldom with more).
+    return blob_kind::data;
+  }
+
+  // Bytes with no name that says pickle are one when a trial pass names a module the way a
+  // pickle does before it loses the stream, runs into one of the pass's limits, or reads,
+  // pickle after pickle, cleanly to the last byte (tensor data often starts with a few bytes
+  // that read as opcodes, seldom with more).
+  static bool looks_like_pickle(std::span<const std::byte> b) {
     std::size_t at = 0;
-    bool is_pickle = false;
     while (at < b.size()) {
       const auto trial = detail::pickle_pass(b.subspan(at), detail::pass_extent::one);
-      if (plausible_import(trial)) {
-        is_pickle = true;
-        break;
-      }
-      if (!trial.first_clean) break;
+      if (plausible_import(trial) || trial.hit_limit) return true;
+      if (!trial.first_clean || trial.end == 0) return false;
       at += trial.end;
-      is_pickle = at == b.size();
     }
-    if (!is_pickle) return blob_kind::data;
-    pickles(b, member, 0);
-    return blob_kind::pickle;
+    return at > 0;
   }
 
   // The file itself: as blob(), but a zip is also found from its end record (data prepended to
@@ -270,31 +286,45 @@ class scanner {
   }
 
  private:
+  // A tar header as Python's tarfile (which torch's legacy loader uses) accepts it: its stated
+  // checksum is the unsigned or the signed sum of its bytes, the checksum field read as spaces.
   static bool is_tar(std::span<const std::byte> b) {
     if (b.size() < 512) return false;
-    // The header checksum: the sum of its bytes with the checksum field read as spaces.
     std::uint64_t sum = 0;
-    for (std::size_t i = 0; i < 512; ++i)
-      sum += (i >= 148 && i < 156) ? 32u : std::to_integer<std::uint8_t>(b[i]);
-    auto stated = octal(b.subspan(148, 8));
-    return stated && *stated == sum && sum != 256;
+    std::int64_t signed_sum = 0;
+    for (std::size_t i = 0; i < 512; ++i) {
+      const auto c = (i >= 148 && i < 156) ? std::uint8_t{32} : std::to_integer<std::uint8_t>(b[i]);
+      sum += c;
+      signed_sum += static_cast<std::int8_t>(c);
+    }
+    auto stated = tar_number(b.subspan(148, 8));
+    return stated && sum != 256 &&
+           (*stated == sum || static_cast<std::int64_t>(*stated) == signed_sum);
   }
 
-  static std::optional<std::uint64_t> octal(std::span<const std::byte> f) {
-    std::uint64_t v = 0;
-    bool any = false;
-    for (std::byte x : f) {
-      const auto c = std::to_integer<unsigned char>(x);
-      if (c == 0 || c == ' ') {
-        if (any) break;
-        continue;
+  // tarfile's nti(): base-256 when the first byte says so, else octal text up to the first NUL,
+  // spaces stripped, "" meaning 0.
+  static std::optional<std::uint64_t> tar_number(std::span<const std::byte> f) {
+    const auto first = std::to_integer<unsigned char>(f[0]);
+    if (first == 0x80 || first == 0xff) {
+      if (first == 0xff) return std::nullopt;  // negative
+      std::uint64_t v = 0;
+      for (std::size_t i = 1; i < f.size(); ++i) {
+        if (v >> 56) return std::nullopt;
+        v = v << 8 | std::to_integer<unsigned char>(f[i]);
       }
-      if (c < '0' || c > '7') return std::nullopt;
-      if (v >> 60) return std::nullopt;
-      v = v * 8 + (c - '0');
-      any = true;
+      return v;
     }
-    return any ? std::optional<std::uint64_t>(v) : std::nullopt;
+    std::string_view t(reinterpret_cast<const char*>(f.data()), f.size());
+    t = t.substr(0, t.find('\0'));
+    while (!t.empty() && std::isspace(static_cast<unsigned char>(t.front()))) t.remove_prefix(1);
+    while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.remove_suffix(1);
+    std::uint64_t v = 0;
+    for (char c : t) {
+      if (c < '0' || c > '7' || (v >> 60)) return std::nullopt;
+      v = v * 8 + static_cast<std::uint64_t>(c - '0');
+    }
+    return v;
   }
 
   // A trial pass that named a module the way a pickle does (a dotted name, not text that merely
@@ -349,6 +379,7 @@ std::optional<std::vector<std::byte>> scanner::inflate(std::span<const std::byte
                   std::to_string(inflate_budget >> 20) + " MiB in all)");
       return std::nullopt;
     }
+    inflated_ += cap;  // every attempt counts, failed ones too
     std::vector<std::byte> out(static_cast<std::size_t>(cap));
     std::size_t in_used = 0, out_used = 0;
     const auto r = libdeflate_deflate_decompress_ex(d.get(), in.data(), in.size(), out.data(),
@@ -359,7 +390,6 @@ std::optional<std::vector<std::byte>> scanner::inflate(std::span<const std::byte
                 "inflates to " + std::to_string(out_used) + " bytes, not the " +
                     std::to_string(expected) + " its header states");
       }
-      inflated_ += out_used;
       out.resize(out_used);
       if (consumed) *consumed = in_used;
       return out;
@@ -421,12 +451,21 @@ void scanner::zip(std::span<const std::byte> b, const std::string& parent, int d
     }
   };
 
-  if (end) {
-    std::size_t p = static_cast<std::size_t>(end->cd_start);
+  if (end && end->dirs.size() > 1)
+    problem(parent, end->eocd,
+            "two central directories: one before the end record, one where it says; both read");
+  std::unordered_set<std::uint64_t> seen;  // local headers scanned (entries may share one)
+  for (const zip_end::dir& dir : end ? end->dirs : std::vector<zip_end::dir>{}) {
+    std::size_t p = static_cast<std::size_t>(dir.start);
     const std::size_t dir_end = std::min<std::size_t>(end->eocd, b.size());
     std::size_t n = 0;
-    while (p + 46 <= dir_end && sig(b, p, central_sig) && n < max_zip_entries) {
-      ++n;
+    while (p + 46 <= dir_end && sig(b, p, central_sig)) {
+      if (++n > max_zip_entries) {
+        problem(parent, p,
+                "more than " + std::to_string(max_zip_entries) +
+                    " central directory entries: the rest are not read");
+        break;
+      }
       const std::uint16_t flags = le16(b, p + 8), method = le16(b, p + 10);
       const std::uint32_t crc = le32(b, p + 16);
       std::uint64_t csize = le32(b, p + 20), usize = le32(b, p + 24);
@@ -457,10 +496,16 @@ void scanner::zip(std::span<const std::byte> b, const std::string& parent, int d
       }
       p += 46 + nlen + elen + clen;
       // The local header: where the offset says, moved by what was prepended.
-      std::uint64_t lh = offset + static_cast<std::uint64_t>(end->shift);
+      std::uint64_t lh = offset + static_cast<std::uint64_t>(dir.shift);
       if (!sig(b, lh, local_sig) && sig(b, offset, local_sig)) lh = offset;
-      if (!sig(b, lh, local_sig) || lh + 30 > b.size()) {
+      if (!sig(b, lh, local_sig) || lh > b.size() - 30) {
         problem(join(parent, name), offset, "no local header where the central directory says");
+        continue;
+      }
+      if (!seen.insert(lh).second) {
+        if (dir.start == end->dirs.front().start)
+          problem(join(parent, name), lh,
+                  "another central directory entry names this local header");
         continue;
       }
       const std::size_t lnlen = le16(b, lh + 26), lelen = le16(b, lh + 28);
@@ -479,12 +524,28 @@ void scanner::zip(std::span<const std::byte> b, const std::string& parent, int d
       member(name, flags, method, crc, b.subspan(static_cast<std::size_t>(data), csize), usize,
              true, nullptr);
     }
-    if (n != end->entries && n < max_zip_entries)
-      problem(parent, end->cd_start,
+    if (dir.start == end->dirs.front().start && n != end->entries && n <= max_zip_entries)
+      problem(parent, dir.start,
               "the central directory holds " + std::to_string(n) +
                   " entries, its end record says " + std::to_string(end->entries));
-    covered.emplace_back(static_cast<std::size_t>(end->cd_start), end->end);
-    if (end->cd_start < first_member) first_member = static_cast<std::size_t>(end->cd_start);
+    covered.emplace_back(
+        static_cast<std::size_t>(dir.start),
+        static_cast<std::size_t>(dir.start) +
+            static_cast<std::size_t>(std::min<std::uint64_t>(end->cd_size, b.size() - dir.start)));
+    if (dir.start < first_member) first_member = static_cast<std::size_t>(dir.start);
+  }
+  if (end) covered.emplace_back(end->eocd, end->end);
+  // A member whose header lies inside another's data: torch's own reader refuses such a zip.
+  {
+    auto sorted = covered;
+    std::sort(sorted.begin(), sorted.end());
+    for (std::size_t i = 1; i < sorted.size(); ++i)
+      if (sorted[i].first < sorted[i - 1].second) {
+        problem(parent, sorted[i].first,
+                "a member or directory overlaps the one at offset " +
+                    std::to_string(sorted[i - 1].first));
+        break;
+      }
   }
 
   // Local headers no central directory entry accounts for, searched for in the gaps between the
@@ -556,12 +617,12 @@ void scanner::zip(std::span<const std::byte> b, const std::string& parent, int d
   if (first_member > 0 && first_member <= b.size()) {
     problem(join(parent, "<before the archive>"), 0,
             std::to_string(first_member) + " bytes come before the archive's first member");
-    blob(b.first(first_member), join(parent, "<before the archive>"), depth + 1, true);
+    blob(b.first(first_member), join(parent, "<before the archive>"), depth + 1, false);
   }
   if (end && end->end < b.size()) {
     problem(join(parent, "<after the archive>"), end->end,
             std::to_string(b.size() - end->end) + " bytes come after the archive's end record");
-    blob(b.subspan(end->end), join(parent, "<after the archive>"), depth + 1, true);
+    blob(b.subspan(end->end), join(parent, "<after the archive>"), depth + 1, false);
   }
 }
 
@@ -576,7 +637,7 @@ void scanner::tar(std::span<const std::byte> b, const std::string& parent, int d
       problem(parent, p, "a tar header whose checksum does not match: the rest is not read");
       return;
     }
-    auto size = octal(h.subspan(124, 12));
+    auto size = tar_number(h.subspan(124, 12));
     if (!size || *size > b.size() - p - 512) {
       problem(parent, p, "a tar member's size runs past the end of the archive");
       return;
@@ -601,7 +662,10 @@ void scanner::tar(std::span<const std::byte> b, const std::string& parent, int d
       continue;
     }
     if (!long_name.empty()) name = std::move(long_name), long_name.clear();
-    if (type != '0' && type != '\0' && type != '7') continue;  // folders, links: no bytes
+    // Links, folders, devices and FIFOs carry no bytes; tarfile reads every other type (an
+    // unknown one too) as a regular file.
+    if (std::string_view("123456").find(type) != std::string_view::npos && type != '\0') continue;
+    if (type == 'X' || type == 'K') continue;
     const std::string where = join(parent, name);
     const std::string base =
         name.substr(name.rfind('/') == std::string::npos ? 0 : name.rfind('/') + 1);
@@ -618,35 +682,32 @@ void scanner::tar(std::span<const std::byte> b, const std::string& parent, int d
 // pickle and its sizes). False when the layout does not hold (the caller then reads the member
 // as a pickle stream); what the pickles name is recorded either way.
 bool scanner::storages_walk(std::span<const std::byte> b, const std::string& member, bool tensors) {
-  detail::pass_result all;
   std::size_t p = 0;
-  auto one = [&]() -> std::optional<detail::pass_result> {
+  // What the pickles name, recorded once the walk holds (else the caller reads the member as a
+  // stream and records it then).
+  std::vector<std::pair<detail::pass_result, std::size_t>> found;
+  // The next pickle, which must read cleanly, decoded inertly (nothing called) for what the walk
+  // needs.
+  auto next = [&]() -> std::optional<value> {
     auto r = detail::pickle_pass(b.subspan(p), detail::pass_extent::one);
     if (!r.first_clean) return std::nullopt;
-    for (auto& imp : r.imports) imp.offset += p;
-    for (auto& e : r.errors) e.offset += p;
-    all.imports.insert(all.imports.end(), r.imports.begin(), r.imports.end());
+    found.emplace_back(r, p);
+    const auto bytes = b.subspan(p, r.end);
     p += r.end;
-    return r;
-  };
-  auto count_pickle = one();
-  if (!count_pickle) return false;
-  // The count: a small int pickle (BININT1/BININT2/BININT/LONG1 after PROTO).
-  std::uint64_t count = 0;
-  {
-    unpickle_options u;
-    u.context = member;
     try {
-      value v = unpickle(b.first(p), u).root;
-      if (!v.is_int() || v.as_int() < 0) return false;
-      count = static_cast<std::uint64_t>(v.as_int());
+      unpickle_options u;
+      u.context = member;
+      return unpickle(bytes, u).root;
     } catch (const error&) {
-      return false;
+      return std::nullopt;
     }
-  }
-  for (std::uint64_t i = 0; i < count; ++i) {
-    const std::size_t before = all.imports.size();
-    if (!one()) return false;
+  };
+  auto count = next();
+  if (!count || !count->is_int() || count->as_int() < 0) return false;
+  for (std::int64_t i = 0; i < count->as_int(); ++i) {
+    // storages: (key, location, storage_type); tensors: (key, storage_id, tensor_type).
+    auto args = next();
+    if (!args || !args->is_tuple() || args->as_tuple().size() != 3) return false;
     if (tensors) {
       if (b.size() - p < 8) return false;
       const std::uint32_t ndim = le32(b, p);
@@ -655,10 +716,12 @@ bool scanner::storages_walk(std::span<const std::byte> b, const std::string& mem
       p += static_cast<std::size_t>(need);
       continue;
     }
-    // The storage's type: the last import its pickle named.
-    if (all.imports.size() == before) return false;
-    const detail::pass_import& type = all.imports.back();
-    auto t = type.module == "torch" ? dtype_from_storage_class(type.name) : std::nullopt;
+    // torch reads the storage's dtype from the tuple's third item, the storage type.
+    const value& type = args->as_tuple()[2];
+    if (!type.is_global()) return false;
+    const global_ref& g = type.as_global();
+    auto t = g.module == "torch" || g.module == "torch.cuda" ? dtype_from_storage_class(g.name)
+                                                             : std::nullopt;
     if (!t || b.size() - p < 8) return false;
     const std::uint64_t numel = load_le(b.data() + p, 8);
     std::uint64_t bytes = 0;
@@ -666,7 +729,7 @@ bool scanner::storages_walk(std::span<const std::byte> b, const std::string& mem
       return false;
     p += 8 + static_cast<std::size_t>(bytes);
   }
-  add(all, member, 0, judge::weights_only);
+  for (const auto& [r, at] : found) add(r, member, at, judge::weights_only);
   // The views pickle (storages) and anything after it.
   if (p < b.size()) pickles(b.subspan(p), member, p);
   return true;
@@ -689,15 +752,37 @@ void scanner::npy(std::span<const std::byte> b, const std::string& member) {
   if (header_len > b.size() - at) return problem(member, 8, "the .npy header runs past the end");
   std::string_view h(reinterpret_cast<const char*>(b.data()) + at, header_len);
   const std::size_t data = at + header_len;
-  // descr 'O' (or a structured dtype with an 'O' field): the data is pickled.
-  auto d = h.find("descr");
-  if (d == std::string_view::npos) return problem(member, at, "the .npy header has no descr");
-  auto f = h.find("fortran_order");
-  const std::string_view descr = h.substr(d, f > d ? f - d : h.npos);
-  if (descr.find("'O'") != descr.npos || descr.find("'|O'") != descr.npos ||
-      descr.find("\"O\"") != descr.npos || descr.find("\"|O\"") != descr.npos ||
-      descr.find("O'") != descr.npos)
-    pickles(b.subspan(data), member, data);
+  // The data is raw elements only for a plain dtype spelled as one short string ('<f4', '|b1',
+  // '<M8[ns]'): anything else (an object dtype however spelled, a structured dtype whose fields
+  // may hold objects) may be a pickle, read as one when it looks like one.
+  auto d = h.find("'descr':");
+  if (d == std::string_view::npos) d = h.find("\"descr\":");
+  bool plain = false;
+  if (d != std::string_view::npos) {
+    std::string_view v = h.substr(d + 8);
+    while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+    if (!v.empty() && (v.front() == '\'' || v.front() == '"')) {
+      const char q = v.front();
+      const auto close = v.find(q, 1);
+      std::string_view t = close == v.npos ? std::string_view() : v.substr(1, close - 1);
+      if (!t.empty() && std::string_view("<>|=").find(t.front()) != std::string_view::npos)
+        t.remove_prefix(1);
+      if (!t.empty() && std::string_view("biufcSUVmM?").find(t.front()) != std::string_view::npos) {
+        const char kind = t.front();
+        t.remove_prefix(1);
+        while (!t.empty() && std::isdigit(static_cast<unsigned char>(t.front())))
+          t.remove_prefix(1);
+        if ((kind == 'm' || kind == 'M') && t.starts_with("[") && t.ends_with("]")) {
+          const std::string_view unit = t.substr(1, t.size() - 2);
+          if (std::all_of(unit.begin(), unit.end(),
+                          [](char c) { return std::isalnum(static_cast<unsigned char>(c)); }))
+            t = {};
+        }
+        plain = t.empty();
+      }
+    }
+  }
+  if (!plain && looks_like_pickle(b.subspan(data))) pickles(b.subspan(data), member, data);
 }
 
 // A torch < 1.6 file: five pickles (magic, protocol, sys_info, the object, the storage keys),

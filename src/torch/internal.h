@@ -18,6 +18,10 @@
 #include "pthio/pt2.hpp"
 #include "pthio/safetensors.hpp"
 
+namespace pthio {
+struct scan_report;
+}
+
 namespace pthio::detail {
 
 // globals.cpp: argument checks for torch's rebuild functions and the numpy globals.
@@ -185,6 +189,10 @@ checkpoint load_pt2(const byte_source& src, std::shared_ptr<const zip_reader> zi
 // any data.pkl is looked for).
 checkpoint load_zip(const byte_source& src, const load_options& options, bool allow_pt2 = true);
 checkpoint load_legacy(const byte_source& src, const load_options& options);  // torch < 1.6
+
+// load.cpp: a weights-only load's last check: throws unsafe_global (the first unsafe import)
+// or corrupt_checkpoint (the scan's first error) unless the report's verdict is safe.
+void require_scan_safe(const scan_report& r);
 checkpoint load_pickle(const byte_source& src, const load_options& options);  // a bare pickle
 checkpoint load_safetensors(const byte_source& src, const load_options& options);
 void save_safetensors(sink& out, const value& root, const save_options& options);

@@ -45,6 +45,10 @@ namespace {
 constexpr std::uint8_t legacy_magic_pickle[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c,
                                                 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
 
+}  // namespace
+
+namespace detail {
+
 // Weights-only loads take only what the static scanner calls safe: every pickle the file holds
 // however it is packed (not only those the loader reads), every import on the allowlist, and
 // the whole file read. The loader's own checks stay behind this one.
@@ -74,7 +78,7 @@ void require_scan_safe(const scan_report& r) {
   }
 }
 
-}  // namespace
+}  // namespace detail
 
 std::optional<checkpoint_format> detect_format(std::span<const std::byte> b) noexcept {
   auto at = [&](std::size_t i) { return static_cast<std::uint8_t>(b[i]); };
@@ -114,7 +118,7 @@ checkpoint load_checkpoint(byte_source source, const load_options& options) {
     if (!options.strict) return load();
     // The loader's own refusal (it names the key path) comes first; nothing runs either way.
     checkpoint ck = load();
-    require_scan_safe(scan_bytes(source.bytes(), name));
+    detail::require_scan_safe(scan_bytes(source.bytes(), name));
     return ck;
   } catch (const error& e) {
     throw e.with_outer_context(name);
@@ -127,15 +131,7 @@ checkpoint load_checkpoint(const std::filesystem::path& path, const load_options
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec) || path.filename() == ".metadata" ||
       (path.filename().string().starts_with("__") && path.extension() == ".metadata")) {
-    checkpoint ck = load_dcp(path, options);
-    if (options.strict && is_dcp(path)) {
-      try {
-        require_scan_safe(scan_file(path));
-      } catch (const error& e) {
-        throw e.with_outer_context(path.string());
-      }
-    }
-    return ck;
+    return load_dcp(path, options);  // weights-only: load_dcp scans the folder too
   }
   // Eager loads map the file too: storages are copied out of the map, which is then released.
   byte_source src = byte_source::map_file(path);
