@@ -308,11 +308,49 @@ def evil_archive(inner_name="archive", payload=None):
                       Member(inner_name + "/version", b"3\n")])
 
 
+def archive_members(folder="archive"):
+    """small.pth's records renamed from small/... to folder/... (as (name, bytes))."""
+    return [(folder + n[len("small"):], d) for n, d in SMALL]
+
+
+# Raw zip records, for archives build_zip cannot describe: central directory entries that share
+# one local header, two central directories, a local header hidden in another record's data.
+
+def raw_local(name, payload, method=0, usize=None, crc=None):
+    """A local header (no extra field) followed by `payload`; `usize` and `crc` default to those
+    of `payload` (right for stored records)."""
+    name = name.encode()
+    usize = len(payload) if usize is None else usize
+    crc = (zlib.crc32(payload) & 0xFFFFFFFF) if crc is None else crc
+    return struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, DOS_TIME, DOS_DATE, crc,
+                       len(payload), usize, len(name), 0) + name + payload
+
+
+def raw_central(name, payload, offset, method=0, usize=None, crc=None):
+    name = name.encode()
+    usize = len(payload) if usize is None else usize
+    crc = (zlib.crc32(payload) & 0xFFFFFFFF) if crc is None else crc
+    return struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, DOS_TIME, DOS_DATE,
+                       crc, len(payload), usize, len(name), 0, 0, 0, 0, 0, offset) + name
+
+
+def raw_eocd(entries, cd_size, cd_offset):
+    return struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, entries, entries, cd_size, cd_offset, 0)
+
+
+def fanout_zip(content, k, name="m.pkl", method=0, usize=None, crc=None):
+    """One local record holding `content` at offset 0 and `k` central directory entries, all
+    named `name`, all pointing at it."""
+    body = raw_local(name, content, method, usize, crc)
+    cd = b"".join(raw_central(name, content, 0, method, usize, crc) for _ in range(k))
+    return body + cd + raw_eocd(k, len(cd), len(body))
+
+
 # ---------------------------------------------------------------------------------------------
 # torch's legacy tar format (torch.serialization legacy_load) and numpy's .npy.
 # ---------------------------------------------------------------------------------------------
 
-def tar_member(name, data):
+def tar_member(name, data, typeflag=b"0"):
     """One ustar record (header plus data padded to 512), fixed owner, mode and mtime."""
     hdr = bytearray(512)
 
@@ -327,7 +365,7 @@ def tar_member(name, data):
     put(124, 12, b"%011o\0" % len(data))
     put(136, 12, b"%011o\0" % 0)
     put(148, 8, b" " * 8)
-    put(156, 1, b"0")
+    put(156, 1, typeflag)
     put(257, 6, b"ustar\0")
     put(263, 2, b"00")
     put(329, 8, b"0000000\0")
@@ -338,7 +376,8 @@ def tar_member(name, data):
 
 
 def build_tar(members):
-    return b"".join(tar_member(n, d) for n, d in members) + b"\0" * 1024
+    """`members`: (name, data) or (name, data, typeflag)."""
+    return b"".join(tar_member(*m) for m in members) + b"\0" * 1024
 
 
 def legacy_sys_info():
@@ -378,14 +417,17 @@ def legacy_tensors(records):
     return proto(2) + binint1(len(records)) + STOP + b"".join(records)
 
 
-def legacy_tar(sys_info=None, pickle_=None, tensors=None, storages=None):
+def legacy_tar(sys_info=None, pickle_=None, tensors=None, storages=None, typeflags=None):
+    """`typeflags` maps a member name to the tar type flag its header gets (default b"0")."""
     sys_info = sys_info or legacy_sys_info()
     pickle_ = pickle_ or legacy_object_pickle()
     tensors = tensors or legacy_tensors([legacy_tensor_record(binint1(1), 0, [2], [1])])
     storages = storages or legacy_storages([legacy_storage_record(binint1(0), [1.0, 2.0])])
+    typeflags = typeflags or {}
     # The order torch's old tar writer used.
-    return build_tar([("sys_info", sys_info), ("pickle", pickle_), ("tensors", tensors),
-                      ("storages", storages)])
+    return build_tar([(n, d, typeflags.get(n, b"0")) for n, d in [
+        ("sys_info", sys_info), ("pickle", pickle_), ("tensors", tensors),
+        ("storages", storages)]])
 
 
 def npy(descr, shape, body, version=1):
@@ -649,6 +691,23 @@ def cases_after_error_memo():
     case("after_error_memo/undefined_then_benign.pkl",
          proto(2) + binget(9) + POP + ordereddict_p2()[2:], "unknown", errors=True,
          note="undefined memo slot, then only an allowlisted import: unknown, not safe")
+    # PUT's index line is "1\0junk": CPython's C unpickler parses it with PyLong_FromString,
+    # which stops at the NUL, and stores index 1; the pure-Python one raises ValueError.
+    nul_put = NONE + b"p1\x00junk\n" + POP + os_system_p0()
+    unsafe_case("after_error_memo/put_nul_index.pkl", nul_put, ["os.system"], errors=_OMIT,
+                note="protocol 0: NONE, PUT '1\\0junk' (index 1 to the C unpickler), POP, then "
+                "GLOBAL os.system")
+    unsafe_case("after_error_memo/put_nul_index_member.pt",
+                build_zip([Member("archive/version", b"3\n", align=False),
+                           Member("archive/DATA.PKL", nul_put, align=False)]),
+                ["os.system"], errors=_OMIT,
+                note="put_nul_index.pkl as the record archive/DATA.PKL next to archive/version "
+                "(torch's miniz looks names up case-insensitively)")
+    unsafe_case("after_error_memo/put_nul_index_then_get.pkl",
+                proto(4) + unicode0("os") + b"p1\x00junk\n" + POP + get0(1) +
+                unicode0("system") + STACK_GLOBAL + cmd_args() + REDUCE + STOP, ["os.system"],
+                errors=_OMIT, note="'os' stored by PUT '1\\0junk', fetched by GET 1 for "
+                "STACK_GLOBAL: the C unpickler imports os.system")
 
 
 def cases_after_error_type():
@@ -763,6 +822,31 @@ def cases_member_names():
     unsafe_case("member_names/data0.pth",
                 build_zip(small_zip_members(replace={"small/data/0": os_system_p2()})),
                 ["os.system"], note="storage record small/data/0 replaced by a pickle")
+    # archive/data.pkl and archive/DATA.PKL: the same record to a case-insensitive lookup (torch's
+    # miniz), two records to a case-sensitive one.
+    arch = [Member(n, d) for n, d in archive_members()]
+    upper = Member("archive/DATA.PKL", os_system_p2())
+    lower_first = with_member(arch, upper, before="archive/data/0")
+    unsafe_case("member_names/data_pkl_then_DATA_PKL.pt", build_zip(lower_first), ["os.system"],
+                errors=_OMIT, note="small.pth under archive/, benign archive/data.pkl, then a "
+                "malicious archive/DATA.PKL")
+    unsafe_case("member_names/DATA_PKL_then_data_pkl.pt",
+                build_zip(with_member(arch, upper, before="archive/data.pkl")), ["os.system"],
+                errors=_OMIT, note="as data_pkl_then_DATA_PKL.pt, archive/DATA.PKL first")
+    # The same with a DATA.PKL whose stack passes 2**22 entries before the call (MARK, 2**22 + 1
+    # NONEs, POP_MARK): a scan that takes only a lower-case data.pkl as the pickle and tries the
+    # other records must still treat a trial that reaches its limits as a pickle. Deflated, the
+    # 4 MiB record takes 4 KiB.
+    deep = proto(2) + MARK + NONE * ((1 << 22) + 1) + b"1" + os_system_p0()
+    deep_upper = Member("archive/DATA.PKL", deep, method=8)
+    unsafe_case("member_names/data_pkl_then_deep_DATA_PKL.pt",
+                build_zip(with_member(arch, deep_upper, before="archive/data/0")), ["os.system"],
+                errors=_OMIT, note="benign archive/data.pkl, then a deflated archive/DATA.PKL "
+                "whose stack grows past 2**22 entries before os.system")
+    unsafe_case("member_names/deep_DATA_PKL_then_data_pkl.pt",
+                build_zip(with_member(arch, deep_upper, before="archive/data.pkl")),
+                ["os.system"], errors=_OMIT,
+                note="as data_pkl_then_deep_DATA_PKL.pt, archive/DATA.PKL first")
 
 
 def cases_local_only():
@@ -840,6 +924,38 @@ def cases_duplicate():
                 ["os.system"], errors=_OMIT,
                 note="a second small/data/0 (after the real one) holding a pickle")
 
+    # Two central directories of the same length. miniz (torch) reads the one at the end record's
+    # stated offset; a reader that takes the one just before the end record (as Python's zipfile
+    # does) reads the other. The malicious data.pkl's local header lies inside the data of
+    # archive/data/0 (after a 0xff byte, so that record is no pickle).
+    evil_data = os_system_p2()
+
+    def two_cds(evil_at_offset):
+        out = raw_local("archive/version", b"3\n")
+        o_pkl = len(out)
+        out += raw_local("archive/data.pkl", ordereddict_p2())
+        hidden = raw_local("archive/data.pkl", evil_data)
+        blob = b"\xff" + hidden
+        o_blob = len(out)
+        out += raw_local("archive/data/0", blob)
+        o_hidden = o_blob + 30 + len("archive/data/0") + 1
+
+        def cd(pkl, pkl_offset):
+            return (raw_central("archive/version", b"3\n", 0) +
+                    raw_central("archive/data.pkl", pkl, pkl_offset) +
+                    raw_central("archive/data/0", blob, o_blob))
+        cd_evil, cd_benign = cd(evil_data, o_hidden), cd(ordereddict_p2(), o_pkl)
+        assert len(cd_evil) == len(cd_benign)
+        first, last = (cd_evil, cd_benign) if evil_at_offset else (cd_benign, cd_evil)
+        o_first = len(out)
+        return out + first + last + raw_eocd(3, len(last), o_first)
+    unsafe_case("duplicate/two_central_dirs.pt", two_cds(True), ["os.system"], errors=True,
+                note="the central directory at the end record's offset names a data.pkl whose "
+                "local header hides in archive/data/0; the one just before the end record names "
+                "a benign data.pkl")
+    unsafe_case("duplicate/two_central_dirs_last_evil.pt", two_cds(False), ["os.system"],
+                errors=True, note="as two_central_dirs.pt, the directories swapped")
+
 
 def cases_prepended():
     benign = small_zip_members()
@@ -884,6 +1000,27 @@ def cases_nested():
                 ["os.system"], note="storage record small/data/0 is a zip holding x/data.pkl")
 
 
+def cases_fanout():
+    # Many central directory entries naming one local header. The leaf pickle is benign and keeps
+    # its stack flat (NONE, POP), so only the fan-out itself can make the scan not `safe`.
+    leaf = proto(2) + (NONE + POP) * 1000 + NONE + STOP
+    data = leaf
+    for level in (1, 2, 3):
+        data = fanout_zip(data, 8)
+        case("fanout/stored_8x%d.zip" % level, data, "unknown", errors=True,
+             note="8 central directory entries m.pkl, all at offset 0, one stored record; "
+                  "%d level(s) deep (%d paths to a benign leaf pickle)" % (level, 8 ** level))
+    # A shared deflate stream: 8 MiB of (NONE, POP) deflate to ~8 KiB; 40 entries name it.
+    big = proto(2) + (NONE + POP) * (4 << 20) + NONE + STOP
+    comp = deflate(big)
+    case("fanout/shared_deflate_40.zip", fanout_zip(comp, 40, "x.pkl", method=8,
+                                                    usize=len(big),
+                                                    crc=zlib.crc32(big) & 0xFFFFFFFF),
+         "unknown", errors=True,
+         note="40 central directory entries x.pkl share one deflated local record (a benign "
+              "8 MiB pickle, %d bytes compressed): 320 MiB to inflate if each is read" % len(comp))
+
+
 def cases_legacy_tar():
     evil_obj = (proto(2) + global_("os", "system") + cmd_args() + REDUCE + POP +
                 legacy_object_pickle()[2:])
@@ -902,6 +1039,55 @@ def cases_legacy_tar():
         legacy_tensor_record(global_("posix", "system") + cmd_args() + REDUCE, 0, [1], [1], 1)])
     unsafe_case("legacy_tar/tensors_member.pt", legacy_tar(tensors=tensors), ["posix.system"],
                 note="`tensors`: the second tensor's key is posix.system(CMD)")
+    # Type flag 'Z' is no tar type; Python's tarfile reads unknown types as regular files, so
+    # torch's extractfile("pickle") / extract("storages") get the bytes.
+    unsafe_case("legacy_tar/pickle_typeflag_Z.pt",
+                legacy_tar(pickle_=evil_obj, typeflags={"pickle": b"Z"}), ["os.system"],
+                note="the malicious `pickle` member's header has type flag 'Z'")
+    unsafe_case("legacy_tar/storages_typeflag_Z.pt",
+                legacy_tar(storages=storages, typeflags={"storages": b"Z"}), ["os.system"],
+                note="storages_member.pt with type flag 'Z' on `storages`")
+    # A pickle from byte 0 whose first 512 bytes also form a tar header: PROTO 3, BINBYTES
+    # covering the rest of the block, then POP and os.system. torch.load tries tarfile first.
+    def polyglot(valid_checksum):
+        rest = POP + os_system_p0()
+        hdr = bytearray(512)
+        hdr[0:7] = proto(3) + b"B" + struct.pack("<I", 512 - 7)
+        hdr[124:136] = b"%011o\0" % len(rest)
+        hdr[156:157] = b"5"                       # directory
+        if valid_checksum:
+            hdr[100:108] = b"0000755\0"
+            hdr[257:265] = b"ustar\x0000"
+        hdr[148:156] = b" " * 8
+        total = sum(hdr)
+        # The reviewer's variant: a NUL before the digits, which tarfile reads as checksum 0.
+        hdr[148:156] = (b"%06o\0 " % total) if valid_checksum else (b"\0%06o\0" % total)
+        return bytes(hdr) + rest
+    unsafe_case("legacy_tar/tar_pickle_polyglot.pt", polyglot(False), ["os.system"],
+                errors=_OMIT, note="pickle from byte 0 (BINBYTES over the rest of a 512-byte "
+                "block that looks like a tar directory header, checksum field NUL-led), then "
+                "os.system")
+    unsafe_case("legacy_tar/tar_pickle_polyglot_valid_checksum.pt", polyglot(True),
+                ["os.system"], errors=_OMIT, note="as tar_pickle_polyglot.pt with ustar magic "
+                "and a valid header checksum: tarfile opens it as a tar holding one directory")
+    # torch's legacy_load reads each storage as pickle((key, location, storage_type)), an int64
+    # element count, then count * element_size bytes, the size taken from item [2] of the
+    # tuple. Here item [2] is ByteStorage, fetched from the memo, while the pickle's last import
+    # is DoubleStorage (used as the key): a scan sizing by the last import skips 8N bytes, torch
+    # skips N and unpickles what follows.
+    n = 64
+    args1 = (proto(2) + global_("torch", "ByteStorage") + binput(0) + POP +
+             global_("torch", "DoubleStorage") + bu("cpu") + binget(0) + TUPLE3 + STOP)
+    torch_view = b"\0" * n + os_system_p2()
+    region = torch_view + b"\0" * (8 * n - len(torch_view))
+    args2 = (proto(2) + bu("1") + bu("cpu") + global_("torch", "FloatStorage") + TUPLE3 + STOP)
+    body = (proto(2) + binint1(2) + STOP + args1 + struct.pack("<q", n) + region + args2 +
+            struct.pack("<q", 0) + proto(2) + EMPTY_LIST + STOP)
+    unsafe_case("legacy_tar/storages_type_from_memo.pt", legacy_tar(storages=body),
+                ["os.system"], errors=_OMIT,
+                note="`storages`: the first record's storage type (item [2]) is ByteStorage from "
+                "the memo, DoubleStorage is named last; torch reads 64 bytes of data and then "
+                "unpickles os.system(CMD) hidden in what 8-byte elements would skip")
 
 
 def cases_npy_object():
@@ -924,6 +1110,15 @@ def cases_npy_object():
                 build_zip(with_member(small_zip_members(),
                                       Member("small/extra/array.npy", npy_object_evil()))),
                 ["os.system"], note="small.pth plus a record small/extra/array.npy (object)")
+    for fname, descr, note in [
+            ("descr_object.npy", "'object'", "descr 'object'"),
+            ("descr_O8.npy", "'O8'", "descr 'O8' (object, 8 bytes)"),
+            ("descr_hex_escape.npy", "'\\x4f'", "descr '\\x4f' written as an escape ('O' "
+             "to numpy's literal_eval)"),
+            ("descr_fortran_order_field.npy", "[('fortran_order', '<i4'), ('b', 'O')]",
+             "structured descr whose first field is named 'fortran_order', object field b")]:
+        unsafe_case("npy_object/" + fname, npy_object_evil(descr=descr), ["os.system"],
+                    note=".npy v1.0, " + note + "; the pickle after the header is os.system")
 
 
 def cases_any_extension():
@@ -1096,15 +1291,21 @@ def cases_controls():
     safe("controls/float32.npy", npy_float32(), ".npy, float32, no pickle")
     safe("controls/float32.npz", build_zip([Member("arr_0.npy", npy_float32(), align=False)]),
          ".npz holding a float32 .npy")
+    safe("controls/datetime64_ns.npy",
+         npy("'<M8[ns]'", "(2,)", struct.pack("<2q", 0, 1700000000000000000)),
+         ".npy, datetime64[ns] ('<M8[ns]'), no pickle")
+    safe("controls/bool.npy", npy("'|b1'", "(3,)", b"\x01\x00\x01"),
+         ".npy, bool ('|b1'), no pickle")
 
 
 GENERATORS = [cases_global, cases_inst, cases_stack_global, cases_stack_global_memo,
               cases_stack_global_unresolved, cases_ext, cases_calls, cases_after_error_memo,
               cases_after_error_type, cases_after_error_badop, cases_truncated, cases_concat,
               cases_junk_after, cases_member_names, cases_local_only, cases_encrypted,
-              cases_bad_crc, cases_duplicate, cases_prepended, cases_nested, cases_legacy_tar,
-              cases_npy_object, cases_any_extension, cases_build_setstate, cases_build_class,
-              cases_newobj_ex_kwargs, cases_escapes, cases_memo_strings, cases_controls]
+              cases_bad_crc, cases_duplicate, cases_prepended, cases_nested, cases_fanout,
+              cases_legacy_tar, cases_npy_object, cases_any_extension, cases_build_setstate,
+              cases_build_class, cases_newobj_ex_kwargs, cases_escapes, cases_memo_strings,
+              cases_controls]
 
 
 def main():
