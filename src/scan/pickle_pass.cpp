@@ -20,12 +20,17 @@ constexpr std::size_t max_stack = std::size_t{1} << 22;
 constexpr std::size_t max_memo = std::size_t{1} << 22;
 constexpr std::size_t max_containers = std::size_t{1} << 23;
 constexpr std::size_t max_string_bytes = std::size_t{64} << 20;
-constexpr std::size_t max_name = 512;        // longer strings cannot be import names here
+// Strings kept for what they say (a protocol 4 name may be a long dotted path: "path.os." * 80
+// + "system" is os.system); longer ones are only known to be strings. The resynchronising sweep
+// looks for names of up to sweep_name bytes.
+constexpr std::size_t max_name = 64 * 1024;
+constexpr std::size_t sweep_name = 512;
 constexpr std::size_t max_line = 64 * 1024;  // a protocol 0 argument line
 
 enum class kind : std::uint8_t {
   unknown,     // lost to an error: a call on it is unresolved
   str,         // a literal str or bytes (ref: strings_)
+  longstr,     // one longer than max_name: a string, its text not kept
   import,      // an imported object (ref: the import's index in the result)
   called,      // what calling an import returned (ref: the import)
   container,   // a dict, list, tuple, set (ref: containers_)
@@ -63,7 +68,7 @@ bool ident_char(unsigned char c, bool first) {
 
 // A dotted Python name, as a resynchronising sweep accepts it.
 bool dotted_name(std::string_view s) {
-  if (s.empty() || s.size() > max_name) return false;
+  if (s.empty() || s.size() > sweep_name) return false;
   bool first = true;
   for (unsigned char c : s) {
     if (c == '.') {
@@ -217,7 +222,7 @@ class machine {
     }
     if (d_.size() - p - 1 < width) return false;
     const std::uint64_t n = load_le(d_.data() + p + 1, static_cast<int>(width));
-    if (n > max_name || d_.size() - p - 1 - width < n) return false;
+    if (n > sweep_name || d_.size() - p - 1 - width < n) return false;
     s.assign(reinterpret_cast<const char*>(d_.data()) + p + 1 + width, n);
     p += 1 + width + n;
     return true;
@@ -286,7 +291,7 @@ class machine {
   bool push_string(std::string s) {
     // Each string costs its box as well as its text: empty strings are not free.
     const std::size_t cost = sizeof(std::string) + s.size();
-    if (s.size() > max_name) return push({kind::other, 0});
+    if (s.size() > max_name) return push({kind::longstr, 0});
     if (string_bytes_ + cost > max_string_bytes) {
       out_.hit_limit = true;
       return push({kind::other, 0});
@@ -328,7 +333,8 @@ class machine {
 
   std::string what(const aval& v) const {
     switch (v.k) {
-      case kind::str: return "str";
+      case kind::str:
+      case kind::longstr: return "str";
       case kind::import: return "class or function";
       case kind::container: {
         const std::uint8_t f = containers_[v.ref].flags;
@@ -516,7 +522,7 @@ class machine {
         // bytes count as names too: a scanner does not bet on STACK_GLOBAL refusing them.
         if (count > max_name) {
           arg_bytes(count);
-          pushed = push({kind::other, 0});
+          pushed = push({kind::longstr, 0});
         } else {
           pushed = push_string(str_arg());
         }
@@ -628,6 +634,10 @@ class machine {
         if (m.k == kind::str && n.k == kind::str) {
           global_ref g = python3_name(strings_[m.ref], strings_[n.ref]);
           pushed = push(import_value(std::move(g.module), std::move(g.name)));
+        } else if ((m.k == kind::str || m.k == kind::longstr) &&
+                   (n.k == kind::str || n.k == kind::longstr)) {
+          out_.named_stack_global = true;
+          pushed = push(finding("<unresolved STACK_GLOBAL>"));
         } else {
           for (const aval& v : {m, n})
             if (v.k != kind::str && v.k != kind::unknown && v.k != kind::called) {

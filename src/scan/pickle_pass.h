@@ -45,6 +45,8 @@ struct pass_result {
   std::size_t end = 0;       // where the pass stopped
   bool first_clean = false;  // the first pickle reached its STOP without an error
   bool hit_limit = false;    // a cap on the stack, memo or strings was reached
+  // A STACK_GLOBAL on two strings, one too long to keep: a pickle's shape, whatever the name.
+  bool named_stack_global = false;
 };
 
 enum class pass_extent {

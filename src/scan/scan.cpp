@@ -10,7 +10,8 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <unordered_set>
+#include <regex>
+#include <unordered_map>
 
 #include "../byte_reader.h"
 #include "../torch/internal.h"
@@ -59,10 +60,17 @@ std::string join(const std::string& parent, const std::string& name) {
   return parent.empty() ? name : parent + ": " + name;
 }
 
-bool ends_with_any(const std::string& s, std::initializer_list<const char*> tails) {
-  for (const char* t : tails)
-    if (s.ends_with(t)) return true;
-  return false;
+// A record name that says pickle, in any case: torch finds records case-insensitively (miniz),
+// so its data.pkl may be spelled DATA.PKL.
+bool pickle_named(std::string_view name) {
+  auto ends_with = [&](std::string_view tail) {
+    if (name.size() < tail.size()) return false;
+    for (std::size_t i = 0; i < tail.size(); ++i)
+      if (std::tolower(static_cast<unsigned char>(name[name.size() - tail.size() + i])) != tail[i])
+        return false;
+    return true;
+  };
+  return ends_with(".pkl") || ends_with(".pickle");
 }
 
 // The end of central directory record: where it is, where the directory is, and how far the
@@ -225,7 +233,7 @@ class scanner {
     std::size_t at = 0;
     while (at < b.size()) {
       const auto trial = detail::pickle_pass(b.subspan(at), detail::pass_extent::one);
-      if (plausible_import(trial) || trial.hit_limit) return true;
+      if (plausible_import(trial) || trial.hit_limit || trial.named_stack_global) return true;
       if (!trial.first_clean || trial.end == 0) return false;
       at += trial.end;
     }
@@ -290,48 +298,72 @@ class scanner {
   // checksum is the unsigned or the signed sum of its bytes, the checksum field read as spaces.
   static bool is_tar(std::span<const std::byte> b) {
     if (b.size() < 512) return false;
-    std::uint64_t sum = 0;
-    std::int64_t signed_sum = 0;
+    std::int64_t sum = 0, signed_sum = 0;
     for (std::size_t i = 0; i < 512; ++i) {
       const auto c = (i >= 148 && i < 156) ? std::uint8_t{32} : std::to_integer<std::uint8_t>(b[i]);
       sum += c;
       signed_sum += static_cast<std::int8_t>(c);
     }
     auto stated = tar_number(b.subspan(148, 8));
-    return stated && sum != 256 &&
-           (*stated == sum || static_cast<std::int64_t>(*stated) == signed_sum);
+    return stated && sum != 256 && (*stated == sum || *stated == signed_sum);
   }
 
-  // tarfile's nti(): base-256 when the first byte says so, else octal text up to the first NUL,
-  // spaces stripped, "" meaning 0.
-  static std::optional<std::uint64_t> tar_number(std::span<const std::byte> f) {
+  // tarfile's nti(): base-256 when the first byte says so (0xff: negative), else the text up to
+  // the first NUL read by Python's int(text.strip() or "0", 8): surrounding whitespace, a sign,
+  // an 0o prefix and underscores between digits are all accepted.
+  static std::optional<std::int64_t> tar_number(std::span<const std::byte> f) {
     const auto first = std::to_integer<unsigned char>(f[0]);
     if (first == 0x80 || first == 0xff) {
-      if (first == 0xff) return std::nullopt;  // negative
       std::uint64_t v = 0;
       for (std::size_t i = 1; i < f.size(); ++i) {
-        if (v >> 56) return std::nullopt;
+        if (v >> 55) return std::nullopt;
         v = v << 8 | std::to_integer<unsigned char>(f[i]);
       }
-      return v;
+      if (first == 0x80) return static_cast<std::int64_t>(v);
+      const std::uint64_t full = std::uint64_t{1} << (8 * (f.size() - 1));  // 256^(n-1)
+      return -static_cast<std::int64_t>(full - v);
     }
     std::string_view t(reinterpret_cast<const char*>(f.data()), f.size());
     t = t.substr(0, t.find('\0'));
-    while (!t.empty() && std::isspace(static_cast<unsigned char>(t.front()))) t.remove_prefix(1);
-    while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.remove_suffix(1);
-    std::uint64_t v = 0;
-    for (char c : t) {
-      if (c < '0' || c > '7' || (v >> 60)) return std::nullopt;
-      v = v * 8 + static_cast<std::uint64_t>(c - '0');
+    for (char c : t)
+      if (static_cast<unsigned char>(c) >= 0x80) return std::nullopt;  // not ASCII: refused
+    auto space = [](char c) {
+      return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
+    };
+    while (!t.empty() && space(t.front())) t.remove_prefix(1);
+    while (!t.empty() && space(t.back())) t.remove_suffix(1);
+    if (t.empty()) return 0;
+    bool negative = false;
+    if (t.front() == '+' || t.front() == '-') {
+      negative = t.front() == '-';
+      t.remove_prefix(1);
     }
-    return v;
+    if (t.size() >= 2 && t[0] == '0' && (t[1] == 'o' || t[1] == 'O')) {
+      t.remove_prefix(2);
+      if (t.starts_with("_")) t.remove_prefix(1);  // 0o_17 is valid
+    }
+    if (t.empty() || t.front() == '_' || t.back() == '_') return std::nullopt;
+    std::int64_t v = 0;
+    char prev = 0;
+    for (char c : t) {
+      if (c == '_') {
+        if (prev == '_') return std::nullopt;
+      } else if (c >= '0' && c <= '7') {
+        if (v >> 58) return std::nullopt;
+        v = v * 8 + (c - '0');
+      } else {
+        return std::nullopt;
+      }
+      prev = c;
+    }
+    return negative ? -v : v;
   }
 
   // A trial pass that named a module the way a pickle does (a dotted name, not text that merely
   // starts with 'c' or 'i').
   static bool plausible_import(const detail::pass_result& p) {
     auto dotted = [](const std::string& s) {
-      if (s.empty() || s.size() > 512) return false;
+      if (s.empty() || s.size() > 64 * 1024) return false;
       for (unsigned char c : s)
         if (!(c == '_' || c == '.' || std::isalnum(c) || c >= 0x80)) return false;
       return true;
@@ -422,7 +454,7 @@ void scanner::zip(std::span<const std::byte> b, const std::string& parent, int d
   // One member's bytes, scanned; its CRC-32 checked when it was read as a pickle.
   auto member = [&](const std::string& name, std::uint16_t flags, std::uint16_t method,
                     std::uint32_t crc, std::span<const std::byte> stored, std::uint64_t usize,
-                    bool sizes_known, std::size_t* consumed) {
+                    bool sizes_known, std::size_t* consumed, bool named_pickle) {
     const std::string where = join(parent, name);
     if (parent.empty() && depth == 0) top_names_.push_back(name);
     if (flags & 1)
@@ -440,7 +472,7 @@ void scanner::zip(std::span<const std::byte> b, const std::string& parent, int d
     } else if (consumed) {
       *consumed = stored.size();
     }
-    const blob_kind k = blob(bytes, where, depth + 1, ends_with_any(name, {".pkl", ".pickle"}));
+    const blob_kind k = blob(bytes, where, depth + 1, named_pickle || pickle_named(name));
     if (k == blob_kind::pickle && sizes_known && crc != 0) {
       const std::uint32_t actual =
           static_cast<std::uint32_t>(libdeflate_crc32(0, bytes.data(), bytes.size()));
@@ -454,7 +486,8 @@ void scanner::zip(std::span<const std::byte> b, const std::string& parent, int d
   if (end && end->dirs.size() > 1)
     problem(parent, end->eocd,
             "two central directories: one before the end record, one where it says; both read");
-  std::unordered_set<std::uint64_t> seen;  // local headers scanned (entries may share one)
+  // Local headers scanned (entries may share one), and whether a name said pickle.
+  std::unordered_map<std::uint64_t, bool> seen;
   for (const zip_end::dir& dir : end ? end->dirs : std::vector<zip_end::dir>{}) {
     std::size_t p = static_cast<std::size_t>(dir.start);
     const std::size_t dir_end = std::min<std::size_t>(end->eocd, b.size());
@@ -502,19 +535,24 @@ void scanner::zip(std::span<const std::byte> b, const std::string& parent, int d
         problem(join(parent, name), offset, "no local header where the central directory says");
         continue;
       }
-      if (!seen.insert(lh).second) {
+      const std::size_t lnlen = le16(b, lh + 26), lelen = le16(b, lh + 28);
+      const std::uint64_t data = lh + 30 + lnlen + lelen;
+      const std::string local_name =
+          lh + 30 + lnlen <= b.size()
+              ? std::string(reinterpret_cast<const char*>(b.data()) + lh + 30, lnlen)
+              : std::string();
+      if (local_name != name)
+        problem(join(parent, name), lh, "the local header names it \"" + local_name + "\"");
+      // Scanned once, unless a later entry's name says pickle where the first one's did not
+      // (a reader may go by either name).
+      const bool named = pickle_named(name) || pickle_named(local_name);
+      if (auto [it, fresh] = seen.emplace(lh, named); !fresh) {
         if (dir.start == end->dirs.front().start)
           problem(join(parent, name), lh,
                   "another central directory entry names this local header");
-        continue;
+        if (!named || it->second) continue;
+        it->second = true;
       }
-      const std::size_t lnlen = le16(b, lh + 26), lelen = le16(b, lh + 28);
-      const std::uint64_t data = lh + 30 + lnlen + lelen;
-      if (lh + 30 + lnlen <= b.size() &&
-          std::string_view(reinterpret_cast<const char*>(b.data()) + lh + 30, lnlen) != name)
-        problem(join(parent, name), lh,
-                "the local header names it \"" +
-                    std::string(reinterpret_cast<const char*>(b.data()) + lh + 30, lnlen) + "\"");
       if (data > b.size() || csize > b.size() - data) {
         problem(join(parent, name), lh, "the member's data runs past the end of the archive");
         continue;
@@ -522,7 +560,7 @@ void scanner::zip(std::span<const std::byte> b, const std::string& parent, int d
       covered.emplace_back(static_cast<std::size_t>(lh), static_cast<std::size_t>(data + csize));
       first_member = std::min<std::size_t>(first_member, static_cast<std::size_t>(lh));
       member(name, flags, method, crc, b.subspan(static_cast<std::size_t>(data), csize), usize,
-             true, nullptr);
+             true, nullptr, named);
     }
     if (dir.start == end->dirs.front().start && n != end->entries && n <= max_zip_entries)
       problem(parent, dir.start,
@@ -608,7 +646,7 @@ void scanner::zip(std::span<const std::byte> b, const std::string& parent, int d
       stored = b.subspan(data, (e + 4 <= b.size() ? e : b.size()) - data);
     }
     std::size_t used = stored.size();
-    member(name, flags, method, crc, stored, usize, sizes, &used);
+    member(name, flags, method, crc, stored, usize, sizes, &used, false);
     q = std::max(q, data + std::max<std::size_t>(used, 1));
   }
 
@@ -638,7 +676,7 @@ void scanner::tar(std::span<const std::byte> b, const std::string& parent, int d
       return;
     }
     auto size = tar_number(h.subspan(124, 12));
-    if (!size || *size > b.size() - p - 512) {
+    if (!size || *size < 0 || static_cast<std::uint64_t>(*size) > b.size() - p - 512) {
       problem(parent, p, "a tar member's size runs past the end of the archive");
       return;
     }
@@ -752,37 +790,22 @@ void scanner::npy(std::span<const std::byte> b, const std::string& member) {
   if (header_len > b.size() - at) return problem(member, 8, "the .npy header runs past the end");
   std::string_view h(reinterpret_cast<const char*>(b.data()) + at, header_len);
   const std::size_t data = at + header_len;
-  // The data is raw elements only for a plain dtype spelled as one short string ('<f4', '|b1',
-  // '<M8[ns]'): anything else (an object dtype however spelled, a structured dtype whose fields
-  // may hold objects) may be a pickle, read as one when it looks like one.
-  auto d = h.find("'descr':");
-  if (d == std::string_view::npos) d = h.find("\"descr\":");
-  bool plain = false;
-  if (d != std::string_view::npos) {
-    std::string_view v = h.substr(d + 8);
-    while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
-    if (!v.empty() && (v.front() == '\'' || v.front() == '"')) {
-      const char q = v.front();
-      const auto close = v.find(q, 1);
-      std::string_view t = close == v.npos ? std::string_view() : v.substr(1, close - 1);
-      if (!t.empty() && std::string_view("<>|=").find(t.front()) != std::string_view::npos)
-        t.remove_prefix(1);
-      if (!t.empty() && std::string_view("biufcSUVmM?").find(t.front()) != std::string_view::npos) {
-        const char kind = t.front();
-        t.remove_prefix(1);
-        while (!t.empty() && std::isdigit(static_cast<unsigned char>(t.front())))
-          t.remove_prefix(1);
-        if ((kind == 'm' || kind == 'M') && t.starts_with("[") && t.ends_with("]")) {
-          const std::string_view unit = t.substr(1, t.size() - 2);
-          if (std::all_of(unit.begin(), unit.end(),
-                          [](char c) { return std::isalnum(static_cast<unsigned char>(c)); }))
-            t = {};
-        }
-        plain = t.empty();
-      }
-    }
-  }
-  if (!plain && looks_like_pickle(b.subspan(data))) pickles(b.subspan(data), member, data);
+  // The data is raw elements only for a plain dtype ('<f4', '|b1', '<M8[ns]') in a header exactly
+  // as numpy writes one: {'descr': ..., 'fortran_order': ..., 'shape': (...), } (numpy's reader,
+  // literal_eval, also takes repeated keys, comments, escapes and 'de' 'scr' concatenations, so
+  // any other spelling is not trusted). Otherwise the data is a pickle when the header names an
+  // object ('O' anywhere, an escape), else when it looks like one (a structured dtype's raw
+  // records do not).
+  static const std::regex numpy_header(
+      R"(\{'descr': '([<>|=]?)([biufcSUVmM?])([0-9]*)(\[[A-Za-z0-9]+\])?', )"
+      R"('fortran_order': (True|False), 'shape': \(([0-9]+, )*([0-9]+,?)?\), \} *\n?)");
+  std::match_results<std::string_view::const_iterator> m;
+  bool plain = std::regex_match(h.begin(), h.end(), m, numpy_header);
+  // A datetime unit belongs to m8/M8 only.
+  if (plain && m[4].matched && m[2] != "m" && m[2] != "M") plain = false;
+  if (plain) return;
+  const bool names_object = h.find('O') != h.npos || h.find('\\') != h.npos;
+  if (names_object || looks_like_pickle(b.subspan(data))) pickles(b.subspan(data), member, data);
 }
 
 // A torch < 1.6 file: five pickles (magic, protocol, sys_info, the object, the storage keys),

@@ -350,15 +350,16 @@ def fanout_zip(content, k, name="m.pkl", method=0, usize=None, crc=None):
 # torch's legacy tar format (torch.serialization legacy_load) and numpy's .npy.
 # ---------------------------------------------------------------------------------------------
 
-def tar_member(name, data, typeflag=b"0"):
-    """One ustar record (header plus data padded to 512), fixed owner, mode and mtime."""
+def tar_member(name, data, typeflag=b"0", checksum=b"%06o\0 "):
+    """One ustar record (header plus data padded to 512), fixed owner, mode and mtime. `name`
+    is str or bytes; `checksum` formats the header sum into the 8-byte checksum field."""
     hdr = bytearray(512)
 
     def put(off, width, value):
         hdr[off:off + len(value)] = value
         assert len(value) <= width
 
-    put(0, 100, name.encode())
+    put(0, 100, name if isinstance(name, bytes) else name.encode())
     put(100, 8, b"0000644\0")
     put(108, 8, b"0000000\0")
     put(116, 8, b"0000000\0")
@@ -370,7 +371,7 @@ def tar_member(name, data, typeflag=b"0"):
     put(263, 2, b"00")
     put(329, 8, b"0000000\0")
     put(337, 8, b"0000000\0")
-    put(148, 8, b"%06o\0 " % sum(hdr))
+    put(148, 8, checksum % sum(hdr))
     pad = (-len(data)) % 512
     return bytes(hdr) + data + b"\0" * pad
 
@@ -433,6 +434,11 @@ def legacy_tar(sys_info=None, pickle_=None, tensors=None, storages=None, typefla
 def npy(descr, shape, body, version=1):
     """A .npy: magic, version, header dict padded to a 64-byte boundary, then `body`."""
     header = "{'descr': %s, 'fortran_order': False, 'shape': %s, }" % (descr, shape)
+    return npy_raw(header, body, version)
+
+
+def npy_raw(header, body, version=1):
+    """A .npy whose header dict text is `header` exactly (then padding and the newline)."""
     lenfmt = "<H" if version == 1 else "<I"
     pre = 6 + 2 + struct.calcsize(lenfmt)
     total = pre + len(header) + 1
@@ -445,6 +451,16 @@ def npy_object_evil(version=1, descr="'|O'"):
     # np.save writes object arrays with pickle protocol 3; here the "array" is os.system(CMD).
     body = proto(3) + global_("os", "system") + cmd_args() + REDUCE + STOP
     return npy(descr, "(1,)", body, version)
+
+
+def os_system_long_name():
+    """Protocol 4 STACK_GLOBAL of ("os", "path.os.path.os....system"): CPython's unpickler walks
+    the dotted name attribute by attribute (os.path.os is os), so this is os.system(CMD)."""
+    return proto(4) + sbu("os") + bu(LONG_NAME) + STACK_GLOBAL + sbu(CMD) + TUPLE1 + REDUCE + STOP
+
+
+LONG_NAME = "path.os." * 80 + "system"      # 646 characters
+LONG_QUALNAME = "os." + LONG_NAME
 
 
 def npy_float32():
@@ -1070,6 +1086,21 @@ def cases_legacy_tar():
     unsafe_case("legacy_tar/tar_pickle_polyglot_valid_checksum.pt", polyglot(True),
                 ["os.system"], errors=_OMIT, note="as tar_pickle_polyglot.pt with ustar magic "
                 "and a valid header checksum: tarfile opens it as a tar holding one directory")
+    # A whole-file pickle (PROTO 2, BINBYTES over everything up to the last byte, STOP) that is
+    # also a tar tarfile opens: the first header is an empty member whose name begins with the
+    # PROTO and BINBYTES opcodes and whose checksum field reads "0o" and six octal digits
+    # (tarfile's int(s, 8) accepts the prefix). The tar's `pickle` member is os.system(CMD).
+    members = (tar_member("storages", proto(2) + binint1(0) + STOP + proto(2) + EMPTY_LIST + STOP)
+               + tar_member("tensors", proto(2) + binint1(0) + STOP)
+               + tar_member("pickle", os_system_p4()))
+    tail = b"\x01" * 511 + STOP          # a last block tarfile rejects as a header: end of tar
+    total = 512 + len(members) + len(tail)
+    name0 = proto(2) + b"B" + struct.pack("<I", total - 7 - 1)
+    unsafe_case("legacy_tar/checksum_0o_prefix.pt",
+                tar_member(name0, b"", checksum=b"0o%06o") + members + tail, ["os.system"],
+                errors=_OMIT, note="first tar header's checksum written '0o' plus six octal "
+                "digits (tarfile accepts it); the tar's `pickle` member is os.system; the whole "
+                "file is also one pickle of a BINBYTES that swallows the tar")
     # torch's legacy_load reads each storage as pickle((key, location, storage_type)), an int64
     # element count, then count * element_size bytes, the size taken from item [2] of the
     # tuple. Here item [2] is ByteStorage, fetched from the memo, while the pickle's last import
@@ -1088,6 +1119,26 @@ def cases_legacy_tar():
                 note="`storages`: the first record's storage type (item [2]) is ByteStorage from "
                 "the memo, DoubleStorage is named last; torch reads 64 bytes of data and then "
                 "unpickles os.system(CMD) hidden in what 8-byte elements would skip")
+
+
+def cases_long_names():
+    evil = os_system_long_name()
+    unsafe_case("long_names/bare.pkl", evil, [LONG_QUALNAME], errors=_OMIT,
+                note="protocol 4 STACK_GLOBAL of os and a 646-character dotted name "
+                "('path.os.' * 80 + 'system') that CPython resolves to os.system")
+    unsafe_case("long_names/DATA.PKL.pt",
+                build_zip([Member("archive/DATA.PKL", evil), Member("archive/version", b"3\n")]),
+                [LONG_QUALNAME], errors=_OMIT,
+                note="the long-name pickle as zip record archive/DATA.PKL beside archive/version")
+    unsafe_case("long_names/object.npy", npy("'|O'", "()", evil), [LONG_QUALNAME], errors=_OMIT,
+                note=".npy v1.0, descr '|O', shape (); the pickle after the header is the "
+                "long-name os.system")
+    unsafe_case("long_names/object.npz",
+                build_zip([Member("x.npy", npy("'|O'", "()", evil), align=False)]),
+                [LONG_QUALNAME], errors=_OMIT, note=".npz holding long_names/object.npy as x.npy")
+    unsafe_case("long_names/object_deflated.npz",
+                build_zip([Member("x.npy", npy("'|O'", "()", evil), method=8, align=False)]),
+                [LONG_QUALNAME], errors=_OMIT, note="as object.npz, the member deflated")
 
 
 def cases_npy_object():
@@ -1119,6 +1170,18 @@ def cases_npy_object():
              "structured descr whose first field is named 'fortran_order', object field b")]:
         unsafe_case("npy_object/" + fname, npy_object_evil(descr=descr), ["os.system"],
                     note=".npy v1.0, " + note + "; the pickle after the header is os.system")
+    # numpy reads the header with ast.literal_eval: a repeated key keeps its last value, and
+    # '#' starts a comment that runs to the end of the line.
+    evil = proto(4) + sbu("os") + sbu("system") + STACK_GLOBAL + sbu(CMD) + TUPLE1 + REDUCE + STOP
+    for fname, header, note in [
+            ("descr_repeated.npy",
+             "{'descr': '<f4', 'descr': '|O', 'fortran_order': False, 'shape': (), }",
+             "'descr' given twice, '<f4' then '|O' (literal_eval keeps the last)"),
+            ("descr_comment.npy",
+             "{#'descr': '<f4',\n'descr': '|O', 'fortran_order': False, 'shape': (), }",
+             "a '#' comment holding a decoy 'descr': '<f4', then the real 'descr': '|O'")]:
+        unsafe_case("npy_object/" + fname, npy_raw(header, evil), ["os.system"],
+                    note=".npy v1.0 header with " + note + "; the pickle after it is os.system")
 
 
 def cases_any_extension():
@@ -1303,7 +1366,7 @@ GENERATORS = [cases_global, cases_inst, cases_stack_global, cases_stack_global_m
               cases_after_error_type, cases_after_error_badop, cases_truncated, cases_concat,
               cases_junk_after, cases_member_names, cases_local_only, cases_encrypted,
               cases_bad_crc, cases_duplicate, cases_prepended, cases_nested, cases_fanout,
-              cases_legacy_tar, cases_npy_object, cases_any_extension, cases_build_setstate,
+              cases_legacy_tar, cases_long_names, cases_npy_object, cases_any_extension, cases_build_setstate,
               cases_build_class, cases_newobj_ex_kwargs, cases_escapes, cases_memo_strings,
               cases_controls]
 
