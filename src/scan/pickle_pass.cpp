@@ -116,7 +116,6 @@ class machine {
         case flow::go: break;
         case flow::stop: return ending::stop;
         case flow::lost: return ending::lost;
-        case flow::eof: return ending::eof;
       }
     }
     op_pos_ = pos_;
@@ -124,7 +123,6 @@ class machine {
   }
 
   std::size_t pos() const noexcept { return pos_; }
-  std::size_t errors_now() const noexcept { return out_.error_count; }
 
   void error(std::uint64_t at, std::string message) {
     if (out_.errors.size() < pass_max_errors) out_.errors.push_back({at, std::move(message)});
@@ -162,7 +160,7 @@ class machine {
   }
 
  private:
-  enum class flow { go, stop, lost, eof };
+  enum class flow { go, stop, lost };
 
   static std::string hex(std::uint8_t b) {
     const char* digits = "0123456789abcdef";

@@ -15,6 +15,7 @@
 
 #include "../byte_reader.h"
 #include "../torch/internal.h"
+#include "../zip/format.h"
 #include "pickle_pass.h"
 #include "pthio/checkpoint.hpp"
 #include "pthio/dcp.hpp"
@@ -53,8 +54,11 @@ std::uint16_t le16(std::span<const std::byte> b, std::size_t at) {
 bool sig(std::span<const std::byte> b, std::size_t at, std::uint32_t s) {
   return at <= b.size() && b.size() - at >= 4 && le32(b, at) == s;
 }
-constexpr std::uint32_t local_sig = 0x04034b50, central_sig = 0x02014b50, end_sig = 0x06054b50,
-                        end64_sig = 0x06064b50, locator_sig = 0x07064b50;
+// The zip vocabulary the reader and writer share (src/zip/format.h).
+namespace zipf = detail::zip;
+constexpr std::uint32_t local_sig = zipf::local_header_sig, central_sig = zipf::central_header_sig,
+                        end_sig = zipf::end_sig, end64_sig = zipf::zip64_end_sig,
+                        locator_sig = zipf::zip64_locator_sig;
 
 std::string join(const std::string& parent, const std::string& name) {
   return parent.empty() ? name : parent + ": " + name;
@@ -87,37 +91,38 @@ struct zip_end {
     std::int64_t shift = 0;
   };
   std::vector<dir> dirs;
-  std::uint64_t cd_start = 0;  // the first of dirs
-  std::size_t end = 0;         // past the record and its comment
+  std::size_t end = 0;  // past the record and its comment
 };
 
 std::optional<zip_end> find_zip_end(std::span<const std::byte> b, std::vector<std::string>* notes) {
-  if (b.size() < 22) return std::nullopt;
+  if (b.size() < zipf::end_size) return std::nullopt;
   const std::size_t lo = b.size() > 65557 ? b.size() - 65557 : 0;
-  for (std::size_t i = b.size() - 22;; --i) {
+  for (std::size_t i = b.size() - zipf::end_size;; --i) {
     if (sig(b, i, end_sig)) {
       zip_end z;
       z.eocd = i;
-      const std::size_t comment = le16(b, i + 20);
-      z.end = i + 22 + comment;
+      const std::size_t comment = le16(b, i + zipf::end_record::comment_length);
+      z.end = i + zipf::end_size + comment;
       if (z.end > b.size()) z.end = b.size();
       z.entries = le16(b, i + 10);
       z.cd_size = le32(b, i + 12);
       std::uint64_t cd_offset = le32(b, i + 16);
       std::size_t dir_end = i;  // the directory ends where the (zip64) end record starts
       if ((z.entries == 0xffff || z.cd_size == 0xffffffffu || cd_offset == 0xffffffffu) &&
-          i >= 20 && sig(b, i - 20, locator_sig)) {
+          i >= zipf::zip64_locator_size && sig(b, i - zipf::zip64_locator_size, locator_sig)) {
         // zip64: the record usually sits just before its locator.
-        const std::uint64_t stated = load_le(b.data() + i - 20 + 8, 8);
+        const std::uint64_t stated = load_le(b.data() + i - zipf::zip64_locator_size + 8, 8);
         std::optional<std::size_t> at;
-        if (i >= 76 && sig(b, i - 76, end64_sig))
-          at = i - 76;
-        else if (b.size() >= 56 && stated <= b.size() - 56 && sig(b, stated, end64_sig))
+        constexpr std::uint64_t before = zipf::zip64_locator_size + zipf::zip64_end_size;
+        if (i >= before && sig(b, i - before, end64_sig))
+          at = i - before;
+        else if (b.size() >= zipf::zip64_end_size && stated <= b.size() - zipf::zip64_end_size &&
+                 sig(b, stated, end64_sig))
           at = static_cast<std::size_t>(stated);
         if (at) {
-          z.entries = load_le(b.data() + *at + 32, 8);
-          z.cd_size = load_le(b.data() + *at + 40, 8);
-          cd_offset = load_le(b.data() + *at + 48, 8);
+          z.entries = load_le(b.data() + *at + zipf::zip64_end_record::entries, 8);
+          z.cd_size = load_le(b.data() + *at + zipf::zip64_end_record::cd_size, 8);
+          cd_offset = load_le(b.data() + *at + zipf::zip64_end_record::cd_offset, 8);
           dir_end = *at;
         }
       }
@@ -132,10 +137,7 @@ std::optional<zip_end> find_zip_end(std::span<const std::byte> b, std::vector<st
       if (cd_offset < b.size() && sig(b, cd_offset, central_sig) &&
           (z.dirs.empty() || z.dirs.front().start != cd_offset))
         z.dirs.push_back({cd_offset, 0});
-      if (!z.dirs.empty()) {
-        z.cd_start = z.dirs.front().start;
-        return z;
-      }
+      if (!z.dirs.empty()) return z;
       if (notes)
         notes->push_back("an end of central directory record at offset " + std::to_string(i) +
                          " names no central directory");
@@ -244,7 +246,6 @@ class scanner {
   // it), and what is none of the formats is read as a pickle stream.
   void file(std::span<const std::byte> b) {
     auto fmt = detect_format(b);
-    std::vector<std::string> notes;
     const bool zip_at_start = sig(b, 0, local_sig) || sig(b, 0, end_sig);
     std::optional<zip_end> end;
     if (!zip_at_start) end = find_zip_end(b, nullptr);
@@ -457,7 +458,7 @@ void scanner::zip(std::span<const std::byte> b, const std::string& parent, int d
                     bool sizes_known, std::size_t* consumed, bool named_pickle) {
     const std::string where = join(parent, name);
     if (parent.empty() && depth == 0) top_names_.push_back(name);
-    if (flags & 1)
+    if (flags & zipf::flag_encrypted)
       problem(where, 0, "the member is flagged encrypted: its bytes are scanned as they are");
     std::optional<std::vector<std::byte>> inflated;
     std::span<const std::byte> bytes = stored;
@@ -492,7 +493,7 @@ void scanner::zip(std::span<const std::byte> b, const std::string& parent, int d
     std::size_t p = static_cast<std::size_t>(dir.start);
     const std::size_t dir_end = std::min<std::size_t>(end->eocd, b.size());
     std::size_t n = 0;
-    while (p + 46 <= dir_end && sig(b, p, central_sig)) {
+    while (p + zipf::central_header_size <= dir_end && sig(b, p, central_sig)) {
       if (++n > max_zip_entries) {
         problem(parent, p,
                 "more than " + std::to_string(max_zip_entries) +
@@ -504,15 +505,17 @@ void scanner::zip(std::span<const std::byte> b, const std::string& parent, int d
       std::uint64_t csize = le32(b, p + 20), usize = le32(b, p + 24);
       const std::size_t nlen = le16(b, p + 28), elen = le16(b, p + 30), clen = le16(b, p + 32);
       std::uint64_t offset = le32(b, p + 42);
-      if (p + 46 + nlen + elen > dir_end) {
+      if (p + zipf::central_header_size + nlen + elen > dir_end) {
         problem(parent, p, "a central directory entry runs past the directory");
         break;
       }
-      std::string name(reinterpret_cast<const char*>(b.data()) + p + 46, nlen);
+      std::string name(reinterpret_cast<const char*>(b.data()) + p + zipf::central_header_size,
+                       nlen);
       // zip64 sizes and offset, in that order, for the fields that say 0xffffffff.
-      for (std::size_t e = p + 46 + nlen; e + 4 <= p + 46 + nlen + elen;) {
+      for (std::size_t e = p + zipf::central_header_size + nlen;
+           e + 4 <= p + zipf::central_header_size + nlen + elen;) {
         const std::uint16_t id = le16(b, e), sz = le16(b, e + 2);
-        if (e + 4 + sz > p + 46 + nlen + elen) break;
+        if (e + 4 + sz > p + zipf::central_header_size + nlen + elen) break;
         if (id == 1) {
           std::size_t f = e + 4;
           auto next = [&](std::uint64_t& v) {
@@ -527,19 +530,20 @@ void scanner::zip(std::span<const std::byte> b, const std::string& parent, int d
         }
         e += 4 + sz;
       }
-      p += 46 + nlen + elen + clen;
+      p += zipf::central_header_size + nlen + elen + clen;
       // The local header: where the offset says, moved by what was prepended.
       std::uint64_t lh = offset + static_cast<std::uint64_t>(dir.shift);
       if (!sig(b, lh, local_sig) && sig(b, offset, local_sig)) lh = offset;
-      if (!sig(b, lh, local_sig) || lh > b.size() - 30) {
+      if (!sig(b, lh, local_sig) || lh > b.size() - zipf::local_header_size) {
         problem(join(parent, name), offset, "no local header where the central directory says");
         continue;
       }
       const std::size_t lnlen = le16(b, lh + 26), lelen = le16(b, lh + 28);
-      const std::uint64_t data = lh + 30 + lnlen + lelen;
+      const std::uint64_t data = lh + zipf::local_header_size + lnlen + lelen;
       const std::string local_name =
-          lh + 30 + lnlen <= b.size()
-              ? std::string(reinterpret_cast<const char*>(b.data()) + lh + 30, lnlen)
+          lh + zipf::local_header_size + lnlen <= b.size()
+              ? std::string(reinterpret_cast<const char*>(b.data()) + lh + zipf::local_header_size,
+                            lnlen)
               : std::string();
       if (local_name != name)
         problem(join(parent, name), lh, "the local header names it \"" + local_name + "\"");
@@ -596,7 +600,7 @@ void scanner::zip(std::span<const std::byte> b, const std::string& parent, int d
     else
       ranges.push_back(r);
   static const std::byte pk[4] = {std::byte{'P'}, std::byte{'K'}, std::byte{3}, std::byte{4}};
-  for (std::size_t q = 0; q + 30 <= b.size();) {
+  for (std::size_t q = 0; q + zipf::local_header_size <= b.size();) {
     auto next = std::upper_bound(ranges.begin(), ranges.end(),
                                  std::pair<std::size_t, std::size_t>(q, SIZE_MAX));
     if (next != ranges.begin() && q < std::prev(next)->second) {
@@ -614,20 +618,20 @@ void scanner::zip(std::span<const std::byte> b, const std::string& parent, int d
     }
     const std::size_t at = static_cast<std::size_t>(hit - b.data());
     q = at + 1;
-    if (at + 30 > b.size()) continue;
+    if (at + zipf::local_header_size > b.size()) continue;
     const std::uint16_t flags = le16(b, at + 6), method = le16(b, at + 8);
     const std::uint32_t crc = le32(b, at + 14);
     const std::uint64_t csize = le32(b, at + 18), usize = le32(b, at + 22);
     const std::size_t nlen = le16(b, at + 26), elen = le16(b, at + 28);
-    const std::size_t data = at + 30 + nlen + elen;
+    const std::size_t data = at + zipf::local_header_size + nlen + elen;
     if (data > b.size()) continue;
-    std::string name(reinterpret_cast<const char*>(b.data()) + at + 30, nlen);
+    std::string name(reinterpret_cast<const char*>(b.data()) + at + zipf::local_header_size, nlen);
     const std::string where = join(parent, name);
     if (end)
       problem(where, at,
               "a member found by its local header that the central directory does not list");
     first_member = std::min(first_member, at);
-    const bool sizes = !(flags & 8) || csize != 0;
+    const bool sizes = !(flags & zipf::flag_descriptor) || csize != 0;
     std::span<const std::byte> stored;
     if (sizes) {
       if (csize > b.size() - data) {
