@@ -3,7 +3,6 @@
 // (FileSystemReader), the conversion it is compared with format_utils.dcp_to_torch_save, which
 // builds the state dict with default_planner._EmptyStateDictLoadPlanner and _traverse.set_element.
 #include "pthio/dcp.hpp"
-#include "pthio/scan.hpp"
 
 #include <zstd.h>
 
@@ -15,6 +14,7 @@
 
 #include "json_reader.h"
 #include "pthio/safetensors.hpp"
+#include "pthio/scan.hpp"
 #include "pthio/sharded.hpp"
 #include "torch/internal.h"
 
@@ -1178,28 +1178,6 @@ void set_element(value& root, const std::vector<value>& path, value leaf, std::s
     fail("goes through a " + std::string(cur.type_name()) + " another key put there");
 }
 
-}  // namespace
-
-namespace {
-checkpoint load_dcp_folder(const std::filesystem::path& path, const load_options& options);
-}  // namespace
-
-checkpoint load_dcp(const std::filesystem::path& path, const load_options& options) {
-  checkpoint ck = load_dcp_folder(path, options);
-  // Weights-only: the folder as the static scanner sees it (the metadata by torch's metadata
-  // classes, every blob's pickles) must be safe too.
-  if (options.strict && is_dcp(path)) {
-    try {
-      detail::require_scan_safe(scan_file(path));
-    } catch (const error& e) {
-      throw e.with_outer_context(path.string());
-    }
-  }
-  return ck;
-}
-
-namespace {
-
 checkpoint load_dcp_folder(const std::filesystem::path& path, const load_options& options) {
   folder f = find_folder(path);
   if (f.k == folder::kind::index) {
@@ -1386,5 +1364,19 @@ checkpoint load_dcp_folder(const std::filesystem::path& path, const load_options
 }
 
 }  // namespace
+
+checkpoint load_dcp(const std::filesystem::path& path, const load_options& options) {
+  checkpoint ck = load_dcp_folder(path, options);
+  // Weights-only: the folder as the static scanner sees it (the metadata by torch's metadata
+  // classes, every blob's pickles) must be safe too.
+  if (options.strict && is_dcp(path)) {
+    try {
+      detail::require_scan_safe(scan_file(path));
+    } catch (const error& e) {
+      throw e.with_outer_context(path.string());
+    }
+  }
+  return ck;
+}
 
 }  // namespace pthio
