@@ -308,4 +308,9 @@ std::optional<std::string> encode_str(const std::string& s, std::string_view enc
   return out;
 }
 
+std::string hex_byte(std::uint8_t b) {
+  static constexpr char digits[] = "0123456789abcdef";
+  return {'0', 'x', digits[b >> 4], digits[b & 15]};
+}
+
 }  // namespace pthio::detail

@@ -81,6 +81,9 @@ std::optional<std::string> escape_decode(std::string_view s, std::string& why);
 // The raw-unicode-escape codec (UNICODE's argument); nullopt (with a reason) when malformed.
 std::optional<std::string> raw_unicode_escape_decode(std::string_view s, std::string& why);
 
+// A byte as "0x" and two lowercase hex digits, for messages about opcodes.
+std::string hex_byte(std::uint8_t b);
+
 // pickle's decode_long: little-endian two's complement of any length -> int or big_int.
 value long_from_le(std::span<const std::byte> bytes);
 

@@ -19,15 +19,6 @@
 
 namespace pthio {
 namespace detail {
-namespace {
-
-std::string hex_byte(std::uint8_t b) {
-  static constexpr char digits[] = "0123456789abcdef";
-  return {'0', 'x', digits[b >> 4], digits[b & 15]};
-}
-
-}  // namespace
-
 // ---------------------------------------------------------------------------------------------
 // STOP: the result must be acyclic and nested at most max_depth deep.
 

@@ -107,7 +107,7 @@ class machine {
       op_pos_ = pos_;
       const std::uint8_t code = u8(d_, pos_++);
       if (!layouts[code].known) {
-        error(op_pos_, "byte 0x" + hex(code) + " is no pickle opcode");
+        error(op_pos_, "byte " + hex_byte(code) + " is no pickle opcode");
         pos_ = op_pos_ + 1;
         return ending::lost;
       }
@@ -161,11 +161,6 @@ class machine {
 
  private:
   enum class flow { go, stop, lost };
-
-  static std::string hex(std::uint8_t b) {
-    const char* digits = "0123456789abcdef";
-    return {digits[b >> 4], digits[b & 15]};
-  }
 
   void reset() {
     stack_.clear();
