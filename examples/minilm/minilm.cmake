@@ -1,0 +1,25 @@
+# example_minilm (included from the top CMakeLists.txt when the examples are built).
+#
+# Eigen's matrix products are the encoder's time: they run on every core through OpenMP where the
+# compiler has it, and use the vector units of the machine that builds them (-march=native) unless
+# PTHIO_MINILM_NATIVE is OFF (for a binary that must run on older CPUs).
+option(PTHIO_MINILM_NATIVE "Build example_minilm for this machine's CPU (-march=native)" ON)
+find_package(nlohmann_json 3 REQUIRED)
+find_package(OpenMP COMPONENTS CXX)
+
+add_executable(example_minilm
+  examples/minilm/main.cpp
+  examples/minilm/bert.cpp
+  examples/minilm/tokenizer.cpp)
+target_link_libraries(example_minilm PRIVATE pthio pthio_eigen nlohmann_json::nlohmann_json)
+target_compile_options(example_minilm PRIVATE ${PTHIO_WARNINGS})
+if(OpenMP_CXX_FOUND)
+  target_link_libraries(example_minilm PRIVATE OpenMP::OpenMP_CXX)
+endif()
+if(PTHIO_MINILM_NATIVE)
+  include(CheckCXXCompilerFlag)
+  check_cxx_compiler_flag(-march=native PTHIO_HAVE_MARCH_NATIVE)
+  if(PTHIO_HAVE_MARCH_NATIVE)
+    target_compile_options(example_minilm PRIVATE -march=native)
+  endif()
+endif()
