@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what pthio needs to build and test: Debian's packages (with python3-torch, torch 1.13),
-# then a virtual environment with PyPI's torch 2.x, safetensors, numpy and zstandard, so that the
-# PyTorch cross-checks run against both torches. Idempotent: an environment that already has them
+# then a virtual environment with PyPI's torch 2.x, safetensors, numpy, zstandard and transformers,
+# so that the PyTorch cross-checks run against both torches (transformers: the reference of
+# examples/minilm). Idempotent: an environment that already has them
 # is reused as it is.
 #
 #   bash scripts/deps.sh [--no-venv]
@@ -36,12 +37,15 @@ dir=${PTHIO_VENV:-$HOME/.cache/pthio/venv-torch2}
 if [ -x "$dir/bin/python" ] && have=$("$dir/bin/python" -c "from importlib.metadata import version as v
 v('safetensors'), v('numpy'); print(v('torch'))" 2>/dev/null); then
   echo "deps.sh: reusing $dir (torch $have)"
-  # zstandard (the DCP fixtures' zstd extension) joined the list later: added where missing.
-  "$dir/bin/python" -c "from importlib.metadata import version as v; v('zstandard')" 2>/dev/null ||
-    "$dir/bin/python" -m pip install -q --disable-pip-version-check zstandard
+  # zstandard (the DCP fixtures' zstd extension) and transformers (examples/minilm's reference)
+  # joined the list later: added where missing.
+  for late in zstandard transformers; do
+    "$dir/bin/python" -c "from importlib.metadata import version as v; v('$late')" 2>/dev/null ||
+      "$dir/bin/python" -m pip install -q --disable-pip-version-check "$late"
+  done
   exit 0
 fi
-echo "deps.sh: installing PyPI's torch, safetensors, numpy and zstandard into $dir"
+echo "deps.sh: installing PyPI's torch, safetensors, numpy, zstandard and transformers into $dir"
 # Debian's interpreter, not Debian's modules: the environment sees only what pip puts in it.
 /usr/bin/python3 -m venv "$dir"
-"$dir/bin/python" -m pip install -q --disable-pip-version-check torch safetensors numpy zstandard
+"$dir/bin/python" -m pip install -q --disable-pip-version-check torch safetensors numpy zstandard transformers

