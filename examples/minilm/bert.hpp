@@ -11,6 +11,7 @@
 #include <Eigen/Core>
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,8 @@ struct config {
   double layer_norm_eps = 1e-12;
 
   static config read(const std::filesystem::path& file);
+  // The same from config.json's parsed text; `name` names it in errors.
+  static config from_json(const nlohmann::json& j, const std::string& name);
 };
 
 class bert {
@@ -48,14 +51,16 @@ class bert {
   // ("embeddings.word_embeddings.weight", "encoder.layer.0.attention.self.query.weight", ...),
   // found under any common prefix ("bert." of BertForMaskedLM and the like). Every parameter of
   // the encoder must be there with its shape, in any floating dtype (converted to float32);
-  // otherwise throws pthio::error(mismatch) worded as torch's load_state_dict. Keys the encoder
-  // does not use are returned (the pooler and the position_ids buffer are not counted).
+  // otherwise throws pthio::error(mismatch) worded as torch's load_state_dict, as it does for an
+  // embeddings or encoder key the config has no place for (more layers than num_hidden_layers).
+  // Keys outside the encoder (a task head) are returned; the pooler and the position_ids buffer
+  // are not counted.
   std::vector<std::string> load(const std::filesystem::path& weights);
 
   // One sentence embedding per sequence of token ids ([CLS] ... [SEP] as tokenizer::encode gives
   // them): the mean of the last hidden states over the sequence, L2-normalised. Rows in order.
-  // Throws std::invalid_argument for an id outside the vocabulary or a sequence longer than the
-  // position embeddings.
+  // Throws std::invalid_argument for an id outside the vocabulary, an empty sequence, or one
+  // longer than the position embeddings.
   matrix embed(const std::vector<std::vector<std::int32_t>>& batch) const;
 
   const config& cfg() const { return cfg_; }
@@ -73,8 +78,7 @@ class bert {
   matrix linear(const matrix& x, const pthio::tensor& w, const pthio::tensor& w_dev,
                 const pthio::tensor& b) const;
   void attention(const matrix& qkv, const std::vector<Eigen::Index>& start, matrix& ctx) const;
-  void attention_cuda(const matrix& qkv, const std::vector<Eigen::Index>& start,
-                      matrix& ctx) const;
+  void attention_cuda(const matrix& qkv, const std::vector<Eigen::Index>& start, matrix& ctx) const;
   void layer_norm(matrix& x, const pthio::tensor& g, const pthio::tensor& b) const;
 
   config cfg_;

@@ -15,12 +15,16 @@
 //   --device DEV        cpu (default) or cuda:N
 //   --threads N         threads for the CPU (default: every core)
 //   --batch N           sentences per forward pass (default 32)
-//   --max-length N      tokens per sentence at most, [CLS] and [SEP] included (default 512)
+//   --max-length N      tokens per sentence at most, [CLS] and [SEP] included (default 512, as
+//                       the model's tokenizer; sentence-transformers cuts this model at 256, its
+//                       sentence_bert_config.json: --max-length 256 gives its output for longer
+//                       sentences)
 //   --ids               print each sentence's token ids instead (no weights are read)
 //   --repeat N          after each forward pass, N more timed ones: the mean and best time per
 //                       pass on stderr (benchmarking)
 //
-// Exit status: 0 done, 1 an error (on stderr), 2 a usage error, 3 the device is not usable.
+// Exit status: 0 done, 1 an error (on stderr; a CUDA failure during the work too), 2 a usage
+// error, 3 the CUDA device asked for is not usable here (checked before any work).
 #include <Eigen/Core>
 #include <charconv>
 #include <chrono>
@@ -50,6 +54,15 @@ bool parse_count(const char* text, long min, long& out) {
   const char* end = text + std::char_traits<char>::length(text);
   auto [p, ec] = std::from_chars(text, end, out);
   return ec == std::errc() && p == end && out >= min;
+}
+
+// Standard output flushed and free of write errors (a full disk, a closed pipe): 0, else 1.
+int finish() {
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    std::fprintf(stderr, "example_minilm: writing the output failed\n");
+    return 1;
+  }
+  return 0;
 }
 
 // Shortest text that reads back as the same float.
@@ -93,13 +106,31 @@ int main(int argc, char** argv) {
       args.push_back(a);
   }
   if (args.empty()) return usage();
+  pthio::device dev;
+  try {
+    dev = pthio::device::parse(device_tag);
+  } catch (const pthio::error& e) {
+    std::fprintf(stderr, "example_minilm: --device: %s\n", e.what());
+    return usage();
+  }
+  if (!dev.is_cpu() && !dev.is_cuda()) {
+    std::fprintf(stderr, "example_minilm: --device %s: only cpu and cuda:N\n", device_tag.c_str());
+    return usage();
+  }
   const std::filesystem::path dir = args.front();
   std::vector<std::string> sentences(args.begin() + 1, args.end());
-  if (sentences.empty())
-    for (std::string line; std::getline(std::cin, line);) sentences.push_back(line);
 
   try {
+    // The model folder first: a wrong folder is reported before standard input is read.
+    const minilm::config cfg = minilm::config::read(dir / "config.json");
+    if (max_length > cfg.max_position_embeddings) {
+      std::fprintf(stderr, "example_minilm: --max-length %ld: the model has %lld positions\n",
+                   max_length, static_cast<long long>(cfg.max_position_embeddings));
+      return 2;
+    }
     const minilm::tokenizer tok(dir / "vocab.txt");
+    if (sentences.empty())
+      for (std::string line; std::getline(std::cin, line);) sentences.push_back(line);
     std::vector<std::vector<std::int32_t>> ids;
     ids.reserve(sentences.size());
     for (const std::string& s : sentences)
@@ -113,7 +144,7 @@ int main(int argc, char** argv) {
         line += "]\n";
         std::fwrite(line.data(), 1, line.size(), stdout);
       }
-      return 0;
+      return finish();
     }
 
     if (threads > 0) {
@@ -122,8 +153,7 @@ int main(int argc, char** argv) {
 #endif
       Eigen::setNbThreads(static_cast<int>(threads));
     }
-    const pthio::device dev = pthio::device::parse(device_tag);
-    if (dev.is_cuda() && !pthio::cuda_available()) {
+    if (dev.is_cuda() && !pthio::cuda_available()) {  // exit 3 means this, and only this
       std::fprintf(stderr, "example_minilm: %s is not usable: %s\n", dev.str().c_str(),
                    pthio::cuda_unavailable_reason().c_str());
       return 3;
@@ -139,7 +169,7 @@ int main(int argc, char** argv) {
         throw std::runtime_error(dir.string() + ": no model.safetensors or pytorch_model.bin " +
                                  "(name the weights with --weights)");
     }
-    minilm::bert model(minilm::config::read(dir / "config.json"), dev);
+    minilm::bert model(cfg, dev);
     for (const std::string& key : model.load(weights))
       std::fprintf(stderr, "example_minilm: %s: unused by the encoder\n", key.c_str());
 
@@ -175,10 +205,7 @@ int main(int argc, char** argv) {
       }
       std::fflush(stdout);  // the first embeddings are out before the next batch runs
     }
-    return 0;
-  } catch (const pthio::error& e) {
-    std::fprintf(stderr, "example_minilm: %s\n", e.what());
-    return e.kind() == pthio::errc::cuda ? 3 : 1;
+    return finish();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "example_minilm: %s\n", e.what());
     return 1;
