@@ -902,7 +902,7 @@ checkpoint load_pt2(const byte_source& src, std::shared_ptr<const zip_reader> zi
   ck.byte_order =
       info.root.empty() ? std::endian::little : read_byteorder(zip, info.root + "/", opt);
   auto [swap, zero_copy, lazy] = plan_placement(src, zip_ptr, ck.byte_order, opt);
-  pt2_loader l{zip, opt, lazy, {zip, opt, swap, zero_copy, lazy.get(), {}}, {}, {}, 0};
+  pt2_loader l{zip, opt, lazy, {zip, opt, swap, zero_copy, lazy.get(), {}, false, {}}, {}, {}, 0};
   std::vector<std::pair<std::string, value>> models;
   for (const auto& m : info.models) models.emplace_back(m.name, l.model(m));
   if (info.models.empty())

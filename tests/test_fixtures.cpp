@@ -79,15 +79,17 @@ void check_lazy(const json& e, const pthio::checkpoint& ck) {
   CHECK(seen == want.size());
 }
 
-void check_entry(const json& e, pthio::load_mode mode) {
+void check_entry(const json& e, pthio::load_mode mode, unsigned threads = 0) {
   const std::string rel = e["file"];
   const auto path = fixture(rel);
   INFO("fixture ", rel, " (", e["description"].get<std::string>(), ")");
+  pthio::load_options opts = cpu_options(mode);
+  opts.threads = threads;
   if (!e["error"].is_null()) {
     const std::string kind = e["error"]["kind"];
     const std::string contains = e["error"]["contains"];
     try {
-      pthio::load_checkpoint(path, cpu_options(mode));
+      pthio::load_checkpoint(path, opts);
       FAIL("loaded a file PyTorch 2.x rejects");
     } catch (const pthio::error& err) {
       CHECK(std::string(pthio::errc_name(err.kind())) ==
@@ -96,7 +98,7 @@ void check_entry(const json& e, pthio::load_mode mode) {
     }
     return;
   }
-  pthio::checkpoint ck = pthio::load_checkpoint(path, cpu_options(mode));
+  pthio::checkpoint ck = pthio::load_checkpoint(path, opts);
   if (mode == pthio::load_mode::lazy) {
     check_lazy(e, ck);
     ck.materialize();
@@ -149,6 +151,13 @@ TEST_SUITE("fixtures") {
 
   TEST_CASE("fixtures: every file reads as PyTorch read it, eager") {
     for (const auto& e : manifest()["files"]) check_entry(e, pthio::load_mode::eager);
+  }
+
+  TEST_CASE(
+      "fixtures: every file reads as PyTorch read it, eager, its records copied by 3 threads") {
+    // load_options::threads 0 leaves these small files to the calling thread: 3 forces the
+    // threaded copies, CRC-32s and byte swaps of host_copies.
+    for (const auto& e : manifest()["files"]) check_entry(e, pthio::load_mode::eager, 3);
   }
 
   TEST_CASE("fixtures: every file reads as PyTorch read it, mmap") {
@@ -220,8 +229,12 @@ TEST_SUITE("fixtures") {
 TEST_SUITE("fixtures") {
   TEST_CASE("fixtures: a big-endian checkpoint is byte-swapped on load, as torch swaps it") {
     const json& m = manifest("bigendian/manifest.json");
-    for (auto mode : {pthio::load_mode::eager, pthio::load_mode::mmap}) {
-      auto ck = pthio::load_checkpoint(fixture("bigendian/big.pth"), cpu_options(mode));
+    for (auto [mode, threads] : {std::pair{pthio::load_mode::eager, 0u},
+                                 {pthio::load_mode::eager, 3u},
+                                 {pthio::load_mode::mmap, 0u}}) {
+      auto opts = cpu_options(mode);
+      opts.threads = threads;
+      auto ck = pthio::load_checkpoint(fixture("bigendian/big.pth"), opts);
       CHECK(ck.byte_order == std::endian::big);
       json ls = json::parse(pthio::cli::ls_json(ck, "big.pth"));
       CHECK_MESSAGE(bool(ls["tensors"] == m["tensors"]),

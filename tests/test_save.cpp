@@ -92,6 +92,47 @@ TEST_SUITE("save") {
     }
   }
 
+  TEST_CASE(
+      "save: an eager load copies records on several threads to the same tensors, and a corrupt "
+      "record is the same CRC-32 error") {
+    // Records of 9 MiB: three 4 MiB pieces each, the last one short, copied by 4 threads.
+    const std::int64_t n = (std::int64_t{9} << 20) / 4;
+    pthio::state_dict sd;
+    for (int i = 0; i < 3; ++i) {
+      std::vector<float> v(static_cast<std::size_t>(n));
+      for (std::int64_t k = 0; k < n; ++k)
+        v[static_cast<std::size_t>(k)] = static_cast<float>(k % 9973) * static_cast<float>(i + 1);
+      sd.set("w" + std::to_string(i), pthio::tensor::from_values<float>(v, {n}));
+    }
+    pthio::memory_sink out;
+    pthio::save(out, sd.to_value());
+    auto load = [](const std::vector<std::byte>& b, unsigned threads) {
+      pthio::load_options o = pthio_test::cpu_options();
+      o.threads = threads;
+      return pthio::load_checkpoint(pthio::byte_source::from_vector(b, "nine.pth"), o).root;
+    };
+    const pthio::value one = load(out.buffer(), 1);
+    CHECK(load(out.buffer(), 4) == one);
+    CHECK(load(out.buffer(), 0) == one);
+    CHECK(one.find("w2")->as_tensor().at<float>({n - 1}) ==
+          static_cast<float>((n - 1) % 9973) * 3.0f);
+
+    // One byte of the middle record's middle piece flipped: both ways the reader's error for it.
+    std::vector<std::byte> bad = out.buffer();
+    const pthio::zip_reader zip(pthio::byte_source::borrow(bad, "nine.pth"));
+    const pthio::zip_entry* e = nullptr;
+    for (const auto& entry : zip.entries())
+      if (entry.name.ends_with("/data/1")) e = &entry;
+    REQUIRE(e != nullptr);
+    bad[e->data_offset + (std::size_t{5} << 20)] ^= std::byte{1};
+    const pthio::error seq = pthio_test::error_of([&] { load(bad, 1); });
+    const pthio::error par = pthio_test::error_of([&] { load(bad, 4); });
+    CHECK(seq.kind() == pthio::errc::corrupt_zip);
+    CHECK(std::string(seq.what()).find("CRC-32 mismatch") != std::string::npos);
+    CHECK(std::string(seq.what()).find(e->name) != std::string::npos);
+    CHECK(std::string(par.what()) == std::string(seq.what()));
+  }
+
   TEST_CASE("save: compute_crc32 = false writes CRC 0 and nothing else differs") {
     // As torch 2.5+ after torch.serialization.set_crc32_options(False); torch loading such files is
     // checked by tests/torch_roundtrip.py (variant zip-v2-nocrc).

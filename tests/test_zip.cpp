@@ -131,6 +131,37 @@ TEST_SUITE("zip") {
   // ------------------------------------------------------------------------------------------------
   // Round trips
 
+  TEST_CASE("zip: crc32_combine of two pieces' CRC-32s is the CRC-32 of the whole") {
+    std::mt19937 rng(15);
+    bytes data(3 * 4096 + 77);
+    for (auto& b : data) b = static_cast<std::byte>(rng());
+    const std::span<const std::byte> all(data);
+    for (std::size_t cut : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{4096},
+                            std::size_t{5000}, data.size() - 1, data.size()}) {
+      INFO("cut at ", cut);
+      const auto a = all.first(cut), b = all.subspan(cut);
+      CHECK(pthio::crc32_combine(pthio::crc32(a), pthio::crc32(b), b.size()) == pthio::crc32(all));
+    }
+    // Many pieces, folded left to right, as the threaded eager load checks a record.
+    std::uint32_t crc = 0;
+    for (std::size_t at = 0; at < data.size(); at += 1000) {
+      const auto piece = all.subspan(at, std::min<std::size_t>(1000, data.size() - at));
+      crc = pthio::crc32_combine(crc, pthio::crc32(piece), piece.size());
+    }
+    CHECK(crc == pthio::crc32(all));
+    // A second piece past 4 GiB (the length's high bits): 4097 MiB of zeros after 100 bytes,
+    // run through libdeflate the long way, against one combine with the zeros' CRC-32.
+    const bytes zeros(std::size_t{1} << 20);
+    const std::uint32_t zeros_crc = pthio::crc32(zeros);
+    std::uint32_t running = pthio::crc32(all.first(100)), long_zeros_crc = 0;
+    for (int i = 0; i < 4097; ++i) {
+      running = pthio::crc32(zeros, running);
+      long_zeros_crc = pthio::crc32_combine(long_zeros_crc, zeros_crc, zeros.size());
+    }
+    CHECK(pthio::crc32_combine(pthio::crc32(all.first(100)), long_zeros_crc,
+                               std::uint64_t{4097} << 20) == running);
+  }
+
   TEST_CASE("zip: round-trips entries through memory, file and mmap sources") {
     const auto path = pthio_test::scratch_dir() / "roundtrip.zip";
     {

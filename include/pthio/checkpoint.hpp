@@ -72,6 +72,10 @@ struct load_options {
   bool strict = false;
   // Verify each storage record's CRC-32 (eager mode; CRC 0 counts as absent).
   bool verify_crc = true;
+  // Threads copying an eager load's records into host memory, with their CRC-32s, after the
+  // pickle is read: 0, one per core (at most 8) when the records come to 8 MiB or more, else the
+  // calling thread alone; N, that many (the calling thread one of them).
+  unsigned threads = 0;
   // Pickle limits. limits.max_memory is the fixed allowance for the objects a pickle builds;
   // load() adds 64 bytes per byte of the pickle itself, since real pickles expand ~30x
   // (a 2-byte memo reference becomes a value).

@@ -70,6 +70,10 @@ PTHIO_API bool looks_like_zip(std::span<const std::byte> bytes) noexcept;
 
 // CRC-32 (ISO-HDLC, as zip) through libdeflate; `crc` continues a running value.
 PTHIO_API std::uint32_t crc32(std::span<const std::byte> bytes, std::uint32_t crc = 0) noexcept;
+// The CRC-32 of A followed by B from crc32(A), crc32(B) and B's length: pieces of one record
+// checked on several threads give the record's CRC-32 without reading it again.
+PTHIO_API std::uint32_t crc32_combine(std::uint32_t crc_a, std::uint32_t crc_b,
+                                      std::uint64_t length_b) noexcept;
 
 class PTHIO_API zip_reader {
  public:

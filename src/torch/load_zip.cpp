@@ -19,9 +19,15 @@ storage zip_storages::make(const zip_entry& e, const std::string& key, dtype t,
                                      z->read(e, true);  // throws the reader's CRC-32 error
                                      throw error(errc::corrupt_zip, "zip: CRC-32 mismatch", e.name);
                                    }};
+  const bool view = zero_copy && e.method == 0 && target.is_cpu();
+  if (defer_copies && !view && e.method == 0 && target.is_cpu()) {
+    std::span<const std::byte> bytes = zip.read(e, false);  // checked by copies.finish()
+    storage host = storage::allocate_for_overwrite(bytes.size());
+    copies.add(zip, e, bytes, host.data(), t, swap, verify);
+    return host;
+  }
   // The record's bytes (the mapped file, or the reader's inflated copy) outlive uploads.finish().
   auto bytes = zip.read(e, verify && !crc_on_the_way);
-  const bool view = zero_copy && e.method == 0 && target.is_cpu();
   return place_storage(bytes, t, target, swap, view ? zip.owner_of(e) : nullptr, uploads,
                        std::move(crc));
 }
@@ -100,7 +106,7 @@ checkpoint load_zip(const byte_source& src, const load_options& opt, bool allow_
   // record is one storage), where each is in `loaded` plus one (0: not loaded yet).
   std::vector<value> loaded;
   std::vector<std::uint32_t> loaded_at(zip.entries().size(), 0);
-  zip_storages storages{zip, opt, swap, zero_copy, lazy.get(), {}};
+  zip_storages storages{zip, opt, swap, zero_copy, lazy.get(), {}, !lazy, {}};
 
   unpickle_options u = pickle_options_for(opt, pkl->name);
   std::string rec = prefix + "data/";  // the record name, rebuilt in place for each storage
@@ -145,6 +151,7 @@ checkpoint load_zip(const byte_source& src, const load_options& opt, bool allow_
     return loaded.back();
   };
   ck.root = run_unpickle(zip.read(*pkl, opt.verify_crc), u, nullptr);
+  storages.copies.finish(opt.threads);
   storages.uploads.finish();
   if (lazy && !lazy->empty()) lazy_records::attach(ck, std::move(lazy));
   return ck;

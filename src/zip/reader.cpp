@@ -111,6 +111,46 @@ std::uint32_t crc32(std::span<const std::byte> bytes, std::uint32_t crc) noexcep
   return libdeflate_crc32(crc, bytes.data(), bytes.size());
 }
 
+namespace {
+
+// CRC-32 arithmetic: polynomials over GF(2) modulo zip's generator, in the reflected bit order the
+// CRC itself uses (the x^0 coefficient in the top bit). Appending n zero bytes to a message
+// multiplies its CRC register by x^(8n); the CRC of A then B is that product of A's CRC, xor B's.
+constexpr std::uint32_t crc_poly = 0xEDB88320u;  // zip's generator, reflected
+constexpr std::uint32_t crc_one = 0x80000000u;   // the polynomial 1
+
+// a · b mod the generator.
+constexpr std::uint32_t gf2_multiply(std::uint32_t a, std::uint32_t b) noexcept {
+  std::uint32_t product = 0;
+  for (std::uint32_t bit = crc_one; bit != 0; bit >>= 1) {
+    if (a & bit) product ^= b;
+    b = (b & 1) ? (b >> 1) ^ crc_poly : b >> 1;  // b · x
+  }
+  return product;
+}
+
+// x^(2^k) mod the generator for k = 0..63: squaring the previous one.
+struct x_powers {
+  std::uint32_t of[64] = {};
+  constexpr x_powers() {
+    of[0] = crc_one >> 1;  // x
+    for (int k = 1; k < 64; ++k) of[k] = gf2_multiply(of[k - 1], of[k - 1]);
+  }
+};
+constexpr x_powers powers_of_x;
+
+}  // namespace
+
+std::uint32_t crc32_combine(std::uint32_t crc_a, std::uint32_t crc_b,
+                            std::uint64_t length_b) noexcept {
+  // x^(8 · length_b) by its binary expansion: 8 · length_b = length_b shifted left by 3 bits.
+  std::uint32_t shift = crc_one;
+  int k = 3;
+  for (std::uint64_t n = length_b; n != 0 && k < 64; n >>= 1, ++k)
+    if (n & 1) shift = gf2_multiply(powers_of_x.of[k], shift);
+  return gf2_multiply(shift, crc_a) ^ crc_b;
+}
+
 zip_reader::zip_reader(byte_source source, zip_read_options options)
     : source_(std::move(source)), options_(options) {
   const std::string& file = source_.name();
