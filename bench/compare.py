@@ -2,10 +2,18 @@
 """pthio against torch, safetensors and page-cache reads, in one process, interleaved.
 
 Run with the torch 2.x interpreter (torch + safetensors + numpy: the venv scripts/deps.sh makes,
-$PTHIO_VENV, by default ~/.cache/pthio/venv-torch2):
+$PTHIO_VENV, by default ~/.cache/pthio/venv-torch2); run by another Python without torch, the
+script starts itself again under that one:
 
     $PTHIO_VENV/bin/python bench/compare.py --bench build/pthio_bench [--data DIR]
                                             [--rounds 7] [--out bench/results.json] [--only NAMES]
+                                            [--torch1-python PY]
+
+torch is measured three ways: torch.load(weights_only=True) ("torch.load"), weights_only=False
+("torch.load full", CPython's C unpickler without the weights-only checks), and mmap=True. A
+second torch (--torch1-python, default $PTHIO_TORCH1_PYTHON or Debian's /usr/bin/python3 with
+python3-torch, torch 1.13) is measured with weights_only=False in a process of its own, timing the
+load alone ("torch1 load full"): its unpickler is the fastest of the torches the tests use.
 
 It writes the checkpoints once with torch (kept in --data, by default ~/.cache/pthio/bench-data,
 never in the repository):
@@ -46,9 +54,28 @@ import subprocess
 import sys
 import time
 
-import torch
-import safetensors
-import safetensors.torch
+
+def _torch_python():
+    """This interpreter when it has torch; else the environment scripts/deps.sh makes."""
+    try:
+        import torch  # noqa: F401
+        return
+    except ImportError:
+        pass
+    venv = os.environ.get("PTHIO_VENV") or os.path.join(os.path.expanduser("~"), ".cache", "pthio",
+                                                        "venv-torch2")
+    py = os.path.join(venv, "bin", "python")
+    if os.environ.get("PTHIO_COMPARE_REEXEC") or not os.path.exists(py):
+        sys.exit(f"compare.py needs torch, safetensors and numpy: run it with {py} "
+                 "(bash scripts/deps.sh makes it), or set PTHIO_VENV")
+    os.environ["PTHIO_COMPARE_REEXEC"] = "1"
+    os.execv(py, [py, *sys.argv])
+
+
+_torch_python()
+import torch  # noqa: E402
+import safetensors  # noqa: E402
+import safetensors.torch  # noqa: E402
 
 MIB = 1 << 20
 
@@ -120,7 +147,39 @@ class stopwatch:
         self.result = {"seconds": time.perf_counter() - self.w0, "cpu_seconds": time.process_time() - self.c0}
 
 
-def measurements(bench, data, out_dir):
+TORCH1_LOAD = r"""
+import gc, json, resource, sys, time
+import torch
+gc.collect()
+t0, c0 = time.perf_counter(), time.process_time()
+sd = torch.load(sys.argv[1])
+t = next(iter(sd.values()))
+t.reshape(-1)[0].item()
+print(json.dumps({"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+                  "torch": torch.__version__}))
+"""
+
+
+def torch1_python(option):
+    """The interpreter with the second torch: --torch1-python, $PTHIO_TORCH1_PYTHON, or Debian's
+    python3 when it has torch 1.x; None when there is none."""
+    candidates = [option] if option else [os.environ.get("PTHIO_TORCH1_PYTHON", ""), "/usr/bin/python3"]
+    for py in candidates:
+        if not py or not os.path.exists(py):
+            continue
+        r = subprocess.run([py, "-c", "import torch; print(torch.__version__)"],
+                           capture_output=True, text=True)
+        if r.returncode == 0 and (option or r.stdout.startswith("1.")):
+            return py
+    return None
+
+
+def load_torch1(py, path):
+    r = subprocess.run([py, "-c", TORCH1_LOAD, path], capture_output=True, text=True, check=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def measurements(bench, data, out_dir, torch1=None):
     """name -> (checkpoint, callable returning a dict with at least 'seconds')."""
     m = {}
 
@@ -130,11 +189,11 @@ def measurements(bench, data, out_dir):
     def st(n):
         return os.path.join(data, n + ".safetensors")
 
-    def load_torch(path, mmap):
+    def load_torch(path, mmap, weights_only=True):
         def run():
             gc.collect()
             with stopwatch() as w:
-                sd = torch.load(path, weights_only=True, mmap=mmap)
+                sd = torch.load(path, weights_only=weights_only, mmap=mmap)
                 first_byte(sd)
             del sd
             gc.collect()
@@ -179,6 +238,9 @@ def measurements(bench, data, out_dir):
         m[f"{n}/pthio lazy"] = (n, lambda p=pt(n): bench_json(bench, "load", p, "--lazy"))
         m[f"{n}/torch.load"] = (n, load_torch(pt(n), False))
         m[f"{n}/torch.load mmap"] = (n, load_torch(pt(n), True))
+        m[f"{n}/torch.load full"] = (n, load_torch(pt(n), False, weights_only=False))
+        if torch1:
+            m[f"{n}/torch1 load full"] = (n, lambda p=pt(n): load_torch1(torch1, p))
         m[f"{n}/safetensors load_file"] = (n, load_st(st(n)))
         m[f"{n}/read fresh"] = (n, lambda p=pt(n): bench_json(bench, "read", p, "--method", "fresh"))
     for n in ("ckpt_1g", "ckpt_64m"):
@@ -285,6 +347,9 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated substrings: run only matching measurements")
     ap.add_argument("--seed", type=int, default=6)
     ap.add_argument("--save-dir", default="", help="where saves are written (default: /dev/shm/pthio-bench)")
+    ap.add_argument("--torch1-python", default="",
+                    help="a Python with a second torch, measured with weights_only=False "
+                         "(default: $PTHIO_TORCH1_PYTHON, or /usr/bin/python3 when it has torch 1.x)")
     a = ap.parse_args()
     if a.rounds < 5:
         ap.error("--rounds must be at least 5")
@@ -298,7 +363,8 @@ def main():
     out_dir = a.save_dir or (os.path.join("/dev/shm", "pthio-bench") if os.path.isdir("/dev/shm")
                              else os.path.join(a.data, "out"))
     os.makedirs(out_dir, exist_ok=True)
-    m = measurements(os.path.abspath(a.bench), a.data, out_dir)
+    torch1 = torch1_python(a.torch1_python)
+    m = measurements(os.path.abspath(a.bench), a.data, out_dir, torch1)
     if a.only:
         keys = [s.strip() for s in a.only.split(",") if s.strip()]
         m = {k: v for k, v in m.items() if any(s in k for s in keys)}
@@ -328,19 +394,23 @@ def main():
         return x / y if x and y else None
 
     RATIOS = [
-        ("eager 1g / read fresh 1g (target <= 1.5)", "ckpt_1g/pthio eager", "ckpt_1g/read fresh"),
+        ("eager 1g / read fresh 1g (target <= 1.0)", "ckpt_1g/pthio eager", "ckpt_1g/read fresh"),
         ("eager 1g / read reuse 1g (copy only, no page faults)", "ckpt_1g/pthio eager", "ckpt_1g/read reuse"),
         ("eager 1g / cat 1g", "ckpt_1g/pthio eager", "ckpt_1g/cat"),
         ("eager no-crc 1g / read fresh 1g", "ckpt_1g/pthio eager no-crc", "ckpt_1g/read fresh"),
         ("eager 64m / read fresh 64m", "ckpt_64m/pthio eager", "ckpt_64m/read fresh"),
         ("torch.load 1g / pthio eager 1g", "ckpt_1g/torch.load", "ckpt_1g/pthio eager"),
+        ("torch.load full 1g / pthio eager 1g (target >= 3)", "ckpt_1g/torch.load full", "ckpt_1g/pthio eager"),
+        ("torch1 load full 1g / pthio eager 1g", "ckpt_1g/torch1 load full", "ckpt_1g/pthio eager"),
         ("safetensors load_file 1g / pthio eager 1g", "ckpt_1g/safetensors load_file", "ckpt_1g/pthio eager"),
         ("torch.load mmap 1g / pthio mmap 1g", "ckpt_1g/torch.load mmap", "ckpt_1g/pthio mmap"),
         ("safetensors load_file 1g / pthio mmap 1g", "ckpt_1g/safetensors load_file", "ckpt_1g/pthio mmap"),
         ("pthio mmap 1g / pthio mmap 64m (flat: 1.0)", "ckpt_1g/pthio mmap", "ckpt_64m/pthio mmap"),
         ("pthio mmap 256m / pthio mmap 64m (flat: 1.0)", "ckpt_256m/pthio mmap", "ckpt_64m/pthio mmap"),
         ("pthio lazy 1g / pthio lazy 64m (flat: 1.0)", "ckpt_1g/pthio lazy", "ckpt_64m/pthio lazy"),
-        ("torch.load 10k / pthio mmap 10k (target >= 10)", "many_10k/torch.load", "many_10k/pthio mmap"),
+        ("torch.load 10k / pthio mmap 10k (weights-only, target >= 30)", "many_10k/torch.load", "many_10k/pthio mmap"),
+        ("torch.load full 10k / pthio mmap 10k (target >= 10)", "many_10k/torch.load full", "many_10k/pthio mmap"),
+        ("torch1 load full 10k / pthio mmap 10k (target >= 10)", "many_10k/torch1 load full", "many_10k/pthio mmap"),
         ("torch.load 10k / pthio eager 10k", "many_10k/torch.load", "many_10k/pthio eager"),
         ("torch.load 10k / pthio lazy 10k", "many_10k/torch.load", "many_10k/pthio lazy"),
         ("torch.load mmap 10k / pthio mmap 10k", "many_10k/torch.load mmap", "many_10k/pthio mmap"),
@@ -366,7 +436,7 @@ def main():
         d = {}
         t10, t1 = med("many_10k/pthio mmap", f), med("many_1k/pthio mmap", f)
         if t10 and t1:
-            d["per-tensor overhead, mmap, (t10k - t1k) / 9000 [us] (target <= 2)"] = (t10 - t1) / 9000 * 1e6
+            d["per-tensor overhead, mmap, (t10k - t1k) / 9000 [us] (target <= 1)"] = (t10 - t1) / 9000 * 1e6
             d["per-tensor cost, mmap, t10k / 10000 [us]"] = t10 / 10000 * 1e6
         for sink in ("nofsync", "null"):
             k = f"ckpt_1g/pthio save {sink}"
