@@ -3,6 +3,7 @@
 // torch, safetensors and the page-cache read references; BENCHMARKS.md holds the results.
 //
 //   pthio_bench load FILE --eager|--mmap|--lazy [--device cpu|cuda:N] [--repeat R] [--no-crc]
+//                    [--threads N]
 //       seconds: load_checkpoint + reading the first tensor's first byte (host tensors). mmap and
 //       lazy also report first_tensor_seconds (the same span: open + parse + first tensor) and
 //       parse_seconds (load_checkpoint alone). rss_delta_kib: resident memory added by the load;
@@ -89,7 +90,7 @@ double cpu_now() {
   std::fprintf(stderr,
                "pthio_bench: %s\n"
                "usage: pthio_bench load FILE --eager|--mmap|--lazy [--device cpu|cuda:N] [--repeat "
-               "R] [--no-crc]\n"
+               "R] [--no-crc] [--threads N]\n"
                "       pthio_bench save FILE (--size-mib N --tensors K | --from SRC) [--repeat R]\n"
                "                        [--sink file|nofsync|null] [--crc] [--no-crc]\n"
                "       pthio_bench read FILE [--method fresh|reuse] [--repeat R]\n"
@@ -200,6 +201,7 @@ struct args {
   std::size_t tensors = 0;
   std::size_t piece_kib = 1024;
   bool crc = false, no_crc = false;
+  unsigned threads = 0;   // load_options::threads
   std::string key, spec;  // slice
   bool whole = false;
   long long rank = 0, world = 1;  // shard
@@ -251,6 +253,8 @@ args parse(int argc, char** argv) {
       a.crc = true;
     else if (s == "--no-crc")
       a.no_crc = true;
+    else if (s == "--threads")
+      a.threads = static_cast<unsigned>(std::stoul(need(i)));
     else
       usage("unknown option " + s);
   }
@@ -270,6 +274,7 @@ int run_load(const args& a) {
   }
   o.map_location = pthio::map_location(a.device);
   o.verify_crc = !a.no_crc;
+  o.threads = a.threads;
   for (int r = 0; r < a.repeat; ++r) {
     const rss rss0 = rss_now();
     const double c0 = cpu_now();

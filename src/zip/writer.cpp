@@ -216,33 +216,36 @@ void zip_writer::add(std::string_view name, std::span<const std::byte> data) {
   end_entry();
 }
 
-void zip_writer::begin_entry(std::string_view name, std::optional<std::uint64_t> size) {
-  if (finished_) misuse("begin_entry after finish");
-  if (in_entry_) misuse("begin_entry while entry \"" + cur_name_ + "\" is open");
+namespace {
+
+void check_name(std::string_view name) {
   if (name.empty()) misuse("empty entry name");
   if (name.size() > u16_max)
     misuse("entry name of " + std::to_string(name.size()) + " bytes (at most 65535)");
   if (name.find('\0') != std::string_view::npos) misuse("entry name contains a NUL byte");
+}
 
-  const std::uint64_t offset = out_.position();
-  // Unknown size: planned as torch plans a small non-empty entry; end_entry() copes with the rest.
-  const std::uint64_t planned = size.value_or(1);
+// miniz sets the descriptor bit only for entries with data, and writes a descriptor only for them.
+std::uint16_t entry_flags(std::uint64_t planned) {
+  return planned != 0 ? (flag_utf8 | flag_descriptor) : flag_utf8;
+}
+
+// The local header of an entry of `planned` bytes at `offset`, its data aligned to `alignment`.
+void put_local_header(header_buffer& h, std::string_view name, std::uint64_t planned,
+                      std::uint64_t offset, std::uint32_t alignment) {
   const bool zip64_sizes = planned >= u32_max;
   const bool zip64_offset = offset >= u32_max;
   const bool zip64 = zip64_sizes || zip64_offset;
   const std::size_t zip64_len =
       zip64 ? extra_header_size + (zip64_sizes ? 16 : 0) + (zip64_offset ? 8 : 0) : 0;
-  // miniz sets the descriptor bit only for entries with data, and writes a descriptor only for
-  // them.
-  const std::uint16_t flags = planned != 0 ? (flag_utf8 | flag_descriptor) : flag_utf8;
+  const std::uint16_t flags = entry_flags(planned);
 
   // torch's getPadding(): an "FB" extra field (always present, possibly empty) of 'Z' bytes that
   // puts the data on a multiple of the alignment, counting the zip64 field before it.
   const std::uint64_t start =
       offset + local_header_size + name.size() + zip64_len + extra_header_size;
-  const std::uint64_t padding = (alignment_ - start % alignment_) % alignment_;
+  const std::uint64_t padding = (alignment - start % alignment) % alignment;
 
-  header_buffer h;
   h.u32(local_header_sig);
   h.u16(0);  // version needed: miniz writes 0 for stored entries
   h.u16(flags);
@@ -259,6 +262,32 @@ void zip_writer::begin_entry(std::string_view name, std::optional<std::uint64_t>
   h.text(padding_field_id);
   h.u16(padding);
   h.fill(static_cast<std::size_t>(padding), padding_byte);
+}
+
+// The data descriptor (APPNOTE 4.3.9) after an entry with data; 8-byte sizes when the local
+// header has a zip64 field (miniz: also when only the offset needed it) or the size needs them.
+void put_descriptor(header_buffer& h, std::uint32_t crc, std::uint64_t size, bool local_zip64) {
+  h.u32(descriptor_sig);
+  h.u32(crc);
+  if (local_zip64 || size >= u32_max) {
+    h.u64(size);
+    h.u64(size);
+  } else {
+    h.u32(size);
+    h.u32(size);
+  }
+}
+
+}  // namespace
+
+void zip_writer::begin_entry(std::string_view name, std::optional<std::uint64_t> size) {
+  if (finished_) misuse("begin_entry after finish");
+  if (in_entry_) misuse("begin_entry while entry \"" + cur_name_ + "\" is open");
+  check_name(name);
+  const std::uint64_t offset = out_.position();
+  // Unknown size: planned as torch plans a small non-empty entry; end_entry() copes with the rest.
+  header_buffer h;
+  put_local_header(h, name, size.value_or(1), offset, alignment_);
   out_.write(h.bytes());
 
   in_entry_ = true;
@@ -335,21 +364,10 @@ void zip_writer::end_entry() {
   }
   const std::uint64_t planned = cur_declared_.value_or(1);
   const bool local_zip64 = planned >= u32_max || cur_local_ >= u32_max;
-  const std::uint16_t flags = planned != 0 ? (flag_utf8 | flag_descriptor) : flag_utf8;
-
-  // Data descriptor (APPNOTE 4.3.9), only after entries with data; 8-byte sizes when the local
-  // header has a zip64 field (miniz: also when only the offset needed it) or the size needs them.
+  const std::uint16_t flags = entry_flags(planned);
   if (flags & flag_descriptor) {
     header_buffer h;
-    h.u32(descriptor_sig);
-    h.u32(cur_crc_);
-    if (local_zip64 || cur_size_ >= u32_max) {
-      h.u64(cur_size_);
-      h.u64(cur_size_);
-    } else {
-      h.u32(cur_size_);
-      h.u32(cur_size_);
-    }
+    put_descriptor(h, cur_crc_, cur_size_, local_zip64);
     out_.write(h.bytes());
   }
   done_.push_back(written{std::move(cur_name_), cur_local_, cur_size_, cur_crc_, flags});
