@@ -23,10 +23,12 @@ pthio::byte_source mapped_copy(const std::uint8_t* data, std::size_t size) {
   return pthio::byte_source::map_file("/proc/self/fd/" + std::to_string(fd));
 }
 
-bool load_one(pthio::byte_source src, pthio::load_mode mode, bool strict, std::string* dump) {
+bool load_one(pthio::byte_source src, pthio::load_mode mode, bool strict, std::string* dump,
+              unsigned threads = 0) {
   pthio::load_options o;
   o.mode = mode;
   o.strict = strict;
+  o.threads = threads;
   o.map_location = pthio::map_location("cpu");
   o.zip.max_inflated_size = std::uint64_t{256} << 20;
   const std::string name = src.name();
@@ -66,8 +68,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (std::string(e.what()).find("fuzz.metadata") == std::string::npos) __builtin_trap();
     }
   }
-  // Only zip checkpoints load differently in mmap mode (zero-copy storages).
+  // Only zip checkpoints load differently in mmap mode (zero-copy storages), or with their records
+  // copied by several threads after the pickle (these inputs are under load_options::threads'
+  // automatic 8 MiB, so the eager load above used one).
   if (pthio::detect_format(bytes) != pthio::checkpoint_format::zip) return 0;
+  std::string threaded;
+  const bool ok_threaded = load_one(pthio::byte_source::borrow(bytes, "fuzz.pth"),
+                                    pthio::load_mode::eager, false, &threaded, 3);
+  if (ok != ok_threaded || (ok && eager != threaded)) __builtin_trap();
   // The same file: the mmap path may differ in where bytes live, never in what loads.
   pthio::byte_source m = mapped_copy(data, size);
   const bool ok_mapped = load_one(m, pthio::load_mode::mmap, false, &mapped);
