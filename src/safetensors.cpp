@@ -313,6 +313,7 @@ checkpoint load_safetensors(const byte_source& src, const load_options& options)
                                 " but no CUDA device is available (" + cuda_unavailable_reason() +
                                 "); load with map_location \"cpu\"");
   const bool zero_copy = options.mode == load_mode::mmap && src.owner() != nullptr;
+  host_copies copies;  // eager host copies, on several threads once every tensor is placed
   std::shared_ptr<lazy_records> lazy;
   if (options.mode == load_mode::lazy) {
     lazy = std::make_shared<lazy_records>();
@@ -352,8 +353,8 @@ checkpoint load_safetensors(const byte_source& src, const load_options& options)
       if (zero_copy && !bytes.empty() && reinterpret_cast<std::uintptr_t>(bytes.data()) % es == 0) {
         s = storage::wrap(src.owner(), const_cast<std::byte*>(bytes.data()), bytes.size());
       } else {
-        s = storage::allocate_for_overwrite(bytes.size());
-        if (!bytes.empty()) std::memcpy(s.data(), bytes.data(), bytes.size());
+        s = storage::allocate_for_overwrite(bytes.size());  // filled by copies.finish()
+        if (!bytes.empty()) copies.add(src, bytes, s.data());
       }
     } else if (target.is_cuda()) {
       s = copy_to_device(bytes, target);
@@ -365,6 +366,7 @@ checkpoint load_safetensors(const byte_source& src, const load_options& options)
     d.set(value(e.name),
           value(tensor(std::move(s), *e.type, std::move(shape), std::move(strides))));
   }
+  copies.finish(options.threads);
   if (h.metadata) {
     value m = value::make_dict();
     for (const auto& [k, v] : *h.metadata) m.as_dict().set(value(k), value(v));

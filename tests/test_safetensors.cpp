@@ -71,13 +71,20 @@ bool inside(const tensor& t, const pthio::byte_source& src) {
 }  // namespace
 
 TEST_SUITE("safetensors") {
-  TEST_CASE("safetensors: every file the package wrote loads as it saw it, eager and mmap") {
+  TEST_CASE(
+      "safetensors: every file the package wrote loads as it saw it, eager (one thread and 3) and "
+      "mmap") {
     for (const auto& f : manifest("st/manifest.json")["files"]) {
       std::string rel = f["file"];
       if (rel.ends_with(".json")) continue;
-      for (auto mode : {pthio::load_mode::eager, pthio::load_mode::mmap}) {
-        INFO(rel << (mode == pthio::load_mode::mmap ? " (mmap)" : " (eager)"));
-        pthio::checkpoint ck = pthio::load_checkpoint(fixture(rel), cpu_options(mode));
+      for (auto [mode, threads] : {std::pair{pthio::load_mode::eager, 0u},
+                                   {pthio::load_mode::eager, 3u},
+                                   {pthio::load_mode::mmap, 0u}}) {
+        INFO(rel << (mode == pthio::load_mode::mmap ? " (mmap)" : " (eager)") << ", threads "
+                 << threads);
+        pthio::load_options opts = cpu_options(mode);
+        opts.threads = threads;
+        pthio::checkpoint ck = pthio::load_checkpoint(fixture(rel), opts);
         CHECK(ck.format == pthio::checkpoint_format::safetensors);
         REQUIRE(ck.root.is_dict());
         CHECK(ck.root.as_dict().class_name == "collections.OrderedDict");

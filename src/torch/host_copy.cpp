@@ -13,8 +13,15 @@ namespace pthio::detail {
 void host_copies::add(const zip_reader& zip, const zip_entry& e, std::span<const std::byte> src,
                       std::byte* dst, dtype t, bool swap, bool verify) {
   const std::byte* base = zip.source().bytes().data();
-  records_.push_back({&zip, &e, static_cast<std::uint64_t>(src.data() - base), src.size(), dst, t,
-                      swap, verify && e.crc32 != 0});
+  records_.push_back({&zip.source(), &zip, &e, static_cast<std::uint64_t>(src.data() - base),
+                      src.size(), dst, t, swap, verify && e.crc32 != 0});
+  bytes_ += src.size();
+}
+
+void host_copies::add(const byte_source& source, std::span<const std::byte> src, std::byte* dst) {
+  records_.push_back({&source, nullptr, nullptr,
+                      static_cast<std::uint64_t>(src.data() - source.bytes().data()), src.size(),
+                      dst, dtype::uint8, false, false});
   bytes_ += src.size();
 }
 
@@ -41,7 +48,7 @@ void host_copies::finish(unsigned threads) {
     const record& r = records_[p.record];
     std::byte* to = r.dst + p.offset;
     try {
-      r.zip->source().copy_out(r.offset + p.offset, {to, p.length});
+      r.source->copy_out(r.offset + p.offset, {to, p.length});
     } catch (...) {
       p.failed = std::current_exception();
       return;

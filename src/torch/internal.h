@@ -155,17 +155,19 @@ value run_unpickle(std::span<const std::byte> bytes, unpickle_options& u, std::s
 // load_zip.cpp: what one zip record becomes as a storage (the zip, TorchScript and .pt2 loaders):
 // a lazy placeholder (no read), or its bytes, read and CRC-32 checked (eager), placed on the
 // target device; viewed in place when zero_copy (mmap mode over a mapped little-endian file).
-// Eager loads of stored records to the CPU. Each storage is allocated when the pickle names it;
-// its bytes are copied, CRC-32 checked and byte-swapped once the pickle has been read, in pieces
-// of at most 4 MiB spread over several threads (load_options::threads): the copies, and the page
-// faults of the fresh memory they land in, are most of an eager load's time, and one core does
-// them at half the speed of two. Nothing reads a storage's bytes while the pickle is read.
+// Eager loads to the CPU (zip records, safetensors data). Each storage is allocated when the
+// file names it; its bytes are copied, CRC-32 checked and byte-swapped once the whole file has
+// been read, in pieces of at most 4 MiB spread over several threads (load_options::threads): the
+// copies, and the page faults of the fresh memory they land in, are most of an eager load's time,
+// and one core does them at half the speed of two. Nothing reads a storage's bytes before.
 class host_copies {
  public:
   // Queues the copy of `src` (record `e` of `zip`, stored) into `dst`, its elements of type `t`
   // byte-swapped when `swap`, its CRC-32 compared with the central directory's when `verify`.
   void add(const zip_reader& zip, const zip_entry& e, std::span<const std::byte> src,
            std::byte* dst, dtype t, bool swap, bool verify);
+  // Queues the copy of `src`, bytes of `source`, into `dst`: no checksum, no swap.
+  void add(const byte_source& source, std::span<const std::byte> src, std::byte* dst);
   // Runs every queued copy on up to `threads` threads (load_options::threads: 0, one per core, at
   // most 8, for 8 MiB or more in all), then throws the reader's CRC-32 error for the first
   // record, in the order added, whose bytes do not match.
@@ -173,9 +175,10 @@ class host_copies {
 
  private:
   struct record {
-    const zip_reader* zip;
+    const byte_source* source;
+    const zip_reader* zip;  // with `entry`, for the CRC-32 error; null outside a zip
     const zip_entry* entry;
-    std::uint64_t offset;  // of the record's bytes in zip->source()
+    std::uint64_t offset;  // of the bytes in *source
     std::size_t length;
     std::byte* dst;
     dtype type;
