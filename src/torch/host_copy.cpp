@@ -56,11 +56,11 @@ void host_copies::finish(unsigned threads) {
     if (r.verify) p.crc = crc32({to, p.length});  // from the copy, while it is in the cache
     if (r.swap) swap_bytes(to, p.length, r.type);
   };
+  // Automatic: every core from 8 MiB on; below, starting threads costs more than they save.
   unsigned n = threads;
   if (n == 0)
-    n = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
-  else if (bytes_ < (std::uint64_t{8} << 20))
-    n = 1;  // starting threads costs more than they save
+    n = bytes_ >= (std::uint64_t{8} << 20) ? std::clamp(std::thread::hardware_concurrency(), 1u, 8u)
+                                           : 1u;
   n = static_cast<unsigned>(std::min<std::size_t>(n, pieces.size()));
   if (n <= 1) {
     for (piece& p : pieces) run(p);
