@@ -22,9 +22,14 @@ using cvec = Eigen::Map<const row_vector>;
 cmap view(const pthio::tensor& t) { return {t.data<float>(), t.size(0), t.size(1)}; }
 cvec view_vec(const pthio::tensor& t) { return {t.data<float>(), t.size(0)}; }
 
-// Tokens in a batch; small batches run their short loops on one thread, where waking the others
-// costs more than it saves.
-Index tokens_of(const std::vector<Index>& start) { return start.back(); }
+// softmax of each row, in place, the row's maximum subtracted first.
+void softmax_rows(matrix& p) {
+  for (Index i = 0; i < p.rows(); ++i) {
+    auto row = p.row(i).array();
+    row = (row - row.maxCoeff()).exp();
+    row /= row.sum();
+  }
+}
 
 std::int64_t positive(const nlohmann::json& j, const char* name, const std::string& file) {
   auto it = j.find(name);
@@ -153,14 +158,16 @@ std::vector<std::string> bert::load(const std::filesystem::path& weights) {
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     const std::string p = "encoder.layer." + std::to_string(i) + ".";
     layer& l = layers_[i];
-    l.wqkv.resize(3 * h, h);
-    l.bqkv.resize(3 * h);
+    matrix wqkv(3 * h, h);
+    row_vector bqkv(3 * h);
     Index row = 0;
     for (const char* part : {"query", "key", "value"}) {
-      l.wqkv.middleRows(row, h) = view(params_.at(p + "attention.self." + part + ".weight"));
-      l.bqkv.segment(row, h) = view_vec(params_.at(p + "attention.self." + part + ".bias"));
+      wqkv.middleRows(row, h) = view(params_.at(p + "attention.self." + part + ".weight"));
+      bqkv.segment(row, h) = view_vec(params_.at(p + "attention.self." + part + ".bias"));
       row += h;
     }
+    l.wqkv = pthio::from_eigen(wqkv);
+    l.bqkv = pthio::from_eigen(bqkv);
     l.wo = params_.at(p + "attention.output.dense.weight");
     l.bo = params_.at(p + "attention.output.dense.bias");
     l.ln1_g = params_.at(p + "attention.output.LayerNorm.weight");
@@ -172,7 +179,7 @@ std::vector<std::string> bert::load(const std::filesystem::path& weights) {
     l.ln2_g = params_.at(p + "output.LayerNorm.weight");
     l.ln2_b = params_.at(p + "output.LayerNorm.bias");
     if (dev_.is_cuda()) {
-      l.d_wqkv = pthio::from_eigen(l.wqkv).to(dev_);
+      l.d_wqkv = l.wqkv.to(dev_);
       l.d_wo = l.wo.to(dev_);
       l.d_wi = l.wi.to(dev_);
       l.d_wout = l.wout.to(dev_);
@@ -182,25 +189,16 @@ std::vector<std::string> bert::load(const std::filesystem::path& weights) {
 }
 
 // y = x wᵀ + b, w [out, in] as the checkpoint stores it.
-matrix bert::linear(const matrix& x, const matrix& w, const pthio::tensor& w_dev,
-                    const row_vector& b) const {
+matrix bert::linear(const matrix& x, const pthio::tensor& w, const pthio::tensor& w_dev,
+                    const pthio::tensor& b) const {
   if (dev_.is_cuda()) {
     // The bias rows are the initial c, and the product is added to them (beta = 1).
-    matrix y = b.replicate(x.rows(), 1);
+    matrix y = view_vec(b).replicate(x.rows(), 1);
     pthio::tensor xd = pthio::from_eigen(x).to(dev_);
     pthio::tensor yd = pthio::from_eigen(y).to(dev_);
     pthio::cuda::gemm(xd, w_dev.transpose(0, 1), yd, 1.0f, 1.0f);
     return pthio::to_eigen<matrix>(yd.to(pthio::cpu_device));
   }
-  matrix y(x.rows(), w.rows());
-  y.noalias() = x * w.transpose();
-  y.rowwise() += b;
-  return y;
-}
-
-matrix bert::linear(const matrix& x, const pthio::tensor& w, const pthio::tensor& w_dev,
-                    const pthio::tensor& b) const {
-  if (dev_.is_cuda()) return linear(x, matrix(), w_dev, view_vec(b));
   const cmap wm = view(w);
   matrix y(x.rows(), wm.rows());
   y.noalias() = x * wm.transpose();
@@ -213,7 +211,8 @@ void bert::attention(const matrix& qkv, const std::vector<Index>& start, matrix&
   const Index h = cfg_.hidden_size, heads = cfg_.num_attention_heads, d = h / heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   const Index sentences = static_cast<Index>(start.size()) - 1;
-#pragma omp parallel for schedule(dynamic) if (tokens_of(start) >= 64)
+  // A small batch runs on one thread, where waking the others costs more than it saves.
+#pragma omp parallel for schedule(dynamic) if (start.back() >= 64)
   for (Index job = 0; job < sentences * heads; ++job) {
     const Index s = job / heads, head = job % heads;
     const Index r0 = start[static_cast<std::size_t>(s)];
@@ -223,11 +222,7 @@ void bert::attention(const matrix& qkv, const std::vector<Index>& start, matrix&
     auto v = qkv.block(r0, 2 * h + head * d, len, d);
     matrix p(len, len);
     p.noalias() = (q * k.transpose()) * scale;
-    for (Index i = 0; i < len; ++i) {
-      auto row = p.row(i).array();
-      row = (row - row.maxCoeff()).exp();
-      row /= row.sum();
-    }
+    softmax_rows(p);
     ctx.block(r0, head * d, len, d).noalias() = p * v;
   }
 }
@@ -250,11 +245,7 @@ void bert::attention_cuda(const matrix& qkv, const std::vector<Index>& start, ma
                         rows.narrow(1, h + head * d, d).transpose(0, 1), block, scale, 0.0f);
     }
     matrix p = pthio::to_eigen<matrix>(scores.to(pthio::cpu_device));  // waits for the products
-    for (Index i = 0; i < p.rows(); ++i) {
-      auto row = p.row(i).array();
-      row = (row - row.maxCoeff()).exp();
-      row /= row.sum();
-    }
+    softmax_rows(p);
     const pthio::tensor probs = pthio::from_eigen(p).to(dev_);
     for (std::int64_t head = 0; head < heads; ++head) {
       pthio::tensor out = ctx_d.narrow(0, r0, len).narrow(1, head * d, d);

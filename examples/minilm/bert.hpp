@@ -67,14 +67,12 @@ class bert {
 
  private:
   struct layer {
-    matrix wqkv;  // query, key and value weights stacked: [3 hidden, hidden]
-    row_vector bqkv;
+    pthio::tensor wqkv, bqkv;  // query, key and value stacked: [3 hidden, hidden], [3 hidden]
     pthio::tensor wo, bo, ln1_g, ln1_b, wi, bi, wout, bout, ln2_g, ln2_b;
     pthio::tensor d_wqkv, d_wo, d_wi, d_wout;  // on a CUDA device: the weights there
   };
 
-  matrix linear(const matrix& x, const matrix& w, const pthio::tensor& w_dev,
-                const row_vector& b) const;
+  // y = x wᵀ + b, w [out, in] as the checkpoint stores it (on a CUDA device, w_dev there).
   matrix linear(const matrix& x, const pthio::tensor& w, const pthio::tensor& w_dev,
                 const pthio::tensor& b) const;
   void attention(const matrix& qkv, const std::vector<Eigen::Index>& start, matrix& ctx) const;
