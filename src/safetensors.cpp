@@ -4,7 +4,6 @@
 #include "pthio/safetensors.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <limits>
 #include <numeric>
 #include <unordered_map>

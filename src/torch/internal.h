@@ -152,14 +152,12 @@ unpickle_options pickle_options_for(const load_options& opt, std::string context
 // used.
 value run_unpickle(std::span<const std::byte> bytes, unpickle_options& u, std::size_t* consumed);
 
-// load_zip.cpp: what one zip record becomes as a storage (the zip, TorchScript and .pt2 loaders):
-// a lazy placeholder (no read), or its bytes, read and CRC-32 checked (eager), placed on the
-// target device; viewed in place when zero_copy (mmap mode over a mapped little-endian file).
-// Eager loads to the CPU (zip records, safetensors data). Each storage is allocated when the
-// file names it; its bytes are copied, CRC-32 checked and byte-swapped once the whole file has
-// been read, in pieces of at most 4 MiB spread over several threads (load_options::threads): the
-// copies, and the page faults of the fresh memory they land in, are most of an eager load's time,
-// and one core does them at half the speed of two. Nothing reads a storage's bytes before.
+// host_copy.cpp: eager loads to the CPU (zip records, safetensors data). Each storage is
+// allocated when the file names it; its bytes are copied, CRC-32 checked and byte-swapped once the
+// whole file has been read, in pieces of at most 4 MiB spread over several threads
+// (load_options::threads): the copies, and the page faults of the fresh memory they land in, are
+// most of an eager load's time, and one core does them at half the speed of two. Nothing reads a
+// storage's bytes before.
 class host_copies {
  public:
   // Queues the copy of `src` (record `e` of `zip`, stored) into `dst`, its elements of type `t`
@@ -189,6 +187,9 @@ class host_copies {
   std::uint64_t bytes_ = 0;
 };
 
+// load_zip.cpp: what one zip record becomes as a storage (the zip, TorchScript and .pt2 loaders):
+// a lazy placeholder (no read), or its bytes, read and CRC-32 checked (eager), placed on the
+// target device; viewed in place when zero_copy (mmap mode over a mapped little-endian file).
 struct zip_storages {
   const zip_reader& zip;
   const load_options& opt;

@@ -106,7 +106,7 @@ checkpoint load_zip(const byte_source& src, const load_options& opt, bool allow_
   // record is one storage), where each is in `loaded` plus one (0: not loaded yet).
   std::vector<value> loaded;
   std::vector<std::uint32_t> loaded_at(zip.entries().size(), 0);
-  zip_storages storages{zip, opt, swap, zero_copy, lazy.get(), {}, !lazy, {}};
+  zip_storages storages{zip, opt, swap, zero_copy, lazy.get(), {}, true, {}};
 
   unpickle_options u = pickle_options_for(opt, pkl->name);
   std::string rec = prefix + "data/";  // the record name, rebuilt in place for each storage
