@@ -292,11 +292,32 @@ bool same_tensor_key(const value& a, const value& b) {
          x.strides() == y.strides() && x.dev() == y.dev();
 }
 
+// Keys compare as Python compares them in a dict: numbers by value, tensors by their view, tuples
+// element by element, str, bytes and globals by value, and every other object by identity
+// (hash_value hashes them by identity): an object's contents are never compared, so a key that
+// holds a cyclic object (a set added to itself) cannot send the comparison round its cycle.
+// Tuples cannot be cyclic, and the unpickler bounds a key tuple's size and depth.
 bool key_equal(const value& a, const value& b) {
   std::int64_t x, y;
   if (numeric_key(a, x) && numeric_key(b, y)) return x == y;
-  if (a.is_tensor() && b.is_tensor()) return same_tensor_key(a, b);
-  return a == b;
+  if (a.type() != b.type()) return false;
+  switch (a.type()) {
+    case value::kind::tensor: return same_tensor_key(a, b);
+    case value::kind::tuple: {
+      if (a.identity() == b.identity()) return true;
+      const auto p = a.items();
+      const auto q = b.items();
+      if (p.size() != q.size()) return false;
+      for (std::size_t i = 0; i < p.size(); ++i)
+        if (!key_equal(p[i], q[i])) return false;
+      return true;
+    }
+    case value::kind::list:
+    case value::kind::dict:
+    case value::kind::object:
+    case value::kind::storage: return a.identity() == b.identity();
+    default: return a == b;
+  }
 }
 
 }  // namespace

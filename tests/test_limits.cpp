@@ -842,6 +842,32 @@ TEST_SUITE("limits") {
     }
   }
 
+  TEST_CASE("limits: dict keys holding cyclic objects compare without recursing round the cycle") {
+    // Two sets, each added to itself, as one-element key tuples: tuples of objects hash alike,
+    // and comparing the keys by their contents recursed round the cycles until the stack
+    // overflowed. Objects key by identity, as in Python; the cycles are then refused at STOP.
+    // (Found by the safetensors fuzzer's bare-pickle path:
+    // tests/corpus/safetensors/regress-cyclic-sets-in-dict-keys.)
+    const std::string set_in_itself = "\x8fq\x00(h\x00\x90\x85K\x01\x8fq\x01(h\x01\x90\x85K\x02"s;
+    try {
+      pthio::unpickle(to_bytes("\x80\x02}(" + set_in_itself + "u."), {});
+      FAIL("a cyclic set loaded");
+    } catch (const pthio::error& e) {
+      CHECK(e.kind() == pthio::errc::unsupported);
+      CHECK_MESSAGE(std::string(e.what()).find("cyclic") != std::string::npos, e.what());
+    }
+    // Two distinct objects with equal contents stay two keys; one object twice is one key.
+    auto d =
+        pthio::unpickle(
+            to_bytes("\x80\x02}(" + global("m", "C") + "q\x00)R\x85K\x01h\x00)R\x85K\x02u."s), {})
+            .root;
+    CHECK(d.as_dict().size() == 2);
+    d = pthio::unpickle(
+            to_bytes("\x80\x02}(" + global("m", "C") + ")Rq\x00\x85K\x01h\x00\x85K\x02u."s), {})
+            .root;
+    CHECK(d.as_dict().size() == 1);
+  }
+
   TEST_CASE("limits: calling a set instance is refused, as in Python") {
     // Non-strict mode keeps a call on an object as an object of its class with args (callee, args);
     // for a class pthio handles itself (a set), writing that back would read as a different call.
