@@ -13,6 +13,7 @@
 #include "manifest.h"
 #include "pthio/pthio.hpp"
 #include "support.h"
+#include "torch/internal.h"
 
 using nlohmann::json;
 using pthio_test::first_difference;
@@ -158,6 +159,39 @@ TEST_SUITE("fixtures") {
     // load_options::threads 0 leaves these small files to the calling thread: 3 forces the
     // threaded copies, CRC-32s and byte swaps of host_copies.
     for (const auto& e : manifest()["files"]) check_entry(e, pthio::load_mode::eager, 3);
+  }
+
+  TEST_CASE(
+      "fixtures: every file reads as PyTorch read it, eager, without the unpickler's fast path "
+      "for tensor records") {
+    // The general path (tuples, persistent_load, _rebuild_tensor_v2's handler) must stay right
+    // on its own: torch's records normally take the fast path.
+    pthio::detail::tensor_record_fast_path() = false;
+    for (const auto& e : manifest()["files"]) check_entry(e, pthio::load_mode::eager);
+    pthio::detail::tensor_record_fast_path() = true;
+  }
+
+  TEST_CASE("fixtures: torch's tensor records take the unpickler's fast path") {
+    // In a state dict of one dtype, the first record names the storage class, the location and
+    // OrderedDict (GLOBAL opcodes, which the fast path leaves to the general one); every later
+    // record names them through the memo and is read in one go. Both paths load the same.
+    struct case_t {
+      const char* file;
+      std::uint64_t tensors;
+    };
+    for (const auto& c : {case_t{"t2/many_tensors.pth", 10000}, case_t{"t1/mlp.bin", 6},
+                          case_t{"t2/mlp.bin", 6}, case_t{"t1/linear.pth", 2}}) {
+      INFO(c.file);
+      const std::uint64_t before = pthio::detail::tensor_records_read();
+      auto fast = pthio::load_checkpoint(fixture(c.file), cpu_options());
+      CHECK(pthio::detail::tensor_records_read() - before == c.tensors - 1);
+      pthio::detail::tensor_record_fast_path() = false;
+      auto general = pthio::load_checkpoint(fixture(c.file), cpu_options());
+      pthio::detail::tensor_record_fast_path() = true;
+      CHECK(pthio::detail::tensor_records_read() - before == c.tensors - 1);
+      CHECK(fast.root == general.root);
+      CHECK(pthio::cli::dump_json(fast.root) == pthio::cli::dump_json(general.root));
+    }
   }
 
   TEST_CASE("fixtures: every file reads as PyTorch read it, mmap") {

@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -64,6 +65,21 @@ class PTHIO_API global_table {
   std::unordered_map<std::string, reduce_fn> entries_;  // key "module\nname"
 };
 
+// One tensor as torch.save writes it: torch._utils._rebuild_tensor_v2(storage, storage_offset,
+// size, stride, requires_grad, OrderedDict()), whose storage is the persistent id
+// ('storage', storage class, key, location, numel). The fields point into the pickle and the
+// machine's memo: valid only during the call that receives the record.
+struct tensor_record {
+  const global_ref* storage_class = nullptr;
+  std::string_view key;
+  std::string_view location;
+  std::int64_t numel = 0;
+  std::int64_t storage_offset = 0;
+  std::span<const std::int64_t> size;
+  std::span<const std::int64_t> stride;
+  bool requires_grad = false;
+};
+
 struct unpickle_options {
   // Globals with handlers (torch's rebuild functions, numpy); nullptr for the built-ins only.
   const global_table* globals = nullptr;
@@ -74,6 +90,17 @@ struct unpickle_options {
   std::function<value(const value& pid)> persistent_load;
   // Observes every global the stream names, with the offset of its opcode (used by scan).
   std::function<void(const global_ref& g, std::size_t offset)> on_global;
+  // A fast path for tensors (optional, with persistent_load). When the stream calls
+  // torch._utils._rebuild_tensor_v2, a global `globals` has a handler for, in exactly the form
+  // torch.save writes (a memoized global for the storage class, the 'storage' tag, the location
+  // and OrderedDict; no memo entry made inside the record that is ever read back; ints, strs
+  // and tuples of ints in their binary opcodes), the machine reads the record straight from the
+  // bytes and asks this for the tensor, instead of building the record's tuples and calling
+  // persistent_load and the handler. It must return what that general path would give, or
+  // nothing to decline; on nothing, or a pthio::error, the general path runs over the same bytes
+  // and reports any error where it meets it. A record read this way charges max_memory for the
+  // tensor only, not for the tuples it did not build.
+  std::function<std::optional<value>(const tensor_record& r)> load_tensor_record;
   unpickle_limits limits;
   // Name used in errors: "archive/data.pkl".
   std::string context;

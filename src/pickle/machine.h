@@ -657,6 +657,21 @@ class pickle_machine {
     return text(value::make_bytes(std::move(s)));
   }
 
+  // ---- torch's tensor records (tensor_record.cpp): unpickle_options::load_tensor_record.
+
+  // At a MARK under the _rebuild_tensor_v2 global: the record read and its tensor pushed, or
+  // false, nothing changed, for the general path. The helpers read one part of the record
+  // through a record_reader (tensor_record.cpp), false when it is not in the expected form.
+  bool fast_tensor_record();
+  bool is_rebuild_v2(const value& v);
+  bool fast_skip_put(void* reader);
+  const value* fast_memo(void* reader);
+  bool fast_str(void* reader, std::string_view& s);
+  bool fast_int(void* reader, std::int64_t& v);
+  bool fast_int_tuple(void* reader, std::int64_t* out, std::size_t& n);
+  bool fast_global(void* reader, const global_ref*& g);
+  value rebuild_v2_;  // the global last found to be _rebuild_tensor_v2, kept alive
+
   // The dispatch: one switch over every opcode (unpickler.cpp).
   unpickle_result loop();
 };

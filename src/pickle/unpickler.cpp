@@ -129,6 +129,10 @@ unpickle_result pickle_machine::loop() {
         return {std::move(root), in_.pos()};
       }
       case opcode::MARK:
+        // torch's record for a tensor, read in one go when the loader offers a fast path.
+        if (opt_.load_tensor_record && stack_.size() > floor() && is_rebuild_v2(stack_.back()) &&
+            fast_tensor_record())
+          break;
         if (marks_.size() >= lim_.max_depth)
           fail(errc::limit_exceeded,
                "MARK nesting exceeds max_depth (" + std::to_string(lim_.max_depth) + ")");

@@ -57,6 +57,15 @@ struct pid_memory {
 // The zip format's five fields, or the legacy format's six (the sixth, view metadata, is left to
 // the caller).
 storage_spec parse_pid(const value& pid, bool legacy, pid_memory& last);
+// Whether zip loads read torch's tensor records through unpickle_options::load_tensor_record
+// (on unless switched off, for tests and fuzzing that compare the two paths; per thread).
+bool& tensor_record_fast_path() noexcept;
+// Tensor records read that way on this thread so far (for tests).
+std::uint64_t& tensor_records_read() noexcept;
+
+// The same from the fields of a zip-format id (what unpickle_options::load_tensor_record gets).
+storage_spec parse_pid_fields(const global_ref& type, std::string_view key,
+                              std::string_view location, std::int64_t numel, pid_memory& last);
 
 // place.cpp: where a storage's bytes go.
 

@@ -112,8 +112,9 @@ checkpoint load_zip(const byte_source& src, const load_options& opt, bool allow_
   std::string rec = prefix + "data/";  // the record name, rebuilt in place for each storage
   const std::size_t rec_stem = rec.size();
   pid_memory last_pid;
-  u.persistent_load = [&](const value& pid) -> value {
-    storage_spec s = parse_pid(pid, false, last_pid);
+  // The storage a persistent id names, loaded on first use: its index in `loaded`, and whether
+  // it was loaded before.
+  auto storage_of = [&](const storage_spec& s) -> std::pair<std::size_t, bool> {
     rec.resize(rec_stem);
     rec += s.key;
     const zip_entry* e = zip.find(rec);
@@ -127,10 +128,7 @@ checkpoint load_zip(const byte_source& src, const load_options& opt, bool allow_
         throw error(errc::corrupt_checkpoint,
                     "storage '" + s.key + "' is named again with " + std::to_string(s.nbytes) +
                         " bytes, more than its record's " + std::to_string(cached.data.nbytes()));
-      storage_value again = cached;
-      again.dtype = s.t;
-      again.numel = s.numel;
-      return value::make_storage(std::move(again));
+      return {slot - 1, true};
     }
     if (e->uncompressed_size < s.nbytes)
       throw error(errc::corrupt_checkpoint,
@@ -148,8 +146,28 @@ checkpoint load_zip(const byte_source& src, const load_options& opt, bool allow_
     sv.location = s.location;
     loaded.push_back(value::make_storage(std::move(sv)));
     slot = static_cast<std::uint32_t>(loaded.size());
-    return loaded.back();
+    return {loaded.size() - 1, false};
   };
+  u.persistent_load = [&](const value& pid) -> value {
+    storage_spec s = parse_pid(pid, false, last_pid);
+    auto [i, again] = storage_of(s);
+    if (!again) return loaded[i];
+    storage_value named = loaded[i].as_storage();
+    named.dtype = s.t;
+    named.numel = s.numel;
+    return value::make_storage(std::move(named));
+  };
+  // torch's tensor records, read by the unpickler without their tuples: the same storage and the
+  // same tensor as persistent_load and _rebuild_tensor_v2's handler would make.
+  if (tensor_record_fast_path())
+    u.load_tensor_record = [&](const tensor_record& r) -> std::optional<value> {
+      storage_spec s = parse_pid_fields(*r.storage_class, r.key, r.location, r.numel, last_pid);
+      const storage_value& sv = loaded[storage_of(s).first].as_storage();
+      value t(tensor(sv.data, s.t, shape_t(r.size.begin(), r.size.end()),
+                     shape_t(r.stride.begin(), r.stride.end()), r.storage_offset, r.requires_grad));
+      ++tensor_records_read();
+      return t;
+    };
   ck.root = run_unpickle(zip.read(*pkl, opt.verify_crc), u, nullptr);
   storages.copies.finish(opt.threads);
   storages.uploads.finish();

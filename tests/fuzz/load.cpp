@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "fuzz_common.h"
+#include "torch/internal.h"
 
 namespace {
 
@@ -24,7 +25,7 @@ pthio::byte_source mapped_copy(const std::uint8_t* data, std::size_t size) {
 }
 
 bool load_one(pthio::byte_source src, pthio::load_mode mode, bool strict, std::string* dump,
-              unsigned threads = 0) {
+              unsigned threads = 0, std::string* failure = nullptr) {
   pthio::load_options o;
   o.mode = mode;
   o.strict = strict;
@@ -40,6 +41,7 @@ bool load_one(pthio::byte_source src, pthio::load_mode mode, bool strict, std::s
     return true;
   } catch (const pthio::error& e) {
     if (std::string(e.what()).find(name) == std::string::npos) __builtin_trap();  // names the file
+    if (failure) *failure = e.what();
     return false;
   }
 }
@@ -48,9 +50,19 @@ bool load_one(pthio::byte_source src, pthio::load_mode mode, bool strict, std::s
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const auto bytes = pthio_fuzz::as_bytes(data, size);
-  std::string eager, mapped;
+  std::string eager, mapped, failure;
   const bool ok = load_one(pthio::byte_source::borrow(bytes, "fuzz.pth"), pthio::load_mode::eager,
-                           false, &eager);
+                           false, &eager, 0, &failure);
+  // torch's tensor records take the unpickler's fast path, which must give what the general path
+  // gives: the same value, or the same error at the same offset.
+  {
+    std::string general, general_failure;
+    pthio::detail::tensor_record_fast_path() = false;
+    const bool ok_general = load_one(pthio::byte_source::borrow(bytes, "fuzz.pth"),
+                                     pthio::load_mode::eager, false, &general, 0, &general_failure);
+    pthio::detail::tensor_record_fast_path() = true;
+    if (ok != ok_general || general != eager || general_failure != failure) __builtin_trap();
+  }
   // Weights-only mode refuses more, never loads something else.
   std::string strict;
   if (ok &&

@@ -1,0 +1,230 @@
+// pthio — the pickle reader's fast path for torch's tensor records (unpickle_options::
+// load_tensor_record). torch.save writes every tensor as the same forty-odd bytes:
+//
+//   <_rebuild_tensor_v2, memoized> MARK
+//     MARK 'storage' <storage class> key location numel TUPLE [PUT]   (the persistent id)
+//     BINPERSID
+//     offset  <size tuple> [PUT]  <stride tuple> [PUT]  NEWFALSE
+//     <OrderedDict> EMPTY_TUPLE REDUCE [PUT]
+//   TUPLE [PUT] REDUCE
+//
+// The general machine builds five tuples, a dict and two vectors for it and dispatches thirty
+// opcodes through the stack; this reads the same bytes into a tensor_record and lets the torch
+// loader make the tensor. The reading has no side effect until the record is accepted: anything
+// unexpected (another opcode, a global named here for the first time, a memo entry written here
+// that the stream reads back, a limit the general path would reach, text that is not UTF-8, a
+// declined or failing record) leaves the position at the MARK and the general path runs.
+#include <array>
+
+#include "machine.h"
+
+namespace pthio::detail {
+
+namespace {
+
+// Dimensions a record may have on the fast path; more (legal, rare) take the general path.
+constexpr std::size_t max_fast_dims = 16;
+
+class record_reader {
+ public:
+  record_reader(std::span<const std::byte> data, std::size_t pos) : d_(data), p_(pos) {}
+  std::size_t pos() const noexcept { return p_; }
+  int peek() const noexcept {
+    return p_ < d_.size() ? static_cast<int>(std::to_integer<std::uint8_t>(d_[p_])) : -1;
+  }
+  bool take(opcode op) noexcept {
+    if (peek() != static_cast<int>(op)) return false;
+    ++p_;
+    return true;
+  }
+  bool le(int n, std::uint64_t& v) noexcept {
+    if (d_.size() - p_ < static_cast<std::size_t>(n)) return false;
+    v = detail::load_le(d_.data() + p_, n);
+    p_ += static_cast<std::size_t>(n);
+    return true;
+  }
+  bool chars(std::uint64_t n, std::string_view& s) noexcept {
+    if (n > d_.size() - p_) return false;
+    s = std::string_view(reinterpret_cast<const char*>(d_.data() + p_),
+                         static_cast<std::size_t>(n));
+    p_ += static_cast<std::size_t>(n);
+    return true;
+  }
+
+ private:
+  std::span<const std::byte> d_;
+  std::size_t p_;
+};
+
+}  // namespace
+
+// A memo entry made inside the record is only skipped when the stream never reads it back (the
+// general path would not store it either); the memo itself is only read.
+bool pickle_machine::fast_skip_put(void* reader) {
+  auto& r = *static_cast<record_reader*>(reader);
+  std::uint64_t index;
+  if (r.take(opcode::BINPUT)) {
+    if (!r.le(1, index)) return false;
+  } else if (r.take(opcode::LONG_BINPUT)) {
+    if (!r.le(4, index)) return false;
+  } else {
+    return true;  // no PUT here
+  }
+  return index < lim_.max_memo && !reads_.will_read(index);
+}
+
+const value* pickle_machine::fast_memo(void* reader) {
+  auto& r = *static_cast<record_reader*>(reader);
+  std::uint64_t index;
+  if (r.take(opcode::BINGET)) {
+    if (!r.le(1, index)) return nullptr;
+  } else if (r.take(opcode::LONG_BINGET)) {
+    if (!r.le(4, index)) return nullptr;
+  } else {
+    return nullptr;
+  }
+  if (memo_dense_.has(index)) return &memo_dense_[static_cast<std::size_t>(index)];
+  if (auto it = memo_sparse_.find(index); it != memo_sparse_.end()) return &it->second;
+  return nullptr;
+}
+
+bool pickle_machine::fast_str(void* reader, std::string_view& s) {
+  auto& r = *static_cast<record_reader*>(reader);
+  std::uint64_t n;
+  const int op = r.peek();
+  if (op == static_cast<int>(opcode::SHORT_BINUNICODE) ||
+      op == static_cast<int>(opcode::BINUNICODE) || op == static_cast<int>(opcode::BINUNICODE8)) {
+    r.take(static_cast<opcode>(op));
+    const int width = op == static_cast<int>(opcode::SHORT_BINUNICODE) ? 1
+                      : op == static_cast<int>(opcode::BINUNICODE)     ? 4
+                                                                       : 8;
+    if (!r.le(width, n) || !r.chars(n, s) || !valid_utf8(s, true)) return false;
+  } else {
+    const value* v = fast_memo(reader);
+    if (!v || !v->is_str()) return false;
+    s = v->as_str();
+  }
+  return fast_skip_put(reader);
+}
+
+bool pickle_machine::fast_int(void* reader, std::int64_t& v) {
+  auto& r = *static_cast<record_reader*>(reader);
+  std::uint64_t u;
+  if (r.take(opcode::BININT1)) {
+    if (!r.le(1, u)) return false;
+    v = static_cast<std::int64_t>(u);
+  } else if (r.take(opcode::BININT2)) {
+    if (!r.le(2, u)) return false;
+    v = static_cast<std::int64_t>(u);
+  } else if (r.take(opcode::BININT)) {
+    if (!r.le(4, u)) return false;
+    v = static_cast<std::int32_t>(static_cast<std::uint32_t>(u));
+  } else if (r.take(opcode::LONG1)) {
+    // Python's long: little-endian two's complement; up to 8 bytes is an int64.
+    std::uint64_t n;
+    if (!r.le(1, n) || n > 8 || !r.le(static_cast<int>(n), u)) return false;
+    if (n == 0) {
+      v = 0;
+    } else {
+      const unsigned bits = 8 * static_cast<unsigned>(n);
+      if (bits < 64 && (u >> (bits - 1)) & 1) u |= ~std::uint64_t{0} << bits;  // sign-extend
+      v = static_cast<std::int64_t>(u);
+    }
+  } else {
+    return false;
+  }
+  return fast_skip_put(reader);
+}
+
+// A tuple of ints: EMPTY_TUPLE, one to three ints and TUPLE1-3, or MARK ints TUPLE.
+bool pickle_machine::fast_int_tuple(void* reader, std::int64_t* out, std::size_t& n) {
+  auto& r = *static_cast<record_reader*>(reader);
+  n = 0;
+  if (r.take(opcode::EMPTY_TUPLE)) return fast_skip_put(reader);
+  const bool marked = r.take(opcode::MARK);
+  for (;;) {
+    const int op = r.peek();
+    if (op == static_cast<int>(opcode::TUPLE)) {
+      if (!marked) return false;
+      break;
+    }
+    if (op == static_cast<int>(opcode::TUPLE1) || op == static_cast<int>(opcode::TUPLE2) ||
+        op == static_cast<int>(opcode::TUPLE3)) {
+      if (marked || n != static_cast<std::size_t>(op - static_cast<int>(opcode::TUPLE1) + 1))
+        return false;
+      break;
+    }
+    if (n == max_fast_dims || !fast_int(reader, out[n])) return false;
+    ++n;
+  }
+  r.take(static_cast<opcode>(r.peek()));
+  // MARK TUPLE with nothing between is the empty tuple, as EMPTY_TUPLE.
+  return fast_skip_put(reader);
+}
+
+bool pickle_machine::fast_global(void* reader, const global_ref*& g) {
+  const value* v = fast_memo(reader);
+  if (!v || !v->is_global()) return false;
+  g = &v->as_global();
+  return fast_skip_put(reader);
+}
+
+// At a MARK whose stack top is the _rebuild_tensor_v2 global: reads the whole record and, when
+// the loader accepts it, leaves the tensor in the global's place, past the record's REDUCE.
+bool pickle_machine::fast_tensor_record() {
+  // The general path opens two MARKs and holds up to seven values above the global.
+  if (marks_.size() + 2 > lim_.max_depth || stack_.size() + 8 > lim_.max_stack) return false;
+  record_reader r(in_.data(), in_.pos());
+  void* rp = &r;
+  tensor_record rec;
+  std::array<std::int64_t, max_fast_dims> size{}, stride{};
+  std::size_t size_n = 0, stride_n = 0;
+  std::string_view tag;
+  const global_ref* hooks = nullptr;
+  bool ok = r.take(opcode::MARK) && fast_str(rp, tag) && tag == "storage" &&
+            fast_global(rp, rec.storage_class) && fast_str(rp, rec.key) &&
+            fast_str(rp, rec.location) && fast_int(rp, rec.numel) && r.take(opcode::TUPLE) &&
+            fast_skip_put(rp) && r.take(opcode::BINPERSID) && fast_skip_put(rp) &&
+            fast_int(rp, rec.storage_offset) && fast_int_tuple(rp, size.data(), size_n) &&
+            fast_int_tuple(rp, stride.data(), stride_n);
+  if (!ok) return false;
+  if (r.take(opcode::NEWTRUE))
+    rec.requires_grad = true;
+  else if (!r.take(opcode::NEWFALSE))
+    return false;
+  ok = fast_skip_put(rp) && fast_global(rp, hooks) && hooks->module == "collections" &&
+       hooks->name == "OrderedDict" && r.take(opcode::EMPTY_TUPLE) && fast_skip_put(rp) &&
+       r.take(opcode::REDUCE) && fast_skip_put(rp) && r.take(opcode::TUPLE) && fast_skip_put(rp) &&
+       r.take(opcode::REDUCE);
+  if (!ok) return false;
+  rec.size = std::span<const std::int64_t>(size.data(), size_n);
+  rec.stride = std::span<const std::int64_t>(stride.data(), stride_n);
+  std::optional<value> t;
+  try {
+    t = opt_.load_tensor_record(rec);
+  } catch (const error&) {
+    return false;  // the general path meets the same problem and says where
+  }
+  if (!t) return false;
+  // The tensor, its shape and strides, and its boxes.
+  charge(256 + 16 * static_cast<std::uint64_t>(size_n + stride_n));
+  in_.seek(r.pos());
+  stack_.back() = std::move(*t);
+  heights_.back() = 0;
+  return true;
+}
+
+// Whether v is torch._utils._rebuild_tensor_v2 with a handler: remembered by the address of its
+// name pair (the memoized global of every record), kept alive in rebuild_v2_.
+bool pickle_machine::is_rebuild_v2(const value& v) {
+  if (!v.is_global()) return false;
+  const global_ref* g = &v.as_global();
+  if (!rebuild_v2_.is_none() && &rebuild_v2_.as_global() == g) return true;
+  if (g->module != "torch._utils" || g->name != "_rebuild_tensor_v2" || !opt_.globals) return false;
+  const reduce_fn* h = opt_.globals->find(g->module, g->name);
+  if (!h || !*h) return false;
+  rebuild_v2_ = v;
+  return true;
+}
+
+}  // namespace pthio::detail
