@@ -102,9 +102,9 @@ checkpoint load_zip(const byte_source& src, const load_options& opt, bool allow_
       if (e.name.starts_with(prefix + "code/")) ck.format = checkpoint_format::torchscript;
   ck.byte_order = read_byteorder(zip, prefix, opt);
   auto [swap, zero_copy, lazy] = plan_placement(src, zip_ptr, ck.byte_order, opt);
-  // The storages loaded so far (storage values, shared with the result); by zip entry index (one
+  // The storages loaded so far (their bytes are shared with the result); by zip entry index (one
   // record is one storage), where each is in `loaded` plus one (0: not loaded yet).
-  std::vector<value> loaded;
+  std::vector<storage_value> loaded;
   std::vector<std::uint32_t> loaded_at(zip.entries().size(), 0);
   zip_storages storages{zip, opt, swap, zero_copy, lazy.get(), {}, true, {}};
 
@@ -121,7 +121,7 @@ checkpoint load_zip(const byte_source& src, const load_options& opt, bool allow_
     if (!e) throw error(errc::corrupt_checkpoint, "storage record " + rec + " is missing");
     std::uint32_t& slot = loaded_at[static_cast<std::size_t>(e - zip.entries().data())];
     if (slot != 0) {
-      const storage_value& cached = loaded[slot - 1].as_storage();
+      const storage_value& cached = loaded[slot - 1];
       // torch 2.x may name one record as a typed storage and as an UntypedStorage (byte views);
       // each name sees the bytes with its own element type.
       if (s.nbytes > cached.data.nbytes())
@@ -144,15 +144,15 @@ checkpoint load_zip(const byte_source& src, const load_options& opt, bool allow_
     sv.numel = s.numel;
     sv.key = s.key;
     sv.location = s.location;
-    loaded.push_back(value::make_storage(std::move(sv)));
+    loaded.push_back(std::move(sv));
     slot = static_cast<std::uint32_t>(loaded.size());
     return {loaded.size() - 1, false};
   };
   u.persistent_load = [&](const value& pid) -> value {
     storage_spec s = parse_pid(pid, false, last_pid);
     auto [i, again] = storage_of(s);
-    if (!again) return loaded[i];
-    storage_value named = loaded[i].as_storage();
+    if (!again) return value::make_storage(loaded[i]);
+    storage_value named = loaded[i];
     named.dtype = s.t;
     named.numel = s.numel;
     return value::make_storage(std::move(named));
@@ -162,7 +162,7 @@ checkpoint load_zip(const byte_source& src, const load_options& opt, bool allow_
   if (tensor_record_fast_path())
     u.load_tensor_record = [&](const tensor_record& r) -> std::optional<value> {
       storage_spec s = parse_pid_fields(*r.storage_class, r.key, r.location, r.numel, last_pid);
-      const storage_value& sv = loaded[storage_of(s).first].as_storage();
+      const storage_value& sv = loaded[storage_of(s).first];
       value t(tensor(sv.data, s.t, shape_t(r.size.begin(), r.size.end()),
                      shape_t(r.stride.begin(), r.stride.end()), r.storage_offset, r.requires_grad));
       ++tensor_records_read();
