@@ -53,6 +53,10 @@ install(TARGETS ${_pthio_exported} EXPORT pthio-targets
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)
 if(TARGET pthio_cli)
   install(TARGETS pthio_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)
+  # The manual page and the bash completion of the command (share/ in the source tree).
+  install(FILES share/man/man1/pthio.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1 COMPONENT runtime)
+  install(FILES share/bash-completion/completions/pthio
+          DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions COMPONENT runtime)
 endif()
 install(DIRECTORY include/pthio DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT development)
 install(EXPORT pthio-targets NAMESPACE pthio:: FILE pthioTargets.cmake

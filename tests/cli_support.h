@@ -34,11 +34,11 @@ inline std::string shell_quote(const std::string& s) {
   return q + "'";
 }
 
-inline run_result run_cli(const std::string& args) {
+// A shell command line, its output captured.
+inline run_result run_shell(const std::string& command) {
   static int counter = 0;
   auto base = scratch_dir() / ("cli-" + std::to_string(++counter));
-  std::string cmd = shell_quote(PTHIO_CLI_PATH) + " " + args + " >" +
-                    shell_quote(base.string() + ".out") + " 2>" +
+  std::string cmd = "{ " + command + "; } >" + shell_quote(base.string() + ".out") + " 2>" +
                     shell_quote(base.string() + ".err") + " </dev/null";
   int rc = std::system(cmd.c_str());
   run_result r;
@@ -52,6 +52,10 @@ inline run_result run_cli(const std::string& args) {
   r.out = slurp(base.string() + ".out");
   r.err = slurp(base.string() + ".err");
   return r;
+}
+
+inline run_result run_cli(const std::string& args) {
+  return run_shell(shell_quote(PTHIO_CLI_PATH) + " " + args);
 }
 
 }  // namespace pthio_test

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -62,8 +63,7 @@ TEST_SUITE("cli" * pthio_test::needs_cli) {
     CHECK(dump.out.find("1e-08") != std::string::npos);
   }
 
-  TEST_CASE("cli: cat prints values whose bytes hash to PyTorch's SHA-256") {
-    // Parse the printed float32 values back and hash them: repr round-trips exactly.
+  TEST_CASE("cli: cat --raw writes bytes that hash to PyTorch's SHA-256") {
     for (const char* rel : {"t1/linear.pth", "t2/mlp.bin"}) {
       INFO(rel);
       const json* entry = nullptr;
@@ -72,27 +72,146 @@ TEST_SUITE("cli" * pthio_test::needs_cli) {
       REQUIRE(entry);
       const auto& t = (*entry)["tensors"][0];
       auto r = run_cli("cat " + shell_quote(fixture(rel).string()) + " " + shell_quote(t["key"]) +
-                       " --limit 100000");
+                       " --raw");
       REQUIRE(r.status == 0);
-      std::string body = r.out.substr(r.out.find('\n') + 1);
-      std::string bytes;
-      std::string tok;
-      for (char c : body + ",") {
-        if (c == '[' || c == ']' || c == ' ' || c == '\n') continue;
-        if (c == ',') {
-          if (!tok.empty()) {
-            float f = std::stof(tok);
-            bytes.append(reinterpret_cast<const char*>(&f), 4);
-          }
-          tok.clear();
-        } else {
-          tok += c;
-        }
-      }
       // The manifest's digest is hashlib's, of the bytes torch saved.
-      CHECK(pthio::cli::sha256_hex(std::as_bytes(std::span(bytes.data(), bytes.size()))) ==
+      CHECK(pthio::cli::sha256_hex(std::as_bytes(std::span(r.out.data(), r.out.size()))) ==
             t["sha256"].get<std::string>());
     }
+  }
+
+  TEST_CASE("cli: every command has its help, the same from help COMMAND and COMMAND --help") {
+    for (const char* cmd : {"ls", "dump", "cat", "diff", "convert", "scan", "verify", "help"}) {
+      INFO(cmd);
+      auto a = run_cli(std::string("help ") + cmd);
+      auto b = run_cli(std::string(cmd) + " --help");
+      auto c = run_cli(std::string(cmd) + " some.pth -h");
+      CHECK(a.status == 0);
+      CHECK(b.status == 0);
+      CHECK(c.status == 0);
+      CHECK(a.out.starts_with(std::string("usage: pthio ") + cmd));
+      CHECK(a.out == b.out);
+      CHECK(a.out == c.out);
+      // Each option the general usage lists for the command is explained in its help.
+      auto general = run_cli("help").out;
+      const auto line = general.find(std::string("  ") + cmd + " ");
+      REQUIRE(line != std::string::npos);
+      const std::string synopsis = general.substr(line, general.find('\n', line) - line);
+      for (std::size_t p = synopsis.find("--"); p != std::string::npos;
+           p = synopsis.find("--", p + 2)) {
+        const std::string opt = synopsis.substr(p, synopsis.find_first_of(" ]=", p) - p);
+        CHECK_MESSAGE(a.out.find(opt) != std::string::npos, opt);
+      }
+    }
+    CHECK(run_cli("help frobnicate").status == 2);
+    CHECK(run_cli("frobnicate --help").status == 2);
+    CHECK(run_cli("help ls cat").status == 2);
+    auto v = run_cli("--version");
+    CHECK(v.status == 0);
+    CHECK(v.out.starts_with("pthio " PTHIO_TEST_VERSION "\n"));
+  }
+
+  TEST_CASE("cli: ls gives sizes in binary units and --sort size lists the largest first") {
+    const json* entry = nullptr;
+    for (const auto& e : manifest()["files"])
+      if (e["file"] == "t2/ckpt_adam.pth") entry = &e;
+    REQUIRE(entry);
+    // The total from what PyTorch saw: elements times the dtype's size.
+    std::uint64_t total = 0;
+    std::vector<std::pair<std::uint64_t, std::string>> sizes;
+    for (const auto& t : (*entry)["tensors"]) {
+      std::uint64_t n = 1;
+      for (const auto& d : t["shape"]) n *= d.get<std::uint64_t>();
+      const auto dt = pthio::dtype_from_name(t["dtype"].get<std::string>());
+      REQUIRE(dt);
+      n *= pthio::element_size(*dt);
+      total += n;
+      sizes.emplace_back(n, t["key"].get<std::string>());
+    }
+    REQUIRE(total > 1024);
+    const std::string path = shell_quote(fixture("t2/ckpt_adam.pth").string());
+    auto ls = run_cli("ls " + path);
+    REQUIRE(ls.status == 0);
+    char kib[32];
+    std::snprintf(kib, sizeof kib, "%.1f KiB", static_cast<double>(total) / 1024);
+    std::string grouped = std::to_string(total);
+    for (int at = static_cast<int>(grouped.size()) - 3; at > 0; at -= 3)
+      grouped.insert(static_cast<std::size_t>(at), ",");
+    const std::string footer = std::to_string(sizes.size()) + " tensors, " + kib + " (" + grouped +
+                               " bytes, zip format)\n";
+    CHECK(ls.out.ends_with(footer));
+    // --sort size: the manifest's keys, largest first, equal sizes in the file's order.
+    std::stable_sort(sizes.begin(), sizes.end(),
+                     [](const auto& x, const auto& y) { return x.first > y.first; });
+    auto sorted = run_cli("ls " + path + " --sort size --json");
+    REQUIRE(sorted.status == 0);
+    json got = json::parse(sorted.out)["tensors"];
+    REQUIRE(got.size() == sizes.size());
+    for (std::size_t i = 0; i < sizes.size(); ++i) CHECK(got[i]["key"] == sizes[i].second);
+    auto text = run_cli("ls " + path + " --sort size");
+    REQUIRE(text.status == 0);
+    std::size_t at = text.out.find('\n') + 1;
+    for (const auto& [n, key] : sizes) {
+      CHECK(text.out.compare(at, key.size(), key) == 0);
+      at = text.out.find('\n', at) + 1;
+    }
+    CHECK(run_cli("ls " + path + " --sort name").status == 2);
+  }
+
+  TEST_CASE("cli: diff ends with its counts, and --json gives every entry's status") {
+    const std::string a = shell_quote(fixture("t1/ckpt_sgd.pth").string());
+    const std::string b = shell_quote(fixture("t2/ckpt_adam.pth").string());
+    auto j = run_cli("diff " + a + " " + b + " --json");
+    CHECK(j.status == 1);
+    json d = json::parse(j.out);
+    std::size_t n[4] = {0, 0, 0, 0};
+    for (const auto& e : d["entries"]) {
+      const std::string st = e["status"];
+      n[st == "equal" ? 0 : st == "differs" ? 1 : st == "only in A" ? 2 : 3]++;
+      CHECK(e.contains("why") == (st == "differs"));
+    }
+    CHECK(d["equal"] == n[0]);
+    CHECK(d["differ"] == n[1]);
+    CHECK(d["only_in_a"] == n[2]);
+    CHECK(d["only_in_b"] == n[3]);
+    CHECK(n[1] + n[2] + n[3] > 0);
+    // The text ends with the same counts.
+    auto t = run_cli("diff " + a + " " + b);
+    CHECK(t.status == 1);
+    CHECK(t.out.ends_with(std::to_string(n[0]) + " equal, " + std::to_string(n[1]) + " differ, " +
+                          std::to_string(n[2]) + " only in A, " + std::to_string(n[3]) +
+                          " only in B\n"));
+    // A file against itself: every entry equal.
+    auto same = run_cli("diff " + b + " " + b + " --json");
+    CHECK(same.status == 0);
+    json s = json::parse(same.out);
+    CHECK(s["equal"] == s["entries"].size());
+    CHECK(s["differ"] == 0);
+  }
+
+  TEST_CASE("cli: the manual page renders cleanly and the bash completion completes") {
+    const std::string root = std::filesystem::path(PTHIO_FIXTURES_DIR).parent_path().string();
+    if (std::system("command -v groff >/dev/null 2>&1") == 0) {
+      auto r = pthio_test::run_shell("groff -man -Tutf8 -ww -z " +
+                                     shell_quote(root + "/share/man/man1/pthio.1") + " 2>&1");
+      CHECK(r.status == 0);
+      CHECK_MESSAGE(r.out.empty(), r.out);
+    }
+    // Completion, as bash runs it: commands, options, a --to value, and cat's keys from ls.
+    const std::string cli_dir = std::filesystem::path(PTHIO_CLI_PATH).parent_path().string();
+    auto complete = [&](const std::string& words) {
+      return pthio_test::run_shell(
+          "PATH=" + shell_quote(cli_dir) + ":$PATH bash -c " +
+          shell_quote("source " + root + "/share/bash-completion/completions/pthio; COMP_WORDS=(" +
+                      words +
+                      "); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _pthio; "
+                      "printf '%s\\n' \"${COMPREPLY[@]}\""));
+    };
+    CHECK(complete("pthio c").out == "cat\nconvert\n");
+    CHECK(complete("pthio ls x.pth --s").out == "--sort\n--state-dict\n--strict\n");
+    CHECK(complete("pthio convert a b --to s").out == "safetensors\n");
+    CHECK(complete("pthio cat " + fixture("t2/linear.pth").string() + " ''").out ==
+          "weight\nbias\n");
   }
 
   TEST_CASE("cli: exit statuses follow the contract") {

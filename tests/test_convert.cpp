@@ -207,7 +207,7 @@ TEST_SUITE("convert" * pthio_test::needs_cli) {
     damage_records(path);
     auto ls = pthio_test::run_cli("ls " + pthio_test::shell_quote(path.string()));
     CHECK(ls.status == 0);
-    CHECK(ls.out.find("4 tensors, 32000 bytes (zip format)") != std::string::npos);
+    CHECK(ls.out.find("4 tensors, 31.2 KiB (32,000 bytes, zip format)") != std::string::npos);
     CHECK(ls.out.find("w3   float32  [2000]  cpu      8000") != std::string::npos);
     auto dump = pthio_test::run_cli("dump " + pthio_test::shell_quote(path.string()));
     CHECK(dump.status == 0);
@@ -249,13 +249,13 @@ TEST_SUITE("convert" * pthio_test::needs_cli) {
     auto same = pthio_test::run_cli("diff " + pthio_test::shell_quote(a.string()) + " " +
                                     pthio_test::shell_quote(a.string()));
     CHECK(same.status == 0);
-    CHECK(same.out == "no differences (5 entries compared)\n");
+    CHECK(same.out == "5 equal, 0 differ, 0 only in A, 0 only in B\n");
     auto d = pthio_test::run_cli("diff " + pthio_test::shell_quote(a.string()) + " " +
                                  pthio_test::shell_quote(b.string()));
     CHECK(d.status == 1);
     CHECK(d.out ==
           "differs: w3: 500 of 500 elements differ; largest |a-b| = 3000.0 at flat "
-          "index 0\n1 difference\n");
+          "index 0\n4 equal, 1 differ, 0 only in A, 0 only in B\n");
   }
 
   TEST_CASE("cli: diff compares large tensors piece by piece with the whole tensor's answer") {
@@ -292,14 +292,15 @@ TEST_SUITE("convert" * pthio_test::needs_cli) {
     CHECK(exact.status == 1);
     CHECK(exact.out ==
           "differs: f: 3 of 903000 elements differ; largest |a-b| = 2.0 at flat index 600000\n"
-          "differs: n: elements differ\n2 differences\n");
+          "differs: n: elements differ\n0 equal, 2 differ, 0 only in A, 0 only in B\n");
     auto loose = pthio_test::run_cli("diff --atol 1 " + files);
     CHECK(loose.out ==
           "differs: f: 2 of 903000 elements differ; largest |a-b| = 2.0 at flat index 600000\n"
-          "1 difference\n");  // n's one difference of 1 is within the tolerance
+          "1 equal, 1 differ, 0 only in A, 0 only in B\n");  // n's one difference of 1 is within
+                                                             // the tolerance
     auto none = pthio_test::run_cli("diff --atol 2 " + files);
     CHECK(none.status == 0);
-    CHECK(none.out == "no differences (2 entries compared)\n");
+    CHECK(none.out == "2 equal, 0 differ, 0 only in A, 0 only in B\n");
   }
 
   TEST_CASE("cli: convert --max-shard-size, and its usage errors") {
@@ -317,7 +318,7 @@ TEST_SUITE("convert" * pthio_test::needs_cli) {
     CHECK(std::filesystem::exists(dir / "pytorch_model.bin.index.json"));
     auto ls = pthio_test::run_cli(
         "ls " + pthio_test::shell_quote((dir / "pytorch_model.bin.index.json").string()));
-    CHECK(ls.out.find("4 tensors, 16000 bytes") != std::string::npos);
+    CHECK(ls.out.find("4 tensors, 15.6 KiB (16,000 bytes") != std::string::npos);
     CHECK(pthio_test::run_cli("convert " + pthio_test::shell_quote(src.string()) + " " +
                               pthio_test::shell_quote(dir.string()) + " --max-shard-size 5XB")
               .status == 2);

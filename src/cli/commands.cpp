@@ -168,7 +168,7 @@ std::string compare_tensors(const tensor& ta, const tensor& tb, double atol, dou
 }  // namespace
 
 int cmd_diff(const std::vector<std::string>& files, double atol, double rtol,
-             const load_options& options, const view_options& view) {
+             const load_options& options, const view_options& view, bool json) {
   if (files.size() != 2) throw usage("diff takes two files, A and B");
   auto a = open_checkpoint(files[0], options, view);
   auto b = open_checkpoint(files[1], options, view);
@@ -179,51 +179,78 @@ int cmd_diff(const std::vector<std::string>& files, double atol, double rtol,
   leaves(b.root, "", 0, scalars, lb);
   std::map<std::string, const value*> mb;
   for (const auto& [k, v] : lb) mb.emplace(k, &v);
-  std::size_t differences = 0;
+  // Every entry of A in order, then B's own: its status and, when it differs, why.
+  enum class status { equal, differs, only_a, only_b };
+  struct entry {
+    std::string key;
+    status st;
+    std::string why;
+  };
+  std::vector<entry> entries;
   std::map<std::string, bool> seen;
+  std::size_t counts[4] = {0, 0, 0, 0};
+  auto note = [&](const std::string& k, status st, std::string why = {}) {
+    ++counts[static_cast<int>(st)];
+    const std::string shown = k.empty() ? "\"\"" : k;
+    // Text lines as they are found (a long diff shows its progress); JSON at the end.
+    if (!json) {
+      if (st == status::only_a) std::printf("only in A: %s\n", shown.c_str());
+      if (st == status::only_b) std::printf("only in B: %s\n", shown.c_str());
+      if (st == status::differs) std::printf("differs: %s: %s\n", shown.c_str(), why.c_str());
+    }
+    if (json) entries.push_back({k, st, std::move(why)});
+  };
   for (const auto& [k, v] : la) {
     seen[k] = true;
     auto it = mb.find(k);
-    std::string shown = k.empty() ? "\"\"" : k;
     if (it == mb.end()) {
-      std::printf("only in A: %s\n", shown.c_str());
-      ++differences;
+      note(k, status::only_a);
       continue;
     }
     const value& w = *it->second;
+    std::string why;
     if (v.is_tensor() != w.is_tensor()) {
-      std::printf("differs: %s: %s vs %s\n", shown.c_str(), std::string(v.type_name()).c_str(),
-                  std::string(w.type_name()).c_str());
-      ++differences;
+      why = std::string(v.type_name()) + " vs " + std::string(w.type_name());
     } else if (v.is_tensor()) {
       // Dtypes and shapes first, from the pickles; then the pair's bytes, read now and released
       // before the next pair (lazy checkpoints).
       const tensor& ta = v.as_tensor();
       const tensor& tb = w.as_tensor();
-      std::string why = ta.dtype() != tb.dtype() || ta.shape() != tb.shape()
-                            ? describe_tensor(ta) + " vs " + describe_tensor(tb)
-                            : compare_tensors(ta, tb, atol, rtol, a, b);
-      if (!why.empty()) {
-        std::printf("differs: %s: %s\n", shown.c_str(), why.c_str());
-        ++differences;
-      }
+      why = ta.dtype() != tb.dtype() || ta.shape() != tb.shape()
+                ? describe_tensor(ta) + " vs " + describe_tensor(tb)
+                : compare_tensors(ta, tb, atol, rtol, a, b);
     } else if (dump_json(v) != dump_json(w)) {
-      std::printf("differs: %s: %s vs %s\n", shown.c_str(), dump_json(v).c_str(),
-                  dump_json(w).c_str());
-      ++differences;
+      why = dump_json(v) + " vs " + dump_json(w);
     }
+    const status st = why.empty() ? status::equal : status::differs;
+    note(k, st, std::move(why));
   }
   for (const auto& [k, v] : lb)
-    if (!seen.count(k)) {
-      std::printf("only in B: %s\n", k.empty() ? "\"\"" : k.c_str());
-      ++differences;
+    if (!seen.count(k)) note(k, status::only_b);
+  const bool differ = counts[1] + counts[2] + counts[3] > 0;
+  if (json) {
+    static const char* names[] = {"equal", "differs", "only in A", "only in B"};
+    std::string out =
+        "{\"a\": " + json_quote(files[0]) + ", \"b\": " + json_quote(files[1]) + ", \"entries\": [";
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      const entry& e = entries[i];
+      out += (i ? ",\n  " : "\n  ");
+      out += "{\"key\": " + json_quote(e.key) + ", \"status\": \"" + names[static_cast<int>(e.st)] +
+             "\"";
+      if (e.st == status::differs) out += ", \"why\": " + json_quote(e.why);
+      out += "}";
     }
-  if (differences) {
-    std::printf("%zu difference%s\n", differences, differences == 1 ? "" : "s");
-    return 1;
+    out += entries.empty() ? "]" : "\n]";
+    out += ", \"equal\": " + std::to_string(counts[0]) +
+           ", \"differ\": " + std::to_string(counts[1]) +
+           ", \"only_in_a\": " + std::to_string(counts[2]) +
+           ", \"only_in_b\": " + std::to_string(counts[3]) + "}\n";
+    std::fputs(out.c_str(), stdout);
+  } else {
+    std::printf("%zu equal, %zu differ, %zu only in A, %zu only in B\n", counts[0], counts[1],
+                counts[2], counts[3]);
   }
-  std::printf("no differences (%zu entries compared)\n", la.size());
-  return 0;
+  return differ ? 1 : 0;
 }
 
 int cmd_convert(const std::vector<std::string>& files, const std::string& to,

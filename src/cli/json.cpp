@@ -1,8 +1,11 @@
 #include "json.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <iterator>
 
 #include "json_reader.h"
 #include "sha256.h"
@@ -233,17 +236,46 @@ std::string dump_json(const checkpoint& ck) {
   return out;
 }
 
-std::string ls_json(const checkpoint& ck, std::string_view file) {
+std::string ls_json(const checkpoint& ck, std::string_view file, bool by_size) {
   std::string out = "{\"file\": " + json_quote(file) +
                     ", \"format\": " + json_quote(format_name(ck.format)) + ", \"tensors\": [";
-  bool first = true;
   // A lazy checkpoint's tensors are read one at a time, each released once hashed.
+  std::vector<std::pair<std::uint64_t, std::string>> rows;
   visit_tensors(ck.root, [&](const std::string& key, const value& t) {
-    out += first ? "\n  " : ",\n  ";
-    first = false;
-    out += ck.is_lazy() ? lazy_tensor_json(ck, t.as_tensor(), &key) : tensor_json(t, &key);
+    rows.emplace_back(t.as_tensor().nbytes(), ck.is_lazy()
+                                                  ? lazy_tensor_json(ck, t.as_tensor(), &key)
+                                                  : tensor_json(t, &key));
   });
-  out += first ? "]}" : "\n]}";
+  if (by_size)
+    std::stable_sort(rows.begin(), rows.end(),
+                     [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (std::size_t i = 0; i < rows.size(); ++i) out += (i ? ",\n  " : "\n  ") + rows[i].second;
+  out += rows.empty() ? "]}" : "\n]}";
+  return out;
+}
+
+std::string binary_size(std::uint64_t bytes) {
+  if (bytes < 1024) return std::to_string(bytes) + " B";
+  static constexpr const char* units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  double v = static_cast<double>(bytes) / 1024;
+  std::size_t u = 0;
+  // 1023.96 KiB would print as "1024.0 KiB": move up a unit before rounding does.
+  while (v >= 1023.95 && u + 1 < std::size(units)) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
+  return buf;
+}
+
+std::string grouped(std::uint64_t n) {
+  std::string digits = std::to_string(n);
+  std::string out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
   return out;
 }
 

@@ -26,6 +26,10 @@ namespace pthio::cli {
 std::string python_float_repr(double d);
 // The shortest text that reads back as this float32 value, in the same layout ("0.1", "1e-08").
 std::string python_float_repr(float f);
+// A byte count in binary units, one decimal: "10.9 KiB", "1.0 GiB" ("512 B" below 1 KiB).
+std::string binary_size(std::uint64_t bytes);
+// A count with thousands separators: "11,208".
+std::string grouped(std::uint64_t n);
 // A JSON string literal (UTF-8 passed through, control characters and invalid bytes escaped): the
 // library's own quoting, with which its error messages show names.
 std::string json_quote(std::string_view s);
@@ -38,7 +42,8 @@ std::string dump_json(const value& v);
 // The same for a checkpoint's root; a lazy checkpoint's tensors are read (to be hashed) one at a
 // time, and each released before the next.
 std::string dump_json(const checkpoint& ck);
-// The whole `ls --json` object for a loaded file (a lazy one read tensor by tensor).
-std::string ls_json(const checkpoint& ck, std::string_view file);
+// The whole `ls --json` object for a loaded file (a lazy one read tensor by tensor); by_size:
+// the tensors largest first (ties in the file's order), as `ls --sort size`.
+std::string ls_json(const checkpoint& ck, std::string_view file, bool by_size = false);
 
 }  // namespace pthio::cli

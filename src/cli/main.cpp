@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -15,6 +16,7 @@
 #include "json.h"
 #include "pthio/pthio.hpp"
 #include "scan.h"
+#include "tensor_text.h"
 
 namespace {
 
@@ -22,12 +24,13 @@ constexpr int exit_ok = 0, exit_negative = 1, exit_usage = 2, exit_unreadable = 
 
 const char* usage_text =
     "usage: pthio COMMAND [ARGS]\n"
-    "  ls FILE [--json]                 one row per tensor: key, dtype, shape, device, bytes\n"
+    "  ls FILE [--json] [--sort size]   one row per tensor: key, dtype, shape, device, bytes\n"
     "  dump FILE [--json]               the whole object tree\n"
-    "  cat FILE KEY [--limit N] [--slice SPEC] [--raw]\n"
-    "                                   the values of one tensor (or of t[SPEC]); --raw: its\n"
-    "                                   elements' bytes, little-endian, row-major\n"
-    "  diff A B [--atol X] [--rtol Y]   compare two checkpoints (exit 1 when they differ)\n"
+    "  cat FILE KEY [--slice SPEC] [--raw] [--full] [--limit N]\n"
+    "                                   one tensor (or t[SPEC]), printed as torch prints it;\n"
+    "                                   --raw: its elements' bytes, little-endian, row-major\n"
+    "  diff A B [--atol X] [--rtol Y] [--json]\n"
+    "                                   compare two checkpoints (exit 1 when they differ)\n"
     "  convert IN OUT [--to pth|safetensors|dcp] [--max-shard-size SIZE]\n"
     "                                   streaming; with SIZE (5GB, 500MiB), OUT is a folder of\n"
     "                                   Hugging Face shards and their index; --to dcp: OUT is\n"
@@ -35,9 +38,96 @@ const char* usage_text =
     "  scan FILE [--json]               globals referenced, and a verdict (exit 1 when unsafe)\n"
     "  verify FILE                      structure and CRC-32 of every record (exit 1 when "
     "corrupt)\n"
+    "  help [COMMAND]                   this text, or one command's (also COMMAND --help)\n"
+    "  --version                        pthio's version\n"
     "options that load: --map-location cpu|cuda:N, --strict (weights-only globals), --mmap\n"
     "  --state-dict [KEY]  (ls, dump, cat, diff, convert) the model's state dict under torch's\n"
     "                      names, also of a model saved whole; KEY names the entry holding it\n";
+
+// Options every command that loads takes (all but scan).
+#define PTHIO_LOAD_OPTIONS                                                                \
+  "  --map-location TAG   load every storage onto TAG (cpu, cuda:N, meta); default cpu\n" \
+  "  --strict             weights-only: refuse any global outside torch's allowlist (exit 3)\n"
+#define PTHIO_STATE_DICT_OPTION                                                            \
+  "  --state-dict [KEY]   work on the model's state dict under torch's names (also of a\n" \
+  "                       model saved whole); KEY names the entry holding the model\n"
+
+struct command_help {
+  const char* name;
+  const char* text;
+};
+const command_help command_helps[] = {
+    {"ls",
+     "usage: pthio ls FILE [--json] [--sort size] [options]\n"
+     "One row per tensor: key path, dtype, shape, device, bytes; then a footer with the count,\n"
+     "the total in binary units and in bytes, and the format. FILE is any checkpoint pthio\n"
+     "reads (zip, legacy, TorchScript, safetensors, *.index.json, DCP folder, .pt2).\n"
+     "  --json               one object: file, format, tensors (key, dtype, shape, stride,\n"
+     "                       storage_offset, device, requires_grad, sha256)\n"
+     "  --sort size          largest tensors first (equal sizes in the file's "
+     "order)\n" PTHIO_LOAD_OPTIONS PTHIO_STATE_DICT_OPTION
+     "exit: 0 listed, 2 usage error, 3 unreadable file\n"},
+    {"dump",
+     "usage: pthio dump FILE [--json] [options]\n"
+     "The whole object tree: dicts, lists, tuples, Python values, tensors (dtype, shape,\n"
+     "device), globals and inert objects, Python-like; nothing in it is executed.\n"
+     "  --json               every value as docs/cli.md's dump --json renders "
+     "it\n" PTHIO_LOAD_OPTIONS PTHIO_STATE_DICT_OPTION
+     "exit: 0 dumped, 2 usage error, 3 unreadable file\n"},
+    {"cat",
+     "usage: pthio cat FILE KEY [--slice SPEC] [--raw] [--full] [--limit N] [options]\n"
+     "One tensor, printed as torch prints it (print(t)) after a line KEY: dtype shape. Only the\n"
+     "tensor's record is read (or the part of it SPEC needs).\n"
+     "  --slice SPEC         t[SPEC]: Python basic indexing without brackets (0:512,:  5  -3:)\n"
+     "  --limit N            summarize past N elements, as torch's print threshold (1000)\n"
+     "  --full               every element, never summarized\n"
+     "  --raw                the elements' bytes to stdout (row-major, little-endian); not to a\n"
+     "                       terminal\n"
+     "  --mmap               load in mmap mode instead of reading the record\n" PTHIO_LOAD_OPTIONS
+         PTHIO_STATE_DICT_OPTION
+     "exit: 0 printed, 2 usage error, 3 unreadable file or no such KEY\n"},
+    {"diff",
+     "usage: pthio diff A B [--atol X] [--rtol Y] [--json] [options]\n"
+     "Compares two checkpoints entry by entry, by key path: tensors by dtype, shape and values,\n"
+     "other values exactly. Prints 'only in A: KEY', 'only in B: KEY' and 'differs: KEY: why'\n"
+     "lines, then 'N equal, M differ, K only in A, L only in B'. One tensor pair in memory.\n"
+     "  --atol X, --rtol Y   values equal when |a - b| <= atol + rtol * |b| (default 0: exact)\n"
+     "  --json               one object: a, b, entries (key, status, why), and the four "
+     "counts\n" PTHIO_LOAD_OPTIONS PTHIO_STATE_DICT_OPTION
+     "exit: 0 no difference, 1 a difference, 2 usage error, 3 unreadable\n"},
+    {"convert",
+     "usage: pthio convert IN OUT [--to pth|safetensors|dcp] [--max-shard-size SIZE] [options]\n"
+     "Writes IN's tensors (and, for .pth, its whole object tree) as OUT, one tensor in memory at\n"
+     "a time. The format follows --to, else OUT's extension (.safetensors), else pth.\n"
+     "  --to FORMAT          pth (torch.save's zip format), safetensors, or dcp (a\n"
+     "                       torch.distributed.checkpoint folder, one rank)\n"
+     "  --max-shard-size SIZE  OUT is a folder of Hugging Face shards of at most SIZE (5GB,\n"
+     "                       500MiB) and their *.index.json, as save_pretrained writes "
+     "them\n" PTHIO_LOAD_OPTIONS PTHIO_STATE_DICT_OPTION
+     "exit: 0 written, 2 usage error, 3 unreadable input or unwritable output\n"},
+    {"scan",
+     "usage: pthio scan FILE [--json]\n"
+     "Lists every global (import) FILE's pickles name, from a static pass that never executes\n"
+     "anything and reads malformed pickles too, and gives a verdict: safe (only torch's\n"
+     "weights-only allowlist, whole file read), unsafe, or unknown (not read in full).\n"
+     "  --json               globals (name, count, where), unsafe, dangerous, errors, verdict\n"
+     "exit: 0 safe, 1 unsafe, 2 usage error, 3 unknown (not read in full, nothing unsafe seen)\n"},
+    {"verify",
+     "usage: pthio verify FILE [options]\n"
+     "Checks the CRC-32 of every record and the structure (the object tree, every view against\n"
+     "its record; a DCP folder's chunks against its metadata). Ends 'verify: ok' or 'verify:\n"
+     "corruption found'.\n" PTHIO_LOAD_OPTIONS
+     "exit: 0 ok, 1 corruption found, 2 usage error, 3 unreadable or not checkable\n"},
+    {"help",
+     "usage: pthio help [COMMAND]\n"
+     "The general usage, or COMMAND's (the same as pthio COMMAND --help).\n"},
+};
+
+const char* help_of(const std::string& command) {
+  for (const auto& h : command_helps)
+    if (command == h.name) return h.text;
+  return nullptr;
+}
 
 struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -53,6 +143,8 @@ struct args {
   std::optional<long long> limit;
   std::optional<pthio::slice> slice;  // cat --slice SPEC
   bool raw = false;                   // cat --raw
+  bool full = false;                  // cat --full
+  std::string sort;                   // ls --sort size
   double atol = 0, rtol = 0;
   std::string to;
   std::string max_shard_size;
@@ -111,6 +203,12 @@ args parse_args(int argc, char** argv) {
       }
     } else if (s == "--raw")
       a.raw = true;
+    else if (s == "--full")
+      a.full = true;
+    else if (s == "--sort")
+      a.sort = value_of(s);
+    else if (s.starts_with("--sort="))
+      a.sort = s.substr(7);
     else if (s == "--atol")
       a.atol = parse_double(s, value_of(s));
     else if (s == "--rtol")
@@ -181,12 +279,16 @@ pthio::load_options lazy_opts(const args& a) {
 int cmd_ls(const args& a) {
   need_positional(a, 1, "one FILE");
   auto ck = pthio::cli::open_checkpoint(a.positional[0], lazy_opts(a), a.view);
+  if (!a.sort.empty() && a.sort != "size")
+    throw usage_error("--sort takes size, got '" + a.sort + "'");
+  const bool by_size = a.sort == "size";
   if (a.json) {
-    std::cout << pthio::cli::ls_json(ck, a.positional[0]) << "\n";
+    std::cout << pthio::cli::ls_json(ck, a.positional[0], by_size) << "\n";
     return exit_ok;
   }
   struct row {
     std::string key, dtype, shape, device, bytes;
+    std::uint64_t nbytes;
   };
   std::vector<row> rows;
   std::uint64_t total = 0;
@@ -195,8 +297,11 @@ int cmd_ls(const args& a) {
     total += t.nbytes();
     rows.push_back({key.empty() ? "\"\"" : key, std::string(pthio::dtype_name(t.dtype())),
                     pthio::shape_string(t.shape()), ck.load_device(t.get_storage()).str(),
-                    std::to_string(t.nbytes())});
+                    std::to_string(t.nbytes()), t.nbytes()});
   });
+  if (by_size)  // largest first; equal sizes keep the file's order
+    std::stable_sort(rows.begin(), rows.end(),
+                     [](const row& x, const row& y) { return x.nbytes > y.nbytes; });
   std::size_t w[5] = {3, 5, 5, 6, 5};
   for (const auto& r : rows) {
     w[0] = std::max(w[0], r.key.size());
@@ -212,9 +317,15 @@ int cmd_ls(const args& a) {
   };
   line("key", "dtype", "shape", "device", "bytes");
   for (const auto& r : rows) line(r.key, r.dtype, r.shape, r.device, r.bytes);
-  std::printf("%zu tensors, %llu bytes (%s format)\n", rows.size(),
-              static_cast<unsigned long long>(total),
-              std::string(pthio::format_name(ck.format)).c_str());
+  // "24 tensors, 10.9 KiB (11,208 bytes, zip format)"; under 1 KiB the bytes alone.
+  const std::string format(pthio::format_name(ck.format));
+  if (total < 1024)
+    std::printf("%zu tensors, %llu bytes (%s format)\n", rows.size(),
+                static_cast<unsigned long long>(total), format.c_str());
+  else
+    std::printf("%zu tensors, %s (%s bytes, %s format)\n", rows.size(),
+                pthio::cli::binary_size(total).c_str(), pthio::cli::grouped(total).c_str(),
+                format.c_str());
   return exit_ok;
 }
 
@@ -321,71 +432,6 @@ int cmd_dump(const args& a) {
   return exit_ok;
 }
 
-std::string element_text(const pthio::tensor& t, const std::byte* p) {
-  auto rd = [p]<class T>(T) {
-    T v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-  };
-  auto f = [](double d) {
-    if (std::isnan(d)) return std::string("nan");
-    if (std::isinf(d)) return std::string(d > 0 ? "inf" : "-inf");
-    return pthio::cli::python_float_repr(d);
-  };
-  using pthio::dtype;
-  switch (t.dtype()) {
-    case dtype::float64: return f(rd(double{}));
-    case dtype::float32: {
-      float v = rd(float{});
-      return std::isfinite(v) ? pthio::cli::python_float_repr(v) : f(v);
-    }
-    case dtype::float16: {
-      float v = pthio::half_to_float(rd(std::uint16_t{}));
-      return std::isfinite(v) ? pthio::cli::python_float_repr(v) : f(v);
-    }
-    case dtype::bfloat16: {
-      float v = pthio::bfloat16_to_float(rd(std::uint16_t{}));
-      return std::isfinite(v) ? pthio::cli::python_float_repr(v) : f(v);
-    }
-    case dtype::complex128: {
-      double re, im;
-      std::memcpy(&re, p, 8);
-      std::memcpy(&im, p + 8, 8);
-      return "(" + f(re) + (std::signbit(im) ? "" : "+") + f(im) + "j)";
-    }
-    case dtype::complex64: {
-      float re, im;
-      std::memcpy(&re, p, 4);
-      std::memcpy(&im, p + 4, 4);
-      return "(" + f(re) + (std::signbit(im) ? "" : "+") + f(im) + "j)";
-    }
-    case dtype::int64: return std::to_string(rd(std::int64_t{}));
-    case dtype::int32:
-    case dtype::qint32: return std::to_string(rd(std::int32_t{}));
-    case dtype::int16: return std::to_string(rd(std::int16_t{}));
-    case dtype::int8:
-    case dtype::qint8: return std::to_string(rd(std::int8_t{}));
-    case dtype::uint8:
-    case dtype::quint8: return std::to_string(rd(std::uint8_t{}));
-    case dtype::uint16: return std::to_string(rd(std::uint16_t{}));
-    case dtype::uint32: return std::to_string(rd(std::uint32_t{}));
-    case dtype::uint64: return std::to_string(rd(std::uint64_t{}));
-    case dtype::bool_: return rd(std::uint8_t{}) ? "True" : "False";
-    case dtype::float8_e4m3fn:
-    case dtype::float8_e5m2:
-    case dtype::float8_e4m3fnuz:
-    case dtype::float8_e5m2fnuz:
-    case dtype::float8_e8m0fnu:
-      // Every float8 value is exact as a float, and printed as a double like the other floats.
-      return f(pthio::float8_to_float(t.dtype(), rd(std::uint8_t{})));
-    default: {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "0x%02x", static_cast<unsigned>(rd(std::uint8_t{})));
-      return buf;
-    }
-  }
-}
-
 int cmd_cat(const args& a) {
   need_positional(a, 2, "FILE KEY");
   // Lazily (unless --mmap): only the tensor's record, or the part of it the slice needs, is read.
@@ -433,49 +479,15 @@ int cmd_cat(const args& a) {
       throw pthio::error(pthio::errc::io, "cannot write to standard output");
     return exit_ok;
   }
-  const long long limit = a.limit ? *a.limit : 1000;
+  // As torch prints it: summarized past --limit elements (torch's print threshold, 1,000 by
+  // default), in full with --full.
+  const std::int64_t threshold = a.full    ? std::numeric_limits<std::int64_t>::max()
+                                 : a.limit ? *a.limit
+                                           : 1000;
   const std::string shown_key = a.slice ? want + "[" + a.slice->str() + "]" : want;
-  std::printf("%s: %s %s\n", shown_key.c_str(), std::string(pthio::dtype_name(t.dtype())).c_str(),
-              pthio::shape_string(t.shape()).c_str());
-  const std::int64_t n = t.numel();
-  const std::size_t es = t.element_size();
-  const std::byte* base = t.raw_data();
-  const auto& shape = t.shape();
-  if (n == 0) {
-    std::printf("[]\n");
-    return exit_ok;
-  }
-  if (t.dim() == 0) {
-    std::printf("%s\n", element_text(t, base).c_str());
-    return exit_ok;
-  }
-  // Nested rows; the last dimension on one line.
-  const std::int64_t shown = std::min<std::int64_t>(n, limit);
-  std::string out;
-  std::vector<std::int64_t> idx(shape.size(), 0);
-  for (std::int64_t i = 0; i < shown; ++i) {
-    std::size_t opened = 0;
-    for (std::size_t d = shape.size(); d-- > 0;) {
-      if (idx[d] != 0) break;
-      ++opened;
-    }
-    if (i == 0) opened = shape.size();
-    if (opened) out += std::string(shape.size() - opened, ' ') + std::string(opened, '[');
-    out += element_text(t, base + static_cast<std::size_t>(i) * es);
-    std::size_t closed = 0;
-    for (std::size_t d = shape.size(); d-- > 0;) {
-      if (++idx[d] < shape[d]) break;
-      idx[d] = 0;
-      ++closed;
-    }
-    if (closed)
-      out += std::string(closed, ']') + (i + 1 < n ? ",\n" : "\n");
-    else
-      out += ", ";
-  }
-  if (shown < n)
-    out += "... (" + std::to_string(n - shown) + " more elements; --limit N shows more)\n";
-  std::fputs(out.c_str(), stdout);
+  std::printf("%s: %s %s\n%s\n", shown_key.c_str(),
+              std::string(pthio::dtype_name(t.dtype())).c_str(),
+              pthio::shape_string(t.shape()).c_str(), pthio::cli::torch_text(t, threshold).c_str());
   return exit_ok;
 }
 
@@ -674,6 +686,19 @@ int cmd_scan(const args& a) {
 }
 
 int run(int argc, char** argv) {
+  if (argc >= 2 && (std::strcmp(argv[1], "--version") == 0 || std::strcmp(argv[1], "-V") == 0)) {
+    std::printf("pthio %s\n", PTHIO_VERSION);
+    return exit_ok;
+  }
+  // COMMAND --help (or -h) anywhere before "--": that command's usage, whatever else is there.
+  if (argc >= 2)
+    for (int i = 2; i < argc && std::strcmp(argv[i], "--") != 0; ++i)
+      if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
+        const char* text = help_of(argv[1]);
+        if (!text) throw usage_error("unknown command '" + std::string(argv[1]) + "'");
+        std::fputs(text, stdout);
+        return exit_ok;
+      }
   args a = parse_args(argc, argv);
   if (a.command == "ls") return cmd_ls(a);
   if (a.command == "dump") return cmd_dump(a);
@@ -681,11 +706,18 @@ int run(int argc, char** argv) {
   if (a.command == "scan") return cmd_scan(a);
   if (a.command == "verify") return cmd_verify(a);
   if (a.command == "diff")
-    return pthio::cli::cmd_diff(a.positional, a.atol, a.rtol, lazy_opts(a), a.view);
+    return pthio::cli::cmd_diff(a.positional, a.atol, a.rtol, lazy_opts(a), a.view, a.json);
   if (a.command == "convert")
     return pthio::cli::cmd_convert(a.positional, a.to, a.max_shard_size, lazy_opts(a), a.view);
   if (a.command == "help" || a.command == "--help" || a.command == "-h") {
-    std::fputs(usage_text, stdout);
+    if (a.positional.size() > 1) throw usage_error("help takes at most one COMMAND");
+    if (a.positional.empty()) {
+      std::fputs(usage_text, stdout);
+      return exit_ok;
+    }
+    const char* text = help_of(a.positional[0]);
+    if (!text) throw usage_error("no command '" + a.positional[0] + "'");
+    std::fputs(text, stdout);
     return exit_ok;
   }
   throw usage_error("unknown command '" + a.command + "'");

@@ -31,8 +31,10 @@ checkpoint open_checkpoint(const std::string& file, const load_options& options,
                            const view_options& view);
 
 // Both stream: with lazy options, tensors are read one (diff: one pair) at a time.
+// diff ends with "N equal, M differ, K only in A, L only in B"; with `json`, one object instead
+// (docs/cli.md).
 int cmd_diff(const std::vector<std::string>& files, double atol, double rtol,
-             const load_options& options, const view_options& view);
+             const load_options& options, const view_options& view, bool json = false);
 // max_shard_size: "" for one file, else as parse_shard_size reads it (OUT is then a folder).
 int cmd_convert(const std::vector<std::string>& files, const std::string& to,
                 const std::string& max_shard_size, const load_options& options,

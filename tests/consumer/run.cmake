@@ -92,6 +92,12 @@ if(MODE STREQUAL "install")
     if(NOT ls_out MATCHES "weight +float32 +\\[3, 4\\]")
       message(FATAL_ERROR "unexpected output of the installed pthio ls:\n${ls_out}")
     endif()
+    # Its manual page and bash completion come with it.
+    foreach(f share/man/man1/pthio.1 share/bash-completion/completions/pthio)
+      if(NOT EXISTS ${prefix}/${f})
+        message(FATAL_ERROR "not installed: ${prefix}/${f}")
+      endif()
+    endforeach()
   endif()
 
   run(COMMAND ${configure} -DPTHIO_CONSUMER_MODE=package -DCMAKE_PREFIX_PATH=${prefix})
