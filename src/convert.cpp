@@ -17,12 +17,22 @@ namespace pthio {
 namespace {
 
 // Writes one file atomically; errors name it.
+// Bytes written by the files of this conversion that are complete, and the observer of all of
+// them (convert_options::on_progress), for write_file.
+thread_local std::uint64_t written_before = 0;
+thread_local const std::function<void(std::uint64_t)>* progress_observer = nullptr;
+
 template <class F>
 void write_file(const std::filesystem::path& path, F&& fill) {
   try {
     file_sink out(path);
+    if (progress_observer)
+      out.on_write = [](std::uint64_t position) {
+        (*progress_observer)(written_before + position);
+      };
     fill(out);
     out.commit();
+    written_before += out.position();
   } catch (const error& e) {
     throw e.with_outer_context(path.string());
   }
@@ -211,7 +221,25 @@ convert_result convert_sharded(const checkpoint& in, const std::filesystem::path
 
 convert_result convert(const checkpoint& in, const std::filesystem::path& out,
                        const convert_options& options) {
+  // The progress observer for write_file, for the length of this call.
+  struct observe {
+    const std::function<void(std::uint64_t)>* saved = progress_observer;
+    std::uint64_t saved_before = written_before;
+    explicit observe(const std::function<void(std::uint64_t)>& f) {
+      progress_observer = f ? &f : nullptr;
+      written_before = 0;
+    }
+    ~observe() {
+      progress_observer = saved;
+      written_before = saved_before;
+    }
+  } observing(options.on_progress);
   if (options.to == checkpoint_format::dcp) {
+    if (options.on_progress && !options.dcp.on_progress) {
+      convert_options o = options;
+      o.dcp.on_progress = options.on_progress;
+      return convert(in, out, o);
+    }
     if (options.max_shard_size > 0)
       throw error(errc::invalid_argument, "convert: a DCP folder is not sharded by size");
     detail::dcp_write_result w = detail::save_dcp(out, in.root, options.dcp, &in);

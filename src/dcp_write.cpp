@@ -321,6 +321,7 @@ dcp_write_result save_dcp(const std::filesystem::path& dir, const value& root,
   const std::filesystem::path data_path = dir / options.data_file;
   try {
     file_sink out(data_path);
+    if (options.on_progress) out.on_write = options.on_progress;
     save_options so;
     so.archive_name = "archive";  // torch.save into a stream
     for (auto& w : order) {

@@ -198,10 +198,17 @@ void file_sink::write(const void* data, std::size_t n) {
   if (committed_ || fd_ < 0)
     throw error(errc::invalid_argument, "write after commit", target_.string());
   auto p = static_cast<const std::byte*>(data);
+  constexpr std::size_t observed_piece = std::size_t{64} << 20;
+  if (on_write && n > observed_piece) {
+    for (std::size_t done = 0; done < n; done += observed_piece)
+      write(p + done, std::min(observed_piece, n - done));
+    return;
+  }
   if (n < direct_write_size) {
     if (buffer_.size() + n > sink_buffer_size) flush();
     buffer_.insert(buffer_.end(), p, p + n);
     position_ += n;
+    if (on_write) on_write(position_);
     return;
   }
   // The buffered bytes, then these, in one writev; a short write resumes where it stopped.
@@ -227,6 +234,7 @@ void file_sink::write(const void* data, std::size_t n) {
   }
   buffer_.clear();
   position_ += n;
+  if (on_write) on_write(position_);
 }
 
 void file_sink::commit() {

@@ -43,6 +43,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -65,6 +66,9 @@ struct convert_options {
   save_options pth;
   // DCP output: zstd frames, the data file's name.
   dcp_save_options dcp;
+  // Told the bytes written so far, over every file of the output, as they are written (a
+  // progress display). For DCP output, dcp.on_progress is used instead when set.
+  std::function<void(std::uint64_t written)> on_progress;
 };
 
 struct convert_result {

@@ -34,6 +34,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -133,6 +134,8 @@ struct dcp_save_options {
   bool zstd = false;
   // The data file's name in the folder.
   std::string data_file = "__0_0.distcp";
+  // Told the bytes of the data file written so far, as they are written (a progress display).
+  std::function<void(std::uint64_t written)> on_progress;
 };
 
 // Writes `root` (a dict, nested as torch's flatten_state_dict walks it) as the single-rank folder

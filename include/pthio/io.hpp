@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -111,6 +112,9 @@ class PTHIO_API file_sink final : public sink {
   // temporary.
   void commit();
   const std::filesystem::path& temp_path() const noexcept { return temp_; }
+  // Told the position after every write (a progress display); with it set, a large write goes
+  // out in pieces of 64 MiB, each one told.
+  std::function<void(std::uint64_t position)> on_write;
 
  private:
   void flush();

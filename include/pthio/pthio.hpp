@@ -6,10 +6,10 @@
 #pragma once
 
 #include "pthio/checkpoint.hpp"
-#include "pthio/cuda.hpp"
-#include "pthio/device.hpp"
 #include "pthio/convert.hpp"
+#include "pthio/cuda.hpp"
 #include "pthio/dcp.hpp"
+#include "pthio/device.hpp"
 #include "pthio/dlpack.hpp"
 #include "pthio/dtype.hpp"
 #include "pthio/error.hpp"

@@ -3,8 +3,10 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <optional>
 
 #include "json.h"
+#include "progress.h"
 #include "pthio/convert.hpp"
 #include "pthio/safetensors.hpp"
 #include "pthio/state_dict.hpp"
@@ -168,7 +170,7 @@ std::string compare_tensors(const tensor& ta, const tensor& tb, double atol, dou
 }  // namespace
 
 int cmd_diff(const std::vector<std::string>& files, double atol, double rtol,
-             const load_options& options, const view_options& view, bool json) {
+             const load_options& options, const view_options& view, bool json, bool show_progress) {
   if (files.size() != 2) throw usage("diff takes two files, A and B");
   auto a = open_checkpoint(files[0], options, view);
   auto b = open_checkpoint(files[1], options, view);
@@ -179,6 +181,16 @@ int cmd_diff(const std::vector<std::string>& files, double atol, double rtol,
   leaves(b.root, "", 0, scalars, lb);
   std::map<std::string, const value*> mb;
   for (const auto& [k, v] : lb) mb.emplace(k, &v);
+  // Progress: the bytes of the tensor pairs that will be read (same dtype and shape).
+  std::uint64_t pair_bytes = 0;
+  for (const auto& [k, v] : la)
+    if (auto it = mb.find(k); it != mb.end() && v.is_tensor() && it->second->is_tensor()) {
+      const tensor& ta = v.as_tensor();
+      const tensor& tb = it->second->as_tensor();
+      if (ta.dtype() == tb.dtype() && ta.shape() == tb.shape())
+        pair_bytes += ta.nbytes() + tb.nbytes();
+    }
+  progress bar("diff", pair_bytes, show_progress);
   // Every entry of A in order, then B's own: its status and, when it differs, why.
   enum class status { equal, differs, only_a, only_b };
   struct entry {
@@ -194,6 +206,7 @@ int cmd_diff(const std::vector<std::string>& files, double atol, double rtol,
     const std::string shown = k.empty() ? "\"\"" : k;
     // Text lines as they are found (a long diff shows its progress); JSON at the end.
     if (!json) {
+      if (st != status::equal) bar.clear();  // a result line, not over the progress line
       if (st == status::only_a) std::printf("only in A: %s\n", shown.c_str());
       if (st == status::only_b) std::printf("only in B: %s\n", shown.c_str());
       if (st == status::differs) std::printf("differs: %s: %s\n", shown.c_str(), why.c_str());
@@ -216,9 +229,12 @@ int cmd_diff(const std::vector<std::string>& files, double atol, double rtol,
       // before the next pair (lazy checkpoints).
       const tensor& ta = v.as_tensor();
       const tensor& tb = w.as_tensor();
-      why = ta.dtype() != tb.dtype() || ta.shape() != tb.shape()
-                ? describe_tensor(ta) + " vs " + describe_tensor(tb)
-                : compare_tensors(ta, tb, atol, rtol, a, b);
+      if (ta.dtype() != tb.dtype() || ta.shape() != tb.shape()) {
+        why = describe_tensor(ta) + " vs " + describe_tensor(tb);
+      } else {
+        why = compare_tensors(ta, tb, atol, rtol, a, b);
+        bar.advance(ta.nbytes() + tb.nbytes());
+      }
     } else if (dump_json(v) != dump_json(w)) {
       why = dump_json(v) + " vs " + dump_json(w);
     }
@@ -228,6 +244,7 @@ int cmd_diff(const std::vector<std::string>& files, double atol, double rtol,
   for (const auto& [k, v] : lb)
     if (!seen.count(k)) note(k, status::only_b);
   const bool differ = counts[1] + counts[2] + counts[3] > 0;
+  bar.clear();
   if (json) {
     static const char* names[] = {"equal", "differs", "only in A", "only in B"};
     std::string out =
@@ -255,7 +272,7 @@ int cmd_diff(const std::vector<std::string>& files, double atol, double rtol,
 
 int cmd_convert(const std::vector<std::string>& files, const std::string& to,
                 const std::string& max_shard_size, const load_options& options,
-                const view_options& view) {
+                const view_options& view, bool show_progress) {
   if (files.size() != 2) throw usage("convert takes IN and OUT");
   std::string target = to;
   if (target.empty()) target = files[1].ends_with(".safetensors") ? "safetensors" : "pth";
@@ -275,7 +292,15 @@ int cmd_convert(const std::vector<std::string>& files, const std::string& to,
     }
   }
   auto ck = open_checkpoint(files[0], options, view);
+  // Progress by the bytes written, against the tensors' bytes (the output's bulk).
+  std::uint64_t tensor_bytes = 0;
+  visit_tensors(
+      ck.root, [&](const std::string&, const value& v) { tensor_bytes += v.as_tensor().nbytes(); });
+  std::optional<progress> bar;
+  bar.emplace("convert", tensor_bytes, show_progress);
+  if (show_progress) co.on_progress = [&](std::uint64_t written) { bar->update(written); };
   convert_result r = convert(ck, files[1], co);
+  bar.reset();  // the line cleared before the report
   if (co.max_shard_size > 0) {
     std::printf("wrote %s (%s, %zu tensors in %zu file%s)\n", files[1].c_str(), target.c_str(),
                 r.tensors, r.files.size(), r.files.size() == 1 ? "" : "s");

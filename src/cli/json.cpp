@@ -236,7 +236,8 @@ std::string dump_json(const checkpoint& ck) {
   return out;
 }
 
-std::string ls_json(const checkpoint& ck, std::string_view file, bool by_size) {
+std::string ls_json(const checkpoint& ck, std::string_view file, bool by_size,
+                    const std::function<void(std::uint64_t)>& on_tensor) {
   std::string out = "{\"file\": " + json_quote(file) +
                     ", \"format\": " + json_quote(format_name(ck.format)) + ", \"tensors\": [";
   // A lazy checkpoint's tensors are read one at a time, each released once hashed.
@@ -245,6 +246,7 @@ std::string ls_json(const checkpoint& ck, std::string_view file, bool by_size) {
     rows.emplace_back(t.as_tensor().nbytes(), ck.is_lazy()
                                                   ? lazy_tensor_json(ck, t.as_tensor(), &key)
                                                   : tensor_json(t, &key));
+    if (on_tensor) on_tensor(t.as_tensor().nbytes());
   });
   if (by_size)
     std::stable_sort(rows.begin(), rows.end(),

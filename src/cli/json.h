@@ -15,6 +15,8 @@
 // (invalid_argument otherwise).
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -44,6 +46,8 @@ std::string dump_json(const value& v);
 std::string dump_json(const checkpoint& ck);
 // The whole `ls --json` object for a loaded file (a lazy one read tensor by tensor); by_size:
 // the tensors largest first (ties in the file's order), as `ls --sort size`.
-std::string ls_json(const checkpoint& ck, std::string_view file, bool by_size = false);
+// on_tensor, when given, is told each tensor's bytes once it is hashed (a progress display).
+std::string ls_json(const checkpoint& ck, std::string_view file, bool by_size = false,
+                    const std::function<void(std::uint64_t bytes)>& on_tensor = {});
 
 }  // namespace pthio::cli

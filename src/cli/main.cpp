@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "progress.h"
 #include "pthio/pthio.hpp"
 #include "scan.h"
 #include "tensor_text.h"
@@ -40,14 +41,17 @@ const char* usage_text =
     "corrupt)\n"
     "  help [COMMAND]                   this text, or one command's (also COMMAND --help)\n"
     "  --version                        pthio's version\n"
-    "options that load: --map-location cpu|cuda:N, --strict (weights-only globals), --mmap\n"
+    "options that load: --map-location cpu|cuda:N, --strict (weights-only globals), --mmap,\n"
+    "  --quiet (no progress line on stderr; shown for long work when stderr is a terminal)\n"
     "  --state-dict [KEY]  (ls, dump, cat, diff, convert) the model's state dict under torch's\n"
     "                      names, also of a model saved whole; KEY names the entry holding it\n";
 
 // Options every command that loads takes (all but scan).
-#define PTHIO_LOAD_OPTIONS                                                                \
-  "  --map-location TAG   load every storage onto TAG (cpu, cuda:N, meta); default cpu\n" \
-  "  --strict             weights-only: refuse any global outside torch's allowlist (exit 3)\n"
+#define PTHIO_LOAD_OPTIONS                                                                      \
+  "  --map-location TAG   load every storage onto TAG (cpu, cuda:N, meta); default cpu\n"       \
+  "  --strict             weights-only: refuse any global outside torch's allowlist (exit 3)\n" \
+  "  -q, --quiet          no progress line on stderr (long work shows one when stderr is a\n"   \
+  "                       terminal)\n"
 #define PTHIO_STATE_DICT_OPTION                                                            \
   "  --state-dict [KEY]   work on the model's state dict under torch's names (also of a\n" \
   "                       model saved whole); KEY names the entry holding the model\n"
@@ -145,6 +149,7 @@ struct args {
   bool raw = false;                   // cat --raw
   bool full = false;                  // cat --full
   std::string sort;                   // ls --sort size
+  bool quiet = false;                 // no progress on stderr
   double atol = 0, rtol = 0;
   std::string to;
   std::string max_shard_size;
@@ -205,6 +210,8 @@ args parse_args(int argc, char** argv) {
       a.raw = true;
     else if (s == "--full")
       a.full = true;
+    else if (s == "--quiet" || s == "-q")
+      a.quiet = true;
     else if (s == "--sort")
       a.sort = value_of(s);
     else if (s.starts_with("--sort="))
@@ -283,7 +290,18 @@ int cmd_ls(const args& a) {
     throw usage_error("--sort takes size, got '" + a.sort + "'");
   const bool by_size = a.sort == "size";
   if (a.json) {
-    std::cout << pthio::cli::ls_json(ck, a.positional[0], by_size) << "\n";
+    // --json reads and hashes every tensor: progress over their bytes.
+    std::uint64_t bytes = 0;
+    pthio::visit_tensors(ck.root, [&](const std::string&, const pthio::value& v) {
+      bytes += v.as_tensor().nbytes();
+    });
+    std::string out;
+    {
+      pthio::cli::progress bar("ls", bytes, pthio::cli::progress::wanted(a.quiet));
+      out = pthio::cli::ls_json(ck, a.positional[0], by_size,
+                                [&](std::uint64_t n) { bar.advance(n); });
+    }
+    std::cout << out << "\n";
     return exit_ok;
   }
   struct row {
@@ -454,7 +472,31 @@ int cmd_cat(const args& a) {
   }
   pthio::tensor t;
   try {
-    t = a.slice ? ck.load_slice(*found, *a.slice, want) : ck.load_tensor(*found);
+    // A large record read whole shows progress: read in pieces of leading rows, each a
+    // load_slice, into one tensor.
+    const bool pieces = !a.slice && ck.is_lazy() && pthio::cli::progress::wanted(a.quiet) &&
+                        found->nbytes() > (std::uint64_t{64} << 20) && found->dim() >= 1 &&
+                        found->shape()[0] > 1 && found->dev().type() == pthio::device_type::meta;
+    if (pieces) {
+      pthio::cli::progress bar("cat", found->nbytes(), true);
+      const std::int64_t rows = found->shape()[0];
+      const std::uint64_t row_bytes = found->nbytes() / static_cast<std::uint64_t>(rows);
+      const std::int64_t step = std::max<std::int64_t>(
+          1, static_cast<std::int64_t>((std::uint64_t{16} << 20) /
+                                       std::max<std::uint64_t>(row_bytes, 1)));
+      t = pthio::tensor::zeros(found->dtype(), found->shape());
+      for (std::int64_t r = 0; r < rows; r += step) {
+        const std::int64_t end = std::min(rows, r + step);
+        const pthio::tensor piece =
+            ck.load_slice(*found, pthio::slice({pthio::slice_item::range(r, end, 1)}), want);
+        std::memcpy(t.raw_data() + static_cast<std::uint64_t>(r) * row_bytes, piece.raw_data(),
+                    piece.nbytes());
+        bar.advance(piece.nbytes());
+      }
+      t.set_requires_grad(found->requires_grad());
+    } else {
+      t = a.slice ? ck.load_slice(*found, *a.slice, want) : ck.load_tensor(*found);
+    }
   } catch (const pthio::error& e) {
     // A slice that does not fit is the caller's error: say in which file (the reader's errors
     // name it already).
@@ -493,9 +535,14 @@ int cmd_cat(const args& a) {
 
 // Every tensor of a lazy checkpoint read (and dropped) one at a time: the blobs checked against
 // the metadata, the chunks assembled.
-void verify_tensors(const pthio::checkpoint& ck) {
+void verify_tensors(const pthio::checkpoint& ck, bool show_progress) {
+  std::uint64_t bytes = 0;
+  pthio::visit_tensors(
+      ck.root, [&](const std::string&, const pthio::value& v) { bytes += v.as_tensor().nbytes(); });
+  pthio::cli::progress bar("verify", bytes, show_progress);
   pthio::visit_tensors(ck.root, [&](const std::string&, const pthio::value& v) {
     (void)ck.load_tensor(v.as_tensor());
+    bar.advance(v.as_tensor().nbytes());
   });
 }
 
@@ -514,7 +561,7 @@ bool check_structure(const args& a, const Source& src, bool read, const std::str
     auto ck = pthio::load_checkpoint(src, o);
     std::size_t n = 0;
     pthio::visit_tensors(ck.root, [&](const std::string&, const pthio::value&) { ++n; });
-    if (read) verify_tensors(ck);
+    if (read) verify_tensors(ck, pthio::cli::progress::wanted(a.quiet));
     std::printf("structure ok: %s format, %zu tensors%s\n",
                 std::string(pthio::format_name(ck.format)).c_str(), n, more.c_str());
     return true;
@@ -559,7 +606,23 @@ int verify_dcp(const args& a, const std::string& dir) {
     return verify_verdict(true);
   }
   std::size_t absent = 0;
-  for (const pthio::dcp_blob& b : pthio::dcp_blobs(*meta)) {
+  const auto blobs = pthio::dcp_blobs(*meta);
+  std::uint64_t blob_bytes = 0;
+  for (const pthio::dcp_blob& b : blobs) blob_bytes += b.storage.length;
+  std::optional<pthio::cli::progress> bar;
+  bar.emplace("verify", blob_bytes, pthio::cli::progress::wanted(a.quiet));
+  for (const pthio::dcp_blob& b : blobs) {
+    // The blob's lines replace the progress line; the next blob's advance draws it again.
+    struct redraw {
+      pthio::cli::progress& bar;
+      std::uint64_t n;
+      ~redraw() {
+        try {
+          bar.advance(n);
+        } catch (...) {  // a progress line is not worth an exception from a destructor
+        }
+      }
+    } after{*bar, b.storage.length};
     const std::string where = b.storage.relative_path + " bytes " +
                               std::to_string(b.storage.offset) + "+" +
                               std::to_string(b.storage.length) + " (" + b.what + ")";
@@ -567,6 +630,7 @@ int verify_dcp(const args& a, const std::string& dir) {
       pthio::byte_source blob = pthio::read_dcp_blob(folder, b);
       if (meta->safetensors_blobs || !pthio::looks_like_zip(blob.bytes())) {
         // Elements in a safetensors blob: no CRC-32; checked with the structure below.
+        bar->clear();
         std::printf("no CRC   %s\n", where.c_str());
         ++absent;
         continue;
@@ -583,22 +647,27 @@ int verify_dcp(const args& a, const std::string& dir) {
           bad = true;
           char buf[64];
           std::snprintf(buf, sizeof buf, "expected %08x, got %08x", e.crc32, got);
+          bar->clear();
           std::printf("BAD CRC  %s: %s (%s)\n", where.c_str(), e.name.c_str(), buf);
         }
         ++n;
       }
+      bar->clear();
       std::printf("ok       %s: %zu records\n", where.c_str(), n);
     } catch (const pthio::error& err) {
       if (err.kind() == pthio::errc::io) throw;
       if (err.kind() == pthio::errc::unsupported) {  // a transform pthio does not know
         unsupported_structure = true;
+        bar->clear();
         std::printf("UNSUPPORTED  %s: %s\n", where.c_str(), err.what());
         continue;
       }
       bad = true;
+      bar->clear();
       std::printf("CORRUPT  %s: %s\n", where.c_str(), err.what());
     }
   }
+  bar.reset();
   if (absent) std::printf("%zu records or blobs carry no CRC-32\n", absent);
   const std::size_t files = meta->metadata_files.size();
   const std::string more =
@@ -615,7 +684,7 @@ int cmd_verify(const args& a) {
     // A folder with a Hugging Face index: its shards' structure.
     pthio::load_options o = lazy_opts(a);
     auto ck = pthio::load_checkpoint(file, o);
-    verify_tensors(ck);
+    verify_tensors(ck, pthio::cli::progress::wanted(a.quiet));
     std::printf("structure ok: %s format\nverify: ok\n",
                 std::string(pthio::format_name(ck.format)).c_str());
     return exit_ok;
@@ -632,28 +701,35 @@ int cmd_verify(const args& a) {
       return exit_negative;
     }
     std::size_t absent = 0;
+    std::uint64_t record_bytes = 0;
+    for (const auto& e : zip->entries()) record_bytes += e.uncompressed_size;
+    std::optional<pthio::cli::progress> bar;
+    bar.emplace("verify", record_bytes, pthio::cli::progress::wanted(a.quiet));
     for (const auto& e : zip->entries()) {
+      // Each record's line replaces the progress line, which the next advance draws again.
+      std::string line;
       try {
         if (e.crc32 == 0 && e.uncompressed_size != 0) {
           ++absent;
           zip->read(e, false);
-          std::printf("no CRC   %s\n", e.name.c_str());
-          continue;
-        }
-        std::uint32_t got = zip->compute_crc(e);
-        if (got != e.crc32) {
+          line = "no CRC   " + e.name;
+        } else if (std::uint32_t got = zip->compute_crc(e); got != e.crc32) {
           bad = true;
           char buf[64];
           std::snprintf(buf, sizeof buf, "expected %08x, got %08x", e.crc32, got);
-          std::printf("BAD CRC  %s (%s)\n", e.name.c_str(), buf);
+          line = "BAD CRC  " + e.name + " (" + buf + ")";
         } else {
-          std::printf("ok       %s\n", e.name.c_str());
+          line = "ok       " + e.name;
         }
       } catch (const pthio::error& err) {
         bad = true;
-        std::printf("CORRUPT  %s: %s\n", e.name.c_str(), err.what());
+        line = "CORRUPT  " + e.name + ": " + err.what();
       }
+      bar->clear();
+      std::printf("%s\n", line.c_str());
+      bar->advance(e.uncompressed_size);
     }
+    bar.reset();
     if (absent)
       std::printf("%zu records carry no CRC-32 (written with CRC computation off)\n", absent);
   } else if (fmt == pthio::checkpoint_format::legacy) {
@@ -706,9 +782,11 @@ int run(int argc, char** argv) {
   if (a.command == "scan") return cmd_scan(a);
   if (a.command == "verify") return cmd_verify(a);
   if (a.command == "diff")
-    return pthio::cli::cmd_diff(a.positional, a.atol, a.rtol, lazy_opts(a), a.view, a.json);
+    return pthio::cli::cmd_diff(a.positional, a.atol, a.rtol, lazy_opts(a), a.view, a.json,
+                                pthio::cli::progress::wanted(a.quiet));
   if (a.command == "convert")
-    return pthio::cli::cmd_convert(a.positional, a.to, a.max_shard_size, lazy_opts(a), a.view);
+    return pthio::cli::cmd_convert(a.positional, a.to, a.max_shard_size, lazy_opts(a), a.view,
+                                   pthio::cli::progress::wanted(a.quiet));
   if (a.command == "help" || a.command == "--help" || a.command == "-h") {
     if (a.positional.size() > 1) throw usage_error("help takes at most one COMMAND");
     if (a.positional.empty()) {

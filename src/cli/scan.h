@@ -33,11 +33,13 @@ checkpoint open_checkpoint(const std::string& file, const load_options& options,
 // Both stream: with lazy options, tensors are read one (diff: one pair) at a time.
 // diff ends with "N equal, M differ, K only in A, L only in B"; with `json`, one object instead
 // (docs/cli.md).
+// `progress`: show progress on stderr (progress::wanted).
 int cmd_diff(const std::vector<std::string>& files, double atol, double rtol,
-             const load_options& options, const view_options& view, bool json = false);
+             const load_options& options, const view_options& view, bool json = false,
+             bool progress = false);
 // max_shard_size: "" for one file, else as parse_shard_size reads it (OUT is then a folder).
 int cmd_convert(const std::vector<std::string>& files, const std::string& to,
                 const std::string& max_shard_size, const load_options& options,
-                const view_options& view);
+                const view_options& view, bool progress = false);
 
 }  // namespace pthio::cli
