@@ -18,7 +18,7 @@ for arg in "$@"; do
 done
 
 pkgs=(build-essential cmake ninja-build pkg-config libeigen3-dev doctest-dev libdeflate-dev
-      libzstd-dev nlohmann-json3-dev python3-torch python3-numpy python3-venv unzip tmux groff-base)
+      libzstd-dev nlohmann-json3-dev python3-torch python3-numpy python3-venv unzip tmux groff-base libcli11-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

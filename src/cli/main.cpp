@@ -13,6 +13,8 @@
 
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
+
 #include "json.h"
 #include "progress.h"
 #include "pthio/pthio.hpp"
@@ -154,108 +156,100 @@ struct args {
   std::string to;
   std::string max_shard_size;
   pthio::cli::view_options view;
-  // Where the argument after --state-dict landed among the positionals (npos: none).
-  std::size_t state_dict_next = std::string::npos;
 };
 
-double parse_double(const std::string& flag, const std::string& text) {
-  try {
-    std::size_t used = 0;
-    double d = std::stod(text, &used);
-    if (used != text.size() || !(d >= 0)) throw usage_error("");
-    return d;
-  } catch (...) {
-    throw usage_error(flag + " needs a non-negative number, got '" + text + "'");
-  }
+// The positional arguments each command that takes --state-dict has: an argument more, right
+// after --state-dict, is its KEY.
+const std::map<std::string, std::size_t>& positional_counts() {
+  static const std::map<std::string, std::size_t> takes = {
+      {"ls", 1}, {"dump", 1}, {"cat", 2}, {"diff", 2}, {"convert", 2}};
+  return takes;
 }
 
+// The arguments after the command, parsed by CLI11 (options anywhere, `--opt value` and
+// `--opt=value`, `--` ending the options). Every command accepts every option (docs/cli.md:
+// options a command does not use are ignored); a value is checked where it is parsed, and any
+// error is a usage error (exit 2).
 args parse_args(int argc, char** argv) {
   if (argc < 2) throw usage_error("no command given");
   args a;
   a.command = argv[1];
-  for (int i = 2; i < argc; ++i) {
-    std::string s = argv[i];
-    auto value_of = [&](const std::string& flag) {
-      if (i + 1 >= argc) throw usage_error(flag + " needs a value");
-      return std::string(argv[++i]);
-    };
-    if (s == "--json")
-      a.json = true;
-    else if (s == "--strict")
-      a.strict = true;
-    else if (s == "--mmap")
-      a.mmap = true;
-    else if (s == "--map-location")
-      a.map_location = value_of(s);
-    else if (s.starts_with("--map-location="))
-      a.map_location = s.substr(15);
-    else if (s == "--limit") {
-      std::string v = value_of(s);
-      try {
+  CLI::App app{"pthio " + a.command, a.command};
+  app.set_help_flag();  // help is answered before parsing (run)
+  app.add_option("args", a.positional);
+  app.add_flag("--json", a.json);
+  app.add_flag("--strict", a.strict);
+  app.add_flag("--mmap", a.mmap);
+  app.add_flag("--raw", a.raw);
+  app.add_flag("--full", a.full);
+  app.add_flag("-q,--quiet", a.quiet);
+  app.add_option("--map-location", a.map_location);
+  // Numbers that may not be negative, said plainly when they are.
+  const CLI::Validator non_negative(
+      [](std::string& text) -> std::string {
         std::size_t used = 0;
-        long long n = std::stoll(v, &used);
-        if (used != v.size() || n < 0) throw usage_error("");
-        a.limit = n;
-      } catch (...) {
-        throw usage_error("--limit needs a non-negative integer, got '" + v + "'");
-      }
-    } else if (s == "--slice" || s.starts_with("--slice=")) {
-      const std::string v = s == "--slice" ? value_of(s) : s.substr(8);
-      try {
-        a.slice = pthio::slice::parse(v);
-      } catch (const pthio::error& e) {
-        throw usage_error("--slice: " + e.message());
-      }
-    } else if (s == "--raw")
-      a.raw = true;
-    else if (s == "--full")
-      a.full = true;
-    else if (s == "--quiet" || s == "-q")
-      a.quiet = true;
-    else if (s == "--sort")
-      a.sort = value_of(s);
-    else if (s.starts_with("--sort="))
-      a.sort = s.substr(7);
-    else if (s == "--atol")
-      a.atol = parse_double(s, value_of(s));
-    else if (s == "--rtol")
-      a.rtol = parse_double(s, value_of(s));
-    else if (s == "--to")
-      a.to = value_of(s);
-    else if (s == "--max-shard-size")
-      a.max_shard_size = value_of(s);
-    else if (s.starts_with("--max-shard-size=")) {
-      a.max_shard_size = s.substr(17);
-      if (a.max_shard_size.empty()) throw usage_error("--max-shard-size= needs a SIZE");
-    } else if (s == "--state-dict") {
-      a.view.state_dict = true;
-      a.state_dict_next = a.positional.size();
-    } else if (s.starts_with("--state-dict=")) {
-      a.view.state_dict = true;
-      a.view.key = s.substr(13);
-      if (a.view.key.empty()) throw usage_error("--state-dict= needs a KEY");
-    } else if (s == "--") {
-      for (++i; i < argc; ++i) a.positional.push_back(argv[i]);
-    } else if (s.size() > 1 && s[0] == '-')
-      throw usage_error("unknown option '" + s + "'");
-    else
-      a.positional.push_back(s);
+        double d = -1;
+        try {
+          d = std::stod(text, &used);
+        } catch (...) {
+          used = 0;
+        }
+        if (used > 0 && used == text.size() && d >= 0) return {};
+        return "needs a non-negative number, got '" + text + "'";
+      },
+      "NUMBER >= 0");
+  long long limit = 0;
+  app.add_option("--limit", limit)->check(non_negative);
+  std::string slice_text;
+  app.add_option("--slice", slice_text);
+  app.add_option("--atol", a.atol)->check(non_negative);
+  app.add_option("--rtol", a.rtol)->check(non_negative);
+  app.add_option("--to", a.to);
+  app.add_option("--max-shard-size", a.max_shard_size);
+  app.add_option("--sort", a.sort);
+  // --state-dict [KEY]: the KEY, when given as a separate argument, is decided below.
+  std::string state_dict_value;
+  CLI::Option* state_dict = app.add_option("--state-dict", state_dict_value)->expected(0, 1);
+  try {
+    app.parse(argc - 1, argv + 1);
+  } catch (const CLI::ParseError& e) {
+    throw usage_error(e.what());
   }
-  if (!a.max_shard_size.empty() && a.command != "convert")
-    throw usage_error(a.command + " does not take --max-shard-size");
-  // --state-dict takes an optional KEY: the argument right after it, when the command has one
-  // argument more than it takes ("convert IN OUT --state-dict ema", "ls --state-dict ema FILE").
-  static const std::map<std::string, std::size_t> takes = {
-      {"ls", 1}, {"dump", 1}, {"cat", 2}, {"diff", 2}, {"convert", 2}};
-  if (a.view.state_dict) {
-    auto it = takes.find(a.command);
-    if (it == takes.end()) throw usage_error(a.command + " does not take --state-dict");
-    if (a.state_dict_next < a.positional.size() && a.positional.size() == it->second + 1) {
-      if (!a.view.key.empty()) throw usage_error("--state-dict given a KEY twice");
-      a.view.key = a.positional[a.state_dict_next];
-      a.positional.erase(a.positional.begin() + static_cast<std::ptrdiff_t>(a.state_dict_next));
+  if (app.count("--limit")) a.limit = limit;
+  if (app.count("--slice")) {
+    try {
+      a.slice = pthio::slice::parse(slice_text);
+    } catch (const pthio::error& e) {
+      throw usage_error("--slice: " + e.message());
     }
   }
+  if (app.count("--max-shard-size") && a.max_shard_size.empty())
+    throw usage_error("--max-shard-size needs a SIZE");
+  if (!a.max_shard_size.empty() && a.command != "convert")
+    throw usage_error(a.command + " does not take --max-shard-size");
+  if (state_dict->count() == 0) return a;
+  auto it = positional_counts().find(a.command);
+  if (it == positional_counts().end()) throw usage_error(a.command + " does not take --state-dict");
+  a.view.state_dict = true;
+  // `--state-dict=KEY` is always a KEY; `--state-dict X` takes X as its KEY only when the
+  // command has one argument more than it takes ("convert IN OUT --state-dict ema", "ls
+  // --state-dict ema FILE"); otherwise X goes back among the arguments where it stood.
+  bool joined = false;
+  for (int i = 2; i < argc && std::strcmp(argv[i], "--") != 0; ++i) {
+    if (std::strcmp(argv[i], "--state-dict=") == 0) throw usage_error("--state-dict= needs a KEY");
+    if (std::strncmp(argv[i], "--state-dict=", 13) == 0) joined = true;
+  }
+  if (state_dict_value.empty()) return a;
+  if (joined || a.positional.size() == it->second) {
+    a.view.key = state_dict_value;
+    return a;
+  }
+  std::size_t before = 0;  // the positionals parsed before --state-dict
+  for (const CLI::Option* o : app.parse_order()) {
+    if (o == state_dict) break;
+    if (o->get_positional()) ++before;
+  }
+  a.positional.insert(a.positional.begin() + static_cast<std::ptrdiff_t>(before), state_dict_value);
   return a;
 }
 
@@ -804,13 +798,15 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // After a usage error, the usage of the command given, or the general one.
+  const char* usage = argc >= 2 && help_of(argv[1]) ? help_of(argv[1]) : usage_text;
   try {
     return run(argc, argv);
   } catch (const usage_error& e) {
-    std::fprintf(stderr, "pthio: %s\n%s", e.what(), usage_text);
+    std::fprintf(stderr, "pthio: %s\n%s", e.what(), usage);
     return exit_usage;
   } catch (const pthio::cli::usage& e) {
-    std::fprintf(stderr, "pthio: %s\n%s", e.what(), usage_text);
+    std::fprintf(stderr, "pthio: %s\n%s", e.what(), usage);
     return exit_usage;
   } catch (const pthio::error& e) {
     std::fprintf(stderr, "pthio: %s\n", e.what());

@@ -25,35 +25,44 @@ namespace {
 // Dimensions a record may have on the fast path; more (legal, rare) take the general path.
 constexpr std::size_t max_fast_dims = 16;
 
+// A look-ahead over the pickle: its own detail::byte_reader at the machine's position, every read
+// checked against what remains first, so that none throws; a record cut short is simply not in
+// the expected form.
 class record_reader {
  public:
-  record_reader(std::span<const std::byte> data, std::size_t pos) : d_(data), p_(pos) {}
-  std::size_t pos() const noexcept { return p_; }
-  int peek() const noexcept {
-    return p_ < d_.size() ? static_cast<int>(std::to_integer<std::uint8_t>(d_[p_])) : -1;
+  record_reader(std::span<const std::byte> data, std::size_t pos)
+      : in_(data, errc::corrupt_pickle, std::string()) {
+    in_.seek(pos);
   }
-  bool take(opcode op) noexcept {
+  std::size_t pos() const noexcept { return in_.pos(); }
+  int peek() const { return in_.remaining() ? static_cast<int>(in_.peek_u8()) : -1; }
+  bool take(opcode op) {
     if (peek() != static_cast<int>(op)) return false;
-    ++p_;
+    in_.u8();
     return true;
   }
-  bool le(int n, std::uint64_t& v) noexcept {
-    if (d_.size() - p_ < static_cast<std::size_t>(n)) return false;
-    v = detail::load_le(d_.data() + p_, n);
-    p_ += static_cast<std::size_t>(n);
+  // A little-endian integer of 1, 2, 4 or 8 bytes (LONG1: 0 to 8).
+  bool le(int n, std::uint64_t& v) {
+    if (in_.remaining() < static_cast<std::size_t>(n)) return false;
+    switch (n) {
+      case 1: v = in_.u8(); break;
+      case 2: v = in_.le16(); break;
+      case 4: v = in_.le32(); break;
+      case 8: v = in_.le64(); break;
+      default:
+        v = 0;
+        for (int k = 0; k < n; ++k) v |= std::uint64_t{in_.u8()} << (8 * k);
+    }
     return true;
   }
-  bool chars(std::uint64_t n, std::string_view& s) noexcept {
-    if (n > d_.size() - p_) return false;
-    s = std::string_view(reinterpret_cast<const char*>(d_.data() + p_),
-                         static_cast<std::size_t>(n));
-    p_ += static_cast<std::size_t>(n);
+  bool chars(std::uint64_t n, std::string_view& s) {
+    if (n > in_.remaining()) return false;
+    s = in_.chars(n);
     return true;
   }
 
  private:
-  std::span<const std::byte> d_;
-  std::size_t p_;
+  detail::byte_reader in_;
 };
 
 }  // namespace
