@@ -212,6 +212,17 @@ TEST_SUITE("cli" * pthio_test::needs_cli) {
     CHECK(complete("pthio convert a b --to s").out == "safetensors\n");
     CHECK(complete("pthio cat " + fixture("t2/linear.pth").string() + " ''").out ==
           "weight\nbias\n");
+    // A key is text from the file: offered as it is, never expanded (a $(...) is not run).
+    const auto dir = pthio_test::scratch_dir() / "completion";
+    std::filesystem::create_directories(dir);
+    const std::string hostile = "$(touch${IFS}" + (dir / "ran").string() + ")";
+    pthio::value state = pthio::value::make_dict();
+    state.as_dict().set(pthio::value(hostile),
+                       pthio::value(pthio::tensor::zeros(pthio::dtype::float32, {2})));
+    const auto evil = dir / "evil.pth";
+    pthio::save(evil, state);
+    CHECK(complete("pthio cat " + evil.string() + " ''").out == hostile + "\n");
+    CHECK_FALSE(std::filesystem::exists(dir / "ran"));
   }
 
   TEST_CASE("cli: exit statuses follow the contract") {

@@ -173,8 +173,10 @@ TEST_SUITE("fixtures") {
 
   TEST_CASE("fixtures: torch's tensor records take the unpickler's fast path") {
     // In a state dict of one dtype, the first record names the storage class, the location and
-    // OrderedDict (GLOBAL opcodes, which the fast path leaves to the general one); every later
-    // record names them through the memo and is read in one go. Both paths load the same.
+    // OrderedDict (GLOBAL opcodes, which the fast path leaves to the general one); later records
+    // name them through the memo and are read in one go, except the few during which the
+    // general path would grow the stack's block (it charges and checks that growth at moments
+    // of its own, so those records are left to it). Both paths load the same.
     struct case_t {
       const char* file;
       std::uint64_t tensors;
@@ -184,11 +186,14 @@ TEST_SUITE("fixtures") {
       INFO(c.file);
       const std::uint64_t before = pthio::detail::tensor_records_read();
       auto fast = pthio::load_checkpoint(fixture(c.file), cpu_options());
-      CHECK(pthio::detail::tensor_records_read() - before == c.tensors - 1);
+      const std::uint64_t read = pthio::detail::tensor_records_read() - before;
+      CHECK(read <= c.tensors - 1);
+      CHECK(read >= 1);
+      if (c.tensors >= 1000) CHECK(read >= c.tensors * 99 / 100);
       pthio::detail::tensor_record_fast_path() = false;
       auto general = pthio::load_checkpoint(fixture(c.file), cpu_options());
       pthio::detail::tensor_record_fast_path() = true;
-      CHECK(pthio::detail::tensor_records_read() - before == c.tensors - 1);
+      CHECK(pthio::detail::tensor_records_read() - before == read);  // none with it off
       CHECK(fast.root == general.root);
       CHECK(pthio::cli::dump_json(fast.root) == pthio::cli::dump_json(general.root));
     }

@@ -98,8 +98,8 @@ struct unpickle_options {
   // bytes and asks this for the tensor, instead of building the record's tuples and calling
   // persistent_load and the handler. It must return what that general path would give, or
   // nothing to decline; on nothing, or a pthio::error, the general path runs over the same bytes
-  // and reports any error where it meets it. A record read this way charges max_memory for the
-  // tensor only, not for the tuples it did not build.
+  // and reports any error where it meets it. A record read this way is charged to max_memory
+  // as the general path would charge it, so that both paths load or refuse alike.
   std::function<std::optional<value>(const tensor_record& r)> load_tensor_record;
   unpickle_limits limits;
   // Name used in errors: "archive/data.pkl".

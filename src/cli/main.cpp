@@ -20,6 +20,7 @@
 #include "pthio/pthio.hpp"
 #include "scan.h"
 #include "tensor_text.h"
+#include "torch/internal.h"
 
 namespace {
 
@@ -223,6 +224,8 @@ args parse_args(int argc, char** argv) {
       throw usage_error("--slice: " + e.message());
     }
   }
+  if (app.count("--sort") && a.sort != "size")
+    throw usage_error("--sort takes size, got '" + a.sort + "'");
   if (app.count("--max-shard-size") && a.max_shard_size.empty())
     throw usage_error("--max-shard-size needs a SIZE");
   if (!a.max_shard_size.empty() && a.command != "convert")
@@ -280,8 +283,6 @@ pthio::load_options lazy_opts(const args& a) {
 int cmd_ls(const args& a) {
   need_positional(a, 1, "one FILE");
   auto ck = pthio::cli::open_checkpoint(a.positional[0], lazy_opts(a), a.view);
-  if (!a.sort.empty() && a.sort != "size")
-    throw usage_error("--sort takes size, got '" + a.sort + "'");
   const bool by_size = a.sort == "size";
   if (a.json) {
     // --json reads and hashes every tensor: progress over their bytes.
@@ -466,31 +467,11 @@ int cmd_cat(const args& a) {
   }
   pthio::tensor t;
   try {
-    // A large record read whole shows progress: read in pieces of leading rows, each a
-    // load_slice, into one tensor.
-    const bool pieces = !a.slice && ck.is_lazy() && pthio::cli::progress::wanted(a.quiet) &&
-                        found->nbytes() > (std::uint64_t{64} << 20) && found->dim() >= 1 &&
-                        found->shape()[0] > 1 && found->dev().type() == pthio::device_type::meta;
-    if (pieces) {
-      pthio::cli::progress bar("cat", found->nbytes(), true);
-      const std::int64_t rows = found->shape()[0];
-      const std::uint64_t row_bytes = found->nbytes() / static_cast<std::uint64_t>(rows);
-      const std::int64_t step = std::max<std::int64_t>(
-          1, static_cast<std::int64_t>((std::uint64_t{16} << 20) /
-                                       std::max<std::uint64_t>(row_bytes, 1)));
-      t = pthio::tensor::zeros(found->dtype(), found->shape());
-      for (std::int64_t r = 0; r < rows; r += step) {
-        const std::int64_t end = std::min(rows, r + step);
-        const pthio::tensor piece =
-            ck.load_slice(*found, pthio::slice({pthio::slice_item::range(r, end, 1)}), want);
-        std::memcpy(t.raw_data() + static_cast<std::uint64_t>(r) * row_bytes, piece.raw_data(),
-                    piece.nbytes());
-        bar.advance(piece.nbytes());
-      }
-      t.set_requires_grad(found->requires_grad());
-    } else {
-      t = a.slice ? ck.load_slice(*found, *a.slice, want) : ck.load_tensor(*found);
-    }
+    // A large record shows progress as it is read (its CRC-32 still checked whole).
+    pthio::cli::progress bar("cat", std::max(found->nbytes(), found->get_storage().nbytes()),
+                             pthio::cli::progress::wanted(a.quiet));
+    pthio::detail::read_observer_scope observe([&bar](std::uint64_t n) { bar.advance(n); });
+    t = a.slice ? ck.load_slice(*found, *a.slice, want) : ck.load_tensor(*found);
   } catch (const pthio::error& e) {
     // A slice that does not fit is the caller's error: say in which file (the reader's errors
     // name it already).
@@ -501,11 +482,11 @@ int cmd_cat(const args& a) {
   if (t.dev().type() == pthio::device_type::meta)
     throw pthio::error(pthio::errc::unsupported,
                        "tensor '" + want + "' is on the meta device and has no values");
-  t = t.contiguous();
   if (a.raw) {
     // Raw bytes would scramble a terminal: for pipes and files only.
     if (::isatty(STDOUT_FILENO))
       throw usage_error("--raw writes binary data; redirect standard output to a file or pipe");
+    t = t.contiguous();  // every element is written: a view's are gathered first
     // The elements as they are in memory: row-major, and little-endian on every host pthio
     // builds for (tensor.hpp's bytes() order).
     const std::size_t nbytes = t.nbytes();

@@ -24,6 +24,8 @@ std::chrono::milliseconds configured(const char* name, long fallback) {
 }
 
 std::string duration_text(double seconds) {
+  // Past 100 days an estimate says nothing (and a hostile total could overflow the cast).
+  if (!(seconds < 8.64e6)) return "days";
   const auto s = static_cast<long long>(seconds + 0.5);
   char buf[32];
   if (s < 60)

@@ -668,9 +668,15 @@ class pickle_machine {
   const value* fast_memo(void* reader);
   bool fast_str(void* reader, std::string_view& s);
   bool fast_int(void* reader, std::int64_t& v);
-  bool fast_int_tuple(void* reader, std::int64_t* out, std::size_t& n);
-  bool fast_global(void* reader, const global_ref*& g);
+  bool fast_int_tuple(void* reader, std::int64_t* out, std::size_t& n, bool& marked);
+  bool fast_global(void* reader, const value*& g);
+  bool is_plain_ordered_dict(const value& v);
   value rebuild_v2_;  // the global last found to be _rebuild_tensor_v2, kept alive
+  value od_global_;   // the global last found to be the built-in OrderedDict, kept alive
+  std::uint64_t fast_charge_ = 0;  // while a record is read: its strings' and LONG1s' charges
+  // The OrderedDicts the general path would have built for records read in one go: counted in
+  // the walk at STOP as the dicts themselves would be.
+  std::size_t unbuilt_dicts_ = 0;
 
   // The dispatch: one switch over every opcode (unpickler.cpp).
   unpickle_result loop();

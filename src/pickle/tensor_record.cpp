@@ -9,11 +9,13 @@
 //   TUPLE [PUT] REDUCE
 //
 // The general machine builds five tuples, a dict and two vectors for it and dispatches thirty
-// opcodes through the stack; this reads the same bytes into a tensor_record and lets the torch
-// loader make the tensor. The reading has no side effect until the record is accepted: anything
-// unexpected (another opcode, a global named here for the first time, a memo entry written here
-// that the stream reads back, a limit the general path would reach, text that is not UTF-8, a
-// declined or failing record) leaves the position at the MARK and the general path runs.
+// opcodes through its stack; this reads the same bytes into a tensor_record and lets the torch
+// loader make the tensor, and leaves the machine as the general path would have (its charges to
+// max_memory, its count of containers, the tensor's height bound). Nothing the reading does
+// changes the result until the record is accepted: anything unexpected (another opcode, a global
+// named here for the first time, a memo entry written here that the stream reads back, a limit
+// the general path would reach on the way, text that is not UTF-8, a declined or failing record)
+// leaves the position at the MARK and the general path runs over the same bytes.
 #include <array>
 
 #include "machine.h"
@@ -108,6 +110,7 @@ bool pickle_machine::fast_str(void* reader, std::string_view& s) {
                       : op == static_cast<int>(opcode::BINUNICODE)     ? 4
                                                                        : 8;
     if (!r.le(width, n) || !r.chars(n, s) || !valid_utf8(s, true)) return false;
+    fast_charge_ += n + 64 + (n > 15 ? 24 : 0);  // arg_payload's and text()'s charges
   } else {
     const value* v = fast_memo(reader);
     if (!v || !v->is_str()) return false;
@@ -132,6 +135,7 @@ bool pickle_machine::fast_int(void* reader, std::int64_t& v) {
     // Python's long: little-endian two's complement; up to 8 bytes is an int64.
     std::uint64_t n;
     if (!r.le(1, n) || n > 8 || !r.le(static_cast<int>(n), u)) return false;
+    fast_charge_ += n;  // LONG1's charge
     if (n == 0) {
       v = 0;
     } else {
@@ -146,11 +150,12 @@ bool pickle_machine::fast_int(void* reader, std::int64_t& v) {
 }
 
 // A tuple of ints: EMPTY_TUPLE, one to three ints and TUPLE1-3, or MARK ints TUPLE.
-bool pickle_machine::fast_int_tuple(void* reader, std::int64_t* out, std::size_t& n) {
+bool pickle_machine::fast_int_tuple(void* reader, std::int64_t* out, std::size_t& n, bool& marked) {
   auto& r = *static_cast<record_reader*>(reader);
   n = 0;
+  marked = false;
   if (r.take(opcode::EMPTY_TUPLE)) return fast_skip_put(reader);
-  const bool marked = r.take(opcode::MARK);
+  marked = r.take(opcode::MARK);
   for (;;) {
     const int op = r.peek();
     if (op == static_cast<int>(opcode::TUPLE)) {
@@ -171,41 +176,59 @@ bool pickle_machine::fast_int_tuple(void* reader, std::int64_t* out, std::size_t
   return fast_skip_put(reader);
 }
 
-bool pickle_machine::fast_global(void* reader, const global_ref*& g) {
+bool pickle_machine::fast_global(void* reader, const value*& g) {
   const value* v = fast_memo(reader);
   if (!v || !v->is_global()) return false;
-  g = &v->as_global();
+  g = v;
   return fast_skip_put(reader);
 }
 
 // At a MARK whose stack top is the _rebuild_tensor_v2 global: reads the whole record and, when
-// the loader accepts it, leaves the tensor in the global's place, past the record's REDUCE.
+// the loader accepts it, leaves the tensor in the global's place, past the record's REDUCE, with
+// the machine where the general path would have left it: the same charges to max_memory, the
+// same count of containers for the walk at STOP, the same height bound. What the general path
+// would refuse on the way (a limit, a stack that must grow) is left to it.
 bool pickle_machine::fast_tensor_record() {
-  // The general path opens two MARKs and holds up to seven values above the global.
-  if (marks_.size() + 2 > lim_.max_depth || stack_.size() + 8 > lim_.max_stack) return false;
   record_reader r(in_.data(), in_.pos());
   void* rp = &r;
+  fast_charge_ = 0;
   tensor_record rec;
   std::array<std::int64_t, max_fast_dims> size{}, stride{};
   std::size_t size_n = 0, stride_n = 0;
+  bool size_marked = false, stride_marked = false;
   std::string_view tag;
-  const global_ref* hooks = nullptr;
+  const value* storage_class = nullptr;
+  const value* hooks = nullptr;
   bool ok = r.take(opcode::MARK) && fast_str(rp, tag) && tag == "storage" &&
-            fast_global(rp, rec.storage_class) && fast_str(rp, rec.key) &&
-            fast_str(rp, rec.location) && fast_int(rp, rec.numel) && r.take(opcode::TUPLE) &&
-            fast_skip_put(rp) && r.take(opcode::BINPERSID) && fast_skip_put(rp) &&
-            fast_int(rp, rec.storage_offset) && fast_int_tuple(rp, size.data(), size_n) &&
-            fast_int_tuple(rp, stride.data(), stride_n);
+            fast_global(rp, storage_class) && fast_str(rp, rec.key) && fast_str(rp, rec.location) &&
+            fast_int(rp, rec.numel) && r.take(opcode::TUPLE) && fast_skip_put(rp) &&
+            r.take(opcode::BINPERSID) && fast_skip_put(rp) && fast_int(rp, rec.storage_offset) &&
+            fast_int_tuple(rp, size.data(), size_n, size_marked) &&
+            fast_int_tuple(rp, stride.data(), stride_n, stride_marked);
   if (!ok) return false;
+  rec.storage_class = &storage_class->as_global();
   if (r.take(opcode::NEWTRUE))
     rec.requires_grad = true;
   else if (!r.take(opcode::NEWFALSE))
     return false;
-  ok = fast_skip_put(rp) && fast_global(rp, hooks) && hooks->module == "collections" &&
-       hooks->name == "OrderedDict" && r.take(opcode::EMPTY_TUPLE) && fast_skip_put(rp) &&
-       r.take(opcode::REDUCE) && fast_skip_put(rp) && r.take(opcode::TUPLE) && fast_skip_put(rp) &&
-       r.take(opcode::REDUCE);
+  ok = fast_skip_put(rp) && fast_global(rp, hooks) && is_plain_ordered_dict(*hooks) &&
+       r.take(opcode::EMPTY_TUPLE) && fast_skip_put(rp) && r.take(opcode::REDUCE) &&
+       fast_skip_put(rp) && r.take(opcode::TUPLE) && fast_skip_put(rp) && r.take(opcode::REDUCE);
   if (!ok) return false;
+  // The general path's MARKs (two, three with a tuple in MARK form) and its stack: the values it
+  // holds above the global at most (the id's five, a tuple's ints after the offset and the size,
+  // or the seven before the OrderedDict's call), without growing the stack's blocks.
+  const bool third_mark = size_marked || stride_marked;
+  if (marks_.size() + (third_mark ? 3 : 2) > lim_.max_depth) return false;
+  const std::size_t peak = stack_.size() + std::max<std::size_t>({7, 2 + size_n, 3 + stride_n});
+  if (peak > lim_.max_stack || stack_.capacity() < peak || heights_.capacity() < peak) return false;
+  // Its charges: the strings read fresh and LONG1 payloads (fast_charge_), the id's tuple, the
+  // size and stride tuples (none when empty), the OrderedDict, the argument tuple.
+  auto tuple_bytes = [](std::uint64_t n) { return n ? (n + 1) * slot_bytes + 64 : 0; };
+  const std::uint64_t total = fast_charge_ + tuple_bytes(5) + tuple_bytes(size_n) +
+                              tuple_bytes(stride_n) + sizeof(dict_object) + 64 + tuple_bytes(6);
+  std::uint64_t after;
+  if (!detail::checked_add(memory_, total, after) || after > lim_.max_memory) return false;
   rec.size = std::span<const std::int64_t>(size.data(), size_n);
   rec.stride = std::span<const std::int64_t>(stride.data(), stride_n);
   std::optional<value> t;
@@ -215,11 +238,26 @@ bool pickle_machine::fast_tensor_record() {
     return false;  // the general path meets the same problem and says where
   }
   if (!t) return false;
-  // The tensor, its shape and strides, and its boxes.
-  charge(256 + 16 * static_cast<std::uint64_t>(size_n + stride_n));
+  charge(total);
+  tuple_count_ += 2 + (size_n ? 1 : 0) + (stride_n ? 1 : 0);
+  ++unbuilt_dicts_;
   in_.seek(r.pos());
   stack_.back() = std::move(*t);
-  heights_.back() = 0;
+  // The general path's bound: the OrderedDict's call 3, the argument tuple 4, the call 6.
+  heights_.back() = 6;
+  note_height(6);
+  return true;
+}
+
+// Whether v is collections.OrderedDict called as the built-in (no handler in the table replaces
+// it): remembered like is_rebuild_v2, the value kept alive so that its address stays its own.
+bool pickle_machine::is_plain_ordered_dict(const value& v) {
+  const global_ref& g = v.as_global();
+  if (!od_global_.is_none() && &od_global_.as_global() == &g) return true;
+  if (g.module != "collections" || g.name != "OrderedDict") return false;
+  if (opt_.globals)
+    if (const reduce_fn* h = opt_.globals->find(g.module, g.name); h && *h) return false;
+  od_global_ = v;
   return true;
 }
 

@@ -26,7 +26,8 @@ namespace detail {
 void pickle_machine::verify(const value& root) {
   reachable_.clear();
   if (!root.identity()) return;
-  const std::size_t containers = lists_.size() + tuple_count_ + dicts_.size() + objects_.size() + 1;
+  const std::size_t containers =
+      lists_.size() + tuple_count_ + dicts_.size() + unbuilt_dicts_ + objects_.size() + 1;
   charge(64 * static_cast<std::uint64_t>(
                   containers));  // the map: 16-byte slots, at most 4 per container
   reachable_.reserve(containers);

@@ -57,6 +57,22 @@ struct pid_memory {
 // The zip format's five fields, or the legacy format's six (the sixth, view metadata, is left to
 // the caller).
 storage_spec parse_pid(const value& pid, bool legacy, pid_memory& last);
+// Told the bytes a lazy record read has copied so far, in pieces of 64 MiB, while a scope is open
+// on this thread (the command's progress line for a large `cat`; the record's CRC-32 is still
+// checked whole).
+class read_observer_scope {
+ public:
+  explicit read_observer_scope(std::function<void(std::uint64_t bytes)> f);
+  ~read_observer_scope();
+  read_observer_scope(const read_observer_scope&) = delete;
+  read_observer_scope& operator=(const read_observer_scope&) = delete;
+  static const std::function<void(std::uint64_t)>* current() noexcept;
+
+ private:
+  std::function<void(std::uint64_t)> f_;
+  const std::function<void(std::uint64_t)>* saved_;
+};
+
 // Whether zip loads read torch's tensor records through unpickle_options::load_tensor_record
 // (on unless switched off, for tests and fuzzing that compare the two paths; per thread).
 bool& tensor_record_fast_path() noexcept;

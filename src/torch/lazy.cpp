@@ -33,6 +33,19 @@ void lazy_records::absorb(const lazy_records& other) {
   placeholders.insert(placeholders.end(), other.placeholders.begin(), other.placeholders.end());
 }
 
+namespace {
+thread_local const std::function<void(std::uint64_t)>* read_observer = nullptr;
+}  // namespace
+
+read_observer_scope::read_observer_scope(std::function<void(std::uint64_t)> f)
+    : f_(std::move(f)), saved_(read_observer) {
+  read_observer = f_ ? &f_ : nullptr;
+}
+read_observer_scope::~read_observer_scope() { read_observer = saved_; }
+const std::function<void(std::uint64_t)>* read_observer_scope::current() noexcept {
+  return read_observer;
+}
+
 storage lazy_records::read(const record& r) {
   if (r.dcp) return read_dcp_tensor(*r.dcp, r.target);
   const file& f = files[r.file];
@@ -44,7 +57,16 @@ storage lazy_records::read(const record& r) {
   if (f.source.is_mapped() && (!r.entry || r.entry->method == 0) && at <= f.source.size() &&
       n <= f.source.size() - at && n > 0) {
     storage host = storage::allocate_for_overwrite(static_cast<std::size_t>(n));
-    f.source.copy_out(at, {host.data(), host.nbytes()});
+    if (const auto* observe = read_observer_scope::current()) {
+      constexpr std::uint64_t piece = std::uint64_t{64} << 20;
+      for (std::uint64_t done = 0; done < n; done += piece) {
+        const std::uint64_t len = std::min(piece, n - done);
+        f.source.copy_out(at + done, {host.data() + done, static_cast<std::size_t>(len)});
+        (*observe)(len);
+      }
+    } else {
+      f.source.copy_out(at, {host.data(), host.nbytes()});
+    }
     if (r.entry && f.verify_crc && r.entry->crc32 != 0 &&
         crc32({host.data(), host.nbytes()}) != r.entry->crc32) {
       (void)f.zip->read(*r.entry, true);  // throws the reader's CRC-32 error, with its context
