@@ -199,6 +199,74 @@ TEST_SUITE("fixtures") {
     }
   }
 
+  TEST_CASE("fixtures: the fast path for tensor records refuses at the same max_memory") {
+    // The unpickler charges a record read in one go as the general path charges it: over the
+    // data.pkl of torch's state dicts, the smallest max_memory that unpickles with the fast path
+    // off unpickles with it on, and one byte less refuses both with the same message.
+    for (const char* rel : {"t2/mlp.bin", "t1/cnn_bn.pth", "t2/many_tensors.pth"}) {
+      INFO(rel);
+      const pthio::zip_reader zip(pthio::byte_source::map_file(fixture(rel)));
+      const pthio::zip_entry* pkl = nullptr;
+      for (const auto& e : zip.entries())
+        if (e.name.ends_with("/data.pkl")) pkl = &e;
+      REQUIRE(pkl);
+      const auto bytes = zip.read(*pkl, true);
+      // Storages as the loader would make them (zeroed bytes of each record's size), one per key.
+      std::map<std::string, pthio::storage> made;
+      auto storage_for = [&](const std::string& key, std::uint64_t nbytes) {
+        auto [it, fresh] = made.try_emplace(key);
+        if (fresh) it->second = pthio::storage::allocate(nbytes);
+        return it->second;
+      };
+      pthio::detail::pid_memory last;
+      auto attempt = [&](std::uint64_t budget, bool fast, std::string& why) {
+        pthio::unpickle_options u;
+        u.globals = &pthio::torch_globals();
+        u.limits.max_memory = budget;
+        u.context = "data.pkl";
+        u.persistent_load = [&](const pthio::value& pid) {
+          pthio::detail::storage_spec sp = pthio::detail::parse_pid(pid, false, last);
+          pthio::storage_value sv;
+          sv.data = storage_for(sp.key, sp.nbytes);
+          sv.dtype = sp.t;
+          sv.numel = sp.numel;
+          sv.key = sp.key;
+          return pthio::value::make_storage(std::move(sv));
+        };
+        if (fast)
+          u.load_tensor_record = [&](const pthio::tensor_record& r) -> std::optional<pthio::value> {
+            pthio::detail::storage_spec sp =
+                pthio::detail::parse_pid_fields(*r.storage_class, r.key, r.location, r.numel, last);
+            return pthio::value(pthio::tensor(storage_for(sp.key, sp.nbytes), sp.t,
+                                              pthio::shape_t(r.size.begin(), r.size.end()),
+                                              pthio::shape_t(r.stride.begin(), r.stride.end()),
+                                              r.storage_offset, r.requires_grad));
+          };
+        try {
+          (void)pthio::unpickle(bytes, u);
+          why.clear();
+        } catch (const pthio::error& e) {
+          why = e.what();
+        }
+        return why.empty();
+      };
+      std::string why;
+      std::uint64_t lo = 0, hi = std::uint64_t{1} << 28;  // refused at lo, unpickled at hi
+      REQUIRE(attempt(hi, false, why));
+      REQUIRE_FALSE(attempt(lo, false, why));
+      while (hi - lo > 1) {
+        const std::uint64_t mid = lo + (hi - lo) / 2;
+        (attempt(mid, false, why) ? hi : lo) = mid;
+      }
+      std::string general_why, fast_why;
+      CHECK(attempt(hi, true, fast_why));
+      CHECK_FALSE(attempt(lo, false, general_why));
+      CHECK_FALSE(attempt(lo, true, fast_why));
+      CHECK(fast_why == general_why);
+      CHECK(general_why.find("max_memory") != std::string::npos);
+    }
+  }
+
   TEST_CASE("fixtures: every file reads as PyTorch read it, mmap") {
     for (const auto& e : manifest()["files"]) check_entry(e, pthio::load_mode::mmap);
   }
