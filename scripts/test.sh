@@ -9,7 +9,11 @@ bash scripts/deps.sh
 jobs=$(nproc)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPTHIO_WERROR=ON -DPTHIO_PEDANTIC=ON -DPTHIO_VENV="$PTHIO_VENV"
 cmake --build build -j "$jobs"
-ctest --test-dir build --output-on-failure -j "$jobs"
+# The 4 GiB / 65,536-record round trip (label heavy, minutes, one at a time) runs under torch 2.x
+# only: its pthio side is the same under both torches, and CI's time is bounded (the whole suite,
+# `ctest --test-dir build`, runs it under torch 1.13 too).
+ctest --test-dir build --output-on-failure -j "$jobs" \
+  -E "over 65,535 records and a 4 GiB tensor, both ways [(]torch 1[.]13"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPTHIO_SANITIZE=ON -DPTHIO_VENV="$PTHIO_VENV"
 cmake --build build-asan -j "$jobs"
 # The package tests (install, find_package, add_subdirectory) build pthio again from scratch and
