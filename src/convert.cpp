@@ -16,12 +16,12 @@ namespace pthio {
 
 namespace {
 
-// Writes one file atomically; errors name it.
 // Bytes written by the files of this conversion that are complete, and the observer of all of
 // them (convert_options::on_progress), for write_file.
 thread_local std::uint64_t written_before = 0;
 thread_local const std::function<void(std::uint64_t)>* progress_observer = nullptr;
 
+// Writes one file atomically; errors name it.
 template <class F>
 void write_file(const std::filesystem::path& path, F&& fill) {
   try {

@@ -65,7 +65,7 @@ storage_spec parse_pid_fields(const global_ref& g, std::string_view key, std::st
   s.key = key;
   if (last.location_text.empty() || location != last.location_text) {
     try {
-      last.location = device::parse(std::string(location));
+      last.location = device::parse(location);
     } catch (const error&) {
       bad_args(fn, "bad location tag '" + std::string(location) + "'");
     }
