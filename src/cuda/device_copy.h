@@ -12,6 +12,7 @@
 #include <optional>
 #include <span>
 
+#include "pthio/io.hpp"
 #include "pthio/storage.hpp"
 
 namespace pthio::detail {
@@ -32,6 +33,15 @@ class device_upload {
     std::function<void()> mismatch;
   };
 
+  // Where copy()'s bytes also lie in a file (they are a map of it): large copies to a device read
+  // them from there with byte_source::copy_out, pread() for a mapped file, straight into the
+  // pinned staging buffers, rather than through the map, whose pages would fault one by one and
+  // stay resident. The source outlives finish().
+  struct in_file {
+    const byte_source* source = nullptr;
+    std::uint64_t offset = 0;
+  };
+
   device_upload();
   ~device_upload();  // stops reading, waits for transfers in flight; errors are dropped
   device_upload(const device_upload&) = delete;
@@ -39,7 +49,8 @@ class device_upload {
 
   // A storage on `target` (cpu or cuda:N) that holds `bytes` once finish() has returned.
   storage copy(std::span<const std::byte> bytes, const device& target, hold h,
-               std::optional<crc_check> verify = std::nullopt);
+               std::optional<crc_check> verify = std::nullopt,
+               std::optional<in_file> file = std::nullopt);
   // Waits for every copy; throws pthio::error(errc::cuda) if one failed, or what a crc_check's
   // mismatch throws (checks run in the order of the copies).
   void finish();
@@ -54,11 +65,13 @@ class device_upload {
   per_device& on(int device_index);
   // copy() to a target other than cpu. Without CUDA: throws errc::cuda.
   storage copy_to_cuda(std::span<const std::byte> bytes, const device& target, hold h,
-                       std::uint32_t* crc);
+                       std::uint32_t* crc, const std::optional<in_file>& file);
   // finish()'s first half: waits for every device's transfers and hands their buffers back.
   void wait_devices();
-  std::map<int, std::unique_ptr<per_device>> devices_;
+  // Declared before devices_, so destroyed after it: ~per_device joins the filling threads, which
+  // may still write a `got` here when a load fails midway.
   std::deque<pending_check> checks_;  // stable addresses: the filling threads write `got`
+  std::map<int, std::unique_ptr<per_device>> devices_;
 };
 
 // A storage on `target` holding a copy of `bytes`: one device_upload, finished.
