@@ -3,6 +3,7 @@
 // CUDA and in none.cpp without.
 #include "common.h"
 
+#include <atomic>
 #include <cstring>
 #include <string>
 
@@ -22,14 +23,24 @@ void check_staging_options(const pthio::cuda::staging_options& options) {
                                             std::to_string(options.buffer_bytes) + " bytes");
 }
 
+namespace {
+std::atomic<bool> pageable_forced{false};
+std::atomic<std::uint64_t> pageable_sets{0};
+}  // namespace
+
+void force_pageable_staging(bool on) noexcept { pageable_forced = on; }
+bool pageable_staging_forced() noexcept { return pageable_forced; }
+void count_pageable_staging_set() noexcept { ++pageable_sets; }
+std::uint64_t pageable_staging_sets() noexcept { return pageable_sets; }
+
 storage device_upload::copy(std::span<const std::byte> bytes, const device& target, hold h,
-                            std::optional<crc_check> verify) {
+                            std::optional<crc_check> verify, std::optional<in_file> file) {
   std::uint32_t* crc = nullptr;
   if (verify) {
     checks_.push_back({0, std::move(*verify)});
     crc = &checks_.back().got;
   }
-  if (!target.is_cpu()) return copy_to_cuda(bytes, target, h, crc);
+  if (!target.is_cpu()) return copy_to_cuda(bytes, target, h, crc, file);
   storage s = storage::allocate(bytes.size());
   if (!bytes.empty()) std::memcpy(s.data(), bytes.data(), bytes.size());
   if (crc) *crc = pthio::crc32(bytes);

@@ -74,7 +74,7 @@ device_upload::per_device& device_upload::on(int index) {
 }
 
 storage device_upload::copy_to_cuda(std::span<const std::byte> bytes, const device& target, hold h,
-                                    std::uint32_t* crc) {
+                                    std::uint32_t* crc, const std::optional<in_file>& file) {
   if (!target.is_cuda())
     throw error(errc::unsupported, "cannot copy a storage to device " + target.str());
   const int index = cuda::device_index(target);
@@ -89,6 +89,7 @@ storage device_upload::copy_to_cuda(std::span<const std::byte> bytes, const devi
                         (h == hold::until_return ||
                          (!d.pipeline && d.direct_bytes + bytes.size() <= pipeline_after));
     if (direct) {
+      // Small: straight from `bytes` even when they are a map of `file` (a few pages at most).
       d.direct_bytes += bytes.size();
       if (crc) *crc = pthio::crc32(bytes);
       cuda::device_guard guard(index);
@@ -100,7 +101,10 @@ storage device_upload::copy_to_cuda(std::span<const std::byte> bytes, const devi
         check(cudaStreamSynchronize(d.set->spare), "host-to-device copy");
     } else {
       if (!d.pipeline) d.pipeline = std::make_unique<staging_pipeline>(d);
-      const auto ticket = d.pipeline->enqueue(bytes.data(), bytes.size(), s.data(), crc);
+      const auto ticket =
+          file && file->source
+              ? d.pipeline->enqueue_file(*file->source, file->offset, bytes.size(), s.data(), crc)
+              : d.pipeline->enqueue(bytes.data(), bytes.size(), s.data(), crc);
       if (h == hold::until_return) d.pipeline->wait_read(ticket);
     }
   } catch (...) {
@@ -286,6 +290,43 @@ tensor cuda_to(const tensor& t, const device& target) {
         cudaMemcpyPeer(d.data(), dst, c.raw_data(), src, c.nbytes()),
         ("cudaMemcpyPeer cuda:" + std::to_string(src) + " -> cuda:" + std::to_string(dst)).c_str());
   return tensor(d, t.dtype(), t.shape(), strides, 0, t.requires_grad());
+}
+
+void cuda_copy_into(tensor& dst, const tensor& src) {
+  if (dst.numel() == 0) return;
+  if (dst.dev().is_cpu()) {  // from a device: down as a contiguous host tensor first
+    dst.copy_from(cuda_to(src, cpu_device));
+    return;
+  }
+  const int index = cuda::device_index(dst.dev());
+  // The source in dst's dtype (converted on the host) and contiguous on dst's device.
+  tensor s = src;
+  if (s.dtype() != dst.dtype()) s = (s.dev().is_cpu() ? s : cuda_to(s, cpu_device)).to(dst.dtype());
+  if (s.dev().is_cpu() || cuda::device_index(s.dev()) != index)
+    s = cuda_to(s, dst.dev());  // contiguous once moved
+  s = device_contiguous(s, index);
+  cuda::device_guard guard(index);
+  if (dst.is_contiguous()) {
+    // On the legacy stream, after whatever wrote s; waited for, so s may go when this returns.
+    check(cudaMemcpyAsync(dst.raw_data(), s.raw_data(), dst.nbytes(), cudaMemcpyDeviceToDevice,
+                          cudaStreamLegacy),
+          "cudaMemcpyAsync device-to-device");
+    check(cudaStreamSynchronize(cudaStreamLegacy), "device-to-device copy");
+    return;
+  }
+  // A strided destination: the bytes its elements span come to the host, the elements are written
+  // there, and the span goes back whole.
+  const std::size_t reach = reach_bytes(dst);
+  storage h = storage::allocate(reach);
+  std::size_t at = 0;
+  download(index, dst.raw_data(), reach, [&](std::span<const std::byte> b) {
+    std::memcpy(h.data() + at, b.data(), b.size());
+    at += b.size();
+  });
+  tensor view(h, dst.dtype(), dst.shape(), dst.strides(), 0);
+  view.copy_from(cuda_to(s, cpu_device));
+  check(cudaMemcpy(dst.raw_data(), h.data(), reach, cudaMemcpyHostToDevice),
+        "cudaMemcpy host-to-device");
 }
 
 tensor cuda_clone(const tensor& t) {

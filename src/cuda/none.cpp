@@ -45,13 +45,15 @@ void gemv(const tensor&, const tensor&, tensor&, float, float) { no_cuda("cuda::
 
 namespace detail {
 
+int current_cuda_device() noexcept { return 0; }
+
 struct device_upload::per_device {};
 
 device_upload::device_upload() = default;
 device_upload::~device_upload() = default;
 
 storage device_upload::copy_to_cuda(std::span<const std::byte>, const device& target, hold,
-                                    std::uint32_t*) {
+                                    std::uint32_t*, const std::optional<in_file>&) {
   no_cuda("cannot put a storage on " + target.str());
 }
 

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "pthio/io.hpp"
 #include "pthio/zip.hpp"
 
 namespace pthio::detail {
@@ -96,24 +97,14 @@ class staging_pipeline {
   // Queues src[0, n) -> dst[0, n) and returns a ticket; src must stay valid until wait_read(ticket)
   // or wait_all() returns. When crc is set, *crc holds the CRC-32 of src once they have returned.
   std::uint64_t enqueue(const std::byte* src, std::size_t n, std::byte* dst, std::uint32_t* crc) {
-    std::lock_guard<std::mutex> lk(m_);
-    if (error_) std::rethrow_exception(error_);
-    const std::uint64_t id = next_id_++;
-    if (n == 0) {
-      if (crc) *crc = 0;
-      return id;
-    }
-    auto b = std::make_unique<batch>();
-    b->id = id;
-    b->src = src;
-    b->dst = dst;
-    b->n = n;
-    b->chunks = (n + chunk_ - 1) / chunk_;
-    b->crc = crc;
-    if (crc) b->crcs.assign(b->chunks, 0);
-    queue_.push_back(std::move(b));
-    work_.notify_all();
-    return id;
+    return enqueue_batch(src, nullptr, 0, n, dst, crc);
+  }
+  // Queues bytes [offset, offset + n) of `file` -> dst[0, n): the filling threads read them with
+  // file.copy_out(), which for a mapped file is pread() straight into the staging buffers (no page
+  // faults on the map, no pass through other memory). `file` must stay alive as src above.
+  std::uint64_t enqueue_file(const byte_source& file, std::uint64_t offset, std::size_t n,
+                             std::byte* dst, std::uint32_t* crc) {
+    return enqueue_batch(nullptr, &file, offset, n, dst, crc);
   }
   // Returns once every byte of copy `ticket` has been read into a buffer (its transfers may still
   // be in flight: the backend says when they land).
@@ -147,11 +138,38 @@ class staging_pipeline {
   struct batch {
     std::uint64_t id = 0;
     const std::byte* src = nullptr;
+    const byte_source* file = nullptr;  // read from here, at file_offset, instead of src when set
+    std::uint64_t file_offset = 0;
     std::byte* dst = nullptr;
     std::size_t n = 0, chunks = 0, claimed = 0, finished = 0;
     std::uint32_t* crc = nullptr;
     std::vector<std::uint32_t> crcs;  // per chunk
   };
+
+  std::uint64_t enqueue_batch(const std::byte* src, const byte_source* file,
+                              std::uint64_t file_offset, std::size_t n, std::byte* dst,
+                              std::uint32_t* crc) {
+    std::lock_guard<std::mutex> lk(m_);
+    if (error_) std::rethrow_exception(error_);
+    const std::uint64_t id = next_id_++;
+    if (n == 0) {
+      if (crc) *crc = 0;
+      return id;
+    }
+    auto b = std::make_unique<batch>();
+    b->id = id;
+    b->src = src;
+    b->file = file;
+    b->file_offset = file_offset;
+    b->dst = dst;
+    b->n = n;
+    b->chunks = (n + chunk_ - 1) / chunk_;
+    b->crc = crc;
+    if (crc) b->crcs.assign(b->chunks, 0);
+    queue_.push_back(std::move(b));
+    work_.notify_all();
+    return id;
+  }
 
   void stop() noexcept {
     {
@@ -191,12 +209,14 @@ class staging_pipeline {
         try {
           b_.wait(slot);
           std::byte* buf = b_.buffer(slot);
-          const std::byte* src = b->src + off;
-          // Copy and checksum in pieces that stay in cache between the two passes.
+          // Copy (or read) and checksum in pieces that stay in cache between the two passes.
           constexpr std::size_t piece = std::size_t{1} << 20;
           for (std::size_t o = 0; o < len; o += piece) {
             const std::size_t l = std::min(piece, len - o);
-            std::memcpy(buf + o, src + o, l);
+            if (b->file)
+              b->file->copy_out(b->file_offset + off + o, std::span<std::byte>(buf + o, l));
+            else
+              std::memcpy(buf + o, b->src + off + o, l);
             if (want_crc) c = pthio::crc32(std::span<const std::byte>(buf + o, l), c);
           }
           b_.submit(slot, b->dst + off, len);

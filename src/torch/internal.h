@@ -95,10 +95,12 @@ void check_target(const device& target, const device& saved);
 // loaders and lazy reads share: meta, a placeholder with no bytes; cpu, a view of `bytes` kept
 // alive by `view_owner` when one is given and the bytes are aligned for `t`, else a copy
 // (byte-swapped when `swap`); cuda, an upload through `uploads` (unless swapped, `bytes` must stay
-// valid until uploads.finish(), which checks `crc`). Other devices are refused.
+// valid until uploads.finish(), which checks `crc`; `file` says where they also lie in a file, to
+// be read from there). Other devices are refused.
 storage place_storage(std::span<const std::byte> bytes, dtype t, const device& target, bool swap,
                       const std::shared_ptr<const void>& view_owner, device_upload& uploads,
-                      std::optional<device_upload::crc_check> crc = std::nullopt);
+                      std::optional<device_upload::crc_check> crc = std::nullopt,
+                      std::optional<device_upload::in_file> file = std::nullopt);
 
 struct dcp_tensor;  // dcp.cpp: where a torch.distributed.checkpoint tensor's chunks are
 

@@ -54,8 +54,26 @@ storage lazy_records::read(const record& r) {
   // a file tensor by tensor (convert, ls --json, diff) would end up holding the whole file.
   const std::uint64_t at = r.entry ? r.entry->data_offset : r.offset;
   const std::uint64_t n = r.entry ? r.entry->uncompressed_size : r.nbytes;
-  if (f.source.is_mapped() && (!r.entry || r.entry->method == 0) && at <= f.source.size() &&
-      n <= f.source.size() - at && n > 0) {
+  const bool stored_in_map = f.source.is_mapped() && (!r.entry || r.entry->method == 0) &&
+                             at <= f.source.size() && n <= f.source.size() - at && n > 0;
+  // Bound for a GPU: read with pread() into the pinned buffers, the CRC-32 computed on the way.
+  if (stored_in_map && r.target.is_cuda() && !f.swap && !read_observer_scope::current()) {
+    std::optional<device_upload::crc_check> crc;
+    if (r.entry && f.verify_crc && r.entry->crc32 != 0)
+      crc = device_upload::crc_check{
+          r.entry->crc32, [&f, &r] {
+            (void)f.zip->read(*r.entry, true);  // the reader's error
+            throw error(errc::corrupt_zip, "zip: CRC-32 mismatch in record " + r.entry->name);
+          }};
+    device_upload uploads;
+    storage s = uploads.copy(
+        f.source.bytes().subspan(static_cast<std::size_t>(at), static_cast<std::size_t>(n)),
+        r.target, device_upload::hold::until_finish, std::move(crc),
+        device_upload::in_file{&f.source, at});
+    uploads.finish();
+    return s;
+  }
+  if (stored_in_map) {
     storage host = storage::allocate_for_overwrite(static_cast<std::size_t>(n));
     if (const auto* observe = read_observer_scope::current()) {
       constexpr std::uint64_t piece = std::uint64_t{64} << 20;

@@ -28,8 +28,12 @@ storage zip_storages::make(const zip_entry& e, const std::string& key, dtype t,
   }
   // The record's bytes (the mapped file, or the reader's inflated copy) outlive uploads.finish().
   auto bytes = zip.read(e, verify && !crc_on_the_way);
+  // A stored record of a mapped file, bound for a GPU: read with pread() into the pinned buffers.
+  std::optional<device_upload::in_file> file;
+  if (target.is_cuda() && !swap && e.method == 0 && zip.source().is_mapped())
+    file = device_upload::in_file{&zip.source(), e.data_offset};
   return place_storage(bytes, t, target, swap, view ? zip.owner_of(e) : nullptr, uploads,
-                       std::move(crc));
+                       std::move(crc), file);
 }
 
 zip_placement plan_placement(const byte_source& src, std::shared_ptr<const zip_reader> zip,

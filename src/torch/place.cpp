@@ -25,13 +25,14 @@ void check_target(const device& target, const device& saved) {
 
 storage place_storage(std::span<const std::byte> bytes, dtype t, const device& target, bool swap,
                       const std::shared_ptr<const void>& view_owner, device_upload& uploads,
-                      std::optional<device_upload::crc_check> crc) {
+                      std::optional<device_upload::crc_check> crc,
+                      std::optional<device_upload::in_file> file) {
   if (target.type() == device_type::meta) return storage::borrow(nullptr, bytes.size(), target);
   if (!target.is_cpu() && !target.is_cuda())
     throw error(errc::unsupported, "cannot load storages to device " + target.str() +
                                        "; map them to \"cpu\" or \"cuda:N\" with map_location");
   if (target.is_cuda() && !swap)
-    return uploads.copy(bytes, target, device_upload::hold::until_finish, std::move(crc));
+    return uploads.copy(bytes, target, device_upload::hold::until_finish, std::move(crc), file);
   if (target.is_cpu() && !swap && view_owner &&
       reinterpret_cast<std::uintptr_t>(bytes.data()) % element_size(t) == 0)
     return storage::wrap(view_owner, const_cast<std::byte*>(bytes.data()), bytes.size());
