@@ -50,6 +50,7 @@ std::string size_text(std::uint64_t bytes);
 // small copies; created for one device, lent out whole by staging_pool.
 struct staging_slot {
   std::byte* host = nullptr;
+  bool pinned = true;  // false: cudaHostAlloc failed, host is ordinary (pageable) memory
   cudaStream_t stream = nullptr;
   cudaEvent_t done = nullptr;  // recorded after the slot's last transfer
 };
@@ -58,6 +59,7 @@ struct staging_set {
   std::size_t bytes = 0;  // per slot
   std::vector<staging_slot> slots;
   cudaStream_t spare = nullptr;
+  bool pageable = false;  // some slot's buffer is not pinned
   ~staging_set();
 };
 // A set for `index` with the current staging options (reused from earlier transfers when one is

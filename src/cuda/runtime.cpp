@@ -2,6 +2,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <mutex>
+#include <new>
 #include <vector>
 
 #include "common.h"
@@ -137,7 +138,8 @@ staging_set::~staging_set() {
     if (s.stream) (void)cudaStreamSynchronize(s.stream);
     if (s.done) (void)cudaEventDestroy(s.done);
     if (s.stream) (void)cudaStreamDestroy(s.stream);
-    if (s.host) (void)cudaFreeHost(s.host);
+    if (s.host && s.pinned) (void)cudaFreeHost(s.host);
+    if (s.host && !s.pinned) ::operator delete (s.host, std::align_val_t{4096});
   }
   if (spare) {
     (void)cudaStreamSynchronize(spare);
@@ -182,16 +184,30 @@ std::unique_ptr<staging_set> acquire_staging(int index) {
   set->device = index;
   set->bytes = opt.buffer_bytes;
   set->slots.resize(opt.buffers);
+  const bool pageable = pageable_staging_forced();
   for (auto& s : set->slots) {
     void* h = nullptr;
-    cudaError_t e = cudaHostAlloc(&h, opt.buffer_bytes, cudaHostAllocPortable);
-    if (e != cudaSuccess)
-      fail(e, "cudaHostAlloc of a " + size_text(opt.buffer_bytes) + " staging buffer");
-    s.host = static_cast<std::byte*>(h);
+    cudaError_t e = pageable ? cudaErrorMemoryAllocation
+                             : cudaHostAlloc(&h, opt.buffer_bytes, cudaHostAllocPortable);
+    if (e == cudaSuccess) {
+      s.host = static_cast<std::byte*>(h);
+    } else {
+      // Pinned memory is limited (RLIMIT_MEMLOCK in containers, a busy host): stage through
+      // ordinary memory. Slower, since the driver copies it again into its own pinned buffers
+      // before each transfer returns, but every load still works.
+      (void)cudaGetLastError();
+      s.host = static_cast<std::byte*>(::operator new (opt.buffer_bytes, std::align_val_t{4096}));
+      s.pinned = false;
+      set->pageable = true;
+    }
     check(cudaStreamCreate(&s.stream), "cudaStreamCreate");
-    check(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming), "cudaEventCreate");
+    // Blocking sync: a thread waiting for a transfer sleeps rather than spins on a core that the
+    // other filling threads need for their reads and CRC-32s.
+    check(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming | cudaEventBlockingSync),
+          "cudaEventCreate");
   }
   check(cudaStreamCreate(&set->spare), "cudaStreamCreate");
+  if (set->pageable) count_pageable_staging_set();
   return set;
 }
 
@@ -205,7 +221,8 @@ void release_staging(std::unique_ptr<staging_set> set, bool healthy) noexcept {
           set->bytes == p.options.buffer_bytes && set->slots.size() == p.options.buffers;
       bool have = false;
       for (auto& f : p.free) have = have || f->device == set->device;
-      if (current && !have) {
+      // A pageable set is not kept: the next transfer tries to pin its buffers again.
+      if (current && !have && !set->pageable) {
         p.free.push_back(std::move(set));
         return;
       }
@@ -215,6 +232,15 @@ void release_staging(std::unique_ptr<staging_set> set, bool healthy) noexcept {
 }
 
 }  // namespace cuda
+
+int current_cuda_device() noexcept {
+  int now = 0;
+  if (cudaGetDevice(&now) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return now;
+}
 
 storage cuda_allocate(std::size_t nbytes, const device& dev) {
   const int index = cuda::device_index(dev);
