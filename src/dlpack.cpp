@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "byte_reader.h"
+#include "cuda/common.h"
 #include "pthio/error.hpp"
 
 namespace pthio {
@@ -190,7 +191,8 @@ dtype dtype_from_dlpack(DLDataType t) {
 
 DLDevice to_dlpack_device(const device& d) {
   if (d.is_cpu()) return {kDLCPU, 0};
-  if (d.is_cuda()) return {kDLCUDA, d.index() < 0 ? 0 : d.index()};
+  // Plain "cuda" is the current device, as everywhere in pthio: the export names its index.
+  if (d.is_cuda()) return {kDLCUDA, d.index() < 0 ? detail::current_cuda_device() : d.index()};
   throw error(errc::unsupported,
               "DLPack export of a tensor on " + d.str() + " (cpu and cuda only)");
 }

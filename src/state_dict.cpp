@@ -3,6 +3,7 @@
 #include <set>
 
 #include "pthio/checkpoint.hpp"
+#include "pthio/cuda.hpp"
 #include "torch/internal.h"
 
 namespace pthio {
@@ -370,7 +371,7 @@ load_report load_state_dict(state_dict& target, const state_dict& source,
     } else if (dst.dtype() != src->dtype() && !options.convert_dtypes) {
       report.dtype_mismatched.push_back(k);
     } else {
-      if (!dst.dev().is_cpu())
+      if (!dst.dev().is_cpu() && !(dst.dev().is_cuda() && cuda_built()))
         throw error(errc::unsupported,
                     "loading into " + dst.dev().str() + " tensors in place needs CUDA support");
       copies.emplace_back(&dst, src);
@@ -387,7 +388,8 @@ load_report load_state_dict(state_dict& target, const state_dict& source,
     if (!options.strict) shown.missing.clear(), shown.unexpected.clear();
     throw error(errc::mismatch, shown.message(options.model_name));
   }
-  for (auto& [dst, src] : copies) dst->copy_from(src->dev().is_cpu() ? *src : src->to(cpu_device));
+  // tensor::copy_from moves the bytes between devices where one of the two is a GPU.
+  for (auto& [dst, src] : copies) dst->copy_from(*src);
   return report;
 }
 

@@ -439,12 +439,29 @@ void store_elem(pthio::dtype t, std::byte* p, const elem& e) {
 
 }  // namespace
 
+#ifdef PTHIO_HAVE_CUDA
+namespace detail {
+void cuda_copy_into(tensor& dst, const tensor& src);
+}
+#endif
+
 void tensor::copy_from(const tensor& src) {
-  require_host(*this, "copy_from()");
-  require_host(src, "copy_from()");
   if (src.shape_ != shape_)
     throw error(errc::mismatch,
                 "copy_from: shape " + shape_string(src.shape_) + " into " + shape_string(shape_));
+#ifdef PTHIO_HAVE_CUDA
+  if ((dev().is_cuda() || src.dev().is_cuda()) && (dev().is_cpu() || dev().is_cuda()) &&
+      (src.dev().is_cpu() || src.dev().is_cuda())) {
+    detail::cuda_copy_into(*this, src);
+    return;
+  }
+#else
+  if (dev().is_cuda() || src.dev().is_cuda())
+    throw error(errc::cuda, "copy_from() between " + src.dev().str() + " and " + dev().str() +
+                                " needs CUDA support: pthio was built without CUDA");
+#endif
+  require_host(*this, "copy_from()");
+  require_host(src, "copy_from()");
   if (src.dtype_ == dtype_ && is_contiguous()) {
     auto b = src.bytes();
     if (!b.empty()) std::memcpy(raw_data(), b.data(), b.size());

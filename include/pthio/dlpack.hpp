@@ -145,7 +145,8 @@ PTHIO_API dlpack::DLDataType to_dlpack_dtype(dtype t);
 // The pthio dtype of a DLPack dtype; throws pthio::error(unsupported) for codes, bit widths or
 // lane counts pthio has no dtype for (vector types, float6, float8_e3m4 ...).
 PTHIO_API dtype dtype_from_dlpack(dlpack::DLDataType t);
-// cpu -> kDLCPU 0, cuda:N -> kDLCUDA N ("cuda" without index -> 0); others throw unsupported.
+// cpu -> kDLCPU 0, cuda:N -> kDLCUDA N ("cuda" without index -> the calling thread's current
+// device, as cudaGetDevice says; 0 without CUDA); others throw unsupported.
 PTHIO_API dlpack::DLDevice to_dlpack_device(const device& d);
 // The inverse, plus kDLCUDAHost -> cpu and kDLCUDAManaged -> cuda:N; others throw unsupported.
 PTHIO_API device device_from_dlpack(dlpack::DLDevice d);

@@ -156,9 +156,10 @@ struct load_state_dict_options {
   std::string model_name = "Module";
 };
 
-// Copies into the target's CPU tensors in place (source tensors on other devices are copied to
-// the host first); throws mismatch as described at the top, invalid_argument when remapping sends
-// two source keys to one name, unsupported for a target tensor that is not on the CPU.
+// Copies into the target's tensors in place, with tensor::copy_from: CPU tensors, and in a CUDA
+// build tensors on CUDA devices (sources on any of them); throws mismatch as described at the top,
+// invalid_argument when remapping sends two source keys to one name, unsupported for a target
+// tensor on another device (or on a GPU without CUDA support), before anything is copied.
 PTHIO_API load_report load_state_dict(state_dict& target, const state_dict& source,
                                       const load_state_dict_options& options = {});
 

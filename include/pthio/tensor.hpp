@@ -141,8 +141,11 @@ class PTHIO_API tensor {
   // The elements in row-major order, each little-endian at the element size (host tensors).
   std::vector<std::byte> bytes() const;
   // Copies `src` (same shape, else mismatch) into this tensor's elements in place, converting the
-  // dtype if needed; both must be CPU tensors (invalid_argument otherwise). Every view of this
-  // tensor's storage sees the new values.
+  // dtype if needed; every view of this tensor's storage sees the new values. Both on the CPU, or,
+  // in a CUDA build, either or both on CUDA devices: a dtype conversion runs on the host, and a
+  // non-contiguous device destination is updated by reading back the bytes its elements span,
+  // writing the elements there on the host and copying the span back (its other bytes keep the
+  // values read). Other devices: invalid_argument (errc::cuda without CUDA support).
   void copy_from(const tensor& src);
 
  private:
