@@ -18,7 +18,8 @@ attention mask, then torch.nn.functional.normalize.
   cuda        the same from model.safetensors with --device cuda:0.
 
 Prints the skip marker (and exits 0) when the model cannot be fetched, transformers is not
-installed, or (cuda) no CUDA device is usable.
+installed, or (cuda) no CUDA device is usable; that last one fails instead when the environment
+sets PTHIO_TESTS_REQUIRE_CUDA=1 (a run on a GPU machine).
 
 usage: minilm_torch.py MODE EXAMPLE_MINILM PTHIO SCRATCH_DIR
 """
@@ -122,6 +123,8 @@ def run_example(example, args, what, sentences=SENTENCES, stdin=False):
     else:
         r = subprocess.run([example, *args, "--", *sentences], capture_output=True, text=True)
     if r.returncode == 3:  # the CUDA device asked for is not usable (checked before any work)
+        if os.environ.get("PTHIO_TESTS_REQUIRE_CUDA") == "1":  # a GPU run: no device is a failure
+            sys.exit(f"FAILED: {what}: PTHIO_TESTS_REQUIRE_CUDA=1, but {r.stderr.strip()}")
         skip(what + ": " + r.stderr.strip())
     if r.returncode != 0:
         sys.exit(f"FAILED: {what}: example_minilm exited {r.returncode}: {r.stderr.strip()}")

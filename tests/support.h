@@ -19,10 +19,17 @@
 #include <doctest/doctest.h>
 
 #include "pthio/checkpoint.hpp"
+#include "pthio/cuda.hpp"
 
 namespace pthio_test {
 
-inline std::filesystem::path fixtures_dir() { return PTHIO_FIXTURES_DIR; }
+// The source tree's fixtures/ folder (its tests/data is found beside it): where the build saw it,
+// unless the environment variable PTHIO_FIXTURES_DIR names another, for a build carried to a
+// machine where the sources lie elsewhere (scripts/gpu-check.sh).
+inline std::filesystem::path fixtures_dir() {
+  const char* e = std::getenv("PTHIO_FIXTURES_DIR");
+  return e && *e ? std::filesystem::path(e) : std::filesystem::path(PTHIO_FIXTURES_DIR);
+}
 inline std::filesystem::path fixture(const std::string& rel) { return fixtures_dir() / rel; }
 
 // This process's scratch folder: a fresh folder under the system temp dir, made on first use and
@@ -82,6 +89,32 @@ inline void keep_scratch_dir() {
 inline void skip(const std::string& reason) {
   std::printf("PTHIO_TEST_SKIPPED: %s\n", reason.c_str());
   std::fflush(stdout);
+}
+
+// True when the environment sets PTHIO_TESTS_REQUIRE_CUDA=1: a run on a GPU machine, where a
+// test that finds no device must fail rather than skip (a run that cannot see the GPU would
+// otherwise look green).
+inline bool cuda_required() {
+  const char* e = std::getenv("PTHIO_TESTS_REQUIRE_CUDA");
+  return e && std::string(e) == "1";
+}
+
+// For a test that needs `devices` CUDA devices: true when they are there. Otherwise the test is
+// skipped, visibly, and the caller returns; with PTHIO_TESTS_REQUIRE_CUDA=1 and no device at all
+// it fails instead (a second device is never required: one-GPU machines skip those cases).
+inline bool need_cuda(int devices = 1) {
+  const int have = pthio::cuda_device_count();
+  if (have >= devices) return true;
+  const std::string reason =
+      have == 0
+          ? "no CUDA device (" + pthio::cuda_unavailable_reason() + ")"
+          : std::to_string(have) + " CUDA device(s): this case needs " + std::to_string(devices);
+  if (have == 0 && cuda_required()) {
+    FAIL_CHECK("PTHIO_TESTS_REQUIRE_CUDA=1, but " << reason);
+    return false;
+  }
+  skip(reason);
+  return false;
 }
 
 inline std::vector<std::byte> read_bytes(const std::filesystem::path& p) {

@@ -190,7 +190,7 @@ TEST_SUITE("cli" * pthio_test::needs_cli) {
   }
 
   TEST_CASE("cli: the manual page renders cleanly and the bash completion completes") {
-    const std::string root = std::filesystem::path(PTHIO_FIXTURES_DIR).parent_path().string();
+    const std::string root = pthio_test::fixtures_dir().parent_path().string();
     if (std::system("command -v groff >/dev/null 2>&1") == 0) {
       auto r = pthio_test::run_shell("groff -man -Tutf8 -ww -z " +
                                      shell_quote(root + "/share/man/man1/pthio.1") + " 2>&1");
@@ -218,7 +218,7 @@ TEST_SUITE("cli" * pthio_test::needs_cli) {
     const std::string hostile = "$(touch${IFS}" + (dir / "ran").string() + ")";
     pthio::value state = pthio::value::make_dict();
     state.as_dict().set(pthio::value(hostile),
-                       pthio::value(pthio::tensor::zeros(pthio::dtype::float32, {2})));
+                        pthio::value(pthio::tensor::zeros(pthio::dtype::float32, {2})));
     const auto evil = dir / "evil.pth";
     pthio::save(evil, state);
     CHECK(complete("pthio cat " + evil.string() + " ''").out == hostile + "\n");

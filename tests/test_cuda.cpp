@@ -3,6 +3,10 @@
 // (pthio_test::skip: CTest reports them Skipped with the reason), and return; the rest (the build
 // flag, the errors without a device, the staging pipeline on a fake backend, CRC-32 combination)
 // run everywhere.
+#ifndef PTHIO_TESTS_CUDA_BUILT
+#error "the build defines PTHIO_TESTS_CUDA_BUILT (0 or 1) for this file"
+#endif
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -13,14 +17,17 @@
 #include <string>
 #include <vector>
 
+#if PTHIO_TESTS_CUDA_BUILT
+#include <cuda_runtime_api.h>
+#endif
+
+#include <thread>
+
+#include "cuda/common.h"
 #include "cuda/staging.h"
 #include "pthio/eigen.hpp"
 #include "pthio/pthio.hpp"
 #include "support.h"
-
-#ifndef PTHIO_TESTS_CUDA_BUILT
-#error "the build defines PTHIO_TESTS_CUDA_BUILT (0 or 1) for this file"
-#endif
 
 namespace {
 
@@ -30,12 +37,8 @@ using pthio::tensor;
 
 const device cuda0 = device::parse("cuda:0");
 
-// True when a device is present; otherwise reports the skip.
-bool need_device() {
-  if (pthio::cuda_available()) return true;
-  pthio_test::skip("no CUDA device (" + pthio::cuda_unavailable_reason() + ")");
-  return false;
-}
+// True when a device is present; otherwise skips, or fails under PTHIO_TESTS_REQUIRE_CUDA=1.
+bool need_device() { return pthio_test::need_cuda(); }
 
 std::vector<std::byte> random_bytes(std::size_t n, unsigned seed) {
   std::mt19937 rng(seed);
@@ -104,6 +107,23 @@ struct staging_restore {
   ~staging_restore() { pthio::cuda::set_staging_options(saved); }
 };
 
+// The elements of a device tensor read back with a plain cudaMemcpy of the bytes its view spans,
+// strided on the host: a witness that does not go through pthio's own download (staging buffers,
+// gather kernel).
+tensor plain_download(const tensor& d) {
+  std::size_t last = 0;
+  for (std::size_t i = 0; i < d.shape().size(); ++i)
+    last += static_cast<std::size_t>(d.shape()[i] - 1) * static_cast<std::size_t>(d.strides()[i]);
+  const std::size_t reach = d.numel() == 0 ? 0 : (last + 1) * d.element_size();
+  pthio::storage h = pthio::storage::allocate(reach);
+#if PTHIO_TESTS_CUDA_BUILT
+  if (reach) REQUIRE(cudaMemcpy(h.data(), d.raw_data(), reach, cudaMemcpyDefault) == cudaSuccess);
+#else
+  FAIL("plain_download needs a CUDA build");
+#endif
+  return tensor(h, d.dtype(), d.shape(), d.strides(), 0).contiguous();
+}
+
 void check_same(const tensor& got, const tensor& want) {
   REQUIRE(got.defined());
   CHECK(got.dtype() == want.dtype());
@@ -111,6 +131,61 @@ void check_same(const tensor& got, const tensor& want) {
   tensor h = got.dev().is_cpu() ? got : got.to(pthio::cpu_device);
   CHECK(h.dev().is_cpu());
   CHECK(h.bytes() == want.bytes());
+  if (got.dev().is_cuda()) CHECK(plain_download(got).bytes() == want.bytes());
+}
+
+// Every tensor of `v` with its key, in visit order.
+std::vector<std::pair<std::string, tensor>> tensors_of(const pthio::value& v) {
+  std::vector<std::pair<std::string, tensor>> out;
+  pthio::visit_tensors(
+      v, [&](const std::string& k, const pthio::value& t) { out.emplace_back(k, t.as_tensor()); });
+  return out;
+}
+
+// `got` (loaded to cuda:0) and `want` (loaded to the CPU) hold the same keys and elements.
+void check_loaded_to_gpu(const pthio::value& got, const pthio::value& want) {
+  auto g = tensors_of(got), w = tensors_of(want);
+  REQUIRE(g.size() == w.size());
+  REQUIRE_FALSE(g.empty());
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    CAPTURE(g[i].first);
+    CHECK(g[i].first == w[i].first);
+    CHECK(g[i].second.dev() == cuda0);
+    check_same(g[i].second, w[i].second);
+  }
+}
+
+// A zip checkpoint rewritten entry by entry: `edit` may change an entry's name and bytes, or drop
+// it (returns false). CRC-32s are computed afresh.
+template <class F>
+std::vector<std::byte> rewrite_zip(const std::vector<std::byte>& in, F edit) {
+  pthio::zip_reader zip(pthio::byte_source::borrow(in));
+  pthio::memory_sink out;
+  pthio::zip_writer w(out);
+  for (const auto& e : zip.entries()) {
+    std::string name = e.name;
+    auto span = zip.read(e, true);
+    std::vector<std::byte> data(span.begin(), span.end());
+    if (edit(name, data)) w.add(name, data);
+  }
+  w.finish();
+  return std::move(out.buffer());
+}
+
+// `rel` (a zip fixture saved on cuda:0) with its storages' location rewritten to `location`, a
+// string of the same length ("cuda:1"): as if saved on that device.
+std::vector<std::byte> saved_on(const char* rel, const std::string& location) {
+  return rewrite_zip(pthio_test::read_bytes(pthio_test::fixture(rel)),
+                     [&](std::string& name, std::vector<std::byte>& data) {
+                       if (!name.ends_with("/data.pkl")) return true;
+                       std::string text(reinterpret_cast<const char*>(data.data()), data.size());
+                       std::size_t n = 0;
+                       for (auto at = text.find("cuda:0"); at != std::string::npos;
+                            at = text.find("cuda:0", at + 1), ++n)
+                         std::memcpy(data.data() + at, location.data(), 6);
+                       REQUIRE(n > 0);
+                       return true;
+                     });
 }
 
 // |got - want| <= atol + rtol |want| elementwise, got any float dtype, want float32 (host).
@@ -629,17 +704,270 @@ TEST_SUITE("cuda") {
   }
 
   TEST_CASE("cuda: tensors move between devices") {
-    if (!need_device()) return;
-    if (pthio::cuda_device_count() < 2) {
-      pthio_test::skip("one CUDA device: this case needs two");
-      return;
-    }
+    if (!pthio_test::need_cuda(2)) return;
     const device cuda1 = device::parse("cuda:1");
     tensor h = random_tensor(dtype::float32, {64, 33}, 8);
     tensor d1 = h.to(cuda0).transpose(0, 1).to(cuda1);
     CHECK(d1.dev() == cuda1);
     check_same(d1, h.transpose(0, 1).contiguous());
     check_same(d1.to(cuda0), h.transpose(0, 1).contiguous());
+  }
+
+  // ---- the harness and the paths around the device (run everywhere)
+  // ----------------------------------------------------------
+
+  TEST_CASE("cuda: a file saved on cuda:1 maps to the CPU by a mapping that names cuda:1") {
+    // Checks saved_on() itself, which the GPU case below relies on.
+    auto b = saved_on("t2/cuda.pth", "cuda:1");
+    pthio::load_options o;
+    o.map_location = pthio::map_location::mapping({{"cuda:1", "cpu"}});
+    auto got = pthio::load_checkpoint(pthio::byte_source::from_vector(b, "cuda1.pth"), o).root;
+    auto want = pthio::load(pthio_test::fixture("t2/cuda.pth"), pthio_test::cpu_options());
+    auto g = tensors_of(got), w = tensors_of(want);
+    REQUIRE(g.size() == w.size());
+    REQUIRE_FALSE(g.empty());
+    for (std::size_t i = 0; i < g.size(); ++i) {
+      CHECK(g[i].second.dev().is_cpu());
+      CHECK(g[i].second.bytes() == w[i].second.bytes());
+    }
+  }
+
+  TEST_CASE("cuda: DLPack names plain \"cuda\" as the current device's index") {
+    // A borrowed "cuda" storage needs no device: the export asks the runtime which is current
+    // (0 when it cannot say, as without a device or without CUDA).
+    alignas(64) static std::byte fake[256];
+    tensor t(pthio::storage::borrow(fake, sizeof fake, device::parse("cuda")), dtype::float32, {64},
+             {1});
+    auto* m = pthio::to_dlpack_versioned(t);
+    CHECK(m->dl_tensor.device.device_id == pthio::detail::current_cuda_device());
+    m->deleter(m);
+  }
+
+  // ---- with a device, beyond the fixtures
+  // -------------------------------------------------------------------
+
+  TEST_CASE("cuda: safetensors, big-endian, sharded and lazy loads to cuda:0 equal the CPU's") {
+    if (!need_device()) return;
+    for (const char* rel :
+         {"st/simple.safetensors", "st/dtypes.safetensors", "st/unaligned.safetensors",
+          "st/shapes.safetensors", "bigendian/big.pth", "st/sharded/model.safetensors.index.json",
+          "st/sharded/pytorch_model.bin.index.json"}) {
+      for (auto mode : {pthio::load_mode::eager, pthio::load_mode::mmap}) {
+        CAPTURE(rel);
+        CAPTURE(static_cast<int>(mode));
+        pthio::load_options gpu;
+        gpu.mode = mode;
+        gpu.map_location = "cuda:0";
+        check_loaded_to_gpu(pthio::load(pthio_test::fixture(rel), gpu),
+                            pthio::load(pthio_test::fixture(rel), pthio_test::cpu_options(mode)));
+      }
+    }
+    // Lazy: load_tensor one by one, then materialize(): each tensor arrives on cuda:0.
+    for (const char* rel : {"t2/cuda.pth", "t2/many_tensors.pth", "st/dtypes.safetensors",
+                            "bigendian/big.pth", "t2/legacy_ckpt.pth"}) {
+      CAPTURE(rel);
+      pthio::load_options lazy;
+      lazy.mode = pthio::load_mode::lazy;
+      lazy.map_location = "cuda:0";
+      auto want = pthio::load(pthio_test::fixture(rel), pthio_test::cpu_options());
+      auto ck = pthio::load_checkpoint(pthio_test::fixture(rel), lazy);
+      auto w = tensors_of(want);
+      for (std::size_t i = 0; i < w.size(); i += 97) {  // many_tensors: a sample
+        CAPTURE(w[i].first);
+        tensor t = ck.load_tensor(w[i].first);
+        CHECK(t.dev() == cuda0);
+        check_same(t, w[i].second);
+      }
+      ck.materialize();
+      check_loaded_to_gpu(ck.root, want);
+    }
+  }
+
+  TEST_CASE("cuda: a large record read from the file into pinned buffers, with its CRC-32") {
+    if (!need_device()) return;
+    staging_restore restore;
+    pthio::cuda::set_staging_options({3, std::size_t{1} << 20});  // many chunks per record
+    auto path = pthio_test::scratch_dir() / "pread.pth";
+    pthio::value root = pthio::value::make_dict();
+    std::vector<tensor> want;
+    for (int i = 0; i < 6; ++i) {  // 8 MiB, odd sizes, past the direct copies' 4 MiB
+      want.push_back(random_tensor(dtype::float32, {(1 << 18) + 7 * i + 1}, 40 + i));
+      root.as_dict().set(pthio::value("w" + std::to_string(i)), pthio::value(want.back()));
+    }
+    pthio::save(path, root);
+    for (auto mode : {pthio::load_mode::eager, pthio::load_mode::mmap, pthio::load_mode::lazy}) {
+      CAPTURE(static_cast<int>(mode));
+      pthio::load_options o;
+      o.mode = mode;
+      o.map_location = "cuda:0";
+      auto ck = pthio::load_checkpoint(path, o);
+      if (mode == pthio::load_mode::lazy) ck.materialize();
+      for (int i = 0; i < 6; ++i)
+        check_same(ck.root.find("w" + std::to_string(i))->as_tensor(), want[i]);
+    }
+    // A flipped byte in the fourth record is caught by the CRC-32 computed on the way, eager and
+    // lazy.
+    auto bytes = pthio_test::read_bytes(path);
+    pthio::zip_reader zip(pthio::byte_source::borrow(bytes));
+    const pthio::zip_entry* rec = zip.find("pread/data/3");
+    REQUIRE(rec);
+    bytes[rec->data_offset + rec->uncompressed_size / 2] ^= std::byte{1};
+    auto bad = pthio_test::scratch_dir() / "pread_bad.pth";
+    pthio_test::write_bytes(bad, bytes);
+    for (auto mode : {pthio::load_mode::eager, pthio::load_mode::lazy}) {
+      CAPTURE(static_cast<int>(mode));
+      pthio::load_options o;
+      o.mode = mode;
+      o.map_location = "cuda:0";
+      auto e = pthio_test::error_of([&] {
+        auto ck = pthio::load_checkpoint(bad, o);
+        ck.materialize();
+      });
+      CHECK(e.kind() == pthio::errc::corrupt_zip);
+      CHECK(std::string(e.what()).find("CRC-32 mismatch") != std::string::npos);
+    }
+  }
+
+  TEST_CASE("cuda: a load that fails midway, uploads in flight, frees everything cleanly") {
+    if (!need_device()) return;
+    // Big records queue on the filling threads (CRC-32 on the way), then a record is missing: the
+    // load throws while transfers and checksums are in flight. Under ASan this caught the CRC
+    // slots being freed before the threads that write them were joined.
+    staging_restore restore;
+    pthio::cuda::set_staging_options({4, std::size_t{1} << 20});
+    pthio::value root = pthio::value::make_dict();
+    for (int i = 0; i < 12; ++i)
+      root.as_dict().set(pthio::value("w" + std::to_string(i)),
+                         pthio::value(random_tensor(dtype::float32, {1 << 20}, 60 + i)));
+    pthio::memory_sink out;
+    pthio::save(out, root);
+    for (int missing : {3, 11}) {
+      CAPTURE(missing);
+      auto b = rewrite_zip(out.buffer(), [&](std::string& name, std::vector<std::byte>&) {
+        return !name.ends_with("/data/" + std::to_string(missing));
+      });
+      for (auto mode : {pthio::load_mode::eager, pthio::load_mode::mmap}) {
+        pthio::load_options o;
+        o.mode = mode;
+        o.map_location = "cuda:0";
+        auto e = pthio_test::error_of(
+            [&] { (void)pthio::load_checkpoint(pthio::byte_source::borrow(b), o); });
+        CHECK(e.kind() == pthio::errc::corrupt_checkpoint);
+      }
+    }
+    // The device and the staging pool still work.
+    tensor h = random_tensor(dtype::float32, {1 << 20}, 99);
+    check_same(h.to(cuda0), h);
+  }
+
+  TEST_CASE("cuda: a file saved on cuda:1 loads to cuda:0 through {\"cuda:1\": \"cuda:0\"}") {
+    if (!need_device()) return;
+    auto b = saved_on("t2/cuda.pth", "cuda:1");
+    pthio::load_options o;
+    o.map_location = pthio::map_location::mapping({{"cuda:1", "cuda:0"}});
+    check_loaded_to_gpu(
+        pthio::load_checkpoint(pthio::byte_source::from_vector(b, "cuda1.pth"), o).root,
+        pthio::load(pthio_test::fixture("t2/cuda.pth"), pthio_test::cpu_options()));
+  }
+
+  TEST_CASE("cuda: to() from many threads at once, both ways") {
+    if (!need_device()) return;
+    constexpr int threads = 8;
+    std::vector<std::thread> pool;
+    std::atomic<int> bad{0};
+    for (int i = 0; i < threads; ++i)
+      pool.emplace_back([i, &bad] {
+        for (int round = 0; round < 6; ++round) {
+          const std::int64_t n = (i % 2 ? 3 << 20 : 1000) + round * 17 + i;
+          tensor h = random_tensor(dtype::uint8, {n}, static_cast<unsigned>(i * 100 + round));
+          tensor d = h.to(cuda0);
+          tensor back = d.to(pthio::cpu_device);
+          if (back.bytes() != h.bytes() || plain_download(d).bytes() != h.bytes()) ++bad;
+        }
+      });
+    for (auto& t : pool) t.join();
+    CHECK(bad == 0);
+  }
+
+  TEST_CASE("cuda: load_state_dict into GPU tensors, from host and device sources") {
+    if (!need_device()) return;
+    tensor w = random_tensor(dtype::float32, {6, 5}, 70),
+           b = random_tensor(dtype::float16, {6}, 71);
+    tensor m = random_tensor(dtype::float32, {4, 3}, 72);
+    pthio::state_dict source;
+    source.set("w", w);
+    source.set("b", b);            // float16 into a float32 target: converted
+    source.set("m", m.to(cuda0));  // already on the device
+    // Targets on the GPU: contiguous, and a transposed view of a storage with other bytes around.
+    tensor tw = tensor::zeros(dtype::float32, {6, 5}, cuda0);
+    tensor tb = tensor::zeros(dtype::float32, {6}, cuda0);
+    tensor holder = random_tensor(dtype::float32, {5, 4}, 73).to(cuda0);
+    tensor tm = holder.narrow(0, 1, 3).transpose(0, 1);  // [4, 3], strides {1, 4}
+    pthio::state_dict target;
+    target.set("w", tw);
+    target.set("b", tb);
+    target.set("m", tm);
+    tensor before = holder.to(pthio::cpu_device);
+    pthio::load_state_dict_options opt;
+    opt.convert_dtypes = true;
+    auto report = pthio::load_state_dict(target, source, opt);
+    CHECK(report.ok());
+    check_same(tw, w);
+    check_same(tb, b.to(dtype::float32));
+    check_same(tm, m);
+    // The holder's bytes outside the view kept their values.
+    tensor after = holder.to(pthio::cpu_device);
+    for (std::int64_t r : {0, 4})
+      for (std::int64_t c = 0; c < 4; ++c)
+        CHECK(after.at<float>({r, c}) == before.at<float>({r, c}));
+    // And back: a CPU target from GPU sources.
+    pthio::state_dict host;
+    host.set("w", tensor::zeros(dtype::float32, {6, 5}));
+    pthio::state_dict dev;
+    dev.set("w", tw);
+    pthio::load_state_dict(host, dev);
+    CHECK(host.at("w").bytes() == w.bytes());
+  }
+
+  TEST_CASE("cuda: DLPack exports plain \"cuda\" as the current device") {
+    if (!need_device()) return;
+    const int last = pthio::cuda_device_count() - 1;
+#if PTHIO_TESTS_CUDA_BUILT
+    int saved = 0;
+    REQUIRE(cudaGetDevice(&saved) == cudaSuccess);
+    REQUIRE(cudaSetDevice(last) == cudaSuccess);
+#endif
+    tensor d = tensor::zeros(dtype::float32, {8}, device(pthio::device_type::cuda, last));
+    tensor plain(pthio::storage::wrap(std::make_shared<pthio::storage>(d.get_storage()),
+                                      d.get_storage().data(), d.nbytes(), device::parse("cuda")),
+                 dtype::float32, {8}, {1});
+    auto* m = pthio::to_dlpack_versioned(plain);
+    CHECK(m->dl_tensor.device.device_type == pthio::dlpack::kDLCUDA);
+    CHECK(m->dl_tensor.device.device_id == last);
+    m->deleter(m);
+#if PTHIO_TESTS_CUDA_BUILT
+    REQUIRE(cudaSetDevice(saved) == cudaSuccess);
+#endif
+  }
+
+  TEST_CASE("cuda: without pinned memory, staging falls back to pageable buffers") {
+    if (!need_device()) return;
+    staging_restore restore;
+    struct unforce {
+      ~unforce() { pthio::detail::force_pageable_staging(false); }
+    } guard;
+    pthio::detail::force_pageable_staging(true);
+    pthio::cuda::set_staging_options({2, std::size_t{1} << 20});  // drops the pooled pinned sets
+    const auto before = pthio::detail::pageable_staging_sets();
+    tensor h = random_tensor(dtype::float32, {3 << 20}, 80);  // 12 MiB: many chunks
+    tensor d = h.to(cuda0);
+    check_same(d, h);
+    pthio::load_options o;
+    o.map_location = "cuda:0";
+    check_loaded_to_gpu(
+        pthio::load(pthio_test::fixture("t2/many_tensors.pth"), o),
+        pthio::load(pthio_test::fixture("t2/many_tensors.pth"), pthio_test::cpu_options()));
+    CHECK(pthio::detail::pageable_staging_sets() > before);
   }
 
 }  // TEST_SUITE

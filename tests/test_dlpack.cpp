@@ -379,10 +379,7 @@ TEST_SUITE("dlpack") {
   // In the cuda suite (CTest label cuda) though it lives here with the other DLPack cases.
   TEST_CASE("dlpack: on a GPU, a cuda:0 tensor exports its device memory and imports back" *
             doctest::test_suite("cuda")) {
-    if (!pthio::cuda_available()) {
-      pthio_test::skip("no CUDA device (" + pthio::cuda_unavailable_reason() + ")");
-      return;
-    }
+    if (!pthio_test::need_cuda()) return;
     tensor host = tensor::from_values<float>({1, 2, 3, 4, 5, 6}, {2, 3});
     tensor dev = host.to(pthio::device::parse("cuda:0"));
     auto* m = pthio::to_dlpack_versioned(dev);
