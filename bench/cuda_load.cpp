@@ -3,7 +3,10 @@
 // pageable cudaMemcpy and the page-cache memcpy rates beside it.
 //
 //   pthio_bench_cuda_load [FILE] [--make-mib N] [--tensors K] [--repeat R] [--mmap] [--no-crc]
-//                         [--staging BUFFERSxMIB]
+//                         [--staging BUFFERSxMIB] [--pread]
+//
+// --pread: records reach the staging buffers by pread() from the file, not memcpy from the map
+// (staging_options::pread_mapped_files).
 //
 // Without FILE it first writes N MiB (default 1024) of float32 in K tensors (default 64) to a
 // temporary file, removed at the end. The file is read once before timing, so every load comes
@@ -100,7 +103,7 @@ double page_cache_rate(const std::filesystem::path& path, int repeat) {
   std::fprintf(
       stderr,
       "usage: pthio_bench_cuda_load [FILE] [--make-mib N] [--tensors K] [--repeat R] [--mmap] "
-      "[--no-crc] [--staging BUFFERSxMIB]\n");
+      "[--no-crc] [--staging BUFFERSxMIB] [--pread]\n");
   std::exit(2);
 }
 
@@ -128,12 +131,18 @@ int main(int argc, char** argv) {
       opt.mode = pthio::load_mode::mmap;
     else if (a == "--no-crc")
       opt.verify_crc = false;
-    else if (a == "--staging") {
+    else if (a == "--pread") {
+      auto st = pthio::cuda::get_staging_options();
+      st.pread_mapped_files = true;
+      pthio::cuda::set_staging_options(st);
+    } else if (a == "--staging") {
       std::string s = next();
       auto x = s.find('x');
       if (x == std::string::npos) usage();
-      pthio::cuda::set_staging_options(
-          {std::stoull(s.substr(0, x)), std::stoull(s.substr(x + 1)) << 20});
+      auto st = pthio::cuda::get_staging_options();
+      st.buffers = std::stoull(s.substr(0, x));
+      st.buffer_bytes = std::stoull(s.substr(x + 1)) << 20;
+      pthio::cuda::set_staging_options(st);
     } else if (!a.empty() && a[0] == '-')
       usage();
     else
@@ -194,10 +203,10 @@ int main(int argc, char** argv) {
   }
   const double best = *std::max_element(rates.begin(), rates.end()), med = median(rates);
   const auto st = pthio::cuda::get_staging_options();
-  std::printf("checkpoint: %s, %.1f MiB of storages, mode %s, crc %s, staging %zu x %zu MiB\n",
+  std::printf("checkpoint: %s, %.1f MiB of storages, mode %s, crc %s, staging %zu x %zu MiB%s\n",
               file.c_str(), static_cast<double>(bytes) / (1 << 20),
               opt.mode == pthio::load_mode::mmap ? "mmap" : "eager", opt.verify_crc ? "on" : "off",
-              st.buffers, st.buffer_bytes >> 20);
+              st.buffers, st.buffer_bytes >> 20, st.pread_mapped_files ? ", pread" : "");
   std::printf("pinned   H2D cudaMemcpy (256 MiB): %7.2f GB/s   <- reference\n", pinned);
   std::printf("pageable H2D cudaMemcpy (256 MiB): %7.2f GB/s\n", pageable);
   std::printf("page-cache memcpy (the file)     : %7.2f GB/s\n", cache);

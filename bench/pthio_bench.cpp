@@ -19,9 +19,12 @@
 //       pthio::crc32 (libdeflate) over the same tensor bytes: crc_seconds.
 //       --no-crc saves with save_options::compute_crc32 = false (CRC fields 0): the difference to a
 //       save with CRCs is what the CRC-32 costs the save.
-//   pthio_bench read FILE [--method fresh|reuse] [--repeat R]
+//   pthio_bench read FILE [--method fresh|reuse|staging-map|staging-pread] [--repeat R]
 //       The memcpy-class reference: read() of the whole file from the page cache into a freshly
-//       allocated buffer (fresh) or into a pre-faulted buffer (reuse).
+//       allocated buffer (fresh) or into a pre-faulted buffer (reuse). The staging methods fill a
+//       ring of four pre-faulted 8 MiB buffers with the whole file, as a load to a GPU fills its
+//       pinned buffers: from a fresh mmap of the file with memcpy (staging-map, every page of the
+//       map faulted on the way) or with pread() in 1 MiB pieces (staging-pread), one thread.
 //   pthio_bench crc FILE [--repeat R]
 //       pthio::crc32 over the file's bytes, already in memory.
 //   pthio_bench zip FILE [--repeat R]
@@ -50,6 +53,7 @@
 // seconds (wall clock), cpu_seconds (this process's CPU time over the same span), plus the extras
 // above and max_rss_kib (getrusage, the process's peak so far).
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -93,7 +97,8 @@ double cpu_now() {
                "R] [--no-crc] [--threads N]\n"
                "       pthio_bench save FILE (--size-mib N --tensors K | --from SRC) [--repeat R]\n"
                "                        [--sink file|nofsync|null] [--crc] [--no-crc]\n"
-               "       pthio_bench read FILE [--method fresh|reuse] [--repeat R]\n"
+               "       pthio_bench read FILE [--method fresh|reuse|staging-map|staging-pread] "
+               "[--repeat R]\n"
                "       pthio_bench crc FILE [--repeat R]\n"
                "       pthio_bench zip FILE [--repeat R]\n"
                "       pthio_bench write FILE --size-mib N [--method plain|big|crc-chunked] "
@@ -474,20 +479,50 @@ int run_read(const args& a) {
     reused = static_cast<std::byte*>(std::aligned_alloc(64, (n + 63) / 64 * 64));
     std::memset(reused, 1, n);  // pre-faulted: the timed read is the copy alone
   }
+  const bool staging = a.method == "staging-map" || a.method == "staging-pread";
+  constexpr std::size_t ring = 4, slot = std::size_t{8} << 20, piece = std::size_t{1} << 20;
+  std::vector<std::byte> slots;
+  if (staging) slots.assign(ring * slot, std::byte{1});  // pre-faulted, as pinned memory is
   for (int r = 0; r < a.repeat; ++r) {
     const double c0 = cpu_now();
     auto t0 = clock_type::now();
     std::byte* buf = reused;
-    if (a.method == "fresh") {
+    if (staging) {
+      void* map = nullptr;
+      if (a.method == "staging-map") {
+        map = ::mmap(nullptr, n, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map == MAP_FAILED) {
+          std::perror("mmap");
+          return 3;
+        }
+      }
+      for (std::uint64_t off = 0, k = 0; off < n; off += slot, ++k) {
+        std::byte* dst = slots.data() + (k % ring) * slot;
+        const std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(slot, n - off));
+        if (map) {
+          std::memcpy(dst, static_cast<const std::byte*>(map) + off, len);
+        } else {
+          for (std::size_t o = 0; o < len; o += piece) {
+            const std::size_t l = std::min(piece, len - o);
+            if (::pread(fd, dst + o, l, static_cast<off_t>(off + o)) != static_cast<ssize_t>(l)) {
+              std::perror("pread");
+              return 3;
+            }
+          }
+        }
+      }
+      if (map) ::munmap(map, n);
+      buf = slots.data();
+    } else if (a.method == "fresh") {
       buf = static_cast<std::byte*>(std::aligned_alloc(64, (n + 63) / 64 * 64));
     } else if (a.method != "reuse") {
-      usage("--method is fresh or reuse");
+      usage("--method is fresh, reuse, staging-map or staging-pread");
     }
-    read_all(fd, buf, n);
-    sink_byte = static_cast<unsigned char>(buf[n / 2]);
+    if (!staging) read_all(fd, buf, n);
+    sink_byte = static_cast<unsigned char>(buf[staging ? 0 : n / 2]);
     const double s = since(t0);
     const double cpu = cpu_now() - c0;
-    if (buf != reused) std::free(buf);
+    if (buf != reused && !staging) std::free(buf);
     std::printf(
         "{\"op\": \"read\", \"mode\": \"%s\", \"bytes\": %llu, \"tensors\": 0, \"seconds\": %.9f, "
         "\"cpu_seconds\": %.9f, \"max_rss_kib\": %ld}\n",

@@ -155,7 +155,8 @@ for weights_only in (True, False):
           f"{best[1] * 1e3:.0f} ms, {gb / best[1]:.2f} GB/s")
 PY
   [ $? -eq 0 ] || failed=1
-  for args in "" "--mmap" "--no-crc" "--staging 8x8" "--staging 4x32" "--mmap --staging 8x16"; do
+  for args in "" "--pread" "--mmap" "--no-crc" "--staging 8x8" "--staging 8x8 --pread" \
+    "--staging 4x32" "--mmap --staging 8x16"; do
     echo "-- pthio_bench_cuda_load $file $args"
     # shellcheck disable=SC2086
     "$bin/pthio_bench_cuda_load" "$file" --repeat 5 $args || failed=1

@@ -783,10 +783,10 @@ TEST_SUITE("cuda") {
     }
   }
 
-  TEST_CASE("cuda: a large record read from the file into pinned buffers, with its CRC-32") {
+  TEST_CASE(
+      "cuda: large records read from the map or the file into pinned buffers, with their CRC-32") {
     if (!need_device()) return;
     staging_restore restore;
-    pthio::cuda::set_staging_options({3, std::size_t{1} << 20});  // many chunks per record
     auto path = pthio_test::scratch_dir() / "pread.pth";
     pthio::value root = pthio::value::make_dict();
     std::vector<tensor> want;
@@ -795,15 +795,21 @@ TEST_SUITE("cuda") {
       root.as_dict().set(pthio::value("w" + std::to_string(i)), pthio::value(want.back()));
     }
     pthio::save(path, root);
-    for (auto mode : {pthio::load_mode::eager, pthio::load_mode::mmap, pthio::load_mode::lazy}) {
-      CAPTURE(static_cast<int>(mode));
-      pthio::load_options o;
-      o.mode = mode;
-      o.map_location = "cuda:0";
-      auto ck = pthio::load_checkpoint(path, o);
-      if (mode == pthio::load_mode::lazy) ck.materialize();
-      for (int i = 0; i < 6; ++i)
-        check_same(ck.root.find("w" + std::to_string(i))->as_tensor(), want[i]);
+    // Eager and mmap loads read from the map, or with pread() when asked; lazy ones always with
+    // pread(). Many chunks per record.
+    for (bool pread : {false, true}) {
+      pthio::cuda::set_staging_options({3, std::size_t{1} << 20, pread});
+      for (auto mode : {pthio::load_mode::eager, pthio::load_mode::mmap, pthio::load_mode::lazy}) {
+        CAPTURE(pread);
+        CAPTURE(static_cast<int>(mode));
+        pthio::load_options o;
+        o.mode = mode;
+        o.map_location = "cuda:0";
+        auto ck = pthio::load_checkpoint(path, o);
+        if (mode == pthio::load_mode::lazy) ck.materialize();
+        for (int i = 0; i < 6; ++i)
+          check_same(ck.root.find("w" + std::to_string(i))->as_tensor(), want[i]);
+      }
     }
     // A flipped byte in the fourth record is caught by the CRC-32 computed on the way, eager and
     // lazy.
@@ -814,6 +820,7 @@ TEST_SUITE("cuda") {
     bytes[rec->data_offset + rec->uncompressed_size / 2] ^= std::byte{1};
     auto bad = pthio_test::scratch_dir() / "pread_bad.pth";
     pthio_test::write_bytes(bad, bytes);
+    pthio::cuda::set_staging_options({3, std::size_t{1} << 20, true});
     for (auto mode : {pthio::load_mode::eager, pthio::load_mode::lazy}) {
       CAPTURE(static_cast<int>(mode));
       pthio::load_options o;

@@ -46,6 +46,13 @@ namespace cuda {
 struct staging_options {
   std::size_t buffers = 4;
   std::size_t buffer_bytes = std::size_t{8} << 20;
+  // How a stored record of a memory-mapped file reaches the buffers in eager and mmap loads:
+  // memcpy from the map (false), or pread() from the file (true), which faults no page of the map
+  // and leaves none resident in the process. On the Firecracker VM pthio is measured on, memcpy
+  // from the map was as fast as the kernel's page-cache copy or up to 1.75x faster (BENCHMARKS.md),
+  // hence the default. Lazy loads always read with pread(): their map lives as
+  // long as the checkpoint, and pages read through it would stay resident.
+  bool pread_mapped_files = false;
 };
 PTHIO_API void set_staging_options(const staging_options& options);
 PTHIO_API staging_options get_staging_options();

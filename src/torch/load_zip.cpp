@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "internal.h"
+#include "pthio/cuda.hpp"
 
 namespace pthio::detail {
 
@@ -28,9 +29,11 @@ storage zip_storages::make(const zip_entry& e, const std::string& key, dtype t,
   }
   // The record's bytes (the mapped file, or the reader's inflated copy) outlive uploads.finish().
   auto bytes = zip.read(e, verify && !crc_on_the_way);
-  // A stored record of a mapped file, bound for a GPU: read with pread() into the pinned buffers.
+  // A stored record of a mapped file, bound for a GPU: read with pread() into the pinned buffers
+  // when the staging options ask for it (cuda.hpp: memcpy from the map measured faster).
   std::optional<device_upload::in_file> file;
-  if (target.is_cuda() && !swap && e.method == 0 && zip.source().is_mapped())
+  if (target.is_cuda() && !swap && e.method == 0 && zip.source().is_mapped() &&
+      pthio::cuda::get_staging_options().pread_mapped_files)
     file = device_upload::in_file{&zip.source(), e.data_offset};
   return place_storage(bytes, t, target, swap, view ? zip.owner_of(e) : nullptr, uploads,
                        std::move(crc), file);
