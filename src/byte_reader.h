@@ -3,6 +3,7 @@
 // allocation, and fail() as the single throw point that adds the offset and context.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -17,6 +18,28 @@ namespace pthio::detail {
 
 // The n-byte (n <= 8) little-endian integer at p, which must hold n bytes.
 inline std::uint64_t load_le(const std::byte* p, int n) noexcept {
+  if constexpr (std::endian::native == std::endian::little) {
+    // One unaligned load for the widths the formats use (the compiler makes each a single mov).
+    switch (n) {
+      case 1: return std::to_integer<std::uint8_t>(p[0]);
+      case 2: {
+        std::uint16_t v;
+        std::memcpy(&v, p, 2);
+        return v;
+      }
+      case 4: {
+        std::uint32_t v;
+        std::memcpy(&v, p, 4);
+        return v;
+      }
+      case 8: {
+        std::uint64_t v;
+        std::memcpy(&v, p, 8);
+        return v;
+      }
+      default: break;
+    }
+  }
   std::uint64_t v = 0;
   for (int i = n - 1; i >= 0; --i) v = (v << 8) | std::to_integer<std::uint8_t>(p[i]);
   return v;

@@ -434,11 +434,24 @@ std::size_t dict_object::slot_of(const value& key, std::size_t hash) const {
 void dict_object::rebuild_index() {
   std::size_t cap = 8;
   while (cap < entries_.size() * 2 + 2) cap *= 2;
+  // Growing (every entry is in the old index, under its hash): the hashes are reused, not
+  // computed again from the keys; after an erase the entries moved, so they are hashed afresh.
+  std::vector<std::pair<std::size_t, std::size_t>> old;
+  std::size_t indexed = 0;
+  for (const auto& slot : index_) indexed += slot.second != 0;
+  if (indexed == entries_.size()) old.swap(index_);
   index_.assign(cap, {0, 0});
-  for (std::size_t e = 0; e < entries_.size(); ++e) {
-    std::size_t h = hash_value(entries_[e].first);
-    std::size_t i = slot_of(entries_[e].first, h);
-    index_[i] = {h, e + 1};
+  const std::size_t mask = cap - 1;
+  auto place = [&](std::size_t h, std::size_t entry1) {
+    std::size_t i = h & mask;
+    while (index_[i].second != 0) i = (i + 1) & mask;  // keys are distinct: the first free slot
+    index_[i] = {h, entry1};
+  };
+  if (!old.empty() || entries_.empty()) {
+    for (const auto& slot : old)
+      if (slot.second != 0) place(slot.first, slot.second);
+  } else {
+    for (std::size_t e = 0; e < entries_.size(); ++e) place(hash_value(entries_[e].first), e + 1);
   }
 }
 

@@ -466,9 +466,12 @@ zip_reader::zip_reader(byte_source source, zip_read_options options)
   // --- No two entries share bytes: headers and data, in file order.
   std::vector<std::size_t> order(entries_.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+  const auto by_offset = [&](std::size_t a, std::size_t b) {
     return entries_[a].local_header_offset < entries_[b].local_header_offset;
-  });
+  };
+  // Writers list entries in file order (torch does): then there is nothing to sort.
+  if (!std::is_sorted(order.begin(), order.end(), by_offset))
+    std::sort(order.begin(), order.end(), by_offset);
   for (std::size_t k = 1; k < order.size(); ++k) {
     const zip_entry& prev = entries_[order[k - 1]];
     const zip_entry& next = entries_[order[k]];
