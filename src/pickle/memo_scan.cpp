@@ -72,13 +72,17 @@ bool memo_reads::scan(std::span<const std::byte> data, std::uint64_t max_memo) {
     bits_[static_cast<std::size_t>(index / 64)] |= std::uint64_t{1} << (index % 64);
   };
   while (i < n) {
-    const step st = table[p[i++]];
+    const step st = table[p[i]];
+    // Most opcodes: step over the opcode and its fixed argument without reading it. One that runs
+    // past the end leaves i > n, which ends the loop with no STOP seen, as a check here would.
+    if (st.how == arg::fixed) [[likely]] {
+      i += 1 + std::size_t{st.size};
+      continue;
+    }
+    ++i;
     const std::size_t left = n - i;
     switch (st.how) {
-      case arg::fixed:
-        if (st.size > left) return false;
-        i += st.size;
-        break;
+      case arg::fixed: break;  // handled above
       case arg::counted: {
         if (st.size > left) return false;
         const std::uint64_t count = detail::load_le(data.data() + i, st.size);

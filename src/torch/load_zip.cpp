@@ -112,6 +112,7 @@ checkpoint load_zip(const byte_source& src, const load_options& opt, bool allow_
   // The storages loaded so far (their bytes are shared with the result); by zip entry index (one
   // record is one storage), where each is in `loaded` plus one (0: not loaded yet).
   std::vector<storage_value> loaded;
+  loaded.reserve(zip.entries().size());  // at most one per record: no regrowth, no moves
   std::vector<std::uint32_t> loaded_at(zip.entries().size(), 0);
   zip_storages storages{zip, opt, swap, zero_copy, lazy.get(), {}, true, {}};
 
