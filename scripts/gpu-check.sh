@@ -54,6 +54,10 @@ if [ "$mode" = build ]; then
     mkdir -p build-gpu-asan/carry
     cp build-gpu-asan/tests/pthio_tests build-gpu-asan/carry/
     strip build-gpu-asan/carry/pthio_tests
+    # The sanitizer runtimes, which a bare machine may lack.
+    mkdir -p build-gpu-asan/carry/lib
+    ldd build-gpu-asan/tests/pthio_tests | awk '$1 ~ /^lib(asan|ubsan)/ {print $3}' |
+      xargs -r -I{} cp -L {} build-gpu-asan/carry/lib/
   fi
   du -sh build-gpu/carry build-gpu-asan/carry 2>/dev/null || true
   echo "gpu-check: carry build-gpu/carry (and build-gpu-asan/carry), then run:" \
@@ -70,17 +74,19 @@ out=${OUT:-$PWD/gpu-check-out}
 mkdir -p "$out"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-# The machine's CUDA libraries: its toolkit, and the nvidia-* wheels of its python3's torch.
+# The machine's CUDA libraries: the nvidia-* wheels of its python3's torch first (so that torch,
+# in the Python steps, finds its own), then its toolkit, then what was carried.
 py=$(command -v python3 || true)
 bin=$PWD/build-gpu/carry
-libs=$bin/lib
+libs=""
+if [ -n "$py" ]; then
+  site=$("$py" -c 'import site; print(site.getsitepackages()[0])' 2>/dev/null || true)
+  for d in "$site"/nvidia/*/lib "$site"/nvidia/*/*/lib; do [ -d "$d" ] && libs=$libs:$d; done
+fi
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
   [ -d "$d" ] && libs=$libs:$d
 done
-if [ -n "$py" ]; then
-  site=$("$py" -c 'import site; print(site.getsitepackages()[0])' 2>/dev/null || true)
-  for d in "$site"/nvidia/*/lib; do [ -d "$d" ] && libs=$libs:$d; done
-fi
+libs=${libs#:}:$bin/lib:$PWD/build-gpu-asan/carry/lib
 export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export PATH=$PATH:/usr/local/cuda/bin  # compute-sanitizer
 export PTHIO_FIXTURES_DIR=$PWD/fixtures PTHIO_TESTS_REQUIRE_CUDA=1
@@ -89,12 +95,17 @@ cases='-ts=cuda'  # the cuda suite: test_cuda.cpp and the GPU case of test_dlpac
 declare -a rows
 
 budget=${PTHIO_GPU_CHECK_SECONDS:-470}  # the whole run, so that it ends inside an 8-minute lease
-step() {  # step NAME SECONDS LOG COMMAND...: runs it time-boxed, records pass/FAIL and time
-  local name=$1 limit=$2 log=$3
-  shift 3
+# step KIND NAME SECONDS LOG COMMAND...: runs it time-boxed, records its verdict and time. KIND
+# test: a failure fails the run; bench: a benchmark cut short by the budget is "not run" and does
+# not (its log says how far it got).
+step() {
+  local kind=$1 name=$2 limit=$3 log=$4
+  shift 4
   local t0=$SECONDS rc left=$((budget - SECONDS))
   if [ $left -lt 20 ]; then
-    rows+=("$(printf '%-44s %-26s' "$name" "FAIL (no time left)")")
+    local v="FAIL (no time left)"
+    [ "$kind" = bench ] && v="not run (no time left)"
+    rows+=("$(printf '%-44s %-26s' "$name" "$v")")
     return
   fi
   [ "$limit" -gt $left ] && limit=$left
@@ -103,7 +114,10 @@ step() {  # step NAME SECONDS LOG COMMAND...: runs it time-boxed, records pass/F
   rc=$?
   tail -n 15 "$out/$log"
   local verdict=pass
-  [ $rc -ne 0 ] && verdict="FAIL (exit $rc$([ $rc = 124 ] && echo ', timed out'))"
+  if [ $rc -ne 0 ]; then
+    verdict="FAIL (exit $rc$([ $rc = 124 ] && echo ', timed out'))"
+    [ "$kind" = bench ] && [ $rc = 124 ] && verdict="cut short (time)"
+  fi
   rows+=("$(printf '%-44s %-26s %4ss' "$name" "$verdict" $((SECONDS - t0)))")
 }
 
@@ -114,17 +128,26 @@ step() {  # step NAME SECONDS LOG COMMAND...: runs it time-boxed, records pass/F
   nproc
 } 2>&1 | tee "$out/machine.txt"
 
-step "CUDA + DLPack tests, REQUIRE_CUDA=1" 90 tests.log "$tests" "$cases"
-step "the same under compute-sanitizer memcheck" 180 memcheck.log \
-  compute-sanitizer --tool memcheck --leak-check no --error-exitcode 99 "$tests" "$cases"
+step test "CUDA + DLPack tests, REQUIRE_CUDA=1" 90 tests.log "$tests" "$cases"
+if command -v compute-sanitizer >/dev/null; then
+  step test "the same under compute-sanitizer memcheck" 180 memcheck.log \
+    compute-sanitizer --tool memcheck --leak-check no --error-exitcode 99 "$tests" "$cases"
+  # Some runtimes refuse the tool itself (gVisor: "Device not supported"): not pthio's failure.
+  if grep -q "Device not supported" "$out/memcheck.log"; then
+    unset 'rows[-1]'
+    rows+=("$(printf '%-44s %-26s' "the same under compute-sanitizer memcheck" "not run (device refused)")")
+  fi
+else
+  rows+=("$(printf '%-44s %-26s' "the same under compute-sanitizer memcheck" "not run (no tool)")")
+fi
 if [ -x build-gpu-asan/carry/pthio_tests ]; then
   # protect_shadow_gap=0: the CUDA driver maps memory where ASan keeps its shadow gap.
-  step "a load failing midway, under ASan" 60 asan.log env \
+  step test "a load failing midway, under ASan" 60 asan.log env \
     ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=0 build-gpu-asan/carry/pthio_tests \
     "-tc=*fails midway*,*pinned buffers*,*many threads*"
 fi
 if [ -n "$py" ]; then
-  step "torch saves on cuda:0, pthio loads there" 90 gpu_torch.log env PYTHONUNBUFFERED=1 \
+  step test "torch saves on cuda:0, pthio loads there" 90 gpu_torch.log env PYTHONUNBUFFERED=1 \
     "$py" tests/gpu_torch.py "$bin/pthio" "$scratch/torch"
 fi
 
@@ -167,7 +190,7 @@ PY
 export scratch py bin
 if [ -n "$py" ]; then
   for mib in ${PTHIO_GPU_CHECK_MIB:-1024 4096}; do
-    step "load $mib MiB to cuda:0 (pthio, torch, memcpy)" $((40 + mib / 25)) "bench_$mib.log" \
+    step bench "load $mib MiB to cuda:0 (pthio, torch, memcpy)" $((40 + mib / 25)) "bench_$mib.log" \
       bash -c "$(declare -f bench); bench $mib"
   done
 fi

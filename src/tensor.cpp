@@ -485,7 +485,8 @@ void tensor::copy_from(const tensor& src) {
 
 tensor tensor::to(pthio::dtype t) const {
   if (!defined() || t == dtype_) return *this;
-  tensor r = zeros(t, shape_);
+  // On this tensor's GPU when it is on one (converted on the host by copy_from), else the CPU.
+  tensor r = zeros(t, shape_, dev().is_cuda() ? dev() : cpu_device);
   r.copy_from(*this);
   r.requires_grad_ = requires_grad_;
   return r;

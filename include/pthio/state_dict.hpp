@@ -159,7 +159,9 @@ struct load_state_dict_options {
 // Copies into the target's tensors in place, with tensor::copy_from: CPU tensors, and in a CUDA
 // build tensors on CUDA devices (sources on any of them); throws mismatch as described at the top,
 // invalid_argument when remapping sends two source keys to one name, unsupported for a target
-// tensor on another device (or on a GPU without CUDA support), before anything is copied.
+// tensor on another device (or on a GPU without CUDA support): all these before anything is
+// copied. A failure while copying (a device error, out of device memory) leaves the targets
+// copied before it updated.
 PTHIO_API load_report load_state_dict(state_dict& target, const state_dict& source,
                                       const load_state_dict_options& options = {});
 

@@ -136,7 +136,8 @@ class PTHIO_API tensor {
   // narrower targets (NaN or a value beyond int32 gives INT32_MIN, then the low bits: 300.0 ->
   // int8 44), through int64 for wider ones (INT64_MIN); to bool is "!= 0". float8 converts from
   // (exactly, as float8_to_float), not to. Throws unsupported for complex32, quantized, float4,
-  // bits*, bcomplex32, and to float8.
+  // bits*, bcomplex32, and to float8. A tensor on a CUDA device gives one on the same device (the
+  // elements converted on the host).
   tensor to(pthio::dtype t) const;
   // The elements in row-major order, each little-endian at the element size (host tensors).
   std::vector<std::byte> bytes() const;

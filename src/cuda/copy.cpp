@@ -18,7 +18,7 @@ namespace {
 // Copies up to direct_copy_limit go straight from pageable memory with one cudaMemcpyAsync on the
 // spare stream when they must be read before copy() returns, or while an upload has moved less than
 // pipeline_after: starting the filling threads, or waiting for one, costs more than that.
-constexpr std::size_t direct_copy_limit = std::size_t{256} << 10;
+constexpr std::size_t direct_copy_limit = device_direct_copy_limit;
 constexpr std::size_t pipeline_after = std::size_t{4} << 20;
 
 }  // namespace
@@ -292,6 +292,8 @@ tensor cuda_to(const tensor& t, const device& target) {
   return tensor(d, t.dtype(), t.shape(), strides, 0, t.requires_grad());
 }
 
+tensor cuda_clone(const tensor& t);
+
 void cuda_copy_into(tensor& dst, const tensor& src) {
   if (dst.numel() == 0) return;
   if (dst.dev().is_cpu()) {  // from a device: down as a contiguous host tensor first
@@ -305,6 +307,9 @@ void cuda_copy_into(tensor& dst, const tensor& src) {
   if (s.dev().is_cpu() || cuda::device_index(s.dev()) != index)
     s = cuda_to(s, dst.dev());  // contiguous once moved
   s = device_contiguous(s, index);
+  // The same bytes as the destination's (a view of its storage): copied aside first, since a
+  // device-to-device copy between overlapping ranges is undefined.
+  if (s.get_storage().same(dst.get_storage())) s = cuda_clone(s);
   cuda::device_guard guard(index);
   if (dst.is_contiguous()) {
     // On the legacy stream, after whatever wrote s; waited for, so s may go when this returns.

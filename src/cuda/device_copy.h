@@ -20,6 +20,11 @@ namespace pthio::detail {
 // Streams host bytes into new device storages for one load: chunks go through pinned staging
 // buffers, filled by several threads, and stay in flight across storages; finish() waits for all
 // of them. Not thread-safe.
+// Copies to a device up to this size go straight from the caller's bytes with one cudaMemcpyAsync
+// (copy.cpp), not through the staging buffers: a copy given an in_file reads the file only above
+// it.
+inline constexpr std::size_t device_direct_copy_limit = std::size_t{256} << 10;
+
 class device_upload {
  public:
   // How long the caller keeps the bytes given to copy() valid.
@@ -36,7 +41,8 @@ class device_upload {
   // Where copy()'s bytes also lie in a file (they are a map of it): large copies to a device read
   // them from there with byte_source::copy_out, pread() for a mapped file, straight into the
   // pinned staging buffers, rather than through the map, whose pages would fault one by one and
-  // stay resident. The source outlives finish().
+  // stay resident (only copies over device_direct_copy_limit: smaller ones read `bytes`). The
+  // source outlives the device_upload: filling threads may read it until the destructor joins them.
   struct in_file {
     const byte_source* source = nullptr;
     std::uint64_t offset = 0;

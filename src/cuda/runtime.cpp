@@ -191,12 +191,18 @@ std::unique_ptr<staging_set> acquire_staging(int index) {
                              : cudaHostAlloc(&h, opt.buffer_bytes, cudaHostAllocPortable);
     if (e == cudaSuccess) {
       s.host = static_cast<std::byte*>(h);
+    } else if (e != cudaErrorMemoryAllocation) {
+      fail(e, "cudaHostAlloc of a " + size_text(opt.buffer_bytes) + " staging buffer");
     } else {
       // Pinned memory is limited (RLIMIT_MEMLOCK in containers, a busy host): stage through
       // ordinary memory. Slower, since the driver copies it again into its own pinned buffers
       // before each transfer returns, but every load still works.
       (void)cudaGetLastError();
-      s.host = static_cast<std::byte*>(::operator new (opt.buffer_bytes, std::align_val_t{4096}));
+      void* p = ::operator new (opt.buffer_bytes, std::align_val_t{4096}, std::nothrow);
+      if (!p)
+        throw error(errc::cuda, "cannot allocate a " + size_text(opt.buffer_bytes) +
+                                    " staging buffer, pinned or not");
+      s.host = static_cast<std::byte*>(p);
       s.pinned = false;
       set->pageable = true;
     }

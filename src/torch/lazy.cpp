@@ -56,8 +56,11 @@ storage lazy_records::read(const record& r) {
   const std::uint64_t n = r.entry ? r.entry->uncompressed_size : r.nbytes;
   const bool stored_in_map = f.source.is_mapped() && (!r.entry || r.entry->method == 0) &&
                              at <= f.source.size() && n <= f.source.size() - at && n > 0;
-  // Bound for a GPU: read with pread() into the pinned buffers, the CRC-32 computed on the way.
-  if (stored_in_map && r.target.is_cuda() && !f.swap && !read_observer_scope::current()) {
+  // Bound for a GPU, and large enough to go through the staging buffers: read with pread() into
+  // them, the CRC-32 computed on the way. (A smaller one would be copied from the map directly:
+  // it takes the host copy below instead, so that no page of the map is touched.)
+  if (stored_in_map && r.target.is_cuda() && !f.swap && !read_observer_scope::current() &&
+      n > device_direct_copy_limit) {
     std::optional<device_upload::crc_check> crc;
     if (r.entry && f.verify_crc && r.entry->crc32 != 0)
       crc = device_upload::crc_check{
@@ -65,8 +68,9 @@ storage lazy_records::read(const record& r) {
             (void)f.zip->read(*r.entry, true);  // the reader's error
             throw error(errc::corrupt_zip, "zip: CRC-32 mismatch in record " + r.entry->name);
           }};
+    storage s;  // declared first: freed after the upload's threads have stopped
     device_upload uploads;
-    storage s = uploads.copy(
+    s = uploads.copy(
         f.source.bytes().subspan(static_cast<std::size_t>(at), static_cast<std::size_t>(n)),
         r.target, device_upload::hold::until_finish, std::move(crc),
         device_upload::in_file{&f.source, at});
