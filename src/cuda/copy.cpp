@@ -164,6 +164,17 @@ void download(int index, const std::byte* src, std::size_t n,
   }
 }
 
+// Device bytes [src, src + n) on device `index`, in a new host storage.
+storage download_to_host(int index, const std::byte* src, std::size_t n) {
+  storage h = storage::allocate(n);
+  std::size_t at = 0;
+  download(index, src, n, [&](std::span<const std::byte> b) {
+    std::memcpy(h.data() + at, b.data(), b.size());
+    at += b.size();
+  });
+  return h;
+}
+
 // Dimensions of a strided view merged where the memory allows (size-1 dimensions dropped, a
 // dimension folded into the next when stride[d] == stride[d+1] * size[d+1]).
 void coalesce(const shape_t& shape, const shape_t& strides, std::vector<std::int64_t>& size,
@@ -195,13 +206,7 @@ tensor upload(const tensor& host, int index);
 // A contiguous copy, on the host, of a device view: its reachable bytes come back, the host
 // strides them.
 tensor gather_on_host(const tensor& t, int index) {
-  const std::size_t reach = reach_bytes(t);
-  storage h = storage::allocate(reach);
-  std::size_t at = 0;
-  download(index, t.raw_data(), reach, [&](std::span<const std::byte> b) {
-    std::memcpy(h.data() + at, b.data(), b.size());
-    at += b.size();
-  });
+  storage h = download_to_host(index, t.raw_data(), reach_bytes(t));
   return tensor(h, t.dtype(), t.shape(), t.strides(), 0, t.requires_grad()).contiguous();
 }
 
@@ -274,15 +279,9 @@ tensor cuda_to(const tensor& t, const device& target) {
   if (target.is_cuda() && cuda::device_index(target) == src) return t;
   tensor c = device_contiguous(t, src);
   const shape_t strides = contiguous_strides(t.shape());
-  if (target.is_cpu()) {
-    storage h = storage::allocate(c.nbytes());
-    std::size_t at = 0;
-    download(src, c.raw_data(), c.nbytes(), [&](std::span<const std::byte> b) {
-      std::memcpy(h.data() + at, b.data(), b.size());
-      at += b.size();
-    });
-    return tensor(h, t.dtype(), t.shape(), strides, 0, t.requires_grad());
-  }
+  if (target.is_cpu())
+    return tensor(download_to_host(src, c.raw_data(), c.nbytes()), t.dtype(), t.shape(), strides, 0,
+                  t.requires_grad());
   const int dst = cuda::device_index(target);
   storage d = cuda::allocate_uninitialised(c.nbytes(), dst);
   if (c.nbytes())
@@ -322,12 +321,7 @@ void cuda_copy_into(tensor& dst, const tensor& src) {
   // A strided destination: the bytes its elements span come to the host, the elements are written
   // there, and the span goes back whole.
   const std::size_t reach = reach_bytes(dst);
-  storage h = storage::allocate(reach);
-  std::size_t at = 0;
-  download(index, dst.raw_data(), reach, [&](std::span<const std::byte> b) {
-    std::memcpy(h.data() + at, b.data(), b.size());
-    at += b.size();
-  });
+  storage h = download_to_host(index, dst.raw_data(), reach);
   tensor view(h, dst.dtype(), dst.shape(), dst.strides(), 0);
   view.copy_from(cuda_to(s, cpu_device));
   check(cudaMemcpy(dst.raw_data(), h.data(), reach, cudaMemcpyHostToDevice),
