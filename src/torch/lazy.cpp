@@ -35,6 +35,19 @@ void lazy_records::absorb(const lazy_records& other) {
 
 namespace {
 thread_local const std::function<void(std::uint64_t)>* read_observer = nullptr;
+
+// The CRC-32 a record's bytes are checked against, if any (zip records, when the load checks).
+std::optional<std::uint32_t> expected_crc(const lazy_records::file& f,
+                                          const lazy_records::record& r) {
+  if (r.entry && f.verify_crc && r.entry->crc32 != 0) return r.entry->crc32;
+  return std::nullopt;
+}
+
+// A record whose bytes did not match its CRC-32: the zip reader's error, with its context.
+[[noreturn]] void crc_mismatch(const lazy_records::file& f, const zip_entry& e) {
+  (void)f.zip->read(e, true);  // throws the reader's CRC-32 error
+  throw error(errc::corrupt_zip, "zip: CRC-32 mismatch in record " + e.name);
+}
 }  // namespace
 
 read_observer_scope::read_observer_scope(std::function<void(std::uint64_t)> f)
@@ -62,12 +75,8 @@ storage lazy_records::read(const record& r) {
   if (stored_in_map && r.target.is_cuda() && !f.swap && !read_observer_scope::current() &&
       n > device_direct_copy_limit) {
     std::optional<device_upload::crc_check> crc;
-    if (r.entry && f.verify_crc && r.entry->crc32 != 0)
-      crc = device_upload::crc_check{
-          r.entry->crc32, [&f, &r] {
-            (void)f.zip->read(*r.entry, true);  // the reader's error
-            throw error(errc::corrupt_zip, "zip: CRC-32 mismatch in record " + r.entry->name);
-          }};
+    if (auto want = expected_crc(f, r))
+      crc = device_upload::crc_check{*want, [&f, &r] { crc_mismatch(f, *r.entry); }};
     storage s;  // declared first: freed after the upload's threads have stopped
     device_upload uploads;
     s = uploads.copy(
@@ -89,11 +98,8 @@ storage lazy_records::read(const record& r) {
     } else {
       f.source.copy_out(at, {host.data(), host.nbytes()});
     }
-    if (r.entry && f.verify_crc && r.entry->crc32 != 0 &&
-        crc32({host.data(), host.nbytes()}) != r.entry->crc32) {
-      (void)f.zip->read(*r.entry, true);  // throws the reader's CRC-32 error, with its context
-      throw error(errc::corrupt_zip, "zip: CRC-32 mismatch in record " + r.entry->name);
-    }
+    if (auto want = expected_crc(f, r); want && crc32({host.data(), host.nbytes()}) != *want)
+      crc_mismatch(f, *r.entry);
     if (f.swap) swap_bytes(host.data(), host.nbytes(), r.t);
     if (r.target.is_cpu()) return host;
     device_upload uploads;
@@ -126,10 +132,7 @@ bool lazy_records::read_into(const record& r, std::span<std::byte> out) const {
       at > f.source.size() || n > f.source.size() - at)
     return false;
   f.source.copy_out(at, out);
-  if (r.entry && f.verify_crc && r.entry->crc32 != 0 && crc32(out) != r.entry->crc32) {
-    (void)f.zip->read(*r.entry, true);  // throws the reader's CRC-32 error, with its context
-    throw error(errc::corrupt_zip, "zip: CRC-32 mismatch in record " + r.entry->name);
-  }
+  if (auto want = expected_crc(f, r); want && crc32(out) != *want) crc_mismatch(f, *r.entry);
   return true;
 }
 
